@@ -1,0 +1,22 @@
+"""pdgan_infer: the PDGAN runtime (networks, noise schedule, sampler, kernels, export, Engine).
+Imports and runs with torch alone; triton, onnxruntime and tensorrt are optional extras."""
+from __future__ import annotations
+
+from .checkpoint import CheckpointError, load_checkpoint, read_header, save_checkpoint
+from .config import PRESETS, PDGANConfig, get_preset
+from .networks import PDGAN, build_encoder, build_generator, build_latent
+from .sampler import SamplerNoise, draw_noise, sample
+from .schedule import Schedule
+
+__version__ = "0.1.0"
+
+__all__ = ["Schedule", "PDGANConfig", "PRESETS", "get_preset", "PDGAN", "build_generator", "build_encoder",
+           "build_latent", "SamplerNoise", "draw_noise", "sample", "save_checkpoint", "load_checkpoint",
+           "read_header", "CheckpointError", "Engine"]
+
+
+def __getattr__(name: str):
+    if name == "Engine":  # lazy: the engine pulls in optional backends
+        from .engine import Engine
+        return Engine
+    raise AttributeError(f"module 'pdgan_infer' has no attribute {name!r}")

@@ -1,0 +1,160 @@
+"""Checkpoints: `NAME.safetensors` (weights, keys prefixed by component: `generator.`, `encoder.`,
+`latent.`) and `NAME.json` beside it (format, pdgan version, config, components, sha256 of the
+weights, free-form metadata). The same JSON is embedded in the safetensors header, so a lone weights
+file still loads. Writes are atomic (temporary file + rename). Nothing is ever unpickled.
+
+Loading validates and names what is wrong in one line (`CheckpointError`, a ValueError): missing or
+unreadable file, truncated/corrupt weights (sha256 or header check), unknown or unexpected preset,
+missing or unexpected keys, shape mismatches.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import PRESETS, PDGANConfig
+from .networks import PDGAN
+
+FORMAT = "pdgan-checkpoint"
+__version__ = "0.1.0"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint could not be loaded; the message names the file and the problem."""
+
+
+def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.safetensors"
+    if p.suffix == ".json":
+        p = p.with_suffix(".safetensors")
+    elif p.suffix != ".safetensors":
+        p = p.with_name(p.name + ".safetensors")
+    return p, p.with_suffix(".json")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(model: PDGAN, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
+    """Write `model` (generator, encoder and, if present, latent) to PATH.safetensors + PATH.json.
+    Returns the weights path. Both files are replaced atomically."""
+    weights, config_path = _paths(path)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"{name}.{k}": v.detach().cpu().contiguous()
+               for name in model.components for k, v in getattr(model, name).state_dict().items()}
+    header = {"format": FORMAT, "version": __version__, "config": model.config.to_dict(),
+              "components": model.components, "meta": meta or {}}
+    fd, tmp = tempfile.mkstemp(dir=weights.parent, prefix=f".{weights.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"pdgan": json.dumps(header, sort_keys=True)})
+        digest = sha256_file(tmp)
+        os.replace(tmp, weights)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    atomic_write_bytes(config_path, (json.dumps({**header, "sha256": digest}, indent=2, sort_keys=True)
+                                     + "\n").encode())
+    return weights
+
+
+def read_header(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint's JSON (from NAME.json, else from the safetensors header), validated."""
+    weights, config_path = _paths(path)
+    if not weights.exists():
+        raise CheckpointError(f"checkpoint not found: {weights} (expected NAME.safetensors with NAME.json beside it)")
+    if config_path.exists():
+        try:
+            header = json.loads(config_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"checkpoint config {config_path} is not valid JSON ({e}); "
+                                  "re-export the checkpoint") from None
+    else:
+        header = _embedded_header(weights)
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise CheckpointError(f"{config_path} is not a pdgan checkpoint config (format != {FORMAT!r})")
+    preset = header.get("config", {}).get("preset")
+    if preset not in PRESETS:
+        raise CheckpointError(f"checkpoint {weights} names unknown preset {preset!r}; known: {sorted(PRESETS)}")
+    return header
+
+
+def _embedded_header(weights: Path) -> dict[str, Any]:
+    try:
+        from safetensors import safe_open
+        with safe_open(str(weights), "pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"checkpoint {weights} is truncated or corrupt ({_short(e)}); "
+                              "re-download or re-export it") from None
+    if "pdgan" not in meta:
+        raise CheckpointError(f"{weights} has no pdgan config (no {weights.with_suffix('.json').name} and no "
+                              "embedded header); it was not written by pdgan")
+    return json.loads(meta["pdgan"])
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
+                    preset: str | None = None) -> PDGAN:
+    """Load a checkpoint into a fresh `PDGAN` (eval mode). `preset`, if given, must match."""
+    weights, _ = _paths(path)
+    header = read_header(weights)
+    cfg = PDGANConfig.from_dict(header["config"])
+    if preset is not None and cfg.preset != preset:
+        raise CheckpointError(f"checkpoint {weights} is for preset {cfg.preset!r}, not {preset!r}")
+    if "sha256" in header and sha256_file(weights) != header["sha256"]:
+        raise CheckpointError(f"checkpoint {weights} is truncated or corrupt (sha256 differs from "
+                              f"{weights.with_suffix('.json').name}); re-download or re-export it")
+    try:
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {weights} is truncated or corrupt ({_short(e)}); "
+                              "re-download or re-export it") from None
+    components = header.get("components", ["generator", "encoder"])
+    model = PDGAN(cfg, with_latent="latent" in components)
+    expected = {f"{name}.{k}": v for name in model.components for k, v in getattr(model, name).state_dict().items()}
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing:
+        raise CheckpointError(f"checkpoint {weights} lacks {len(missing)} tensors, e.g. {missing[:3]}")
+    if unexpected:
+        raise CheckpointError(f"checkpoint {weights} has {len(unexpected)} unexpected tensors, e.g. {unexpected[:3]}")
+    for k, v in tensors.items():
+        if v.shape != expected[k].shape:
+            raise CheckpointError(f"checkpoint {weights}: shape mismatch for {k}: file {tuple(v.shape)} vs "
+                                  f"model {tuple(expected[k].shape)} (config and weights disagree)")
+    for name in model.components:
+        prefix = name + "."
+        getattr(model, name).load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    return model.to(device).eval()
+
+
+def _short(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__

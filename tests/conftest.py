@@ -1,0 +1,26 @@
+"""Shared test setup: seeded RNGs, Triton's CPU interpreter when there is no GPU, few threads."""
+from __future__ import annotations
+
+import os
+import random
+
+# Triton kernels run on the CPU through the interpreter; this must be set before triton is imported.
+try:
+    import torch as _torch
+    _has_cuda = _torch.cuda.is_available()
+except Exception:  # pragma: no cover
+    _has_cuda = False
+if not _has_cuda:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    yield

@@ -8,7 +8,7 @@ import random
 try:
     import torch as _torch
     _has_cuda = _torch.cuda.is_available()
-except Exception:  # pragma: no cover
+except Exception:  # noqa: BLE001  # pragma: no cover
     _has_cuda = False
 if not _has_cuda:
     os.environ.setdefault("TRITON_INTERPRET", "1")

@@ -15,8 +15,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import EncoderConfig, GeneratorConfig
-from .layers import (SQRT_HALF, AttnBlock, ConvDownsample, GroupNormAct, MappingNetwork, ResnetBlock,
-                     SinusoidalEmbedding, conv, dense, num_groups)
+from .layers import (
+    SQRT_HALF,
+    AttnBlock,
+    ConvDownsample,
+    GroupNormAct,
+    MappingNetwork,
+    ResnetBlock,
+    SinusoidalEmbedding,
+    conv,
+    dense,
+    num_groups,
+)
 
 
 class DownLevel(nn.Module):

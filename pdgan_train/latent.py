@@ -1,0 +1,61 @@
+"""The latent-denoiser stage (paper Sec. 5.1, following Diffusion Autoencoders): encode the dataset
+with the EMA semantic encoder, normalise the codes (their mean/std are stored in the denoiser's
+buffers), and train the MLP skip-net to predict the noise of a DDPM over the codes (L1 loss, as
+Diffusion Autoencoders' latent DDPM). Sampling is DDIM (`LatentDenoiser.sample`).
+
+It trains `trainer.ema.latent` in place, so the exported checkpoint carries it. It runs on rank 0
+after the GAN stage; an interrupted latent stage restarts from its beginning on resume.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+    from .loop import Trainer
+
+
+@torch.no_grad()
+def encode_dataset(encoder: torch.nn.Module, dataset, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+    """SE(x0) for every image of the dataset (no augmentation), (N, nz) on the CPU."""
+    codes = []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    for x, _ in tqdm(loader, desc="encode dataset", leave=False, disable=None):
+        codes.append(encoder(x.to(device)).float().cpu())
+    return torch.cat(codes)
+
+
+def latent_loss(net: torch.nn.Module, z0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """L1 between the predicted and the true noise of z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) noise."""
+    return (net(net.q_sample(z0, t, noise), t.float()) - noise).abs().mean()
+
+
+def train_latent(trainer: Trainer, cfg: TrainConfig) -> None:
+    net, device = trainer.ema.latent, trainer.device
+    codes = encode_dataset(trainer.ema.encoder, trainer.dataset, device)
+    with torch.no_grad():
+        net.z_mean.copy_(codes.mean(0).to(device))
+        net.z_std.copy_(codes.std(0).clamp_min(1e-6).to(device))
+    z_all = net.normalize(codes.to(device))
+    net.train().requires_grad_(True)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.latent_lr)
+    g = torch.Generator(device).manual_seed(cfg.seed * 1000 + 900)
+    bar = tqdm(range(cfg.latent_steps), desc="latent denoiser", disable=None, dynamic_ncols=True)
+    for step in bar:
+        idx = torch.randint(0, len(z_all), (min(cfg.latent_batch, len(z_all)),), generator=g, device=device)
+        z0 = z_all[idx]
+        t = torch.randint(0, net.cfg.train_steps, (len(idx),), generator=g, device=device)
+        loss = latent_loss(net, z0, t, torch.randn(z0.shape, generator=g, device=device))
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"latent denoiser loss is not finite at step {step}; lower --latent-lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            trainer._log({"latent_step": step, "latent_loss": loss.item()})
+    net.eval().requires_grad_(False)

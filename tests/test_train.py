@@ -1,0 +1,266 @@
+"""Training: each loss term against a hand computation, the progressive P schedule and t sampling,
+L_per's target from the model's own chain, exact resume, DDP gradient averaging, bad input."""
+from __future__ import annotations
+
+import math
+import os
+import socket
+
+import pytest
+import torch
+
+from pdgan_infer import PRESETS, Schedule, load_checkpoint
+from pdgan_infer.config import EncoderConfig, GeneratorConfig, LatentConfig, PDGANConfig
+from pdgan_train import losses as L
+from pdgan_train.cli import main as train_main
+from pdgan_train.config import TrainConfig
+
+TINY = PDGANConfig(
+    preset="tiny", resolution=32,
+    generator=GeneratorConfig(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), nz=8, z_emb_dim=16, n_mlp=1),
+    encoder=EncoderConfig(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=()),
+    latent=LatentConfig(hidden=16, num_layers=3, train_steps=100, ddim_steps=3),
+)
+
+
+def register_tiny():
+    PRESETS["tiny"] = TINY
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    monkeypatch.setitem(PRESETS, "tiny", TINY)
+
+
+def tiny_cfg(out, **kw) -> TrainConfig:
+    base = dict(preset="tiny", data="digits", out=str(out), max_steps=4, batch_size=4, d_ngf=8, feature_loss=False,
+                latent_steps=0, sample_every=1000, ckpt_every=1000, log_every=1, lazy_reg=2, ema_decay=0.9)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# --- loss terms against hand computations --------------------------------------------------------
+def test_masked_l1_by_hand():
+    a = torch.tensor([[1.0, 2.0], [3.0, 5.0], [0.0, 0.0]])
+    b = torch.tensor([[0.0, 0.0], [1.0, 1.0], [9.0, 9.0]])
+    mask = torch.tensor([True, True, False])
+    assert L.masked_l1(a, b, mask).item() == pytest.approx((1 + 2 + 2 + 4) / 4)
+    assert L.masked_l1(a, b, torch.zeros(3, dtype=torch.bool)).item() == 0.0
+
+
+def test_feature_l1_by_hand():
+    feats = lambda x: [2 * x, x.sum(1)]
+    a = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    b = torch.zeros(2, 2)
+    mask = torch.tensor([False, True])
+    # layer 1: mean |2 * [3, 4]| = 7; layer 2: |3 + 4| = 7; mean over layers = 7.
+    assert L.feature_l1(feats, a, b, mask).item() == pytest.approx(7.0)
+    mask = torch.tensor([True, True])
+    # layer 1: mean(2, 4, 6, 8) = 5; layer 2: mean(3, 7) = 5.
+    assert L.feature_l1(feats, a, b, mask).item() == pytest.approx(5.0)
+
+
+def test_progressive_p_is_eq11():
+    assert L.progressive_p(0, 100) == pytest.approx(0.8)
+    assert L.progressive_p(50, 100) == pytest.approx(0.6)
+    assert L.progressive_p(100, 100) == pytest.approx(0.4)
+    assert L.progressive_p(25, 100, 1.0, 0.0) == pytest.approx(0.75)
+    assert L.progressive_p(200, 100) == pytest.approx(0.4)  # clamped after N
+
+
+@pytest.mark.parametrize("T,p", [(2, 0.8), (2, 0.4), (3, 0.7), (4, 0.5)])
+def test_t_frequencies(T, p):
+    n = 200_000
+    t = L.sample_t(n, T, p, torch.Generator().manual_seed(0))
+    assert t.min().item() >= 1 and t.max().item() <= T
+    assert (t == T).float().mean().item() == pytest.approx(p, abs=0.005)
+    for s in range(1, T):  # the rest uniform over 1..T-1
+        assert (t == s).float().mean().item() == pytest.approx((1 - p) / (T - 1), abs=0.005)
+
+
+def test_t_uniform_without_progressive():
+    t = L.sample_t(120_000, 3, None, torch.Generator().manual_seed(1))
+    for s in (1, 2, 3):
+        assert (t == s).float().mean().item() == pytest.approx(1 / 3, abs=0.005)
+
+
+def test_semantic_mask_and_latent_input():
+    t = torch.tensor([1, 2, 2, 1])
+    assert L.semantic_mask(t, 2, "first").tolist() == [False, True, True, False]
+    assert L.semantic_mask(t, 2, "all").all() and not L.semantic_mask(t, 2, "none").any()
+    z_sem, z_rand = torch.ones(4, 3), torch.zeros(4, 3)
+    z = L.latent_input(L.semantic_mask(t, 2, "first"), z_sem, z_rand)
+    assert z[:, 0].tolist() == [0.0, 1.0, 1.0, 0.0]
+
+
+class RecordingG(torch.nn.Module):
+    def forward(self, x, z, t):
+        return torch.tanh(0.3 * x + z.mean(1)[:, None, None, None] - 0.2 * t[:, None, None, None])
+
+
+def test_chain_targets_are_the_models_own_chain_T3():
+    s = Schedule.pdgan(3)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(5, 2, 4, 4, generator=g) * 2 - 1
+    t = torch.tensor([1, 2, 3, 2, 1])
+    z_T, z_rand = torch.randn(5, 6, generator=g), torch.randn(2, 5, 6, generator=g)
+    n_T, eps = torch.randn(5, 2, 4, 4, generator=g), torch.randn(2, 5, 2, 4, 4, generator=g)
+    G = RecordingG()
+    out = L.chain_targets(G, s, x0, t, z_T, z_rand, n_T, eps)
+    # By hand: x_3 ~ q(x_3|x0); x0^3 = G(x_3, z_T, 3); x_2 = c1 x0^3 + c2 x_3 + sigma eps; x0^2 = G(x_2, z, 2).
+    ab3 = s.alphas_cumprod[2].item()
+    x3 = math.sqrt(ab3) * x0 + math.sqrt(1 - ab3) * n_T
+    x0_3 = G(x3, z_T, torch.full((5,), 3.0))
+    c = s.coefficients(3)
+    x2 = c.c1 * x0_3 + c.c2 * x3 + c.sigma * eps[1]
+    x0_2 = G(x2, z_rand[1], torch.full((5,), 2.0))
+    assert torch.allclose(out[1], x0_3[1]) and torch.allclose(out[3], x0_3[3])  # t = 2: target x0^3
+    assert torch.allclose(out[0], x0_2[0], atol=1e-6) and torch.allclose(out[4], x0_2[4], atol=1e-6)  # t = 1
+    assert torch.equal(out[2], torch.zeros_like(out[2]))  # t = T: no L_per
+
+
+def test_chain_targets_with_real_generator(tiny):
+    from pdgan_infer import build_generator
+    G = build_generator("tiny").eval()
+    s = Schedule.pdgan(2)
+    x0 = torch.rand(3, 3, 32, 32) * 2 - 1
+    z_T, z_rand = torch.randn(3, 8), torch.randn(1, 3, 8)
+    n_T, eps = torch.randn(3, 3, 32, 32), torch.randn(1, 3, 3, 32, 32)
+    out = L.chain_targets(G, s, x0, torch.tensor([1, 2, 1]), z_T, z_rand, n_T, eps)
+    with torch.no_grad():
+        expect = G(s.q_sample(x0, torch.full((3,), 2), n_T), z_T, torch.full((3,), 2.0))
+    assert torch.allclose(out[[0, 2]], expect[[0, 2]], atol=1e-6)
+
+
+# --- the loop -------------------------------------------------------------------------------------
+def _weights(run_dir):
+    state = torch.load(os.path.join(run_dir, "train_state.pt"), weights_only=True)
+    return state["model"], state["ema"], state["D"]
+
+
+def test_resume_is_exact(tiny, tmp_path):
+    from pdgan_train.loop import Trainer
+    Trainer(tiny_cfg(tmp_path / "a")).train()
+    Trainer(tiny_cfg(tmp_path / "b")).train(until=2)
+    Trainer(tiny_cfg(tmp_path / "b"), resume=str(tmp_path / "b")).train()
+    for sa, sb in zip(_weights(tmp_path / "a"), _weights(tmp_path / "b")):
+        assert sa.keys() == sb.keys()
+        for k in sa:
+            assert torch.equal(sa[k], sb[k]), k
+    m = load_checkpoint(tmp_path / "b")
+    assert m.latent is None  # latent stage skipped: not in the inference checkpoint
+
+
+def test_latent_stage_and_grid(tiny, tmp_path):
+    from pdgan_train.loop import Trainer
+    cfg = tiny_cfg(tmp_path, max_steps=2, latent_steps=20, latent_batch=64)
+    Trainer(cfg).train()
+    m = load_checkpoint(tmp_path / "model.safetensors")
+    assert m.latent is not None and float(m.latent.z_std.min()) > 0
+    assert (tmp_path / "samples" / "final.png").exists() and (tmp_path / "samples" / "step_0000002.png").exists()
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert any('"latent_loss"' in x for x in lines) and any('"d_real"' in x for x in lines)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str, result_file: str):
+    import torch.distributed as dist
+
+    from pdgan_train.loop import Trainer
+    register_tiny()
+    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    tr = Trainer(tiny_cfg(out, max_steps=2), device="cpu")
+    # The same weights on every rank (DDP broadcasts rank 0's at wrap time); explicit inputs.
+    g = torch.Generator().manual_seed(123)
+    x0 = torch.rand(8, 3, 32, 32, generator=g) * 2 - 1
+    noise = torch.randn(8, 3, 32, 32, generator=g)
+    half = slice(rank * 4, rank * 4 + 4)
+    x_t = tr.schedule.q_sample(x0[half], torch.full((4,), 2), noise[half])
+    loss = L.masked_l1(tr.G(x_t, tr.E(x0[half]), torch.full((4,), 2.0)), x0[half], torch.ones(4, dtype=torch.bool))
+    loss.backward()
+    if rank == 0:
+        grads = {k: p.grad.clone() for k, p in tr.model.generator.named_parameters()}
+        grads.update({"E." + k: p.grad.clone() for k, p in tr.model.encoder.named_parameters()})
+        torch.save({"grads": grads, "state": tr.model.state_dict()}, result_file)
+    dist.barrier()
+    tr.G.zero_grad()
+    tr.E.zero_grad()
+    tr.train()
+    dist.destroy_process_group()
+
+
+def test_ddp_two_processes_gloo(tiny, tmp_path):
+    import torch.multiprocessing as mp
+    out, res = str(tmp_path / "run"), str(tmp_path / "grads.pt")
+    mp.spawn(_ddp_worker, args=(2, _free_port(), out, res), nprocs=2, join=True)
+    assert sorted(p.name for p in (tmp_path / "run").glob("model*")) == ["model.json", "model.safetensors"]
+    load_checkpoint(tmp_path / "run")
+    # Single process on the combined batch of 8 with the same weights and inputs.
+    from pdgan_infer import PDGAN
+    r = torch.load(res, weights_only=True)
+    m = PDGAN("tiny")
+    m.load_state_dict(r["state"])
+    g = torch.Generator().manual_seed(123)
+    x0 = torch.rand(8, 3, 32, 32, generator=g) * 2 - 1
+    noise = torch.randn(8, 3, 32, 32, generator=g)
+    x_t = m.schedule.q_sample(x0, torch.full((8,), 2), noise)
+    L.masked_l1(m.generator(x_t, m.encoder(x0), torch.full((8,), 2.0)), x0, torch.ones(8, dtype=torch.bool)).backward()
+    ref = {k: p.grad for k, p in m.generator.named_parameters()}
+    ref.update({"E." + k: p.grad for k, p in m.encoder.named_parameters()})
+    # Mean over 8 = average of the two ranks' means over 4: DDP's all-reduce average. fp32 sums in a
+    # different order: tolerance 1e-5 relative to the largest gradient of each tensor.
+    for k, v in ref.items():
+        tol = 1e-5 * max(v.abs().max().item(), 1e-12) + 1e-9
+        assert (r["grads"][k] - v).abs().max().item() <= tol, k
+
+
+# --- bad input ------------------------------------------------------------------------------------
+def test_bad_input_clear_errors(tiny, tmp_path, capsys):
+    assert train_main(["--preset", "tiny", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert "not found" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert train_main(["--preset", "tiny", "--data", "digits", "--out", str(tmp_path / "file" / "sub")]) == 2
+    assert "not writable" in capsys.readouterr().err
+    assert train_main(["--preset", "nope", "--data", "digits"]) == 2
+    assert "unknown preset" in capsys.readouterr().err
+    cifar = tmp_path / "cifar-10-batches-py"
+    cifar.mkdir()
+    import pickle
+
+    import numpy as np
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(cifar / name, "wb") as f:
+            pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}, f)
+    args = ["--preset", "celebahq256", "--data", str(cifar), "--out", str(tmp_path / "o2")]
+    assert train_main([*args, "--dry-run"]) == 0
+    assert train_main(["--preset", "celebahq256", "--data", str(cifar), "--out", str(tmp_path / "o2"),
+                       "--no-feature-loss"]) == 2
+    assert "32x32" in capsys.readouterr().err
+
+
+def test_corrupt_resume_leaves_checkpoints_intact(tiny, tmp_path, capsys):
+    from pdgan_train.loop import Trainer
+    Trainer(tiny_cfg(tmp_path)).train(until=2)
+    state, model = tmp_path / "train_state.pt", tmp_path / "model.safetensors"
+    model_bytes = model.read_bytes()
+    state.write_bytes(state.read_bytes()[:1000])
+    corrupt = state.read_bytes()
+    assert train_main(["--resume", str(tmp_path)]) == 2
+    assert "corrupt" in capsys.readouterr().err
+    assert state.read_bytes() == corrupt and model.read_bytes() == model_bytes
+    load_checkpoint(model)
+
+
+def test_non_finite_loss_stops_without_checkpoint(tiny, tmp_path):
+    from pdgan_train.loop import Trainer, TrainingError
+    tr = Trainer(tiny_cfg(tmp_path, lr_g=1e30, lr_d=1e30, max_steps=50))
+    with pytest.raises(TrainingError, match="non-finite"):
+        tr.train()
+    assert not (tmp_path / "model.safetensors").exists()

@@ -241,8 +241,12 @@ class Trainer:
                     ips = (self.step - n_last) * cfg.batch_size * self.world / max(now - t_last, 1e-9)
                     t_last, n_last = now, self.step
                     self._log({"step": self.step, "images_per_s": ips, **logs})
-                    shown = ("d_real", "d_fake", "g_adv", "pixel", "per")
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k in shown} | {"img/s": f"{ips:.0f}"})
+                    keys = ("d_real", "d_fake", "g_adv", "pixel", "per")
+                    shown = {k: f"{v:.3f}" for k, v in logs.items() if k in keys}
+                    bar.set_postfix(shown | {"img/s": f"{ips:.0f}"})
+                    if bar.disable:  # no terminal (nohup, CI): a plain line instead of the bar
+                        print(f"step {self.step}/{cfg.max_steps} " + " ".join(f"{k}={v}" for k, v in shown.items())
+                              + f" img/s={ips:.0f}", file=sys.stderr, flush=True)
                 bar.update(1)
                 if self.step % cfg.sample_every == 0 or self.step == cfg.max_steps:
                     self.sample_grid()

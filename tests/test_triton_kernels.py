@@ -1,0 +1,293 @@
+"""Triton kernels (fused AdaGN + SiLU, fused posterior step) against the float32 references.
+
+Without CUDA the kernels run in Triton's CPU interpreter (TRITON_INTERPRET=1, set by conftest.py and
+again here so the file also runs alone): bfloat16 is skipped there and the largest shape is marked
+slow. Tolerance, flash-attention's rule, with atol per dtype:
+    max |ours - ref_fp32| <= 2 * max |torch_same_dtype - ref_fp32| + atol
+ref_fp32: the reference on the float32 upcast input; torch_same_dtype: the unfused torch ops in the
+test dtype.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton
+
+pytest.importorskip("triton", reason="triton is not installed: pip install 'pdgan[triton]'")
+
+from pdgan_infer.kernels import _triton  # noqa: E402
+from pdgan_infer.kernels import adagn as adagn_module  # noqa: E402
+from pdgan_infer.kernels.adagn import adagn_silu  # noqa: E402
+from pdgan_infer.kernels.posterior import posterior_step  # noqa: E402
+from pdgan_infer.kernels.reference import adagn_silu_ref, adagn_silu_unfused, posterior_step_ref  # noqa: E402
+
+if not _triton.available():
+    pytest.skip("Triton cannot run here: no CUDA device and TRITON_INTERPRET unset",
+                allow_module_level=True)
+
+INTERPRET = _triton.interpreting()
+DEVICE = "cpu" if INTERPRET else "cuda"
+SLOW_ON_CPU = [pytest.mark.slow] if INTERPRET else []
+gpu_only = pytest.mark.skipif(INTERPRET or not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+DTYPES = [  # (dtype, atol)
+    pytest.param(torch.float32, 1e-5, id="fp32"),
+    pytest.param(torch.float16, 2e-3, id="fp16"),
+    pytest.param(torch.bfloat16, 1.6e-2, id="bf16",
+                 marks=pytest.mark.skipif(INTERPRET, reason="Triton's numpy interpreter has no bfloat16")),
+]
+LAYOUTS = [pytest.param(False, id="nchw"), pytest.param(True, id="channels_last")]
+SHAPES = [  # (N, C, H, W, G)
+    pytest.param((1, 4, 1, 1, 2), id="minimal"),
+    pytest.param((3, 12, 7, 5, 3), id="odd"),
+    pytest.param((2, 128, 32, 32, 32), id="cifar10-32x32"),
+    pytest.param((2, 256, 16, 16, 32), id="cifar10-16x16"),
+    pytest.param((2, 256, 8, 8, 32), id="cifar10-8x8"),
+    pytest.param((1, 256, 4, 4, 32), id="cifar10-4x4"),
+    pytest.param((1, 64, 256, 256, 16), id="celebahq256-256x256", marks=SLOW_ON_CPU),
+]
+
+
+def make_adagn_inputs(shape, dtype, channels_last):
+    n, c, h, w, _ = shape
+    x = (torch.randn(n, c, h, w, device=DEVICE) * 2.0 + 0.5).to(dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    style = torch.randn(n, 2 * c, device=DEVICE) * 0.5  # (gamma, beta) = halves of a Linear's output
+    gamma, beta = (style + torch.cat([torch.ones(c, device=DEVICE), torch.zeros(c, device=DEVICE)])
+                   ).to(dtype).chunk(2, dim=1)
+    return x, gamma, beta
+
+
+def assert_adagn_close(y, x, gamma, beta, num_groups, atol):
+    assert y.shape == x.shape and y.dtype == x.dtype and y.stride() == x.stride()
+    # reference from NCHW: torch's CPU channels_last group_norm is itself off by ~2e-5 in float32
+    ref = adagn_silu_ref(x.float().contiguous(), gamma.float(), beta.float(), num_groups)
+    torch_err = (adagn_silu_unfused(x, gamma, beta, num_groups).float() - ref).abs().max().item()
+    err = (y.float() - ref).abs().max().item()
+    assert err <= 2 * torch_err + atol, f"max error {err:.3g}, torch {torch_err:.3g}, atol {atol}"
+
+
+# --- fused AdaGN + SiLU -------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype, atol", DTYPES)
+@pytest.mark.parametrize("channels_last", LAYOUTS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_adagn_silu(shape, channels_last, dtype, atol):
+    x, gamma, beta = make_adagn_inputs(shape, dtype, channels_last)
+    assert_adagn_close(adagn_silu(x, gamma, beta, shape[-1]), x, gamma, beta, shape[-1], atol)
+
+
+SPLIT_CASES = [  # (N, C, H, W, G), tile: several tiles per group; groups wider than a tile
+    pytest.param((3, 12, 7, 5, 3), 32, id="odd-tile32"),
+    pytest.param((2, 32, 12, 12, 4), 256, id="medium-tile256"),
+    pytest.param((1, 16, 3, 3, 1), 8, id="group-wider-than-tile"),
+]
+
+
+@pytest.mark.parametrize("dtype, atol", DTYPES)
+@pytest.mark.parametrize("channels_last", LAYOUTS)
+@pytest.mark.parametrize("shape, tile", SPLIT_CASES)
+def test_adagn_silu_split_path(shape, tile, channels_last, dtype, atol):
+    x, gamma, beta = make_adagn_inputs(shape, dtype, channels_last)
+    y = adagn_silu(x, gamma, beta, shape[-1], split=True, tile=tile)
+    assert_adagn_close(y, x, gamma, beta, shape[-1], atol)
+
+
+@pytest.mark.parametrize("channels_last", LAYOUTS)
+def test_adagn_silu_split_merges_in_blocks(monkeypatch, channels_last):
+    """Finalize merges the partials (18 here) and writes the channels (16) in blocks of 4."""
+    monkeypatch.setattr(adagn_module, "MERGE_BLOCK", 4)
+    shape = (1, 16, 3, 3, 1)
+    x, gamma, beta = make_adagn_inputs(shape, torch.float32, channels_last)
+    assert_adagn_close(adagn_silu(x, gamma, beta, 1, split=True, tile=8), x, gamma, beta, 1, 1e-5)
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["single", "split"])
+def test_adagn_silu_large_mean_is_stable(split):
+    """|mean| / std = 100 (where E[x^2] - E[x]^2 in float32 is off by ~0.1% of the variance): the
+    error against a float64 reference stays within the rule, torch float32 as the baseline."""
+    x, gamma, beta = make_adagn_inputs((2, 8, 16, 16, 2), torch.float32, False)
+    x = (x - 0.5) * 0.05 + 10.0
+    ref64 = F.silu(F.group_norm(x.double(), 2, eps=1e-6) * gamma.double()[:, :, None, None]
+                   + beta.double()[:, :, None, None])
+    torch_err = (adagn_silu_ref(x, gamma, beta, 2).double() - ref64).abs().max().item()
+    err = (adagn_silu(x, gamma, beta, 2, split=split, tile=256).double() - ref64).abs().max().item()
+    assert err <= 2 * torch_err + 1e-5, f"max error {err:.3g}, torch {torch_err:.3g}"
+
+
+def test_adagn_silu_other_layout_is_copied():
+    x, gamma, beta = make_adagn_inputs((2, 8, 6, 10, 4), torch.float32, False)
+    x = x[..., ::2]  # neither NCHW- nor channels_last-contiguous
+    y = adagn_silu(x, gamma, beta, 4)
+    assert y.is_contiguous()
+    torch.testing.assert_close(y, adagn_silu_ref(x, gamma, beta, 4), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("make_args, match", [
+    (lambda x, g, b: (x, g[:, :4], b, 4), "gamma must have shape"),
+    (lambda x, g, b: (x, g, b[:1], 4), "beta must have shape"),
+    (lambda x, g, b: (x, g, b, 3), "not divisible by num_groups"),
+    (lambda x, g, b: (x, g, b, 0), "not divisible by num_groups"),
+    (lambda x, g, b: (x.to(torch.int32), g, b, 4), "dtype must be one of"),
+    (lambda x, g, b: (x, g.to(torch.int64), b, 4), "gamma must be a float tensor"),
+    (lambda x, g, b: (x[0], g, b, 4), r"must be \(N, C, H, W\)"),
+], ids=["gamma-shape", "beta-shape", "groups-do-not-divide", "zero-groups", "int-x", "int-gamma", "3d-x"])
+def test_adagn_silu_rejects_bad_input(make_args, match):
+    x, gamma, beta = make_adagn_inputs((2, 8, 4, 4, 4), torch.float32, False)
+    with pytest.raises(ValueError, match=match):
+        adagn_silu(*make_args(x, gamma, beta))
+
+
+def test_adagn_silu_rejects_bad_path_options():
+    x, gamma, beta = make_adagn_inputs((1, 8, 64, 64, 2), torch.float32, False)  # group of 4 x 4096
+    with pytest.raises(ValueError, match="too big for the single path"):
+        adagn_silu(x, gamma, beta, 2, split=False)
+    with pytest.raises(ValueError, match="power of two"):
+        adagn_silu(x[:, :, :4, :4], gamma, beta, 2, split=True, tile=3)
+
+
+@gpu_only
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype, atol", DTYPES)
+@pytest.mark.parametrize("channels_last", LAYOUTS)
+def test_adagn_silu_celebahq_batch_gpu(channels_last, dtype, atol):
+    shape = (8, 64, 256, 256, 16)
+    x, gamma, beta = make_adagn_inputs(shape, dtype, channels_last)
+    assert_adagn_close(adagn_silu(x, gamma, beta, 16), x, gamma, beta, 16, atol)
+
+
+@gpu_only
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_adagn_silu_beyond_int32_elements_gpu():
+    """N * C * H * W > 2**31 (per-image offsets stay int32, the batch offset is int64)."""
+    n, c, r, g = 520, 64, 256, 16
+    x = torch.randn(n, c, r, r, device="cuda", dtype=torch.float16).to(memory_format=torch.channels_last)
+    gamma = torch.randn(n, c, device="cuda", dtype=torch.float16)
+    beta = torch.randn(n, c, device="cuda", dtype=torch.float16)
+    y = adagn_silu(x, gamma, beta, g)
+    assert_adagn_close(y[-2:], x[-2:], gamma[-2:], beta[-2:], g, 2e-3)
+
+
+# --- posterior step -----------------------------------------------------------------------------
+POSTERIOR_SHAPES = [
+    pytest.param((3, 5, 7), id="odd"),
+    pytest.param((2, 3, 32, 32), id="cifar10"),
+    pytest.param((1, 3, 256, 256), id="celebahq256"),
+]
+C1, C2, SIGMA = 0.3, 0.9, 0.25
+
+
+@pytest.mark.parametrize("dtype, atol", DTYPES)
+@pytest.mark.parametrize("shape", POSTERIOR_SHAPES)
+def test_posterior_step_with_noise(shape, dtype, atol):
+    x0, xt, noise = (torch.randn(shape, device=DEVICE).to(dtype) for _ in range(3))
+    ref = posterior_step_ref(x0.float(), xt.float(), C1, C2, SIGMA, noise.float())
+    torch_err = ((C1 * x0 + C2 * xt + SIGMA * noise).float() - ref).abs().max().item()
+    err = (posterior_step(x0, xt, C1, C2, SIGMA, noise=noise).float() - ref).abs().max().item()
+    assert err <= 2 * torch_err + atol
+
+
+def test_posterior_step_keeps_channels_last():
+    x0, xt, noise = (torch.randn(2, 3, 8, 8, device=DEVICE).to(memory_format=torch.channels_last)
+                     for _ in range(3))
+    y = posterior_step(x0, xt, C1, C2, SIGMA, noise=noise)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, posterior_step_ref(x0, xt, C1, C2, SIGMA, noise))
+    mixed = posterior_step(x0, xt.contiguous(), C1, C2, SIGMA, noise=noise)  # no shared layout: copied
+    torch.testing.assert_close(mixed, posterior_step_ref(x0, xt, C1, C2, SIGMA, noise))
+
+
+def test_posterior_step_sigma_zero_has_no_noise_term():
+    x0, xt = torch.randn(2, 3, 5, 5, device=DEVICE), torch.randn(2, 3, 5, 5, device=DEVICE)
+    nan_noise = torch.full_like(x0, float("nan"))  # never read when sigma == 0
+    expected = posterior_step_ref(x0, xt, C1, C2, 0.0, None)
+    torch.testing.assert_close(posterior_step(x0, xt, C1, C2, 0.0, noise=nan_noise), expected)
+    torch.testing.assert_close(posterior_step(x0, xt, C1, C2, 0.0), expected)
+
+
+def test_posterior_step_in_kernel_noise_is_seeded():
+    x0, xt = torch.randn(2, 3, 16, 16, device=DEVICE), torch.randn(2, 3, 16, 16, device=DEVICE)
+    a = posterior_step(x0, xt, C1, C2, SIGMA, seed=1234)
+    assert torch.equal(a, posterior_step(x0, xt, C1, C2, SIGMA, seed=1234))
+    b = posterior_step(x0, xt, C1, C2, SIGMA, seed=1235)
+    assert (a != b).float().mean().item() > 0.99
+    big = posterior_step(x0, xt, C1, C2, SIGMA, seed=2**40 + 7)  # 64-bit seeds
+    assert (a != big).float().mean().item() > 0.99
+    # the noise depends on (seed, index), not on the dtype
+    half = posterior_step(x0.half(), xt.half(), C1, C2, SIGMA, seed=1234)
+    torch.testing.assert_close(half.float(), a, atol=4e-3, rtol=2e-3)
+
+
+def test_posterior_step_in_kernel_noise_is_standard_normal():
+    shape = (4, 3, 96, 96)  # 110592 samples: standard error of the mean 0.003
+    zeros = torch.zeros(shape, device=DEVICE)
+    z = posterior_step(zeros, zeros, 0.0, 0.0, 1.0, seed=7).flatten().double()
+    assert abs(z.mean().item()) < 0.015
+    assert abs(z.std().item() - 1.0) < 0.015
+    assert abs(torch.corrcoef(torch.stack([z[:-1], z[1:]]))[0, 1].item()) < 0.015  # neighbours
+    assert abs((z.abs() > 1.959964).double().mean().item() - 0.05) < 0.005  # tails
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(), "needs noise or a seed"),
+    (dict(noise="same", seed=1), "not both"),
+    (dict(noise="wrong-shape"), "noise must be a float tensor"),
+    (dict(seed=-1), "seed must be in"),
+    (dict(xt="wrong-shape", seed=1), "must match"),
+    (dict(x0="int", seed=1), "dtype must be one of"),
+], ids=["no-noise", "noise-and-seed", "noise-shape", "negative-seed", "xt-shape", "int-dtype"])
+def test_posterior_step_rejects_bad_input(kwargs, match):
+    x0 = torch.randn(2, 3, 4, 4, device=DEVICE)
+    values = {"same": x0, "wrong-shape": x0[:1], "int": x0.to(torch.int32)}
+    args = {k: values.get(v, v) for k, v in kwargs.items()}
+    x0, xt = args.pop("x0", x0), args.pop("xt", x0)
+    with pytest.raises(ValueError, match=match):
+        posterior_step(x0, xt, C1, C2, SIGMA, **args)
+
+
+# --- packaging: torch.library ops, optional dependency ------------------------------------------
+def test_custom_ops_trace_under_torch_compile():
+    x, gamma, beta = make_adagn_inputs((2, 8, 3, 5, 4), torch.float32, True)
+    torch.library.opcheck(torch.ops.pdgan_triton.adagn_silu.default, (x, gamma, beta, 4, 1e-6))
+    torch.library.opcheck(torch.ops.pdgan_triton.posterior_step.default, (x, x, C1, C2, SIGMA),
+                          {"seed": 3})
+
+    def step(x, gamma, beta):
+        h = torch.ops.pdgan_triton.adagn_silu(x * 2.0, gamma, beta, 4, 1e-6)
+        return torch.ops.pdgan_triton.posterior_step(h, x, C1, C2, SIGMA, None, 5)
+
+    compiled = torch.compile(step, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled(x, gamma, beta), step(x, gamma, beta))
+
+
+def test_kernel_modules_import_without_triton():
+    code = """
+import sys
+sys.modules["triton"] = None  # import triton fails, find_spec returns None
+import torch
+from pdgan_infer.kernels import _triton, adagn, posterior
+assert not _triton.HAS_TRITON and not _triton.available()
+x = torch.randn(1, 4, 2, 2)
+for call in (lambda: adagn.adagn_silu(x, x[:, :, 0, 0], x[:, :, 0, 0], 2),
+             lambda: posterior.posterior_step(x, x, 0.5, 0.5, 0.1, seed=0)):
+    try:
+        call()
+    except ImportError as e:
+        assert "pip install 'pdgan[triton]'" in str(e), e
+    else:
+        raise AssertionError("no ImportError")
+"""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, check=False,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -1,5 +1,6 @@
 """PNG output with no imaging dependency: `save_png` (zlib + struct) and `save_grid`.
-Writes are atomic (temporary file + rename)."""
+Writes are atomic (temporary file + rename). Pillow is not needed (and not used: the files are the
+same byte for byte on every machine)."""
 from __future__ import annotations
 
 import os
@@ -24,7 +25,8 @@ def encode_png(image: np.ndarray) -> bytes:
         img = img[:, :, 0]
     h, w = img.shape[:2]
     color = 2 if img.ndim == 3 else 0
-    raw = b"".join(b"\x00" + row.tobytes() for row in np.ascontiguousarray(img))
+    rows = np.ascontiguousarray(img).reshape(h, -1)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()  # filter byte 0 per row
     header = struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 6))
             + _chunk(b"IEND", b""))
@@ -44,11 +46,26 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     return path
 
 
-def make_grid(images: np.ndarray, nrow: int = 10, pad: int = 2, pad_value: int = 255) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> one (rows*(H+pad)+pad, nrow*(W+pad)+pad, 3) image, row-major."""
+def _as_uint8_nhwc(images) -> np.ndarray:
+    """(N, H, W, C) or (N, H, W) uint8 array or tensor -> (N, H, W, C) numpy, C in {1, 3}."""
+    if hasattr(images, "detach"):  # a torch tensor
+        images = images.detach().cpu().numpy()
     images = np.asarray(images)
-    if images.ndim != 4 or images.dtype != np.uint8:
-        raise ValueError(f"expected uint8 images (N, H, W, C), got {images.dtype} {images.shape}")
+    if images.dtype != np.uint8:
+        raise TypeError(f"expected uint8 images (N, H, W, C) as Engine.generate returns, got {images.dtype}")
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"expected uint8 images (N, H, W, C) with C = 1 or 3, got shape {images.shape}")
+    return images
+
+
+def make_grid(images: np.ndarray, nrow: int = 10, pad: int = 2, pad_value: int = 255) -> np.ndarray:
+    """(N, H, W, C) uint8 -> one (rows*(H+pad)+pad, nrow*(W+pad)+pad, C) image, row-major."""
+    images = _as_uint8_nhwc(images)
+    for name, v, lo in (("nrow", nrow, 1), ("pad", pad, 0)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
     n, h, w, c = images.shape
     nrow = max(1, min(nrow, n)) if n else 1
     rows = max(1, -(-n // nrow))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from pdgan_infer import PDGAN, Schedule, SamplerNoise, draw_noise, sample
+from pdgan_infer import PDGAN, SamplerNoise, Schedule, draw_noise, sample
 from pdgan_infer.sampler import to_uint8
 
 

@@ -1,0 +1,479 @@
+"""pdgan-eval: sample quality and latent-space quality of a checkpoint (paper Sec. 5, Fig. 3).
+
+    pdgan-eval CHECKPOINT --data SPEC [--n N] [--metrics fid,is,pr,digits,probe,interp] [--batch-size B]
+               [--save-samples DIR] [--json PATH]
+
+Samples are generated as the paper does for unconditional generation: z_T from the latent denoiser
+(DDIM), then the T-step chain; image i uses seed `seed + i` (`pdgan_infer.sampler.draw_noise`), so
+results do not depend on the batch size. Features are computed batch by batch as samples are made.
+
+Metric groups (`auto`, the default, picks every group that applies and skips, with the reason in
+`result["skipped"]`, those whose networks are missing; a group named explicitly must run):
+
+    fid     FID against the training images, Inception-v3 pool features      -> fid
+    is      Inception score (10 splits)                                      -> is_mean, is_std
+    pr      improved precision/recall, VGG16 fc2 features, k = 3             -> precision, recall
+    digits  (data "digits") on the shipped digits classifier: digits FID vs the 1797 digits; class
+            coverage = fraction of the 10 classes among argmax predictions with confidence > 0.5;
+            the histogram of those predictions; mean confidence (max softmax probability)
+            -> digits_fid, class_coverage, class_histogram, confident_fraction, mean_confidence
+    probe   linear probe: SE(x0) of the labelled dataset (at most `probe_max` images, stratified),
+            standardised, LogisticRegression on a stratified 80/20 split (seed 0) -> probe_accuracy
+    interp  interpolation smoothness (paper Fig. 3, latent space): for K random pairs of dataset images
+            the codes SE(x_a), SE(x_b) are lerped in M steps with the pair's x_T / z / eps noises held
+            fixed, and each frame generated. With phi the feature map (digits classifier for digits,
+            else the VGG16 TorchScript, else raw pixels), d_j = |phi(f_{j+1}) - phi(f_j)| and
+            D = |phi(f_{M-1}) - phi(f_0)|, the step ratios are r_j = (M - 1) d_j / D. A path that moves
+            at constant speed along a straight line has r_j = 1 for all j. Reported, averaged over
+            pairs: interp_mean = mean_j r_j (>= 1; excess = detour) and interp_var = var_j r_j
+            (0 = evenly paced; a sudden jump of content makes it large). Lower is smoother.
+
+Inception and VGG16 are the TorchScript files of StyleGAN2-ADA (see `feature_nets.py`); dataset
+statistics are cached under `<cache>/stats/` (cache = $PDGAN_CACHE or ~/.cache/pdgan).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pdgan_infer import load_checkpoint
+from pdgan_infer.checkpoint import CheckpointError, atomic_write_bytes
+from pdgan_infer.images import make_grid, save_png
+from pdgan_infer.sampler import SamplerNoise, draw_noise, sample, to_uint8
+
+from . import feature_nets
+from ._download import cache_dir as default_cache_dir
+from .metrics import (
+    feature_stats,
+    fid_from_features,
+    frechet_distance,
+    inception_score,
+    load_or_compute_stats,
+    precision_recall,
+    stats_key,
+)
+
+METRIC_GROUPS = ("fid", "is", "pr", "digits", "probe", "interp")
+GROUP_KEYS = {
+    "fid": ("fid",), "is": ("is_mean", "is_std"), "pr": ("precision", "recall"),
+    "digits": ("digits_fid", "class_coverage", "class_histogram", "confident_fraction", "mean_confidence"),
+    "probe": ("probe_accuracy",), "interp": ("interp_mean", "interp_var", "interp_feature_space"),
+}
+CONFIDENCE = 0.5  # a prediction counts for class coverage when its max probability exceeds this
+INTERP_SEED_OFFSET = 1 << 30  # interpolation noises use seeds far from the sample seeds
+NO_LATENT = ("the checkpoint has no latent denoiser, so z_T cannot be sampled for unconditional generation; "
+             "train its latent stage (pdgan-train --latent-steps N) or evaluate only --metrics probe,interp")
+
+
+class EvalError(ValueError):
+    """The evaluation cannot run as asked; the message says why and what to do."""
+
+
+# --- generation ----------------------------------------------------------------------------------
+def generate_batches(model, n: int, seed: int, batch_size: int, device: torch.device,
+                     progress: bool = True) -> Iterator[np.ndarray]:
+    """Unconditional samples as uint8 (B, H, W, 3) batches: z_T from the latent denoiser, then the
+    T-step chain. Image i uses seed `seed + i` for every noise it draws."""
+    from tqdm.auto import tqdm
+
+    if model.latent is None:
+        raise EvalError(NO_LATENT)
+    cfg = model.config
+    with tqdm(total=n, desc="generate", unit="img", disable=not progress) as bar:
+        for start in range(0, n, batch_size):
+            seeds = list(range(seed + start, seed + min(n, start + batch_size)))
+            noise = draw_noise(seeds, model.schedule.T, cfg.channels, cfg.resolution, cfg.generator.nz).to(device)
+            with torch.no_grad():
+                z_T = model.latent.sample(noise.latent)
+                images = sample(model.generator, model.schedule, z_T, noise)
+            bar.update(len(seeds))
+            yield to_uint8(images).cpu().numpy()
+
+
+def dataset_batches(dataset, indices: np.ndarray, batch_size: int, desc: str,
+                    progress: bool = True) -> Iterator[np.ndarray]:
+    """The dataset's images at `indices` as uint8 (B, H, W, 3) batches (quantised like the samples)."""
+    from tqdm.auto import tqdm
+
+    for start in tqdm(range(0, len(indices), batch_size), desc=desc, unit="batch", disable=not progress):
+        x = torch.stack([dataset[int(i)][0] for i in indices[start:start + batch_size]])
+        yield to_uint8(x).numpy()
+
+
+def uint8_to_unit(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 (N, H, W, C) -> float (N, C, H, W) in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+# --- feature extractors: uint8 NHWC batch -> (B, D) float array ------------------------------------
+def _digits_extractors(clf, device) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    @torch.no_grad()
+    def feats(images):
+        return clf.features(uint8_to_unit(images, device)).cpu().numpy()
+
+    @torch.no_grad()
+    def probs(images):
+        return torch.softmax(clf.logits(uint8_to_unit(images, device)), 1).cpu().numpy()
+
+    return {"digits_feats": feats, "digits_probs": probs}
+
+
+def _run(batches: Iterator[np.ndarray], extractors: dict[str, Callable[[np.ndarray], np.ndarray]],
+         on_batch: Callable[[int, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
+    out: dict[str, list[np.ndarray]] = {k: [] for k in extractors}
+    count = 0
+    for images in batches:
+        if on_batch is not None:
+            on_batch(count, images)
+        count += len(images)
+        for name, fn in extractors.items():
+            out[name].append(np.asarray(fn(images), dtype=np.float32))
+    return {k: np.concatenate(v) for k, v in out.items() if v}
+
+
+# --- the evaluation ------------------------------------------------------------------------------
+def _parse_metrics(metrics_arg: str | list[str] | tuple[str, ...], digits: bool) -> tuple[list[str], bool]:
+    names = metrics_arg.split(",") if isinstance(metrics_arg, str) else list(metrics_arg)
+    names = [m.strip().lower() for m in names if m.strip()]
+    if names in ([], ["auto"]):
+        return [m for m in METRIC_GROUPS if m != "digits" or digits], True
+    unknown = sorted(set(names) - set(METRIC_GROUPS))
+    if unknown:
+        raise EvalError(f"unknown metrics {unknown}; choose from {', '.join(METRIC_GROUPS)} or 'auto'")
+    if "digits" in names and not digits:
+        raise EvalError("the digits metrics need --data digits (they use the digits classifier)")
+    return [m for m in METRIC_GROUPS if m in names], False
+
+
+def _data_key(spec: str) -> str:
+    return spec if spec == "digits" else str(Path(spec).expanduser().resolve())
+
+
+def _check_args(**values: tuple[Any, int]) -> None:
+    for name, (value, low) in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise EvalError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _load_nets(groups: list[str], auto: bool, paths: dict[str, Any], cache_dir, download: bool, verify: bool,
+               device: torch.device, progress: bool) -> tuple[dict[str, Any], dict[str, str]]:
+    """The TorchScript networks the groups need ({"inception": ..., "vgg16": ...}) and the groups
+    skipped because one is missing (auto mode; otherwise the FeatureNetError propagates)."""
+    loaders = {"inception": feature_nets.load_inception, "vgg16": feature_nets.load_vgg16_ts}
+    needs = {"fid": "inception", "is": "inception", "pr": "vgg16"}
+    nets: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for group in groups:
+        name = needs.get(group)
+        if name is None:
+            continue
+        if name not in nets:
+            try:
+                nets[name] = loaders[name](paths[name], cache_dir, download, verify, device, progress)
+            except feature_nets.FeatureNetError as err:
+                if not auto:
+                    raise
+                nets[name] = err
+        if isinstance(nets[name], Exception):
+            skipped[group] = str(nets[name])
+    return {k: v for k, v in nets.items() if not isinstance(v, Exception)}, skipped
+
+
+def evaluate(checkpoint: str | os.PathLike, data: str, n: int = 10_000, metrics: str | list[str] = "auto", *,
+             batch_size: int = 64, seed: int = 0, n_real: int | None = None,
+             save_samples: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+             inception: str | os.PathLike | None = None, vgg16: str | os.PathLike | None = None,
+             download: bool = False, verify_nets: bool = True, cache_dir: str | os.PathLike | None = None,
+             use_cache: bool = True, k: int = 3, is_splits: int = 10, probe_max: int = 5000,
+             interp_pairs: int = 16, interp_steps: int = 10, progress: bool = True) -> dict[str, Any]:
+    """Evaluate a checkpoint; returns a JSON-ready dict with the keys of every requested group
+    (see the module docstring), `skipped` (group -> reason) and `meta`. Raises EvalError (or
+    CheckpointError / FeatureNetError) with a one-line reason when it cannot run as asked."""
+    from pdgan_train.data import build_dataset, dataset_labels
+
+    t0 = time.time()
+    _check_args(n=(n, 1), batch_size=(batch_size, 1), k=(k, 1), is_splits=(is_splits, 1), probe_max=(probe_max, 10),
+                interp_pairs=(interp_pairs, 1), interp_steps=(interp_steps, 3))
+    if n_real is not None:
+        _check_args(n_real=(n_real, 2))
+    device = torch.device(device)
+    groups, auto = _parse_metrics(metrics, data == "digits")
+    if "pr" in groups and (n <= k or (n_real is not None and n_real <= k)):
+        raise EvalError(f"precision/recall with k={k} need more than {k} samples and real images")
+    model = load_checkpoint(checkpoint, device=device)
+    cfg = model.config
+    sampling = {"fid", "is", "pr", "digits"}
+    skipped: dict[str, str] = {}
+    if model.latent is None and (sampling & set(groups) or save_samples is not None):
+        if not auto or save_samples is not None:
+            raise EvalError(NO_LATENT)
+        skipped = {g: "the checkpoint has no latent denoiser (cannot sample z_T)" for g in groups if g in sampling}
+    result: dict[str, Any] = {key: None for g in groups for key in GROUP_KEYS[g]}
+    groups = [g for g in groups if g not in skipped]
+    dataset = build_dataset(data, cfg.resolution, cfg.channels)
+    nets, missing = _load_nets(groups, auto, {"inception": inception, "vgg16": vgg16}, cache_dir, download,
+                               verify_nets, device, progress)
+    skipped.update(missing)
+    groups = [g for g in groups if g not in skipped]
+    inc, vgg = nets.get("inception"), nets.get("vgg16")
+    clf = None
+    if "digits" in groups or ("interp" in groups and data == "digits"):
+        from .digits_classifier import load_digits_classifier
+
+        clf = load_digits_classifier(device=device)
+
+    # Generated samples: every feature in one streaming pass, PNGs written on the way.
+    fake: dict[str, np.ndarray] = {}
+    if sampling & set(groups) or save_samples is not None:
+        extractors: dict[str, Callable] = {}
+        if "fid" in groups:
+            extractors["inception"] = inc.features
+        if "is" in groups:
+            extractors["inception_probs"] = inc.probs
+        if "pr" in groups:
+            extractors["vgg16"] = vgg.features
+        if "digits" in groups:
+            extractors.update(_digits_extractors(clf, device))
+        fake = _run(generate_batches(model, n, seed, batch_size, device, progress), extractors,
+                    None if save_samples is None else _png_writer(Path(save_samples), seed))
+
+    # Real images: the training set (as the paper), or a fixed random subset of n_real of it.
+    total = len(dataset)
+    real_idx = np.arange(total) if n_real is None or n_real >= total else \
+        np.sort(np.random.default_rng(0).permutation(total)[:n_real])
+    cache = default_cache_dir(cache_dir) if use_cache else None
+
+    def real_features(name: str, fn: Callable) -> np.ndarray:
+        return _run(dataset_batches(dataset, real_idx, batch_size, f"dataset {name}", progress), {name: fn})[name]
+
+    def cache_key(net) -> str:
+        return stats_key(data=_data_key(data), items=int(total), n_real=int(len(real_idx)), resolution=cfg.resolution,
+                         channels=cfg.channels, net=net.spec.name, net_sha256=net.sha256)
+
+    label = f"{Path(str(data)).name}-{cfg.resolution}"
+    if "fid" in groups:
+        stats = load_or_compute_stats(cache_key(inc), lambda: real_features("inception", inc.features), cache,
+                                      label=f"{label}-inception")
+        result["fid"] = frechet_distance(stats["mu"], stats["sigma"], *feature_stats(fake["inception"]))
+    if "is" in groups:
+        result["is_mean"], result["is_std"] = inception_score(fake["inception_probs"], min(is_splits, n))
+    if "pr" in groups:  # features in float16, as StyleGAN2-ADA's precision/recall
+        stats = load_or_compute_stats(cache_key(vgg), lambda: real_features("vgg16", vgg.features).astype(np.float16),
+                                      cache, label=f"{label}-vgg16", keep_features=True)
+        result.update(precision_recall(stats["features"].astype(np.float32),
+                                       fake["vgg16"].astype(np.float16).astype(np.float32), k=k))
+    if "digits" in groups:
+        real = real_features("digits_feats", _digits_extractors(clf, device)["digits_feats"])
+        result.update(digits_scores(fake["digits_feats"], fake["digits_probs"], real))
+    if "probe" in groups:
+        try:
+            result["probe_accuracy"], result["probe"] = linear_probe(model, dataset, dataset_labels(dataset),
+                                                                     probe_max, batch_size, device)
+        except EvalError as err:
+            if not auto:
+                raise
+            skipped["probe"] = str(err)
+    if "interp" in groups:
+        phi, space = _interp_features(clf, vgg, device)
+        grid = None if save_samples is None else Path(save_samples) / "interpolations.png"
+        result.update(interpolation_smoothness(model, dataset, phi, interp_pairs, interp_steps, seed, device,
+                                               progress, grid), interp_feature_space=space)
+        if result["interp_mean"] is None:
+            skipped["interp"] = (f"all {interp_pairs} interpolations have identical endpoints in {space} space "
+                                 "(the generator ignores z_T), so smoothness is undefined")
+
+    result["skipped"] = skipped
+    result["meta"] = {
+        "checkpoint": str(checkpoint), "preset": cfg.preset, "data": str(data), "n": n, "n_real": int(len(real_idx)),
+        "seed": seed, "metrics": groups, "k": k, "device": str(device), "seconds": round(time.time() - t0, 1),
+        "feature_nets": {name: {"path": str(net.path), "sha256": net.sha256} for name, net in nets.items()},
+    }
+    return result
+
+
+def _png_writer(folder: Path, seed: int) -> Callable[[int, np.ndarray], None]:
+    """Saves batch images as FOLDER/<seed of the image>.png (lossless)."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def write(start: int, images: np.ndarray) -> None:
+        for i, img in enumerate(images):
+            save_png(img, folder / f"{seed + start + i:08d}.png")
+
+    return write
+
+
+def digits_scores(fake_feats: np.ndarray, fake_probs: np.ndarray, real_feats: np.ndarray) -> dict[str, Any]:
+    """digits FID, class coverage (confident argmax classes / 10), histogram, mean confidence."""
+    conf, pred = fake_probs.max(axis=1), fake_probs.argmax(axis=1)
+    hist = np.bincount(pred[conf > CONFIDENCE], minlength=fake_probs.shape[1])
+    return {"digits_fid": fid_from_features(real_feats, fake_feats),
+            "class_coverage": float((hist > 0).mean()), "class_histogram": [int(v) for v in hist],
+            "confident_fraction": float((conf > CONFIDENCE).mean()), "mean_confidence": float(conf.mean())}
+
+
+@torch.no_grad()
+def linear_probe(model, dataset, labels: np.ndarray | None, probe_max: int, batch_size: int,
+                 device: torch.device) -> tuple[float, dict[str, Any]]:
+    """Test accuracy of a logistic regression from SE(x0) to the labels (stratified 80/20, seed 0)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    if labels is None or (labels >= 0).sum() < 10:
+        raise EvalError("the linear probe needs a labelled dataset (digits, CIFAR-10, or an image folder with "
+                        "labels.csv)")
+    idx = np.flatnonzero(labels >= 0)
+    if len(np.unique(labels[idx])) < 2:
+        raise EvalError("the linear probe needs at least two classes")
+    counts = np.bincount(labels[idx])
+    stratify_ok = counts[counts > 0].min() >= 2
+    if len(idx) > probe_max:
+        idx, _ = train_test_split(idx, train_size=probe_max, random_state=0,
+                                  stratify=labels[idx] if stratify_ok else None)
+        idx = np.sort(idx)
+    codes = []
+    for start in range(0, len(idx), batch_size):
+        x = torch.stack([dataset[int(i)][0] for i in idx[start:start + batch_size]]).to(device)
+        codes.append(model.encoder(x).float().cpu().numpy())
+    z, y = np.concatenate(codes).astype(np.float64), labels[idx]
+    counts = np.bincount(y)
+    counts = counts[counts > 0]
+    tr, te = train_test_split(np.arange(len(y)), test_size=0.2, random_state=0,
+                              stratify=y if counts.min() >= 2 else None)
+    scaler = StandardScaler().fit(z[tr])
+    clf = LogisticRegression(max_iter=2000).fit(scaler.transform(z[tr]), y[tr])
+    acc = float(clf.score(scaler.transform(z[te]), y[te]))
+    return acc, {"n_train": int(len(tr)), "n_test": int(len(te)), "classes": int(len(counts)),
+                 "majority_baseline": float(np.bincount(y[te]).max() / len(te))}
+
+
+def step_ratios(features: np.ndarray) -> np.ndarray | None:
+    """r_j = (M - 1) |f_{j+1} - f_j| / |f_{M-1} - f_0| for the (M, D) features of one interpolation;
+    None when the endpoints coincide (|f_{M-1} - f_0| ~ 0, nothing to normalise by)."""
+    f = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+    span = np.linalg.norm(f[-1] - f[0])
+    if span <= 1e-8 * max(1.0, float(np.abs(f).max())):
+        return None
+    return (len(f) - 1) * np.linalg.norm(np.diff(f, axis=0), axis=1) / span
+
+
+def _interp_features(clf, vgg, device) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    if clf is not None:
+        return _digits_extractors(clf, device)["digits_feats"], "digits_classifier"
+    if vgg is not None:
+        return vgg.features, "vgg16"
+    return (lambda images: images.reshape(len(images), -1).astype(np.float32) / 127.5 - 1.0), "pixels"
+
+
+@torch.no_grad()
+def interpolation_smoothness(model, dataset, phi: Callable[[np.ndarray], np.ndarray], pairs: int, steps: int,
+                             seed: int, device: torch.device, progress: bool = True,
+                             save_grid: Path | None = None) -> dict[str, Any]:
+    """interp_mean / interp_var of the step ratios r_j = (M-1) |phi_{j+1} - phi_j| / |phi_{M-1} - phi_0|
+    along latent interpolations between SE(x_a) and SE(x_b) (module docstring); pairs whose endpoints
+    have the same features (D ~ 0) are left out and counted in interp_degenerate (None when all are)."""
+    from tqdm.auto import tqdm
+
+    if len(dataset) < 2:
+        raise EvalError("interpolation needs at least two dataset images")
+    cfg = model.config
+    rng = np.random.default_rng(seed)
+    picks = [rng.choice(len(dataset), size=2, replace=False) for _ in range(pairs)]
+    alphas = torch.linspace(0, 1, steps, device=device)[:, None]
+    means, variances, frames_all, degenerate = [], [], [], 0
+    for p, (a, b) in enumerate(tqdm(picks, desc="interpolate", unit="pair", disable=not progress)):
+        x = torch.stack([dataset[int(a)][0], dataset[int(b)][0]]).to(device)
+        z_a, z_b = model.encoder(x)
+        base = draw_noise([seed + INTERP_SEED_OFFSET + p], model.schedule.T, cfg.channels, cfg.resolution,
+                          cfg.generator.nz).to(device)
+        noise = SamplerNoise(base.x_T.expand(steps, -1, -1, -1), base.latent.expand(steps, -1),
+                             base.z.expand(-1, steps, -1), base.eps.expand(-1, steps, -1, -1, -1))
+        z_T = (1 - alphas) * z_a + alphas * z_b
+        frames = to_uint8(sample(model.generator, model.schedule, z_T, noise)).cpu().numpy()
+        frames_all.append(frames)
+        r = step_ratios(phi(frames))
+        if r is None:
+            degenerate += 1
+            continue
+        means.append(r.mean())
+        variances.append(r.var())
+    if save_grid is not None:
+        save_png(make_grid(np.concatenate(frames_all), nrow=steps), save_grid)
+    return {"interp_mean": float(np.mean(means)) if means else None,
+            "interp_var": float(np.mean(variances)) if variances else None,
+            "interp_pairs": len(means), "interp_degenerate": degenerate, "interp_steps": steps}
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pdgan-eval", description="FID / IS / precision-recall, digits metrics, "
+                                "linear probe and interpolation smoothness of a pdgan checkpoint.")
+    p.add_argument("checkpoint", help="checkpoint (NAME.safetensors with NAME.json beside it)")
+    p.add_argument("--data", required=True, help="'digits', a CIFAR-10 batches directory or an image folder")
+    p.add_argument("--n", type=_positive, default=10_000,
+                   help="samples to generate (default %(default)s; the paper uses 50k CIFAR-10, 30k CelebA-HQ)")
+    p.add_argument("--metrics", default="auto", help=f"'auto' or a comma list of {','.join(METRIC_GROUPS)} "
+                   "(default %(default)s: every group that applies and whose networks are present)")
+    p.add_argument("--batch-size", type=_positive, default=64, help="images per batch (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="image i uses seed SEED + i (default %(default)s)")
+    p.add_argument("--n-real", type=_positive, help="real images for the statistics (default: the whole dataset)")
+    p.add_argument("--save-samples", metavar="DIR", help="write every sample as a PNG (lossless) into DIR")
+    p.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default %(default)s)")
+    n = p.add_argument_group("feature networks")
+    n.add_argument("--inception", metavar="PATH", help=f"inception-2015-12-05.pt (or ${feature_nets.INCEPTION.env})")
+    n.add_argument("--vgg16", metavar="PATH", help=f"StyleGAN2-ADA vgg16.pt (or ${feature_nets.VGG16.env})")
+    n.add_argument("--download-nets", action="store_true", help="download missing networks into the cache")
+    n.add_argument("--no-verify-nets", action="store_true", help="accept network files with another sha256")
+    n.add_argument("--no-cache", action="store_true", help="neither read nor write cached dataset statistics")
+    m = p.add_argument_group("metric settings")
+    m.add_argument("--k", type=_positive, default=3, help="precision/recall neighbourhood (default %(default)s)")
+    m.add_argument("--probe-max", type=_positive, default=5000, help="labelled images probed (default %(default)s)")
+    m.add_argument("--interp-pairs", type=_positive, default=16, help="interpolation pairs K (default %(default)s)")
+    m.add_argument("--interp-steps", type=_positive, default=10, help="frames per pair M, >= 3 (default %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = evaluate(args.checkpoint, args.data, args.n, args.metrics, batch_size=args.batch_size,
+                          seed=args.seed, n_real=args.n_real, save_samples=args.save_samples, device=args.device,
+                          inception=args.inception, vgg16=args.vgg16, download=args.download_nets,
+                          verify_nets=not args.no_verify_nets, use_cache=not args.no_cache, k=args.k,
+                          probe_max=args.probe_max, interp_pairs=args.interp_pairs,
+                          interp_steps=args.interp_steps, progress=not args.quiet)
+    except (EvalError, CheckpointError, feature_nets.FeatureNetError, FileNotFoundError, ImportError) as err:
+        print(f"pdgan-eval: error: {err}", file=sys.stderr)
+        return 2
+    for name, value in result.items():
+        if name not in ("meta", "skipped", "probe") and value is not None:
+            print(f"{name:20s} {value:.4f}" if isinstance(value, float) else f"{name:20s} {value}")
+    for group, reason in result["skipped"].items():
+        print(f"skipped {group}: {reason}", file=sys.stderr)
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, (json.dumps(result, indent=2, sort_keys=True) + "\n").encode())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,200 @@
+"""pdgan_train.eval: end to end on a tiny random-weights digits checkpoint with stub TorchScript
+Inception/VGG16 networks (same call conventions, tiny weights), the error paths, and the pieces
+(step ratios, digits scores, batch-size independence of the samples)."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pdgan_infer import PDGAN, save_checkpoint
+from pdgan_train import eval as ev
+from pdgan_train import feature_nets
+from pdgan_train.feature_nets import FeatureNetError
+
+# torch 2.13 deprecates TorchScript, but the field's metric networks are TorchScript files.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+
+
+class StubInception(torch.nn.Module):
+    """inception-2015-12-05.pt's call convention with `dim` features (2048 for the real one)."""
+
+    def __init__(self, dim: int = 2048):
+        super().__init__()
+        self.proj = torch.nn.Linear(3, dim)
+        self.output = torch.nn.Linear(dim, 1008)
+
+    def forward(self, img: torch.Tensor, return_features: bool = False, use_fp16: bool = False,
+                no_output_bias: bool = False) -> torch.Tensor:
+        f = torch.relu(self.proj(F.adaptive_avg_pool2d(img.to(torch.float32) / 255.0, 1).flatten(1)))
+        if return_features:
+            return f
+        logits = F.linear(f, self.output.weight) if no_output_bias else self.output(f)
+        return torch.softmax(logits, dim=1)
+
+
+class StubVGG16(torch.nn.Module):
+    """StyleGAN2-ADA vgg16.pt's call convention with `dim` features (4096 for the real one)."""
+
+    def __init__(self, dim: int = 4096):
+        super().__init__()
+        self.fc = torch.nn.Linear(48, dim)
+
+    def forward(self, img: torch.Tensor, resize_images: bool = True, return_lpips: bool = False,
+                return_features: bool = False) -> torch.Tensor:
+        f = torch.relu(self.fc(F.adaptive_avg_pool2d(img.to(torch.float32) / 255.0, 4).flatten(1)))
+        return f if return_features else f[:, :2]
+
+
+SMALL_DIMS = {"inception": 16, "vgg16": 24}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("eval")
+    torch.manual_seed(0)
+    torch.jit.save(torch.jit.script(StubInception(SMALL_DIMS["inception"])), str(folder / "inception.pt"))
+    torch.jit.save(torch.jit.script(StubVGG16(SMALL_DIMS["vgg16"])), str(folder / "vgg16.pt"))
+    torch.jit.save(torch.jit.script(StubInception()), str(folder / "inception-full.pt"))
+    torch.jit.save(torch.jit.script(StubVGG16()), str(folder / "vgg16-full.pt"))
+    model = PDGAN("digits")
+    with torch.no_grad():  # the zero-initialised output layers make every sample identical: perturb them
+        for p in model.generator.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    save_checkpoint(model, folder / "ckpt")
+    save_checkpoint(PDGAN("digits", with_latent=False), folder / "nolatent")
+    return folder
+
+
+@pytest.fixture
+def small_nets(monkeypatch):
+    """Shrink the expected feature widths so the small stubs pass the load check: FID's sqrtm of a
+    2048 x 2048 matrix alone takes seconds on a CPU (the full widths run in the slow test)."""
+    monkeypatch.setattr(feature_nets, "INCEPTION", replace(feature_nets.INCEPTION, feature_dim=SMALL_DIMS["inception"]))
+    monkeypatch.setattr(feature_nets, "VGG16", replace(feature_nets.VGG16, feature_dim=SMALL_DIMS["vgg16"]))
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("PDGAN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(feature_nets.INCEPTION.env, raising=False)
+    monkeypatch.delenv(feature_nets.VGG16.env, raising=False)
+    torch.set_num_threads(2)
+
+
+# One batch shape (4) everywhere keeps the CPU cost down: n = batch_size = interp_steps = 4.
+SMALL = dict(batch_size=4, n_real=60, probe_max=50, interp_pairs=2, interp_steps=4, progress=False)
+
+
+def test_evaluate_end_to_end_returns_every_key(files, tmp_path, small_nets):
+    kwargs = dict(SMALL, inception=files / "inception.pt", vgg16=files / "vgg16.pt", verify_nets=False)
+    out = ev.evaluate(files / "ckpt.safetensors", "digits", n=4, save_samples=tmp_path / "samples", **kwargs)
+    assert out["skipped"] == {}
+    for group in ev.METRIC_GROUPS:
+        for key in ev.GROUP_KEYS[group]:
+            assert out[key] is not None, key
+    assert out["fid"] >= 0 and out["digits_fid"] >= 0
+    assert 1.0 <= out["is_mean"] <= 1008
+    assert 0 <= out["precision"] <= 1 and 0 <= out["recall"] <= 1
+    assert sum(out["class_histogram"]) <= 4 and 0 <= out["class_coverage"] <= 1
+    assert 0.1 <= out["mean_confidence"] <= 1
+    assert 0 <= out["probe_accuracy"] <= 1 and out["probe"]["n_test"] == 10
+    assert out["interp_feature_space"] == "digits_classifier" and out["interp_pairs"] == 2
+    assert out["interp_mean"] >= 1 - 1e-9 and out["interp_var"] >= 0
+    assert out["meta"]["feature_nets"]["inception"]["path"] == str(files / "inception.pt")
+    pngs = sorted(p.name for p in (tmp_path / "samples").glob("*.png"))
+    assert pngs == [f"{i:08d}.png" for i in range(4)] + ["interpolations.png"]
+    assert (tmp_path / "samples" / "00000000.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    json.dumps(out)  # JSON-ready
+    # Second run: the dataset statistics come from the cache and the numbers are identical.
+    assert len(list((tmp_path / "cache" / "stats").glob("*.npz"))) == 2
+    again = ev.evaluate(files / "ckpt.safetensors", "digits", n=4, metrics="fid,pr", **kwargs)
+    assert again["fid"] == out["fid"] and again["precision"] == out["precision"]
+
+
+def test_samples_do_not_depend_on_batch_size(files):
+    from pdgan_infer import load_checkpoint
+
+    model = load_checkpoint(files / "ckpt")
+    a = np.concatenate(list(ev.generate_batches(model, 3, 7, 3, torch.device("cpu"), False)))
+    b = np.concatenate(list(ev.generate_batches(model, 3, 7, 2, torch.device("cpu"), False)))
+    assert a.shape == (3, 32, 32, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)
+
+
+def test_missing_latent_denoiser_is_a_clear_error(files):
+    with pytest.raises(ev.EvalError, match="no latent denoiser"):
+        ev.evaluate(files / "nolatent", "digits", n=4, metrics="digits", **SMALL)
+
+
+def test_missing_networks(files):
+    with pytest.raises(FeatureNetError, match="PDGAN_INCEPTION"):
+        ev.evaluate(files / "ckpt", "digits", n=4, metrics="fid", **SMALL)
+    with pytest.raises(FeatureNetError, match="PDGAN_VGG16_TS"):
+        ev.evaluate(files / "ckpt", "digits", n=4, metrics="pr", **SMALL)
+
+
+@pytest.mark.slow
+def test_evaluate_with_full_width_networks(files):
+    out = ev.evaluate(files / "ckpt", "digits", n=4, metrics="fid,is,pr", inception=files / "inception-full.pt",
+                      vgg16=files / "vgg16-full.pt", verify_nets=False, **SMALL)
+    assert out["skipped"] == {} and np.isfinite(out["fid"]) and out["is_mean"] >= 1 and out["recall"] is not None
+
+
+@pytest.mark.slow
+def test_auto_mode_skips_missing_networks_and_latent(files):
+    out = ev.evaluate(files / "nolatent", "digits", n=4, **SMALL)
+    # Unperturbed random weights: every sample is the same image, so the interpolations are degenerate.
+    assert set(out["skipped"]) == {"fid", "is", "pr", "digits", "interp"} and "identical" in out["skipped"]["interp"]
+    assert out["fid"] is None and out["interp_mean"] is None and out["interp_degenerate"] == 2
+    assert out["probe_accuracy"] is not None
+    out = ev.evaluate(files / "ckpt", "digits", n=4, metrics="auto", **SMALL)
+    assert set(out["skipped"]) == {"fid", "is", "pr"} and "PDGAN_INCEPTION" in out["skipped"]["fid"]
+    assert out["digits_fid"] is not None
+
+
+def test_bad_requests(files):
+    with pytest.raises(ev.EvalError, match="unknown metrics"):
+        ev.evaluate(files / "ckpt", "digits", n=4, metrics="fid,bogus", **SMALL)
+    with pytest.raises(ev.EvalError, match="interp_steps"):
+        ev.evaluate(files / "ckpt", "digits", n=4, metrics="interp", **{**SMALL, "interp_steps": 2})
+
+
+def test_cli_writes_json(files, tmp_path, monkeypatch, capsys, small_nets):
+    monkeypatch.setenv(feature_nets.INCEPTION.env, str(files / "inception.pt"))
+    out = tmp_path / "res.json"
+    argv = [str(files / "ckpt"), "--data", "digits", "--n", "4", "--metrics", "fid,is,digits", "--batch-size", "4",
+            "--n-real", "100", "--no-verify-nets", "--json", str(out), "--quiet"]
+    assert ev.main(argv) == 0
+    res = json.loads(out.read_text())
+    assert set(ev.GROUP_KEYS["fid"] + ev.GROUP_KEYS["is"] + ev.GROUP_KEYS["digits"]) <= set(res)
+    assert "fid" in capsys.readouterr().out
+    assert ev.main([str(files / "ckpt"), "--data", "digits", "--metrics", "pr", "--quiet"]) == 2
+    assert "PDGAN_VGG16_TS" in capsys.readouterr().err
+
+
+def test_step_ratios_definition():
+    line = np.linspace(0, 1, 6)[:, None] * np.array([[3.0, 4.0]])
+    np.testing.assert_allclose(ev.step_ratios(line), np.ones(5))
+    jump = np.array([[0.0], [0.0], [0.0], [1.0], [1.0]])  # all change in one step
+    r = ev.step_ratios(jump)
+    np.testing.assert_allclose(r, [0, 0, 4, 0])
+    assert r.var() > 1
+    assert ev.step_ratios(np.ones((4, 3))) is None
+
+
+def test_digits_scores():
+    probs = np.zeros((6, 10))
+    probs[[0, 1, 2], [3, 3, 7]] = 0.9
+    probs[[0, 1, 2], 0] = 0.1
+    probs[3:] = 0.1  # unconfident: not counted
+    feats = np.random.default_rng(0).normal(size=(6, 4))
+    s = ev.digits_scores(feats, probs, feats)
+    assert s["class_histogram"] == [0, 0, 0, 2, 0, 0, 0, 1, 0, 0]
+    assert s["class_coverage"] == pytest.approx(0.2) and s["confident_fraction"] == pytest.approx(0.5)
+    assert s["mean_confidence"] == pytest.approx((3 * 0.9 + 3 * 0.1) / 6)
+    assert abs(s["digits_fid"]) < 1e-6

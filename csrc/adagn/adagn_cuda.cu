@@ -1,0 +1,347 @@
+// Fused AdaGN + SiLU, CUDA:  y = silu(x * a + d),  a = rstd * gamma[n, c],  d = beta[n, c] - mean * a,
+// mean / rstd per (n, group) over (C / G, H, W), float32 accumulation. Torch-free (see adagn_cuda.h).
+//
+// A group's "slab" is its M = (C / G) * H * W elements; slab element k lives at
+//   NCHW: (n * G + g) * M + k                                   (the slab is contiguous)
+//   NHWC: n * HW * C + (k / Cg) * C + g * Cg + k % Cg           (Cg = C / G channels per pixel)
+// Two plans:
+//   fused  (M <= 8192 elements): one block per (n, g) holds the slab in registers, computes an exact
+//          two-pass mean / variance, applies and stores. x is read once, y written once.
+//   split  (larger slabs): stats kernel (one block per slab piece of <= 4096 elements, two-pass in
+//          registers) -> finalize kernel (Chan merge of the pieces in float64, one warp per (n, g),
+//          writes (a, d) per channel) -> apply kernel (elementwise). x is read twice.
+// Loads and stores are 16-byte (else 8-byte) packs when the pointers are aligned and a pack never
+// straddles a channel (NCHW: HW % VEC == 0) or a group (NHWC: Cg % VEC == 0); otherwise VEC = 1.
+#include "../cuda_common.cuh"
+#include "adagn_cuda.h"
+
+namespace pdgan {
+namespace cuda {
+namespace {
+
+constexpr int kThreads = 256;               // max threads per block
+constexpr int kFusedMaxPerThread = 32;      // floats held per thread in the fused kernel
+constexpr int kFusedMaxItems = 8;           // packs held per thread in the fused kernel
+
+// Packs per thread the fused kernel may hold: 8, or 4 for 8-element packs (32 floats).
+constexpr int fused_max_items(int vec) {
+  return kFusedMaxPerThread / vec < kFusedMaxItems ? kFusedMaxPerThread / vec : kFusedMaxItems;
+}
+constexpr int kStatsItems = 4;              // packs per thread in the split statistics kernel
+
+struct Shape {
+  int C, HW, G, Cg, M;  // M = Cg * HW
+};
+
+template <bool CL>
+__device__ __forceinline__ int64_t slab_offset(int64_t n, int g, int k, const Shape& s) {
+  if (CL) {
+    const int p = k / s.Cg;
+    return n * s.HW * s.C + static_cast<int64_t>(p) * s.C + g * s.Cg + (k - p * s.Cg);
+  }
+  return (n * s.G + g) * static_cast<int64_t>(s.M) + k;
+}
+
+template <bool CL>
+__device__ __forceinline__ int slab_channel(int g, int k, const Shape& s) {
+  return g * s.Cg + (CL ? k % s.Cg : k / s.HW);
+}
+
+// fused: grid = N * G blocks, blockDim.x * ITEMS * VEC >= M.
+template <typename T, int VEC, int ITEMS, bool CL>
+__global__ void __launch_bounds__(kThreads, 2) adagn_fused_kernel(const T* __restrict__ x, T* __restrict__ y,
+                                                               const float* __restrict__ gamma,
+                                                               const float* __restrict__ beta, Shape s,
+                                                               float eps) {
+  __shared__ float smem[33];
+  const int64_t ng = blockIdx.x, n = ng / s.G;
+  const int g = static_cast<int>(ng - n * s.G);
+  float v[ITEMS][VEC];
+  float sum = 0.0f;
+#pragma unroll
+  for (int it = 0; it < ITEMS; ++it) {
+    const int k = (it * blockDim.x + threadIdx.x) * VEC;
+    if (k < s.M) {
+      load_pack<T, VEC>(x + slab_offset<CL>(n, g, k, s), v[it]);
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) sum += v[it][j];
+    }
+  }
+  const float mean = block_sum(sum, smem) / static_cast<float>(s.M);
+  float sq = 0.0f;
+#pragma unroll
+  for (int it = 0; it < ITEMS; ++it) {
+    const int k = (it * blockDim.x + threadIdx.x) * VEC;
+    if (k < s.M) {
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) {
+        const float dv = v[it][j] - mean;
+        sq += dv * dv;
+      }
+    }
+  }
+  const float rstd = rsqrtf(block_sum(sq, smem) / static_cast<float>(s.M) + eps);
+  const float* gn = gamma + n * s.C;
+  const float* bn = beta + n * s.C;
+#pragma unroll
+  for (int it = 0; it < ITEMS; ++it) {
+    const int k = (it * blockDim.x + threadIdx.x) * VEC;
+    if (k < s.M) {
+      const int c0 = slab_channel<CL>(g, k, s);
+      float out[VEC];
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) {
+        const int c = CL ? c0 + j : c0;  // NCHW: one channel per pack; NHWC: consecutive channels
+        const float a = rstd * __ldg(gn + c);
+        out[j] = silu(v[it][j] * a + (__ldg(bn + c) - mean * a));
+      }
+      store_pack<T, VEC>(y + slab_offset<CL>(n, g, k, s), out);
+    }
+  }
+}
+
+// split, pass 1: grid = N * G * pieces blocks; partial[(n * G + g) * pieces + piece] = (mean, M2) of the
+// piece's <= chunk elements. NHWC orders blocks group-fastest so neighbouring groups share L2 sectors.
+template <typename T, int VEC, bool CL>
+__global__ void __launch_bounds__(kThreads) adagn_stats_kernel(const T* __restrict__ x, float2* __restrict__ partial,
+                                                               Shape s, int pieces, int chunk) {
+  __shared__ float smem[33];
+  const int64_t b = blockIdx.x;
+  int64_t n;
+  int g, piece;
+  if (CL) {
+    g = static_cast<int>(b % s.G);
+    piece = static_cast<int>((b / s.G) % pieces);
+    n = b / (static_cast<int64_t>(s.G) * pieces);
+  } else {
+    piece = static_cast<int>(b % pieces);
+    const int64_t ng = b / pieces;
+    n = ng / s.G;
+    g = static_cast<int>(ng - n * s.G);
+  }
+  const int k0 = piece * chunk, len = min(chunk, s.M - k0);
+  float v[kStatsItems][VEC];
+  float sum = 0.0f;
+#pragma unroll
+  for (int it = 0; it < kStatsItems; ++it) {
+    const int k = (it * blockDim.x + threadIdx.x) * VEC;
+    if (k < len) {
+      load_pack<T, VEC>(x + slab_offset<CL>(n, g, k0 + k, s), v[it]);
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) sum += v[it][j];
+    }
+  }
+  const float mean = block_sum(sum, smem) / static_cast<float>(len);
+  float sq = 0.0f;
+#pragma unroll
+  for (int it = 0; it < kStatsItems; ++it) {
+    const int k = (it * blockDim.x + threadIdx.x) * VEC;
+    if (k < len) {
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) {
+        const float dv = v[it][j] - mean;
+        sq += dv * dv;
+      }
+    }
+  }
+  const float m2 = block_sum(sq, smem);
+  if (threadIdx.x == 0) partial[(n * s.G + g) * pieces + piece] = make_float2(mean, m2);
+}
+
+__device__ __forceinline__ void chan_merge(double& n, double& mean, double& m2, double nb, double mean_b,
+                                           double m2_b) {
+  if (nb == 0.0) return;
+  const double total = n + nb, delta = mean_b - mean;
+  mean += delta * (nb / total);
+  m2 += m2_b + delta * delta * (n * nb / total);
+  n = total;
+}
+
+// split, pass 2: one warp per (n, g) merges its pieces and writes ad[n * C + c] = (a, d).
+__global__ void adagn_finalize_kernel(const float2* __restrict__ partial, const float* __restrict__ gamma,
+                                      const float* __restrict__ beta, float2* __restrict__ ad, int64_t NG,
+                                      Shape s, int pieces, int chunk, float eps) {
+  const int64_t ng = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (ng >= NG) return;  // whole warps exit together
+  double cnt = 0.0, mean = 0.0, m2 = 0.0;
+  for (int p = lane; p < pieces; p += 32) {
+    const float2 pm = partial[ng * pieces + p];
+    chan_merge(cnt, mean, m2, static_cast<double>(min(chunk, s.M - p * chunk)), pm.x, pm.y);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const double nb = __shfl_xor_sync(0xffffffffu, cnt, o);
+    const double mb = __shfl_xor_sync(0xffffffffu, mean, o);
+    const double qb = __shfl_xor_sync(0xffffffffu, m2, o);
+    chan_merge(cnt, mean, m2, nb, mb, qb);
+  }
+  mean = __shfl_sync(0xffffffffu, mean, 0);  // lanes may differ in the last bit; use lane 0's
+  m2 = __shfl_sync(0xffffffffu, m2, 0);
+  const double rstd = rsqrt(fmax(m2 / static_cast<double>(s.M), 0.0) + static_cast<double>(eps));
+  const int64_t n = ng / s.G;
+  const int g = static_cast<int>(ng - n * s.G);
+  for (int cc = lane; cc < s.Cg; cc += 32) {
+    const int64_t c = n * s.C + g * s.Cg + cc;
+    const double a = rstd * static_cast<double>(gamma[c]);
+    ad[c] = make_float2(static_cast<float>(a), static_cast<float>(static_cast<double>(beta[c]) - mean * a));
+  }
+}
+
+// split, pass 3: grid (N, chunks); elementwise over image n (C * HW elements). Each thread issues
+// kApplyUnroll independent pack loads before computing, for memory-level parallelism.
+constexpr int kApplyUnroll = 4;
+
+template <typename T, int VEC, bool CL>
+__global__ void __launch_bounds__(kThreads, 2) adagn_apply_kernel(const T* __restrict__ x, T* __restrict__ y,
+                                                               const float2* __restrict__ ad, Shape s) {
+  const int64_t n = blockIdx.x;
+  const int image = s.C * s.HW;
+  const T* xn = x + n * image;
+  T* yn = y + n * image;
+  const float2* adn = ad + n * s.C;
+  const int step = gridDim.y * blockDim.x * VEC;
+  for (int base = (blockIdx.y * blockDim.x + threadIdx.x) * VEC; base < image; base += step * kApplyUnroll) {
+    float v[kApplyUnroll][VEC];
+#pragma unroll
+    for (int u = 0; u < kApplyUnroll; ++u)
+      if (base + u * step < image) load_pack<T, VEC>(xn + base + u * step, v[u]);
+#pragma unroll
+    for (int u = 0; u < kApplyUnroll; ++u) {
+      const int i = base + u * step;
+      if (i < image) {
+        const int c0 = CL ? i % s.C : i / s.HW;
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) {
+          const float2 k = adn[CL ? c0 + j : c0];
+          v[u][j] = silu(v[u][j] * k.x + k.y);
+        }
+        store_pack<T, VEC>(yn + i, v[u]);
+      }
+    }
+  }
+}
+
+struct Plan {
+  Shape s;
+  int vec;      // elements per pack: 16 or 8 bytes' worth, or 1
+  bool fused;
+  int pieces;   // split: slab pieces per (n, g)
+  int chunk;    // split: elements per piece
+  size_t workspace;
+};
+
+inline int elem_size(int dtype) { return dtype == PDGAN_FLOAT32 ? 4 : 2; }
+
+inline const char* make_plan(const PdganAdaGNParams& p, Plan* plan) {
+  if (p.dtype != PDGAN_FLOAT32 && p.dtype != PDGAN_FLOAT16 && p.dtype != PDGAN_BFLOAT16)
+    return "pdgan_adagn_cuda: unsupported dtype code";
+  if (p.N <= 0 || p.C <= 0 || p.HW <= 0 || p.G <= 0 || p.C % p.G != 0)
+    return "pdgan_adagn_cuda: need N, C, H*W > 0 and G dividing C";
+  // 32-bit indices inside an image, with headroom for the apply kernel's grid stride
+  if (p.C * p.HW > (int64_t{1} << 30)) return "pdgan_adagn_cuda: C * H * W must be <= 2^30 per image";
+  Shape& s = plan->s;
+  s.C = static_cast<int>(p.C);
+  s.HW = static_cast<int>(p.HW);
+  s.G = static_cast<int>(p.G);
+  s.Cg = s.C / s.G;
+  s.M = s.Cg * s.HW;
+  // widest pack (16 bytes, else 8) that is aligned and never straddles a channel (NCHW) / group (NHWC)
+  plan->vec = 1;
+  for (const int bytes : {16, 8}) {
+    const int vec = bytes / elem_size(p.dtype);
+    const bool aligned = (reinterpret_cast<uintptr_t>(p.x) | reinterpret_cast<uintptr_t>(p.y)) % bytes == 0;
+    if (vec > 1 && aligned && (p.channels_last ? s.Cg % vec == 0 : s.HW % vec == 0)) {
+      plan->vec = vec;
+      break;
+    }
+  }
+  const int fused_cap = kThreads * plan->vec * fused_max_items(plan->vec);
+  plan->fused = s.M <= fused_cap;
+  plan->chunk = kThreads * kStatsItems * plan->vec;
+  plan->pieces = plan->fused ? 0 : (s.M + plan->chunk - 1) / plan->chunk;
+  plan->workspace = plan->fused ? 0
+                                : sizeof(float2) * static_cast<size_t>(p.N * p.G * plan->pieces + p.N * p.C);
+  return nullptr;
+}
+
+template <typename T, int VEC, int ITEMS, bool CL>
+void launch_fused(const PdganAdaGNParams& p, const Plan& plan, int threads, cudaStream_t stream) {
+  adagn_fused_kernel<T, VEC, ITEMS, CL><<<static_cast<unsigned>(p.N * p.G), threads, 0, stream>>>(
+      static_cast<const T*>(p.x), static_cast<T*>(p.y), p.gamma, p.beta, plan.s, p.eps);
+}
+
+template <typename T, int VEC, bool CL>
+void launch_plan(const PdganAdaGNParams& p, const Plan& plan, cudaStream_t stream) {
+  const Shape& s = plan.s;
+  if (plan.fused) {
+    const int packs = (s.M + VEC - 1) / VEC;
+    constexpr int kMaxItems = fused_max_items(VEC);
+    if constexpr (VEC == 1) {  // scalar fallback: one variant is enough
+      launch_fused<T, VEC, kMaxItems, CL>(p, plan, ((packs + kMaxItems - 1) / kMaxItems + 31) / 32 * 32, stream);
+    } else {
+      int items = 1;
+      while (items < kMaxItems && items * kThreads < packs) items *= 2;
+      const int threads = ((packs + items - 1) / items + 31) / 32 * 32;
+      switch (items) {
+        case 1: launch_fused<T, VEC, 1, CL>(p, plan, threads, stream); break;
+        case 2: launch_fused<T, VEC, 2, CL>(p, plan, threads, stream); break;
+        case 4: launch_fused<T, VEC, 4, CL>(p, plan, threads, stream); break;
+        default: launch_fused<T, VEC, kMaxItems, CL>(p, plan, threads, stream); break;
+      }
+    }
+    return;
+  }
+  const int64_t NG = p.N * p.G;
+  float2* partial = static_cast<float2*>(p.workspace);
+  float2* ad = partial + NG * plan.pieces;
+  const T* x = static_cast<const T*>(p.x);
+  adagn_stats_kernel<T, VEC, CL><<<static_cast<unsigned>(NG * plan.pieces), kThreads, 0, stream>>>(
+      x, partial, s, plan.pieces, plan.chunk);
+  adagn_finalize_kernel<<<static_cast<unsigned>((NG + 7) / 8), 256, 0, stream>>>(
+      partial, p.gamma, p.beta, ad, NG, s, plan.pieces, plan.chunk, p.eps);
+  const int64_t per_block = static_cast<int64_t>(kThreads) * VEC * kApplyUnroll;
+  const int64_t chunks = (static_cast<int64_t>(s.C) * s.HW + per_block - 1) / per_block;
+  const dim3 grid(static_cast<unsigned>(p.N), static_cast<unsigned>(chunks < 65535 ? chunks : 65535));
+  adagn_apply_kernel<T, VEC, CL><<<grid, kThreads, 0, stream>>>(x, static_cast<T*>(p.y), ad, s);
+}
+
+template <typename T, bool CL>
+void launch_layout(const PdganAdaGNParams& p, const Plan& plan, cudaStream_t stream) {
+  constexpr int kVec16 = 16 / sizeof(T), kVec8 = 8 / sizeof(T);
+  if (plan.vec == kVec16) launch_plan<T, kVec16, CL>(p, plan, stream);
+  else if (plan.vec == kVec8) launch_plan<T, kVec8, CL>(p, plan, stream);
+  else launch_plan<T, 1, CL>(p, plan, stream);
+}
+
+template <typename T>
+void launch_typed(const PdganAdaGNParams& p, const Plan& plan, cudaStream_t stream) {
+  if (p.channels_last) launch_layout<T, true>(p, plan, stream);
+  else launch_layout<T, false>(p, plan, stream);
+}
+
+}  // namespace
+}  // namespace cuda
+}  // namespace pdgan
+
+extern "C" size_t pdgan_adagn_cuda_workspace_bytes(const PdganAdaGNParams* p) {
+  pdgan::cuda::Plan plan;
+  return pdgan::cuda::make_plan(*p, &plan) == nullptr ? plan.workspace : 0;
+}
+
+extern "C" const char* pdgan_adagn_cuda(const PdganAdaGNParams* p, void* stream) {
+  using namespace pdgan::cuda;
+  Plan plan;
+  if (const char* err = make_plan(*p, &plan)) return err;
+  if (plan.workspace > 0 && (p->workspace == nullptr || reinterpret_cast<uintptr_t>(p->workspace) % 16 != 0))
+    return "pdgan_adagn_cuda: workspace missing or not 16-byte aligned";
+  if (p->N * p->G * (plan.fused ? 1 : plan.pieces) > INT32_MAX)
+    return "pdgan_adagn_cuda: too many thread blocks (N * G * pieces >= 2^31)";
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  switch (p->dtype) {
+    case PDGAN_FLOAT32: launch_typed<float>(*p, plan, s); break;
+    case PDGAN_FLOAT16: launch_typed<__half>(*p, plan, s); break;
+    default: launch_typed<__nv_bfloat16>(*p, plan, s); break;
+  }
+  return last_error();
+}

@@ -1,0 +1,34 @@
+// C ABI of the fused AdaGN + SiLU CUDA launcher (adagn_cuda.cu). Torch-free, so the .cu compiles with
+// a bare `nvcc -c`; csrc/bindings_cuda.cpp validates tensors and calls it on torch's current stream.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../dtypes.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+  const void* x;        // (N, C, H, W) storage, NCHW-contiguous or channels_last (NHWC in memory)
+  void* y;              // same shape, dtype and memory format as x
+  const float* gamma;   // (N, C) float32, contiguous
+  const float* beta;    // (N, C) float32, contiguous
+  int64_t N, C, HW, G;  // HW = H * W; G divides C
+  float eps;
+  int channels_last;    // 0: NCHW, 1: NHWC
+  int dtype;            // PdganDType
+  void* workspace;      // pdgan_adagn_cuda_workspace_bytes(params) bytes, 16-byte aligned (or NULL if 0)
+} PdganAdaGNParams;
+
+// Scratch bytes the launch needs (0 when one (n, group) fits one thread block).
+size_t pdgan_adagn_cuda_workspace_bytes(const PdganAdaGNParams* p);
+
+// Enqueues the kernels on `stream` (a cudaStream_t). Returns NULL on success, else a static message.
+const char* pdgan_adagn_cuda(const PdganAdaGNParams* p, void* stream);
+
+#ifdef __cplusplus
+}
+#endif

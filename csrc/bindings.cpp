@@ -1,0 +1,53 @@
+// pdgan_infer._C: registers the `pdgan` operator library with the torch dispatcher.
+//   torch.ops.pdgan.adagn_silu(x, gamma, beta, num_groups, eps) -> y
+//   torch.ops.pdgan.posterior_step(x0, xt, c1, c2, sigma, noise, seed, offset) -> out
+//   torch.ops.pdgan.philox_normal_(out, seed, offset)          (fills out in place)
+// CPU kernels are registered here, CUDA kernels in bindings_cuda.cpp (CUDA builds only). Fake (meta)
+// kernels for torch.compile / export are registered from Python (pdgan_infer/kernels/native.py).
+// The Python module itself is empty apart from build facts; importing it runs the registrations.
+#include <Python.h>
+#include <torch/library.h>
+
+#include "ops.h"
+
+TORCH_LIBRARY(pdgan, m) {
+  m.def("adagn_silu(Tensor x, Tensor gamma, Tensor beta, int num_groups, float eps=1e-06) -> Tensor");
+  m.def("posterior_step(Tensor x0, Tensor xt, float c1, float c2, float sigma, Tensor? noise=None, "
+        "int? seed=None, int offset=0) -> Tensor");
+  m.def("philox_normal_(Tensor(a!) out, int seed, int offset=0) -> ()");
+}
+
+TORCH_LIBRARY_IMPL(pdgan, CPU, m) {
+  m.impl("adagn_silu", &pdgan::cpu::adagn_silu_cpu);
+  m.impl("posterior_step", &pdgan::cpu::posterior_step_cpu);
+  m.impl("philox_normal_", &pdgan::cpu::philox_normal_cpu_);
+}
+
+// setup.py passes the architectures as bare tokens (-DPDGAN_CUDA_ARCH_LIST=8.0,9.0+PTX): stringify them.
+#define PDGAN_STRINGIFY_(...) #__VA_ARGS__
+#define PDGAN_STRINGIFY(...) PDGAN_STRINGIFY_(__VA_ARGS__)
+#ifdef PDGAN_CUDA_ARCH_LIST
+#define PDGAN_CUDA_ARCH_STRING PDGAN_STRINGIFY(PDGAN_CUDA_ARCH_LIST)
+#else
+#define PDGAN_CUDA_ARCH_STRING ""
+#endif
+
+PyMODINIT_FUNC PyInit__C(void) {  // PyMODINIT_FUNC is extern "C" and exported
+  static PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT, "_C",
+      "pdgan native kernels; the ops live in torch.ops.pdgan (see pdgan_infer/kernels/native.py).", -1,
+      nullptr, nullptr, nullptr, nullptr, nullptr};
+  PyObject* module = PyModule_Create(&module_def);
+  if (module == nullptr) return nullptr;
+#ifdef PDGAN_WITH_CUDA
+  const int with_cuda = 1;
+#else
+  const int with_cuda = 0;
+#endif
+  if (PyModule_AddIntConstant(module, "WITH_CUDA", with_cuda) < 0 ||
+      PyModule_AddStringConstant(module, "CUDA_ARCH_LIST", PDGAN_CUDA_ARCH_STRING) < 0) {
+    Py_DECREF(module);
+    return nullptr;
+  }
+  return module;
+}

@@ -1,0 +1,185 @@
+"""Loader and Python API of the ahead-of-time C++ / CUDA extension `pdgan_infer._C` (sources in csrc/).
+
+Build (once, ahead of time; nothing is compiled at import):
+
+    pip install --no-build-isolation -e .        # PDGAN_SKIP_EXT=1 skips it, PDGAN_CUDA_ARCH="8.0;9.0"
+
+The extension registers three ops with the torch dispatcher (CPU kernels always, CUDA kernels when it
+was built against a CUDA torch with nvcc): `torch.ops.pdgan.adagn_silu`, `torch.ops.pdgan.posterior_step`
+and `torch.ops.pdgan.philox_normal_`. Fake (meta) kernels are registered here, so the ops trace under
+torch.compile and torch.export. Importing this module never fails: without the extension,
+`available()` is False, `unavailable_reason()` says how to build it, and the ops raise RuntimeError.
+
+Ops (references in `pdgan_infer.kernels.reference`):
+
+    adagn_silu(x, gamma, beta, G, eps)   y = silu(x * a + d), a = rstd * gamma[n, c], d = beta[n, c] - mean * a
+        x (N, C, H, W) fp32/fp16/bf16, NCHW-contiguous or channels_last; y has x's dtype and memory format.
+        gamma, beta (N, C), any float dtype (read as float32). mean / rstd per (n, group), float32
+        accumulation in numerically sound chunked two-pass form (Chan merge of the chunks).
+    posterior_step(x0, xt, c1, c2, sigma, noise=None, seed=None, offset=0)
+        out = c1 * x0 + c2 * xt + sigma * z in float32, returned in x0's dtype; x0, xt (and noise) share
+        shape, dtype and device and are contiguous. z = noise, or the Philox stream (seed, offset) when
+        noise is None and seed is given, or 0 when sigma == 0.
+    philox_normal(shape, seed, offset=0)  the stream's normals themselves (same numbers the kernels use).
+
+In-kernel noise: the Philox4x32-10 stream (csrc/philox.h), identical on CPU and CUDA
+--------------------------------------------------------------------------------------
+    key            = (seed mod 2^64) as two 32-bit words (lo, hi)
+    element i of the output (flat, row-major over the contiguous tensor) takes normal number p = offset + i:
+    block b        = p // 4,  lane = p % 4
+    counter        = (b mod 2^32, b // 2^32, 0, 0)
+    (r0, r1, r2, r3) = Philox4x32-10(counter, key)        M0=0xD2511F53, M1=0xCD9E8D57, W0=0x9E3779B9, W1=0xBB67AE85
+    u_k            = (r_k + 0.5) / 2^32
+    lane 0, 1      = sqrt(-2 ln u0) * (cos, sin)(2 pi u1)
+    lane 2, 3      = sqrt(-2 ln u2) * (cos, sin)(2 pi u3)
+computed in float64 and rounded once to float32. So `philox_normal(n, seed, offset=k)` equals
+`philox_normal(n + k, seed)[k:]`, and consecutive calls that advance `offset` by the element count never
+reuse a number. CPU and CUDA compute the same Philox bits; their float64 libm results may differ in the
+last bits, which after rounding to float32 changes a normal by at most one float32 ulp, rarely.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = ["available", "unavailable_reason", "cuda_available", "adagn_silu", "posterior_step", "philox_normal"]
+
+_BUILD_CMD = "pip install --no-build-isolation -e ."
+
+
+def _load():
+    """(module, None) when pdgan_infer._C imports, else (None, why)."""
+    try:
+        from pdgan_infer import _C
+    except ModuleNotFoundError as e:
+        if e.name not in ("pdgan_infer._C", "pdgan_infer"):
+            return None, f"pdgan_infer._C failed to import ({e}); rebuild with `{_BUILD_CMD}`"
+        return None, (f"extension not built: reinstall with `{_BUILD_CMD}` from the repository root "
+                      "(without PDGAN_SKIP_EXT=1)")
+    except (ImportError, OSError) as e:  # e.g. undefined symbol: built against another torch
+        return None, (f"pdgan_infer._C failed to load ({e}); it was probably built against another torch "
+                      f"(this is {torch.__version__}): rebuild with `{_BUILD_CMD}`")
+    except RuntimeError as e:  # e.g. a second copy registering the `pdgan` op namespace again
+        return None, f"pdgan_infer._C failed to register its ops ({e}); rebuild with `{_BUILD_CMD}`"
+    if not hasattr(torch.ops.pdgan, "adagn_silu"):
+        return None, f"pdgan_infer._C loaded but registered no torch.ops.pdgan ops; rebuild with `{_BUILD_CMD}`"
+    return _C, None
+
+
+_C, _REASON = _load()
+
+
+def _register_fakes() -> None:
+    """Meta / fake kernels: output metadata only, for torch.compile, torch.export and FakeTensor."""
+    def adagn_fake(x, gamma, beta, num_groups, eps=1e-6):
+        fmt = torch.contiguous_format
+        if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            fmt = torch.channels_last
+        return torch.empty_like(x, memory_format=fmt)
+
+    def posterior_fake(x0, xt, c1, c2, sigma, noise=None, seed=None, offset=0):
+        return torch.empty_like(x0, memory_format=torch.contiguous_format)
+
+    def philox_fake(out, seed, offset=0):
+        return None
+
+    for name, fn in (("adagn_silu", adagn_fake), ("posterior_step", posterior_fake), ("philox_normal_", philox_fake)):
+        try:
+            torch.library.register_fake(f"pdgan::{name}", fn)
+        except RuntimeError as e:  # already registered (module reloaded)
+            if "already" not in str(e):
+                raise
+
+
+if _C is not None:
+    _register_fakes()
+
+
+def available(device: torch.device | str | None = None) -> bool:
+    """True when the extension is loaded (and, for a CUDA `device`, was built with CUDA kernels)."""
+    return unavailable_reason(device) == ""
+
+
+def cuda_available() -> bool:
+    """True when the extension is loaded and has CUDA kernels (says nothing about a GPU being present)."""
+    return _C is not None and bool(getattr(_C, "WITH_CUDA", 0))
+
+
+def unavailable_reason(device: torch.device | str | None = None) -> str:
+    """'' when the ops can run (on `device`, if given); otherwise why not and how to fix it."""
+    if _C is None:
+        return _REASON
+    if device is not None and torch.device(device).type == "cuda" and not cuda_available():
+        return (f"pdgan_infer._C was built without CUDA kernels (torch {torch.__version__}, "
+                f"CUDA {torch.version.cuda}); rebuild with `{_BUILD_CMD}` where torch has CUDA and nvcc "
+                "(CUDA_HOME) is available")
+    if device is not None and torch.device(device).type not in ("cpu", "cuda", "meta"):
+        return f"pdgan native kernels run on cpu and cuda only, not {torch.device(device).type}"
+    return ""
+
+
+def _require(device: torch.device) -> None:
+    reason = unavailable_reason(device)
+    if reason:
+        raise RuntimeError(f"pdgan native kernels unavailable: {reason}")
+
+
+def _same_device(name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    if t.device != ref.device:
+        raise RuntimeError(f"{name} is on {t.device} but {ref_name} is on {ref.device}; move both to the same "
+                           "device")
+
+
+def _key(seed: int) -> int:
+    """A Python int seed in [-2^63, 2^64) -> the op's int64 whose bits are seed mod 2^64."""
+    seed = int(seed)
+    if not -(1 << 63) <= seed < (1 << 64):
+        raise ValueError(f"seed must be in [-2**63, 2**64), got {seed}")
+    seed &= (1 << 64) - 1
+    return seed - (1 << 64) if seed >= (1 << 63) else seed
+
+
+def _offset(offset: int) -> int:
+    offset = int(offset)
+    if not 0 <= offset < (1 << 62):
+        raise ValueError(f"offset must be in [0, 2**62), got {offset}")
+    return offset
+
+
+def adagn_silu(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, num_groups: int,
+               eps: float = 1e-6) -> torch.Tensor:
+    """silu(group_norm(x, num_groups, eps) * gamma[:, :, None, None] + beta[:, :, None, None]), fused.
+    x: (N, C, H, W) fp32/fp16/bf16, NCHW or channels_last; gamma, beta: (N, C). Same dtype / format out."""
+    _require(x.device)
+    _same_device("gamma", gamma, "x", x)
+    _same_device("beta", beta, "x", x)
+    return torch.ops.pdgan.adagn_silu(x, gamma, beta, int(num_groups), float(eps))
+
+
+def posterior_step(x0: torch.Tensor, xt: torch.Tensor, c1: float, c2: float, sigma: float,
+                   noise: torch.Tensor | None = None, seed: int | None = None, offset: int = 0) -> torch.Tensor:
+    """c1 * x0 + c2 * xt + sigma * z, fused, in x0's dtype. z = `noise`; or, when noise is None and `seed`
+    is given, normals offset .. offset + numel - 1 of the Philox stream of `seed` (module docstring);
+    or nothing when sigma == 0. x0, xt, noise: same shape, dtype, device; contiguous."""
+    _require(x0.device)
+    _same_device("xt", xt, "x0", x0)
+    if noise is not None:
+        _same_device("noise", noise, "x0", x0)
+        if seed is not None:
+            raise ValueError("posterior_step: pass either noise or seed, not both")
+    elif seed is None and float(sigma) != 0.0:
+        raise ValueError(f"posterior_step: sigma={sigma} != 0 needs noise or a seed")
+    return torch.ops.pdgan.posterior_step(x0, xt, float(c1), float(c2), float(sigma), noise,
+                                          None if seed is None else _key(seed), _offset(offset))
+
+
+def philox_normal(shape: int | Sequence[int], seed: int, offset: int = 0, dtype: torch.dtype = torch.float32,
+                  device: torch.device | str = "cpu") -> torch.Tensor:
+    """Standard normals offset .. offset + numel - 1 of the Philox stream of `seed`, as a contiguous tensor
+    of `shape` (row-major): exactly the noise `posterior_step(..., seed=seed, offset=offset)` adds."""
+    device = torch.device(device)
+    _require(device)
+    out = torch.empty(shape if isinstance(shape, Sequence) else (int(shape),), dtype=dtype, device=device)
+    torch.ops.pdgan.philox_normal_(out, _key(seed), _offset(offset))
+    return out

@@ -1,0 +1,104 @@
+"""Builds the optional native extension `pdgan_infer._C` (csrc/); all metadata is in pyproject.toml.
+
+    pip install --no-build-isolation -e .            # CPU kernels; + CUDA kernels when torch has CUDA
+
+Environment:
+    PDGAN_SKIP_EXT=1       install without the extension (pdgan_infer.kernels.native reports unavailable)
+    PDGAN_CUDA_ARCH        CUDA architectures, default "8.0;9.0"; "+PTX" on an entry also embeds PTX
+                           (the last entry always gets PTX, so newer GPUs can JIT the kernels)
+    PDGAN_FORCE_CPU=1      build only the CPU kernels even when torch and nvcc have CUDA
+    MAX_JOBS               parallel compile jobs (torch.utils.cpp_extension)
+
+The CUDA kernels are built when torch was built with CUDA (torch.version.cuda) and a CUDA toolkit is found
+(CUDA_HOME / nvcc). Kernels are compiled here, ahead of time, never at import.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import sys
+
+from setuptools import setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+FIX = ("fix the compiler error above, or install without native kernels: "
+       "PDGAN_SKIP_EXT=1 pip install --no-build-isolation -e .")
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def cuda_gencode_flags(spec: str) -> tuple[list[str], str]:
+    """'8.0;9.0+PTX' -> nvcc -gencode flags (PTX for '+PTX' entries and the last one) and '8.0,9.0+PTX'."""
+    archs = [a for a in re.split(r"[;,\s]+", spec.strip()) if a]
+    if not archs:
+        raise ValueError(f"PDGAN_CUDA_ARCH={spec!r} names no architecture (expected e.g. '8.0;9.0')")
+    flags, names = [], []
+    for i, arch in enumerate(archs):
+        ptx = arch.upper().endswith("+PTX") or i == len(archs) - 1
+        base = arch.split("+")[0]
+        if not re.fullmatch(r"\d+\.\d+[af]?", base):
+            raise ValueError(f"PDGAN_CUDA_ARCH entry {arch!r} is not of the form '9.0' or '9.0+PTX'")
+        num = base.replace(".", "")
+        flags.append(f"-gencode=arch=compute_{num},code=sm_{num}")
+        if ptx:
+            flags.append(f"-gencode=arch=compute_{num},code=compute_{num}")
+        names.append(base + ("+PTX" if ptx else ""))
+    return flags, ",".join(names)
+
+
+def native_extensions():
+    """([extension], cmdclass) for pdgan_infer._C, or ([], {}) when PDGAN_SKIP_EXT=1."""
+    if _flag("PDGAN_SKIP_EXT"):
+        print("pdgan: PDGAN_SKIP_EXT=1, not building pdgan_infer._C", file=sys.stderr)
+        return [], {}
+    try:
+        import torch
+        from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+    except ImportError as e:
+        raise RuntimeError(
+            "pdgan: building pdgan_infer._C needs torch importable at build time; install torch first and "
+            "use `pip install --no-build-isolation -e .`, or set PDGAN_SKIP_EXT=1") from e
+
+    class PdganBuildExtension(BuildExtension):
+        """BuildExtension that names the way out when the native build fails."""
+
+        def run(self):
+            try:
+                super().run()
+            except Exception as e:  # noqa: BLE001 - re-raised with context
+                print("\n" + "=" * 78 + f"\npdgan: building the native extension pdgan_infer._C failed:\n  {e}\n"
+                      f"pdgan: {FIX}\n" + "=" * 78, file=sys.stderr)
+                raise RuntimeError(f"pdgan: building pdgan_infer._C failed ({e}); {FIX}") from e
+
+    csrc = os.path.join(ROOT, "csrc")
+    rel = lambda paths: sorted(os.path.relpath(p, ROOT) for p in paths)  # noqa: E731
+    cpp = rel(p for p in glob.glob(os.path.join(csrc, "**", "*.cpp"), recursive=True)
+              if not p.endswith("_cuda.cpp"))
+    with_cuda = (torch.version.cuda is not None and CUDA_HOME is not None and not _flag("PDGAN_FORCE_CPU"))
+    # -fno-trapping-math lets GCC if-convert (and so vectorise) the branch-free float selects; torch
+    # itself is built with the same two flags.
+    cxx = ["-O3", "-g0", "-fno-trapping-math", "-fno-math-errno", "-fvisibility=hidden"]
+    headers = rel(glob.glob(os.path.join(csrc, "**", "*.h"), recursive=True))
+    common = dict(name="pdgan_infer._C", include_dirs=[csrc], depends=headers)
+    if with_cuda:
+        gencode, arch_names = cuda_gencode_flags(os.environ.get("PDGAN_CUDA_ARCH", "8.0;9.0"))
+        sources = cpp + rel(glob.glob(os.path.join(csrc, "**", "*_cuda.cpp"), recursive=True)) + rel(
+            glob.glob(os.path.join(csrc, "**", "*.cu"), recursive=True))
+        ext = CUDAExtension(sources=sources, define_macros=[("PDGAN_WITH_CUDA", "1"),
+                                                            ("PDGAN_CUDA_ARCH_LIST", arch_names)],
+                            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo", *gencode]}, **common)
+        print(f"pdgan: building pdgan_infer._C with CUDA {torch.version.cuda} kernels for {arch_names}",
+              file=sys.stderr)
+    else:
+        ext = CppExtension(sources=cpp, extra_compile_args={"cxx": cxx}, **common)
+        why = ("PDGAN_FORCE_CPU=1" if _flag("PDGAN_FORCE_CPU") else "torch has no CUDA"
+               if torch.version.cuda is None else "no CUDA toolkit found (set CUDA_HOME)")
+        print(f"pdgan: building pdgan_infer._C with CPU kernels only ({why})", file=sys.stderr)
+    return [ext], {"build_ext": PdganBuildExtension.with_options(use_ninja=True)}
+
+
+ext_modules, cmdclass = native_extensions()
+setup(ext_modules=ext_modules, cmdclass=cmdclass)

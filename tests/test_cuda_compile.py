@@ -1,0 +1,273 @@
+"""The CUDA sources, checked on a machine without a GPU (or a CUDA torch):
+* each .cu is torch-free and builds with a bare `nvcc -arch=sm_90 -c`, without register spills;
+* the bindings compile (syntax) against torch's headers as a CUDA build would see them;
+* the kernels run on the CPU through a host emulation of CUDA threads (csrc/testing/cuda_host_emu.h)
+  and match the references.
+Skips, with the reason, when nvcc (or g++ / the CUDA headers) is not installed."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+CSRC = Path(__file__).resolve().parents[1] / "csrc"
+CU_FILES = sorted(CSRC.rglob("*.cu"))
+TORCH_INCLUDE = re.compile(r'^\s*#\s*include\s*[<"](torch/|ATen/|c10/|pybind11/)', re.MULTILINE)
+
+
+def _nvcc() -> str | None:
+    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")):
+        if home and (Path(home) / "bin" / "nvcc").exists():
+            return str(Path(home) / "bin" / "nvcc")
+    return shutil.which("nvcc") or (
+        "/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)
+
+
+NVCC = _nvcc()
+needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found (set CUDA_HOME or put nvcc on PATH)")
+
+
+def test_cuda_sources_exist():
+    assert {p.name for p in CU_FILES} >= {"adagn_cuda.cu", "posterior_cuda.cu"}
+
+
+@pytest.mark.parametrize("cu", CU_FILES, ids=lambda p: p.name)
+def test_cu_files_include_no_torch_headers(cu):
+    """Torch headers would tie the kernels to a CUDA build of torch; only the bindings include them."""
+    seen, todo = set(), [cu]
+    while todo:  # the file and the local headers it includes
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        text = path.read_text()
+        assert not TORCH_INCLUDE.search(text), f"{path.relative_to(CSRC)} includes a torch header"
+        for name in re.findall(r'^\s*#\s*include\s*"([^"]+)"', text, re.MULTILINE):
+            todo.append((path.parent / name).resolve())
+
+
+class _Job:
+    """A compiler run started in the background; result() waits for it."""
+
+    def __init__(self, cmd: list[str], cwd: Path):
+        self.cmd = [str(c) for c in cmd]
+        self.proc = subprocess.Popen(self.cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._result = None
+
+    def result(self) -> tuple[int, str]:
+        if self._result is None:
+            out, err = self.proc.communicate(timeout=900)
+            self._result = (self.proc.returncode, out + err)
+        return self._result
+
+    def check(self) -> str:
+        rc, log = self.result()
+        assert rc == 0, f"{' '.join(self.cmd)}\n{log[-6000:]}"
+        return log
+
+
+def _cuda_include() -> Path | None:
+    homes = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    candidates = [Path(h) / "include" for h in homes if h]
+    candidates += [Path(NVCC).resolve().parents[1] / "include", Path("/usr/local/cuda/include")]
+    return next((c for c in candidates if (c / "cuda_runtime.h").exists()), None)
+
+
+LAUNCH = re.compile(r"([A-Za-z_][\w:]*(?:<[^;{}]*?>)?)\s*<<<(.*?)>>>\s*\((.*?)\);", re.S)
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    """Every compile of this file, started at once (they are independent; 2 cores halve the wall time):
+    nvcc per .cu; g++ -fsyntax-only of the bindings as a CUDA build sees them; the .cu files built for the
+    host against csrc/testing/cuda_host_emu.h (key 'emu', a shared library)."""
+    if NVCC is None:
+        pytest.skip("nvcc not found (set CUDA_HOME or put nvcc on PATH)")
+    out = tmp_path_factory.mktemp("cuda_builds")
+    jobs = {cu.name: _Job([NVCC, "-arch=sm_90", "-std=c++17", "-O3", "-Xptxas", "-v", "-c", cu,
+                           "-o", out / f"{cu.stem}.o"], out) for cu in CU_FILES}
+    cxx, cuda_include = shutil.which("g++") or shutil.which("c++"), _cuda_include()
+    if cxx and cuda_include:
+        from torch.utils.cpp_extension import include_paths
+        includes = [*include_paths(), sysconfig.get_paths()["include"], cuda_include, CSRC]
+        jobs["bindings"] = _Job([cxx, "-std=c++20", "-fsyntax-only", "-Wall", "-DPDGAN_WITH_CUDA=1",
+                                 "-DPDGAN_CUDA_ARCH_LIST=8.0,9.0+PTX",  # as setup.py passes them
+                                 "-DC10_CUDA_NO_CMAKE_CONFIGURE_FILE",  # the CPU wheel lacks this generated header
+                                 *(f"-I{p}" for p in includes), CSRC / "bindings.cpp", CSRC / "bindings_cuda.cpp"],
+                                out)
+        sources = []
+        for cu in CU_FILES:  # K<<<grid, block, smem, stream>>>(args); -> pdgan_emu::launch(..., [&] { K(args); });
+            text, n = LAUNCH.subn(
+                lambda m: f"pdgan_emu::launch({m.group(2)}, [&] {{ {m.group(1)}({m.group(3)}); }});", cu.read_text())
+            assert n > 0, f"no kernel launch found in {cu.name}"
+            sources.append(out / f"emu_{cu.name}")
+            sources[-1].write_text('#include "testing/cuda_host_emu.h"\n' + text)
+        jobs["emu"] = _Job([cxx, "-std=c++20", "-O1", "-fPIC", "-shared", "-pthread", "-w", f"-I{cuda_include}",
+                            f"-I{CSRC}", *(f"-I{cu.parent}" for cu in CU_FILES), "-x", "c++", *sources,
+                            "-o", out / "emu.so"], out)
+    yield jobs, out
+    for job in jobs.values():
+        if job.proc.poll() is None:
+            job.proc.kill()
+            job.proc.communicate()
+
+
+@needs_nvcc
+@pytest.mark.parametrize("cu", CU_FILES, ids=lambda p: p.name)
+def test_cu_compiles_for_sm90(builds, cu):
+    jobs, out = builds
+    log = jobs[cu.name].check()
+    assert (out / f"{cu.stem}.o").stat().st_size > 0
+    # ptxas -v reports every kernel's local memory; register spills would cost bandwidth
+    spills = [int(n) for n in re.findall(r"(\d+) bytes spill stores", log)]
+    assert spills and not any(spills), f"register spills in {cu.name}:\n{log}"
+
+
+@needs_nvcc
+def test_bindings_syntax_as_cuda_build(builds):
+    """bindings_cuda.cpp (and bindings.cpp's CUDA-only lines) are only compiled by CUDA builds; check them
+    against torch's headers here."""
+    jobs, _ = builds
+    if "bindings" not in jobs:
+        pytest.skip("needs g++ and the CUDA headers (cuda_runtime.h)")
+    jobs["bindings"].check()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The CUDA kernels executed on the CPU: csrc/testing/cuda_host_emu.h runs every CUDA thread as an OS
+# thread, so the launchers' plans (fused / split, packed / scalar, NCHW / NHWC) and the kernels' index
+# arithmetic are checked here against the references, without a GPU.
+
+
+@pytest.fixture(scope="module")
+def emulated(builds):
+    """ctypes handle on the .cu launchers built for the host against the emulation header."""
+    import ctypes
+    jobs, out = builds
+    if "emu" not in jobs:
+        pytest.skip("needs g++ and the CUDA headers (cuda_runtime.h)")
+    jobs["emu"].check()
+    handle = ctypes.CDLL(str(out / "emu.so"))
+    handle.pdgan_adagn_cuda.restype = ctypes.c_char_p
+    handle.pdgan_adagn_cuda_workspace_bytes.restype = ctypes.c_size_t
+    handle.pdgan_posterior_cuda.restype = ctypes.c_char_p
+    return handle
+
+
+def _adagn_params():
+    import ctypes
+
+    class Params(ctypes.Structure):  # csrc/adagn/adagn_cuda.h
+        _fields_ = [("x", ctypes.c_void_p), ("y", ctypes.c_void_p), ("gamma", ctypes.c_void_p),
+                    ("beta", ctypes.c_void_p), ("N", ctypes.c_int64), ("C", ctypes.c_int64), ("HW", ctypes.c_int64),
+                    ("G", ctypes.c_int64), ("eps", ctypes.c_float), ("channels_last", ctypes.c_int),
+                    ("dtype", ctypes.c_int), ("workspace", ctypes.c_void_p)]
+    return Params
+
+
+def _posterior_params():
+    import ctypes
+
+    class Params(ctypes.Structure):  # csrc/posterior/posterior_cuda.h
+        _fields_ = [("x0", ctypes.c_void_p), ("xt", ctypes.c_void_p), ("noise", ctypes.c_void_p),
+                    ("out", ctypes.c_void_p), ("numel", ctypes.c_int64), ("c1", ctypes.c_float),
+                    ("c2", ctypes.c_float), ("sigma", ctypes.c_float), ("dtype", ctypes.c_int),
+                    ("use_philox", ctypes.c_int), ("seed", ctypes.c_uint64), ("offset", ctypes.c_uint64)]
+    return Params
+
+
+def _dtype_code(dtype):
+    import torch
+    return {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}[dtype]
+
+
+def _place(x, channels_last: bool, offset_bytes: int = 0):
+    """x in the given layout, starting `offset_bytes` (0: 16-byte aligned storage; else 1 element or
+    more) into its storage, which selects 16-byte, 8-byte or scalar packs in the kernels."""
+    import torch
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    dense = x.contiguous(memory_format=fmt)
+    if offset_bytes == 0:
+        return dense
+    offset = max(1, offset_bytes // x.element_size())
+    storage = torch.empty(x.numel() + offset, dtype=x.dtype)[offset:]
+    return storage.as_strided(x.shape, dense.stride()).copy_(dense)
+
+
+# (shape, G): fused plan (slab <= 8192 elements) and split plan (stats / finalize / apply)
+EMU_SHAPES = {"fused-odd": ((3, 12, 7, 5), 3), "fused": ((2, 32, 16, 16), 8), "split": ((1, 8, 64, 64), 2),
+              "split-cg2": ((1, 8, 48, 48), 4)}
+# (shape label, channels_last, storage offset in bytes: 0 -> 16-byte packs, 8 -> 8-byte packs, 1 -> scalar)
+EMU_CASES = [("fused-odd", False, 0), ("fused-odd", True, 0), ("fused", False, 0), ("fused", True, 8),
+             ("fused", False, 1), ("split", False, 0), ("split", True, 0), ("split", False, 8), ("split", True, 1),
+             ("split-cg2", True, 0)]
+
+
+@needs_nvcc
+@pytest.mark.parametrize("label, channels_last, offset_bytes", EMU_CASES,
+                         ids=[f"{a}-{'cl' if b else 'nchw'}-{c}B" for a, b, c in EMU_CASES])
+def test_emulated_adagn_kernels(emulated, label, channels_last, offset_bytes):
+    import ctypes
+
+    import torch
+
+    from pdgan_infer.kernels.reference import adagn_silu_ref
+    shape, groups = EMU_SHAPES[label]
+    for dtype, atol in ((torch.float32, 2e-5), (torch.bfloat16, 0.0)):
+        x = _place((torch.randn(shape) * 2 + 0.5).to(dtype), channels_last, offset_bytes)
+        gamma, beta = torch.randn(shape[:2]), torch.randn(shape[:2])
+        y = torch.empty_like(x)
+        p = _adagn_params()(x.data_ptr(), y.data_ptr(), gamma.data_ptr(), beta.data_ptr(), shape[0], shape[1],
+                            shape[2] * shape[3], groups, 1e-6, int(channels_last), _dtype_code(dtype), None)
+        workspace = torch.empty(emulated.pdgan_adagn_cuda_workspace_bytes(ctypes.byref(p)), dtype=torch.uint8)
+        p.workspace = workspace.data_ptr() if workspace.numel() else None
+        if label.startswith("split"):  # the workspace size shows which pack width the plan chose
+            n, c, hw, cg = shape[0], shape[1], shape[2] * shape[3], shape[1] // groups
+            vec = next((b // x.element_size() for b in (16, 8) if x.data_ptr() % b == 0
+                        and (cg if channels_last else hw) % (b // x.element_size()) == 0), 1)
+            pieces = -(-cg * hw // (256 * 4 * vec))
+            assert workspace.numel() == 8 * (n * groups * pieces + n * c), f"plan did not pick {vec}-element packs"
+        err = emulated.pdgan_adagn_cuda(ctypes.byref(p), None)
+        assert err is None, err.decode()
+        ref = adagn_silu_ref(x.float(), gamma, beta, groups)
+        tol = atol if dtype == torch.float32 else 2 * (ref.to(dtype).float() - ref).abs().max().item() + 1e-2
+        assert (y.float() - ref).abs().max().item() <= tol, f"{label} {dtype}"
+
+
+@needs_nvcc
+@pytest.mark.parametrize("mode", ["noise", "none", "philox", "fill"])
+def test_emulated_posterior_kernels(emulated, mode):
+    import ctypes
+
+    import torch
+
+    from pdgan_infer.kernels import native
+    from pdgan_infer.kernels.reference import posterior_step_ref
+    if mode in ("philox", "fill") and not native.available():
+        pytest.skip(f"the CPU extension is the reference here: {native.unavailable_reason()}")
+    c1, c2, sigma, seed = 0.7, 0.25, 0.3, 2**40 + 3
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        for n, offset, offset_bytes in ((1, 0, 0), (37, 3, 1), (1030, 5, 0), (4099, 0, 1)):
+            x0, xt, z = (_place(torch.randn(n).to(dtype), False, offset_bytes) for _ in range(3))
+            out = torch.empty(n, dtype=dtype)
+            ptrs = {"noise": (x0, xt, z), "none": (x0, xt, None), "philox": (x0, xt, None), "fill": (None,) * 3}[mode]
+            p = _posterior_params()(*(t.data_ptr() if t is not None else None for t in ptrs), out.data_ptr(), n,
+                                    c1, c2, 1.0 if mode == "fill" else 0.0 if mode == "none" else sigma,
+                                    _dtype_code(dtype), int(mode in ("philox", "fill")), seed, offset)
+            err = emulated.pdgan_posterior_cuda(ctypes.byref(p), None)
+            assert err is None, err.decode()
+            if mode == "noise":
+                expect = posterior_step_ref(x0, xt, c1, c2, sigma, z)
+            elif mode == "none":
+                expect = posterior_step_ref(x0, xt, c1, c2, 0.0, None)
+            elif mode == "philox":
+                expect = native.posterior_step(x0, xt, c1, c2, sigma, seed=seed, offset=offset)
+            else:
+                expect = native.philox_normal(n, seed, offset, dtype=dtype)
+            where = f"{mode} {dtype} n={n} offset={offset}"
+            torch.testing.assert_close(out, expect, msg=lambda m, where=where: f"{where}: {m}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -83,6 +84,10 @@ def resolve(args: argparse.Namespace) -> TrainConfig:
                                 out=args.out or f"runs/{args.preset}", **overrides)
 
 
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -92,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"train": cfg.to_dict(), "model": get_preset(cfg.preset).to_dict()}, indent=2))
             return 0
         from .loop import Trainer
+        signal.signal(signal.SIGTERM, _sigterm)  # a scheduler's kill saves the state like Ctrl-C
         trainer = Trainer(cfg, resume=args.resume, device=args.device)
         path = trainer.train()
     except KeyboardInterrupt:

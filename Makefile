@@ -15,7 +15,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=64" wheel
 
 $(STAMP): pyproject.toml setup.py | $(BIN)/python
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)" numpy
 	$(BIN)/python -m pip install -q --no-build-isolation -e ".[$(EXTRAS)]"
 	@touch $@
 

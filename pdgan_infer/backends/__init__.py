@@ -1,0 +1,133 @@
+"""The engine's backends: thin adapters (`Runner`s) over the same T-step sampler.
+
+    name          what runs                                               needs
+    torch         the unmodified generator, `sampler.sample` (reference)  -
+    optimized     optimize.FastGenerator (merged GEMMs, channels-last,    -
+                  fast FIR, reduced precision; CUDA graph on GPU)
+    compile       optimized + torch.compile                               a C++ compiler (CPU) / triton (CUDA)
+    triton        optimized + Triton AdaGN / posterior kernels            triton + CUDA (CPU: TRITON_INTERPRET=1)
+    native        optimized + csrc C++ / CUDA kernels                     the built extension
+    onnxruntime   exported ONNX graph of the whole sampler                pip install 'pdgan[onnx]' (CUDA: [gpu])
+    tensorrt      TensorRT engine of the whole sampler                    pip install 'pdgan[gpu]', CUDA
+
+`probe(name, device)` says why a backend cannot run (None when it can), `create` builds one, and
+`AUTO_ORDER` is the order `backend="auto"` tries, fastest first (CPU: measured on the cifar10
+preset, see the engine's docstring; CUDA: the expected order, not measured here).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import shutil
+
+import torch
+
+from .base import BackendUnavailable, Runner, chain
+
+__all__ = ["BACKENDS", "AUTO_ORDER", "BackendUnavailable", "Runner", "chain", "probe", "probe_all", "create"]
+
+BACKENDS = ("torch", "optimized", "compile", "triton", "native", "onnxruntime", "tensorrt")
+
+# `backend="auto"`: the first of these that probes available (and builds) on the device.
+AUTO_ORDER = {
+    "cpu": ("native", "optimized", "torch"),
+    "cuda": ("tensorrt", "native", "triton", "optimized", "torch"),
+}
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def probe(name: str, device: torch.device) -> str | None:
+    """None when backend `name` can run on `device`; otherwise the reason, naming the fix."""
+    check_name(name)
+    cuda = device.type == "cuda"
+    if device.type not in ("cpu", "cuda"):
+        return f"device type {device.type!r} is not supported; use 'cpu' or 'cuda'"
+    if cuda and not torch.cuda.is_available():
+        return "CUDA is not available here; use device='cpu'"
+    if name in ("torch", "optimized"):
+        return None
+    if name == "compile":
+        if cuda:
+            return None if _has("triton") else "torch.compile on CUDA needs triton: pip install 'pdgan[triton]'"
+        if not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
+            return "torch.compile on the CPU needs a C++ compiler (g++ or clang++); or use backend 'optimized'"
+        return None
+    if name == "triton":
+        if not _has("triton"):
+            return "needs triton: pip install 'pdgan[triton]'"
+        from ..kernels import _triton
+        if not cuda and not _triton.interpreting():
+            return ("Triton kernels need a CUDA GPU (on the CPU only the slow interpreter, "
+                    "TRITON_INTERPRET=1); use backend 'native' or 'optimized' on the CPU")
+        return None if _triton.available() else "Triton cannot run here; use backend 'optimized'"
+    if name == "native":
+        if not _has("pdgan_infer.kernels.native"):
+            return "the C++/CUDA extension loader pdgan_infer.kernels.native is not in this install; " \
+                   "use backend 'optimized'"
+        try:
+            native = importlib.import_module("pdgan_infer.kernels.native")
+            if not native.available(device):
+                return f"{native.unavailable_reason(device)} (or use backend 'optimized')"
+        except (ImportError, OSError, RuntimeError) as e:  # a broken build must not break the other probes
+            return f"the native extension failed to load ({type(e).__name__}: {e}); use backend 'optimized'"
+        return None
+    if name == "onnxruntime":
+        if not (_has("onnx") and _has("onnxruntime")):
+            return "needs onnx and onnxruntime: pip install 'pdgan[onnx]'"
+        if not _has("pdgan_infer.export.runtime"):
+            return "the ONNX exporter pdgan_infer.export.runtime is not in this install; use backend 'optimized'"
+        if cuda:
+            import onnxruntime
+            if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+                return "onnxruntime has no CUDA provider here: pip install 'pdgan[gpu]' (onnxruntime-gpu)"
+        return None
+    # tensorrt
+    if not cuda:
+        return "TensorRT runs on CUDA GPUs only; use device='cuda', or backend 'native'/'optimized' on the CPU"
+    if not _has("tensorrt"):
+        return "needs TensorRT: pip install 'pdgan[gpu]'"
+    if not _has("pdgan_infer.export.runtime"):
+        return "the exporter pdgan_infer.export.runtime is not in this install; use backend 'native'"
+    return None
+
+
+def probe_all(device: torch.device) -> dict[str, str | None]:
+    """{backend: None if it can run on `device`, else why not}."""
+    return {name: probe(name, device) for name in BACKENDS}
+
+
+def check_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be a string, one of {', '.join(BACKENDS)} or 'auto'; "
+                        f"got {type(name).__name__}")
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)} or 'auto'")
+    return name
+
+
+def create(name: str, model, device: torch.device, dtype: torch.dtype, **options) -> Runner:
+    """Build backend `name` for `model` (already on `device`). Raises BackendUnavailable naming the
+    fix when it cannot run here. `options`: `cuda_graph` (optimized/compile/triton/native),
+    `opts` (an `optimize.Optimizations`), `cache_dir` (onnxruntime/tensorrt)."""
+    reason = probe(name, device)
+    if reason is not None:
+        raise BackendUnavailable(f"backend {name!r} is unavailable on {device}: {reason}")
+    if name == "torch":
+        from .eager import TorchRunner
+        return TorchRunner(model, device, dtype)
+    if name in ("onnxruntime", "tensorrt"):
+        from .exported import OnnxRuntimeRunner, TensorRTRunner
+        cls = OnnxRuntimeRunner if name == "onnxruntime" else TensorRTRunner
+        return cls(model, device, dtype, cache_dir=options.get("cache_dir"))
+    from .compiled import CompileRunner
+    from .eager import OptimizedRunner
+    from .fused import NativeRunner, TritonRunner
+    cls = {"optimized": OptimizedRunner, "compile": CompileRunner, "triton": TritonRunner,
+           "native": NativeRunner}[name]
+    return cls(model, device, dtype, opts=options.get("opts"), cuda_graph=options.get("cuda_graph"))

@@ -1,0 +1,58 @@
+"""Eager torch backends.
+
+* `torch`: the reference. The unmodified generator and `pdgan_infer.sampler.sample` itself; a reduced
+  `dtype` runs under `torch.autocast` (weights stay float32).
+* `optimized`: the prepared `optimize.FastGenerator` (merged style/time GEMMs, channels-last, fast
+  FIR upsampling, the trunk cast to `dtype`) in the same chain; on CUDA the whole T-step sampler is
+  replayed from a CUDA graph per batch size. Subclassed by the fused-kernel backends.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..networks import PDGAN
+from ..optimize import CUDAGraphSampler, Optimizations, prepare_generator
+from ..sampler import SamplerNoise, sample
+from .base import Runner, StepFn, chain, torch_step
+
+
+class TorchRunner(Runner):
+    name = "torch"
+
+    def __init__(self, model: PDGAN, device: torch.device, dtype: torch.dtype = torch.float32):
+        super().__init__(device, dtype)
+        self.generator, self.schedule = model.generator, model.schedule
+
+    @torch.no_grad()
+    def __call__(self, x_T, z_T, z, eps):
+        noise = SamplerNoise(x_T, z_T.new_zeros(0), z, eps)
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            return sample(self.generator, self.schedule, z_T, noise).float()
+
+
+class OptimizedRunner(Runner):
+    name = "optimized"
+
+    def __init__(self, model: PDGAN, device: torch.device, dtype: torch.dtype = torch.float32,
+                 opts: Optimizations | None = None, cuda_graph: bool | None = None):
+        super().__init__(device, dtype)
+        self.opts = opts if opts is not None else Optimizations(dtype=dtype)
+        self.schedule = model.schedule
+        self.generator = prepare_generator(model.generator, self.opts)
+        self.step: StepFn = torch_step(model.schedule)
+        self.setup()
+        use_graph = device.type == "cuda" if cuda_graph is None else cuda_graph
+        if use_graph and device.type != "cuda":
+            raise ValueError("cuda_graph=True needs a CUDA device")
+        self._run = CUDAGraphSampler(self._chain) if use_graph else self._chain
+        self.static_shapes = type(self).static_shapes or use_graph  # graphs are captured per batch size
+
+    def setup(self) -> None:
+        """Subclasses install kernel hooks / compile here."""
+
+    def _chain(self, x_T, z_T, z, eps):
+        return chain(self.generator, self.schedule, self.step, x_T, z_T, z, eps)
+
+    @torch.no_grad()
+    def __call__(self, x_T, z_T, z, eps):
+        return self._run(x_T, z_T, z, eps)

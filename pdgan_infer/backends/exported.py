@@ -1,0 +1,35 @@
+"""Backends that run an exported graph of the whole T-step sampler (`pdgan_infer.export.runtime`):
+`onnxruntime` (CPU or CUDA execution provider) and `tensorrt` (CUDA). The runtime classes build or
+load the graph (cached in `cache_dir`) and are called like every runner."""
+from __future__ import annotations
+
+import torch
+
+from ..networks import PDGAN
+from .base import Runner
+
+
+class _ExportedRunner(Runner):
+    static_shapes = False
+    runtime_class = ""
+
+    def __init__(self, model: PDGAN, device: torch.device, dtype: torch.dtype = torch.float32,
+                 cache_dir: str | None = None):
+        super().__init__(device, dtype)
+        from ..export import runtime
+        self.sampler = getattr(runtime, self.runtime_class)(model, device, dtype, cache_dir=cache_dir)
+
+    @torch.no_grad()
+    def __call__(self, x_T, z_T, z, eps):
+        return torch.as_tensor(self.sampler(x_T, z_T, z, eps)).to(self.device, torch.float32)
+
+
+class OnnxRuntimeRunner(_ExportedRunner):
+    name = "onnxruntime"
+    runtime_class = "OnnxRuntimeSampler"
+
+
+class TensorRTRunner(_ExportedRunner):
+    name = "tensorrt"
+    static_shapes = True  # engines are built for fixed profiles
+    runtime_class = "TensorRTSampler"

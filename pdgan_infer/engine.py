@@ -1,0 +1,373 @@
+"""`Engine`: generate images from a checkpoint (or a preset with random weights) on one backend.
+
+    engine = Engine.from_checkpoint("runs/cifar10/ema", backend="auto")   # says which backend it chose
+    images = engine.generate(10_000, seed=0)      # (N, H, W, 3) uint8, streamed in batches
+    engine.save_grid(images[:100], "grid.png", nrow=10)
+    z_T = engine.encode(images[:8])               # semantic codes SE(x0)
+    variations = engine.generate_from(z_T, seed=1)
+
+Sampling (`pdgan_infer.sampler.sample` semantics): per image, x_T, the latent denoiser's DDIM start,
+z_t (t < T) and the posterior noises come from `draw_noise` with ONE SEED PER IMAGE:
+    image i of `generate(n, seed=s)` uses the torch seed s * 2**16 + i,   0 <= s < 2**16,
+so an image depends only on (s, i), not on n or the batch size (up to the convolutions' summation
+order, which oneDNN/cuDNN may pick by batch shape: rare 1-level uint8 flips); the same seed and
+backend give the same images, and calls with different seeds share no image as long as each makes
+at most 65,536 images (a bigger call runs on into the next seed's block; s * 2**16 + n <= 2**32 is
+checked). The stride is 2**16, not 2**32, because torch's CPU generator (mt19937) uses only the low
+32 bits of a seed. `seed=None` draws a random s, stored in `engine.last_seed`
+and reported. z_T comes from the latent denoiser (DDIM with `latent_steps` steps, float32) unless the
+caller passes it; the other noises are the same either way, so
+`generate(n, s) == generate_from(engine.sample_latents(n, s), s)`.
+
+Backends (`Engine.backends()` says which can run here and why not): see `pdgan_infer.backends`.
+`backend="auto"` takes the first that builds of: CPU: native, optimized, torch; CUDA: tensorrt,
+native, triton, optimized, torch. `dtype=None` means float32; reduced precision is asked for
+(`dtype="bfloat16"`). Measured on the project's 2-core Xeon (AVX-512 + AMX, shared), cifar10,
+`generate(100)` in one batch, 1 thread (benchmarks/results/engine_cpu_cifar10_1threads_*.json):
+torch fp32 48.6 s; optimized fp32 38.8 s; optimized bf16 12.3 s; native bf16 8.9 s (0.18x).
+`compile` is not in the auto list: ~10 minutes of Inductor compilation per batch size on that CPU
+for no measurable gain over `optimized`. On a small or shared CPU, torch.set_num_threads(1) can be
+faster than more threads (OpenMP regions wait for descheduled threads).
+
+Memory: `generate` holds one batch of activations and the (n, H, W, 3) uint8 result; `iter_batches`
+yields uint8 batches for callers that write them out instead (memory independent of n).
+"""
+from __future__ import annotations
+
+import logging
+import numbers
+import os
+import secrets
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from .backends import AUTO_ORDER, BACKENDS, BackendUnavailable, create, probe_all
+from .backends import check_name as _check_backend_name
+from .checkpoint import load_checkpoint
+from .config import PDGANConfig
+from .networks import PDGAN
+from .optimize import reduced_dtype_supported
+from .sampler import draw_noise, to_uint8
+
+log = logging.getLogger(__name__)
+
+SEED_STRIDE = 1 << 16  # image i of seed s draws from torch seed s * SEED_STRIDE + i
+MAX_TORCH_SEED = 1 << 32  # torch's CPU generator keeps only the low 32 bits of a seed
+DEFAULT_PIXELS_PER_BATCH = {"cpu": 64 * 32 * 32, "cuda": 256 * 32 * 32}  # batch = this // (R * R)
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
+NO_LATENT = ("this checkpoint has no latent denoiser, so generate() cannot draw z_T; pass z_T "
+             "(e.g. engine.encode(images)) to generate(n, z_T=...) or generate_from(z_T), or train the "
+             "latent denoiser (pdgan-train --latent-steps N > 0) and use that checkpoint")
+
+
+def image_seeds(seed: int, start: int, count: int) -> list[int]:
+    """The per-image seeds of images start .. start+count-1 of `generate(..., seed=seed)`."""
+    return [seed * SEED_STRIDE + i for i in range(start, start + count)]
+
+
+class Engine:
+    """Image generation with one backend on one device. Build with `from_checkpoint`/`from_preset`,
+    or `Engine(model)` for a `PDGAN` in memory (it is moved to `device` and put in eval mode)."""
+
+    def __init__(self, model: PDGAN, backend: str = "auto", device: str | torch.device | None = None,
+                 dtype: str | torch.dtype | None = None, *, batch_size: int | None = None,
+                 latent_steps: int | None = None, progress: bool | None = None, verbose: bool = True,
+                 **backend_options: Any):
+        if not isinstance(model, PDGAN):
+            raise TypeError(f"Engine needs a pdgan_infer.PDGAN (e.g. load_checkpoint(...)), got {type(model).__name__}")
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = model.to(self.device).eval().requires_grad_(False)
+        self.config: PDGANConfig = model.config
+        self.verbose = verbose
+        self.progress = progress
+        r = self.config.resolution
+        self.batch_size = (max(1, DEFAULT_PIXELS_PER_BATCH[self.device.type] // (r * r)) if batch_size is None
+                           else _check_count(batch_size, "batch_size", minimum=1))
+        if latent_steps is not None and model.latent is not None:
+            model.latent.ddim_timesteps(latent_steps)  # validates (ValueError with the valid range)
+        self.latent_steps = latent_steps
+        self.last_seed: int | None = None
+        self.backend, self.runner = self._build_backend(backend, backend_options)
+
+    # --- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, backend: str = "auto", device: str | torch.device | None = None,
+                        dtype: str | torch.dtype | None = None, **kwargs: Any) -> Engine:
+        """Load NAME.safetensors + NAME.json (`pdgan_infer.checkpoint`) and build an engine."""
+        return cls(load_checkpoint(path, device="cpu"), backend, device, dtype, **kwargs)
+
+    @classmethod
+    def from_preset(cls, name: str, seed: int = 0, backend: str = "auto", device: str | torch.device | None = None,
+                    dtype: str | torch.dtype | None = None, with_latent: bool = True, **kwargs: Any) -> Engine:
+        """A preset's model with random weights drawn from `seed` (benchmarks, tests). The layers
+        that the training initialisation zeroes (last conv of every residual block, attention
+        output, output conv: scale 1e-10, which would make G(x) ~ 0 whatever the other weights) are
+        re-drawn at scale 1, so every layer shapes the images."""
+        seed = _check_count(seed, "seed")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = PDGAN(name, with_latent=with_latent)
+            redraw_zero_init(model)
+        return cls(model, backend, device, dtype, **kwargs)
+
+    @staticmethod
+    def backends(device: str | torch.device | None = None) -> dict[str, str | None]:
+        """{backend name: None if it can run on `device` (default: cuda if available, else cpu),
+        else the reason and what to install or use instead}."""
+        return probe_all(resolve_device(device))
+
+    def _build_backend(self, backend: str, options: dict[str, Any]):
+        if backend != "auto":
+            _check_backend_name(backend)
+            return backend, create(backend, self.model, self.device, self.dtype, **options)
+        skipped = []
+        for name in AUTO_ORDER[self.device.type]:
+            try:
+                runner = create(name, self.model, self.device, self.dtype, **options)
+            except (BackendUnavailable, ImportError, RuntimeError) as e:
+                skipped.append(f"{name}: {e}")
+                continue
+            self._report(f"pdgan Engine: backend='auto' chose {name!r} on {self.device} ({_dtype_name(self.dtype)})"
+                         + (f"; skipped {'; '.join(skipped)}" if skipped else ""))
+            return name, runner
+        raise BackendUnavailable(f"no backend can run on {self.device}: {'; '.join(skipped)}")
+
+    def _report(self, message: str) -> None:
+        log.info(message)
+        if self.verbose:
+            print(message, file=sys.stderr)
+
+    def __repr__(self) -> str:
+        return (f"Engine(preset={self.config.preset!r}, backend={self.backend!r}, device={self.device}, "
+                f"dtype={_dtype_name(self.dtype)}, batch_size={self.batch_size})")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        r = self.config.resolution
+        return (r, r, 3)
+
+    # --- generation ----------------------------------------------------------------------------
+    def generate(self, n: int, seed: int | None = None, batch_size: int | None = None,
+                 z_T: torch.Tensor | np.ndarray | None = None, progress: bool | None = None) -> np.ndarray:
+        """n images as a (n, H, W, 3) uint8 array. z_T: (n, nz) or (nz,) semantic codes (default: drawn
+        by the latent denoiser). Same seed and backend => same images (see the module docstring)."""
+        batches = self.iter_batches(n, seed, batch_size, z_T, progress)  # checks the arguments first
+        out = np.empty((n, *self.image_shape), np.uint8)
+        start = 0
+        for images in batches:
+            out[start:start + len(images)] = images
+            start += len(images)
+        return out
+
+    def generate_from(self, z_T: torch.Tensor | np.ndarray, seed: int | None = None, batch_size: int | None = None,
+                      progress: bool | None = None) -> np.ndarray:
+        """One image per row of z_T (N, nz), e.g. codes from `encode`: same semantics, new details."""
+        z_T = self._check_latents(z_T, None)
+        return self.generate(len(z_T), seed, batch_size, z_T, progress)
+
+    def iter_batches(self, n: int, seed: int | None = None, batch_size: int | None = None,
+                     z_T: torch.Tensor | np.ndarray | None = None, progress: bool | None = None
+                     ) -> Iterator[np.ndarray]:
+        """`generate` as a stream of (b, H, W, 3) uint8 batches (memory independent of n)."""
+        n = _check_count(n, "n")
+        bs = self.batch_size if batch_size is None else _check_count(batch_size, "batch_size", minimum=1)
+        z_T = None if z_T is None else self._check_latents(z_T, n)
+        if z_T is None and self.model.latent is None:
+            raise ValueError(NO_LATENT)
+        seed = self._resolve_seed(seed, n)
+        show = (sys.stderr.isatty() if self.progress is None else self.progress) if progress is None else progress
+        return self._batches(n, seed, max(1, min(bs, n)), z_T, bool(show))
+
+    def _batches(self, n: int, seed: int, bs: int, z_T: torch.Tensor | None, show: bool) -> Iterator[np.ndarray]:
+        from tqdm.auto import tqdm
+        with tqdm(total=n, unit="img", desc=f"pdgan {self.backend}", disable=not show, leave=False) as bar:
+            for start in range(0, n, bs):
+                count = min(bs, n - start)
+                zb = None if z_T is None else z_T[start:start + count]
+                x0 = self._sample_batch(image_seeds(seed, start, count), zb, pad_to=bs)
+                yield to_uint8(x0).cpu().numpy()
+                bar.update(count)
+
+    @torch.no_grad()
+    def _sample_batch(self, seeds: list[int], z_T: torch.Tensor | None, pad_to: int) -> torch.Tensor:
+        c = self.config
+        noise = draw_noise(seeds, self.model.schedule.T, c.channels, c.resolution, c.generator.nz).to(self.device)
+        z_T = self._latents(noise.latent) if z_T is None else z_T.to(self.device, torch.float32)
+        inputs = [noise.x_T, z_T, noise.z, noise.eps]
+        count = len(seeds)
+        if self.runner.static_shapes and count < pad_to:  # no recompilation / recapture for the last batch
+            inputs = [_pad(t, pad_to, dim=1 if i >= 2 else 0) for i, t in enumerate(inputs)]
+        return self.runner(*inputs)[:count]
+
+    @torch.no_grad()
+    def _latents(self, start: torch.Tensor) -> torch.Tensor:
+        return self.model.latent.sample(start.float(), self.latent_steps)
+
+    def sample_latents(self, n: int, seed: int | None = None, batch_size: int | None = None) -> torch.Tensor:
+        """The z_T (n, nz) float32 CPU codes that `generate(n, seed)` would draw."""
+        n = _check_count(n, "n")
+        if self.model.latent is None:
+            raise ValueError(NO_LATENT)
+        seed = self._resolve_seed(seed, n)
+        bs = self.batch_size if batch_size is None else _check_count(batch_size, "batch_size", minimum=1)
+        c, parts = self.config, []
+        for start in range(0, n, bs):
+            count = min(bs, n - start)
+            noise = draw_noise(image_seeds(seed, start, count), self.model.schedule.T, c.channels, c.resolution,
+                               c.generator.nz)
+            with torch.no_grad():
+                parts.append(self._latents(noise.latent.to(self.device)).cpu())
+        return torch.cat(parts) if parts else torch.zeros(0, c.generator.nz)
+
+    def _resolve_seed(self, seed: int | None, n: int) -> int:
+        if seed is None:
+            seed = secrets.randbelow((MAX_TORCH_SEED - n) // SEED_STRIDE + 1)
+            self._report(f"pdgan Engine: seed=None, using seed={seed} (pass seed={seed} to reproduce)")
+        else:
+            seed = _check_seed(seed)
+        if seed * SEED_STRIDE + n > MAX_TORCH_SEED:
+            raise ValueError(f"seed={seed} with n={n} runs past the 2**32 per-image seeds "
+                             f"(seed * {SEED_STRIDE} + n must be <= 2**32); use a smaller seed")
+        self.last_seed = seed
+        return seed
+
+    def _check_latents(self, z_T, n: int | None) -> torch.Tensor:
+        nz = self.config.generator.nz
+        if isinstance(z_T, np.ndarray):
+            z_T = torch.from_numpy(z_T)
+        if not isinstance(z_T, torch.Tensor):
+            raise TypeError(f"z_T must be a torch tensor or numpy array of shape (N, {nz}), got {type(z_T).__name__}")
+        if not z_T.dtype.is_floating_point:
+            raise TypeError(f"z_T must be a floating-point tensor, got {z_T.dtype}")
+        if n is not None and z_T.shape in ((nz,), (1, nz)):
+            z_T = z_T.reshape(1, nz).expand(n, nz)  # one semantic code for all n images
+        want = f"({n}, {nz})" if n is not None else f"(N, {nz})"
+        if z_T.ndim != 2 or z_T.shape[1] != nz or (n is not None and z_T.shape[0] != n):
+            raise ValueError(f"z_T must have shape {want}" + (f" or ({nz},)" if n is not None else "")
+                             + f" for preset {self.config.preset!r}, got {tuple(z_T.shape)}")
+        if not bool(torch.isfinite(z_T).all()):
+            raise ValueError("z_T contains NaN or infinite values")
+        return z_T.detach().float().cpu()
+
+    # --- encoding ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, images: np.ndarray | torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        """Semantic codes z_T = SE(x0) (N, nz), float32 on the CPU. `images`: uint8 (N, H, W, C) (numpy
+        or tensor, as `generate` returns) or float (N, C, H, W) in [-1, 1]. The encoder runs in float32."""
+        x = self._images_to_model(images)
+        bs = self.batch_size if batch_size is None else _check_count(batch_size, "batch_size", minimum=1)
+        parts = [self.model.encoder(x[i:i + bs].to(self.device)).float().cpu() for i in range(0, len(x), bs)]
+        return torch.cat(parts) if parts else torch.zeros(0, self.config.generator.nz)
+
+    def _images_to_model(self, images) -> torch.Tensor:
+        c, r = self.config.channels, self.config.resolution
+        if isinstance(images, np.ndarray):
+            images = torch.from_numpy(images)
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"images must be a numpy array or torch tensor, got {type(images).__name__}")
+        if images.dtype == torch.uint8:
+            if images.ndim != 4 or images.shape[1:3] != (r, r) or images.shape[3] not in (1, 3):
+                raise ValueError(f"uint8 images must be (N, {r}, {r}, 3) (NHWC, as generate() returns), "
+                                 f"got {tuple(images.shape)}")
+            x = images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        elif images.dtype.is_floating_point:
+            if images.ndim != 4 or images.shape[2:] != (r, r) or images.shape[1] not in (1, 3):
+                raise ValueError(f"float images must be (N, {c}, {r}, {r}) (NCHW) in [-1, 1], got "
+                                 f"{tuple(images.shape)}")
+            x = images.float()
+            if x.numel() and (not bool(torch.isfinite(x).all()) or x.abs().max() > 1.0 + 1e-3):
+                raise ValueError("float images must be finite and in [-1, 1] (uint8 images go in as NHWC uint8)")
+        else:
+            raise TypeError(f"images must be uint8 (NHWC) or float (NCHW in [-1, 1]), got {images.dtype}")
+        if x.shape[1] != c:  # grey <-> RGB (the digits preset is RGB)
+            x = x.expand(-1, c, -1, -1) if x.shape[1] == 1 else x.mean(1, keepdim=True)
+        return x.contiguous()
+
+    # --- output --------------------------------------------------------------------------------
+    @staticmethod
+    def save_grid(images: np.ndarray, path: str | os.PathLike, nrow: int = 10, pad: int = 2):
+        """Save (N, H, W, 3) uint8 images as one PNG grid (`pdgan_infer.images.save_grid`)."""
+        from .images import save_grid
+        return save_grid(images, path, nrow=nrow, pad=pad)
+
+
+# --- argument checks ---------------------------------------------------------------------------------
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a string or torch.device, got {type(device).__name__}")
+    try:
+        device = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"invalid device {device!r}: {e}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device} is not supported; use 'cpu' or 'cuda'")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available here; use device='cpu'")
+    return device
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """None -> float32; torch dtypes or names (float32/fp32, bfloat16/bf16, float16/fp16/half)."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        if dtype.lower() not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; choose float32, bfloat16 or float16")
+        dtype = DTYPES[dtype.lower()]
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype or a name like 'bfloat16', got {type(dtype).__name__}")
+    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise ValueError(f"dtype {dtype} is not supported; choose torch.float32, torch.bfloat16 or torch.float16")
+    reason = reduced_dtype_supported(dtype, device)
+    if reason is not None:
+        raise ValueError(f"dtype {_dtype_name(dtype)} on {device}: {reason}")
+    return dtype
+
+
+def _check_count(n: object, what: str, minimum: int = 0) -> int:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"{what} must be an integer, got {type(n).__name__} {n!r}")
+    if n < minimum:
+        raise ValueError(f"{what} must be >= {minimum}, got {n}")
+    return int(n)
+
+
+def _check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an integer or None, got {type(seed).__name__} {seed!r}")
+    if not 0 <= seed < MAX_TORCH_SEED // SEED_STRIDE:
+        raise ValueError(f"seed must be in [0, {MAX_TORCH_SEED // SEED_STRIDE}), got {seed}")
+    return int(seed)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _pad(t: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    shape = list(t.shape)
+    shape[dim] = size - shape[dim]
+    return torch.cat([t, t.new_zeros(shape)], dim=dim)
+
+
+def redraw_zero_init(model: torch.nn.Module, threshold: float = 1e-4) -> None:
+    """Re-draw (variance scaling, scale 1) every Conv2d/Linear weight whose entries are all below
+    `threshold` in magnitude: the layers training initialises at scale 1e-10 (see `from_preset`)."""
+    from .networks.layers import variance_scaling_
+    for module in model.modules():
+        w = getattr(module, "weight", None)
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)) and w is not None and w.abs().max() < threshold:
+            variance_scaling_(w, 1.0)
+
+
+__all__ = ["Engine", "BACKENDS", "BackendUnavailable", "image_seeds", "redraw_zero_init", "resolve_device",
+           "resolve_dtype"]

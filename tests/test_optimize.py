@@ -1,0 +1,203 @@
+"""Model-level optimisations (`pdgan_infer.optimize`) against the independent reference: the
+unmodified `Generator`. fp32: every optimisation alone and all together within 2e-5 on x0 in
+[-1, 1] (channels-last / fused attention only change the summation order). bf16: the
+flash-attention rule on the whole sampler, |ours - fp32| <= 2 |torch autocast bf16 - fp32| + atol,
+on the mean and the max error (measured on digits with random weights: autocast bf16 mean 0.013,
+max 0.18; ours mean 0.012, max 0.14)."""
+from __future__ import annotations
+
+import copy
+import time
+
+import pytest
+import torch
+
+from pdgan_infer import PDGAN, draw_noise
+from pdgan_infer.engine import redraw_zero_init
+from pdgan_infer.kernels.reference import adagn_silu_ref
+from pdgan_infer.networks.layers import AdaGNAct, AttnBlock, FIRUpsample, ResnetBlock
+from pdgan_infer.optimize import (
+    NONE,
+    CUDAGraphSampler,
+    FastAttnBlock,
+    FastFIRUpsample,
+    FastGenerator,
+    FastResnetBlock,
+    Optimizations,
+    prepare_generator,
+    reduced_dtype_supported,
+)
+
+BF16_OK = reduced_dtype_supported(torch.bfloat16, torch.device("cpu")) is None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # The test machines are small and shared: one intra-op thread avoids OpenMP spin-wait stalls.
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def model() -> PDGAN:
+    torch.manual_seed(0)
+    m = PDGAN("digits", with_latent=False).eval()
+    redraw_zero_init(m)  # make every layer matter (training zero-initialises some)
+    return m
+
+
+@pytest.fixture(scope="module")
+def inputs(model):
+    g = torch.Generator().manual_seed(1)
+    n, nz = 4, model.config.generator.nz
+    return (torch.randn(n, 3, 32, 32, generator=g), torch.randn(n, nz, generator=g),
+            torch.tensor([2.0, 2.0, 1.0, 1.0]))
+
+
+OPTIONS = {
+    "none": NONE,
+    "merge": Optimizations(channels_last=False, fast_fir=False, fast_attention=False, fold_scales=False),
+    "channels_last": Optimizations(merge_linears=False, fast_fir=False, fast_attention=False, fold_scales=False),
+    "fast_fir": Optimizations(merge_linears=False, channels_last=False, fast_attention=False, fold_scales=False),
+    "fast_attention": Optimizations(merge_linears=False, channels_last=False, fast_fir=False, fold_scales=False),
+    "fold_scales": Optimizations(merge_linears=False, channels_last=False, fast_fir=False, fast_attention=False),
+    "all": Optimizations(),
+}
+
+
+@pytest.mark.parametrize("label", list(OPTIONS))
+@torch.no_grad()
+def test_fp32_matches_plain_generator(model, inputs, label):
+    ref = model.generator(*inputs)
+    assert ref.std() > 0.1  # not a degenerate comparison
+    out = prepare_generator(model.generator, OPTIONS[label])(*inputs)
+    assert out.dtype == torch.float32 and out.is_contiguous()
+    torch.testing.assert_close(out, ref, atol=2e-5, rtol=0)
+
+
+def test_merge_is_one_gemm_each_and_leaves_the_original_alone(model):
+    g = model.generator
+    before = {k: v.clone() for k, v in g.state_dict().items()}
+    fast = prepare_generator(g, Optimizations())
+    norms = [m for m in g.modules() if isinstance(m, AdaGNAct)]
+    blocks = [m for m in g.modules() if isinstance(m, ResnetBlock)]
+    assert fast.style_gemm.out_features == sum(2 * m.channels for m in norms)
+    assert fast.temb_gemm.out_features == sum(b.temb_proj.out_features for b in blocks)
+    linears_left = [m for m in fast.g.modules() if isinstance(m, torch.nn.Linear)]
+    assert all(not isinstance(m.style, torch.nn.Linear) for m in fast.g.modules() if isinstance(m, AdaGNAct))
+    assert len(linears_left) == len([m for m in g.modules() if isinstance(m, torch.nn.Linear)]) \
+        - len(norms) - len(blocks)  # only the mapping and time MLPs remain
+    # the original generator and its state-dict format are untouched
+    assert all(isinstance(m.style, torch.nn.Linear) for m in norms)
+    after = g.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    assert not any(isinstance(m, (FastFIRUpsample, FastAttnBlock, FastResnetBlock)) for m in g.modules())
+    assert not any(isinstance(m, ResnetBlock) for m in fast.modules())  # all replaced by FastResnetBlock
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 1, 1), (2, 3, 5, 7), (2, 64, 16, 16)], ids=["1x1", "5x7", "16x16"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_fast_fir_upsample_is_exact(shape, channels_last):
+    x = torch.randn(shape)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    ref = FIRUpsample(shape[1])(x)
+    out = FastFIRUpsample()(x)
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-6)
+    if channels_last and shape[2] > 1:
+        assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@torch.no_grad()
+def test_fast_attention_matches(channels_last):
+    block = AttnBlock(32).eval()
+    torch.nn.init.normal_(block.proj.weight, std=0.2)
+    fast = FastAttnBlock(copy.deepcopy(block))
+    x = torch.randn(3, 32, 8, 8)
+    if channels_last:
+        x, fast = x.contiguous(memory_format=torch.channels_last), fast.to(memory_format=torch.channels_last)
+    torch.testing.assert_close(fast(x), block(x), atol=2e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_adagn_kernel_hook_sees_the_merged_style(model, inputs):
+    calls = []
+
+    def kernel(x, gamma, beta, groups, eps):
+        calls.append(gamma.is_contiguous() and beta.is_contiguous())
+        return adagn_silu_ref(x, gamma, beta, groups, eps)
+
+    fast = prepare_generator(model.generator, Optimizations())
+    fast.set_adagn_kernel(kernel)
+    torch.testing.assert_close(fast(*inputs), model.generator(*inputs), atol=2e-5, rtol=0)
+    assert calls and all(calls)
+    fast.set_adagn_kernel(None)
+    assert all(m.kernel is None for m in fast.modules() if isinstance(m, AdaGNAct))
+
+
+@pytest.mark.skipif(not BF16_OK, reason="this CPU has no native bfloat16")
+@torch.no_grad()
+def test_bf16_within_measured_tolerance(model):
+    from pdgan_infer.backends import create
+    n, nz = 8, model.config.generator.nz
+    noise = draw_noise(list(range(n)), 2, 3, 32, nz)
+    args = (noise.x_T, torch.randn(n, nz, generator=torch.Generator().manual_seed(2)), noise.z, noise.eps)
+    cpu = torch.device("cpu")
+    ref = create("torch", model, cpu, torch.float32)(*args)
+    same_dtype = (create("torch", model, cpu, torch.bfloat16)(*args) - ref).abs()
+    ours = (create("optimized", model, cpu, torch.bfloat16)(*args) - ref).abs()
+    assert ours.mean() <= 2 * same_dtype.mean() + 1e-3
+    assert ours.max() <= 2 * same_dtype.max() + 0.02
+    assert ours.mean() < 0.05  # and in absolute terms: ~3 uint8 levels on average
+
+
+def test_options_are_checked(model):
+    with pytest.raises(ValueError, match="dtype"):
+        Optimizations(dtype=torch.int8)
+    with pytest.raises(TypeError, match="Generator"):
+        prepare_generator(model.encoder, Optimizations())
+    assert reduced_dtype_supported(torch.float16, torch.device("cpu")) is not None  # names bfloat16 instead
+    assert isinstance(prepare_generator(model.generator), FastGenerator)
+
+
+@pytest.mark.slow
+def test_fir_costs_less_than_a_conv():
+    """FIR upsampling has ~C*9/4 times fewer FLOPs than the 3x3 convolution after it; it must not
+    take longer than that convolution (the depthwise transposed conv did, by up to 10x in bf16)."""
+    x = torch.randn(32, 128, 16, 16).contiguous(memory_format=torch.channels_last)
+    conv = torch.nn.Conv2d(128, 128, 3, padding=1).to(memory_format=torch.channels_last)
+    up = FastFIRUpsample()
+
+    def best(f, reps=5):
+        f()
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    with torch.no_grad():
+        y = up(x)
+        assert best(lambda: up(x)) < best(lambda: conv(y))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (runs on the GPU box)")
+def test_cuda_graph_sampler_matches_eager():  # pragma: no cover - GPU only
+    dev = torch.device("cuda")
+    m = PDGAN("digits", with_latent=False).to(dev).eval()
+    redraw_zero_init(m)
+    from pdgan_infer.backends import create
+    n = 4
+    noise = draw_noise(list(range(n)), 2, 3, 32, 32).to(dev)
+    args = (noise.x_T, torch.randn(n, 32, device=dev), noise.z, noise.eps)
+    eager = create("optimized", m, dev, torch.float32, cuda_graph=False)
+    graphed = create("optimized", m, dev, torch.float32, cuda_graph=True)
+    assert isinstance(graphed._run, CUDAGraphSampler)
+    ref = eager(*args)
+    torch.testing.assert_close(graphed(*args), ref, atol=1e-4, rtol=0)
+    torch.testing.assert_close(graphed(*args), ref, atol=1e-4, rtol=0)  # replay

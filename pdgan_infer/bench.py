@@ -1,0 +1,424 @@
+"""pdgan-bench: the 2-NFE sampler on every available backend, side by side in one process.
+
+    pdgan-bench --preset cifar10 --n 100                          # all backends available here
+    pdgan-bench --preset digits --n 20 --backends torch,onnxruntime --json out.json --png out.png
+    pdgan-bench --checkpoint runs/cifar10 --backends torch,native:bfloat16,onnxruntime:float16
+
+Weights are random unless --checkpoint is given (speed does not depend on the weights). Each backend
+is timed on `Engine.generate(n, seed, batch_size)`, i.e. end to end: noise, latent sampler, the T
+generator calls and posterior steps, and the uint8 images on the host. Per backend:
+
+* build_s:   Engine construction (export, engine build, compilation that happens at construction);
+* warmup_s:  the first generate call (lazy compilation, autotuning, allocator warm-up), not counted;
+* median_s, min_s, max_s, iqr_s over --repeats timed calls; images_per_s = n / median_s;
+  on CUDA each call is timed with CUDA events after a synchronisation, on the CPU with perf_counter;
+* peak_mem_mb: CUDA: torch.cuda.max_memory_allocated over build + runs (memory that ONNX Runtime or
+  TensorRT allocate outside torch is not in it; device_mem_mb has the change in device memory in use,
+  from cudaMemGetInfo). CPU: the peak resident set size over build + runs minus the RSS before the
+  build (Linux: VmHWM after resetting it through /proc/self/clear_refs; elsewhere ru_maxrss, which
+  cannot be reset, so later backends may show 0);
+* speedup_vs_torch: the eager `torch` float32 reference's median over this one's (the reference is
+  always run, first); max_pixel_diff_vs_torch: largest uint8 difference from its images (same seeds).
+
+The paper's targets (V100, per 100 images): 0.16 s on CIFAR-10 and 2.3 s on CelebA-HQ 256. JSON:
+{"header": {device, versions, git commit, date, load average, command}, "records": [...]}.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import importlib.util
+import inspect
+import json
+import os
+import platform
+import resource
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import PRESETS
+
+PAPER_TARGET_S_PER_100 = {"cifar10": 0.16, "celebahq256": 2.3}  # Table 1 / 2, V100
+PAPER_GPU = "V100"
+REFERENCE = ("torch", "float32")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+# --- environment -----------------------------------------------------------------------------
+def _version(module: str) -> str | None:
+    if importlib.util.find_spec(module) is None:
+        return None
+    try:
+        return getattr(__import__(module), "__version__", "?")
+    except Exception as e:  # noqa: BLE001 - a broken optional install must not stop the benchmark
+        return f"unimportable ({type(e).__name__})"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10,
+                             check=False)
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
+        return rev.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def header(device: torch.device, argv: list[str]) -> dict[str, Any]:
+    return {"device": str(device), "device_name": device_name(device), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                         "triton": _version("triton"), "onnxruntime": _version("onnxruntime"),
+                         "onnx": _version("onnx"), "tensorrt": _version("tensorrt"), "numpy": np.__version__,
+                         "cuda": torch.version.cuda},
+            "git_commit": git_commit(), "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "platform": platform.platform(), "command": "pdgan-bench " + " ".join(argv)}
+
+
+# --- memory ------------------------------------------------------------------------------------
+class PeakMemory:
+    """Peak memory over a block: CUDA allocator peak on GPU, peak-RSS delta on the CPU (see module doc)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def __enter__(self) -> PeakMemory:
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+            self.free0 = torch.cuda.mem_get_info(self.device)[0]
+        else:
+            self.hwm_reset = _reset_hwm()
+            self.base = _rss_kb() if self.hwm_reset else _maxrss_kb()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak_mb = (torch.cuda.max_memory_allocated(self.device) - self.base) / 2**20
+            self.device_mb = (self.free0 - torch.cuda.mem_get_info(self.device)[0]) / 2**20
+        else:
+            peak = _status_kb("VmHWM") if self.hwm_reset else _maxrss_kb()
+            self.peak_mb, self.device_mb = max(0, peak - self.base) / 1024, None
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _rss_kb() -> int:
+    return _status_kb("VmRSS")
+
+
+def _reset_hwm() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux >= 4.0: reset VmHWM to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+def _maxrss_kb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
+
+
+# --- timing ------------------------------------------------------------------------------------
+def timed(fn, device: torch.device) -> tuple[float, Any]:
+    """(seconds, result) of fn(), synchronised; CUDA events on GPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        out = fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3, out
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def make_engine(backend: str, dtype: torch.dtype, device: torch.device, preset: str, checkpoint: str | None,
+                seed: int):
+    from .engine import Engine
+    kwargs = {"backend": backend, "device": device, "dtype": dtype}
+    factory = Engine.from_checkpoint if checkpoint else Engine.from_preset
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    return factory(checkpoint, **kwargs) if checkpoint else factory(preset, seed=seed, **kwargs)
+
+
+def probe_backends(device: torch.device) -> dict[str, str | None]:
+    """{backend: None if it can run on `device`, else why not} (`Engine.backends`)."""
+    from .engine import Engine
+    found = Engine.backends(device) if inspect.signature(Engine.backends).parameters else Engine.backends()
+    return dict(found) if isinstance(found, dict) else {name: None for name in found}
+
+
+def _time_generate(engine, args: argparse.Namespace, device: torch.device) -> tuple[list[float], Any]:
+    """Seconds of one warm-up and `repeats` timed generate calls (same seed: the same images)."""
+    times, images = [], None
+    for _ in range(1 + args.repeats):
+        dt, images = timed(lambda: engine.generate(args.n, seed=args.seed, batch_size=args.batch_size or args.n),
+                           device)
+        times.append(dt)
+    return times, images
+
+
+def bench_one(backend: str, dtype_name: str, args: argparse.Namespace, device: torch.device,
+              preset: str) -> tuple[dict[str, Any], np.ndarray | None]:
+    rec: dict[str, Any] = {"backend": backend, "dtype": dtype_name, "device": str(device), "preset": preset,
+                           "n": args.n, "batch_size": args.batch_size or args.n, "repeats": args.repeats}
+    try:
+        with PeakMemory(device) as mem:
+            build_s, engine = timed(lambda: make_engine(backend, DTYPES[dtype_name], device, preset,
+                                                        args.checkpoint, args.seed), device)
+            times, images = _time_generate(engine, args, device)
+        warmup_s = times.pop(0)
+    except Exception as e:  # noqa: BLE001 - one backend failing must not stop the others
+        rec["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
+        return rec, None
+    q1, med, q3 = np.percentile(times, [25, 50, 75])
+    rec.update(build_s=build_s, warmup_s=warmup_s, median_s=float(med), min_s=min(times), max_s=max(times),
+               iqr_s=float(q3 - q1), times_s=times, images_per_s=args.n / float(med),
+               s_per_100_images=float(med) * 100 / args.n, peak_mem_mb=mem.peak_mb, device_mem_mb=mem.device_mb)
+    images = np.asarray(images.cpu() if torch.is_tensor(images) else images)
+    rec["image_shape"] = list(images.shape)
+    return rec, images
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    device = torch.device(args.device)
+    preset, nfe = args.preset, PRESETS[args.preset].schedule.T
+    if args.checkpoint:
+        from .checkpoint import read_header
+        cfg = read_header(args.checkpoint)["config"]
+        preset, nfe = cfg["preset"], cfg["schedule"]["T"]
+    probed = probe_backends(device)
+    if args.backends:
+        wanted = [b.strip() for b in args.backends.split(",") if b.strip()]
+    else:
+        wanted = [name for name, why in probed.items() if why is None]
+    runs = [REFERENCE] + [(b.split(":")[0], b.split(":")[1] if ":" in b else args.dtype) for b in wanted]
+    runs = list(dict.fromkeys(runs))  # the reference first, no duplicates
+    for _, dt in runs:
+        if dt not in DTYPES:
+            raise ValueError(f"unknown dtype {dt!r}; choose one of {sorted(DTYPES)}")
+    out = {"header": {**header(device, argv), "unavailable": {k: v for k, v in probed.items() if v}},
+           "records": []}
+    ref_images, ref_median = None, None
+    target = PAPER_TARGET_S_PER_100.get(preset)
+    for backend, dt in runs:
+        print(f"pdgan-bench: {backend} ({dt}) ...", file=sys.stderr, flush=True)
+        rec, images = bench_one(backend, dt, args, device, preset)
+        rec["reference"], rec["nfe"] = (backend, dt) == REFERENCE, nfe
+        rec["paper_target_s"] = target * args.n / 100 if target else None
+        rec["paper_target_s_per_100"], rec["paper_gpu"] = target, PAPER_GPU if target else None
+        if rec["reference"] and images is not None:
+            ref_images, ref_median = images, rec["median_s"]
+        if "median_s" in rec:
+            rec["speedup_vs_torch"] = ref_median / rec["median_s"] if ref_median else None
+            same = ref_images is not None and images is not None and images.shape == ref_images.shape
+            rec["max_pixel_diff_vs_torch"] = (int(np.abs(images.astype(np.int16) - ref_images).max())
+                                              if same else None)
+        else:
+            rec.update(median_s=None, images_per_s=None, peak_mem_mb=None, speedup_vs_torch=None)
+        out["records"].append(rec)
+        print(f"pdgan-bench:   {_summary(rec)}", file=sys.stderr, flush=True)
+    return out
+
+
+def _summary(rec: dict[str, Any]) -> str:
+    if rec.get("error"):
+        return f"unavailable: {rec['error']}"
+    return (f"median {rec['median_s']:.3f} s ({rec['min_s']:.3f}-{rec['max_s']:.3f}), {rec['images_per_s']:.1f} img/s, "
+            f"build {rec['build_s']:.1f} s, warm-up {rec['warmup_s']:.1f} s, peak {rec['peak_mem_mb']:.0f} MB")
+
+
+# --- output --------------------------------------------------------------------------------------
+def _fmt(v: Any, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def table(result: dict[str, Any]) -> str:
+    """The records as a Markdown table (also the printed form)."""
+    h = result["header"]
+    lines = [f"{h['device_name']} ({h['device']}), torch {h['versions']['torch']}, {h['torch_threads']} threads, "
+             f"{h['date']}, commit {h['git_commit'] or '?'}", "",
+             "| backend | dtype | n | batch | build s | warm-up s | median s | min-max s | img/s | s/100 img "
+             "| paper s/100 (V100) | peak MB | speedup | max px diff |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for r in result["records"]:
+        if r.get("error"):
+            lines.append(f"| {r['backend']} | {r['dtype']} | {r['n']} | {r['batch_size']} | "
+                         f"unavailable: {r['error']} |||||||||")
+            continue
+        lines.append(
+            f"| {r['backend']} | {r['dtype']} | {r['n']} | {r['batch_size']} | {_fmt(r['build_s'], '.2f')} "
+            f"| {_fmt(r['warmup_s'], '.2f')} | {_fmt(r['median_s'], '.3f')} | {r['min_s']:.3f}-{r['max_s']:.3f} "
+            f"| {_fmt(r['images_per_s'], '.1f')} | {_fmt(r['s_per_100_images'], '.3f')} "
+            f"| {_fmt(r['paper_target_s_per_100'], '.2f')} | {_fmt(r['peak_mem_mb'], '.0f')} "
+            f"| {_fmt(r['speedup_vs_torch'], '.2f')}x | {_fmt(r.get('max_pixel_diff_vs_torch'), 'd')} |")
+    return "\n".join(lines)
+
+
+def write_json(result: dict[str, Any], path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def write_png(result: dict[str, Any], path: str | os.PathLike) -> None:
+    """Bar chart of images/s per backend: matplotlib when installed, else a built-in PNG writer."""
+    recs = [r for r in result["records"] if r.get("images_per_s")]
+    labels = [f"{r['backend']} {r['dtype']}" for r in recs]
+    values = [r["images_per_s"] for r in recs]
+    title = f"pdgan-bench {recs[0]['preset'] if recs else ''}: images/s on {result['header']['device_name']}"
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if importlib.util.find_spec("matplotlib") is not None:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(8, 0.5 * len(values) + 1.5))
+        ax.barh(labels[::-1], values[::-1], color="#4c72b0")
+        for i, v in enumerate(values[::-1]):
+            ax.text(v, i, f" {v:.1f}", va="center")
+        ax.set_xlabel("images / s (higher is better)")
+        ax.set_title(title, fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return
+    Path(path).write_bytes(_bar_chart_png(labels, values, title))
+
+
+# A 3x5 bitmap font for the fallback chart: each glyph is 5 rows of 3 bits.
+_FONT = dict(zip(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.:-/()_+x% ",
+    [(2, 5, 7, 5, 5), (6, 5, 6, 5, 6), (3, 4, 4, 4, 3), (6, 5, 5, 5, 6), (7, 4, 6, 4, 7), (7, 4, 6, 4, 4),
+     (3, 4, 5, 5, 3), (5, 5, 7, 5, 5), (7, 2, 2, 2, 7), (1, 1, 1, 5, 2), (5, 5, 6, 5, 5), (4, 4, 4, 4, 7),
+     (5, 7, 7, 5, 5), (6, 5, 5, 5, 5), (2, 5, 5, 5, 2), (6, 5, 6, 4, 4), (2, 5, 5, 6, 3), (6, 5, 6, 5, 5),
+     (3, 4, 2, 1, 6), (7, 2, 2, 2, 2), (5, 5, 5, 5, 7), (5, 5, 5, 5, 2), (5, 5, 7, 7, 5), (5, 5, 2, 5, 5),
+     (5, 5, 2, 2, 2), (7, 1, 2, 4, 7), (7, 5, 5, 5, 7), (2, 6, 2, 2, 7), (6, 1, 2, 4, 7), (6, 1, 2, 1, 6),
+     (5, 5, 7, 1, 1), (7, 4, 6, 1, 6), (3, 4, 6, 5, 2), (7, 1, 2, 2, 2), (2, 5, 2, 5, 2), (2, 5, 3, 1, 6),
+     (0, 0, 0, 0, 2), (0, 2, 0, 2, 0), (0, 0, 7, 0, 0), (1, 1, 2, 4, 4), (1, 2, 2, 2, 1), (4, 2, 2, 2, 4),
+     (0, 0, 0, 0, 7), (0, 2, 7, 2, 0), (0, 5, 2, 5, 0), (5, 1, 2, 4, 5), (0, 0, 0, 0, 0)]))
+
+
+def _text(img: np.ndarray, x: int, y: int, s: str, scale: int = 2) -> None:
+    for ch in s.upper():
+        rows = _FONT.get(ch, _FONT[" "])
+        for r, bits in enumerate(rows):
+            for c in range(3):
+                if bits >> (2 - c) & 1:
+                    img[y + r * scale:y + (r + 1) * scale, x + c * scale:x + (c + 1) * scale] = 0
+        x += 4 * scale
+
+
+def _bar_chart_png(labels: list[str], values: list[float], title: str) -> bytes:
+    scale, bar_h, gap, left, right = 2, 22, 8, 8 + 4 * 2 * max([len(s) for s in labels] + [8]), 120
+    width = max(640, left + 360 + right)
+    height = 40 + len(values) * (bar_h + gap) + 10
+    img = np.full((height, width, 3), 255, np.uint8)
+    _text(img, 8, 10, title[:(width - 16) // 8], scale)
+    vmax = max(values, default=1.0) or 1.0
+    for i, (label, v) in enumerate(zip(labels, values)):
+        y = 40 + i * (bar_h + gap)
+        _text(img, 8, y + 6, label, scale)
+        w = max(1, int((width - left - right) * v / vmax))
+        img[y:y + bar_h, left:left + w] = (76, 114, 176)
+        _text(img, left + w + 6, y + 6, f"{v:.1f}", scale)
+    raw = b"".join(b"\x00" + row.tobytes() for row in img)
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+# --- command line ----------------------------------------------------------------------------------
+def _positive(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pdgan-bench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--backends", help="comma-separated NAME or NAME:DTYPE (default: every backend available "
+                   "here); the torch float32 reference always runs first")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cifar10", help="model size (random weights)")
+    p.add_argument("--checkpoint", help="time a checkpoint's weights instead (its preset is used)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="compute dtype (NAME:DTYPE overrides)")
+    p.add_argument("--n", type=_positive, default=100, help="images per timed call")
+    p.add_argument("--batch-size", type=_positive, default=None, help="images per sampler call (default: n, "
+                   "one batch, as the paper's per-100-images timing)")
+    p.add_argument("--repeats", type=_positive, default=5, help="timed calls per backend, after one warm-up")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and of the images")
+    p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--json", type=Path, help="write the header and records here")
+    p.add_argument("--png", type=Path, help="write a bar chart of images/s here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        result = run(args, argv)
+    except (ValueError, ImportError, OSError) as e:
+        print(f"pdgan-bench: error: {e}", file=sys.stderr)
+        return 2
+    print(table(result))
+    if args.json:
+        write_json(result, args.json)
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.png:
+        write_png(result, args.png)
+        print(f"wrote {args.png}", file=sys.stderr)
+    ok = any(r.get("median_s") for r in result["records"])
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""pdgan-export: a checkpoint (or a preset with random weights) -> ONNX file or TensorRT engine.
+
+    pdgan-export runs/cifar10 --format onnx --out cifar10.onnx                 # whole sampler, float32
+    pdgan-export runs/cifar10 --format onnx --out g16.onnx --fp16 --graph step  # one generator step
+    pdgan-export --preset digits --format onnx --out digits.onnx               # random weights
+    pdgan-export runs/cifar10 --format tensorrt --out cifar10.engine           # needs a GPU + TensorRT
+
+The ONNX export is checked with onnx.checker and compared with torch in ONNX Runtime at batch 1 and 5
+(max error printed; exit status 1 when it exceeds the tolerance). TensorRT engines are built from the
+float16 sampler export (written beside the engine as .onnx) and are untested (no TensorRT here).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import CheckpointError, _paths, load_checkpoint, read_header, sha256_file
+from ..config import PRESETS
+from ..networks import PDGAN
+from .onnx import GRAPHS, OnnxLoadError
+
+
+def load_model(checkpoint: str | None, preset: str | None, seed: int = 0) -> tuple[PDGAN, str | None]:
+    """(model, checkpoint file sha256) from a checkpoint path or, with `preset`, random weights."""
+    if (checkpoint is None) == (preset is None):
+        raise ValueError("give a checkpoint path or --preset NAME (not both)")
+    if preset is not None:  # the weights of Engine.from_preset(preset, seed): same graph, same cache key
+        from ..engine import Engine
+        return Engine.from_preset(preset, seed=seed, backend="torch", device="cpu", verbose=False).model, None
+    model = load_checkpoint(checkpoint)
+    return model, read_header(checkpoint).get("sha256") or sha256_file(_paths(checkpoint)[0])
+
+
+def _positive(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pdgan-export", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("checkpoint", nargs="?", help="a .safetensors checkpoint or a run directory")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="random weights of a preset instead of a checkpoint")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (--preset)")
+    p.add_argument("--format", choices=("onnx", "tensorrt"), default="onnx", help="what to write")
+    p.add_argument("--out", required=True, type=Path, help="output file (.onnx or .engine)")
+    p.add_argument("--fp16", action="store_true", help="run the generator in float16 inside the graph "
+                   "(I/O stays float32); always on for --format tensorrt")
+    p.add_argument("--graph", choices=GRAPHS, default="sampler",
+                   help="'sampler': the whole T-step chain; 'step': one generator call G(x_t, z, t)")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip the ONNX Runtime vs torch comparison")
+    p.add_argument("--min-batch", type=_positive, default=1, help="TensorRT profile: smallest batch")
+    p.add_argument("--opt-batch", type=_positive, default=100, help="TensorRT profile: batch tuned for")
+    p.add_argument("--max-batch", type=_positive, default=256, help="TensorRT profile: largest batch")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (CheckpointError, OnnxLoadError, ValueError, ImportError, RuntimeError) as e:
+        print(f"pdgan-export: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    dtype = "float16" if (args.fp16 or args.format == "tensorrt") else "float32"
+    if args.format == "tensorrt":
+        from .tensorrt import BatchProfile, require_tensorrt
+        require_tensorrt()
+        if not torch.cuda.is_available():
+            raise RuntimeError("--format tensorrt needs a CUDA GPU (and pip install 'pdgan[gpu]')")
+        if args.graph != "sampler":
+            raise ValueError("--format tensorrt builds the sampler graph only")
+        profile = BatchProfile(args.min_batch, args.opt_batch, args.max_batch)
+    model, ckpt_sha = load_model(args.checkpoint, args.preset, args.seed)
+    if model.latent is None:
+        print("note: this checkpoint has no latent denoiser. The exported graph takes z_T as an input, so the "
+              "export does not need one, but generating images does (z_T comes from the latent sampler): "
+              "supply z_T yourself or use a checkpoint with a latent.", file=sys.stderr)
+    from .onnx import export_onnx
+    onnx_path = args.out if args.format == "onnx" else args.out.with_suffix(".onnx")
+    result = export_onnx(model, onnx_path, args.graph, dtype, checkpoint_sha256=ckpt_sha, verify=args.verify)
+    print(f"wrote {result.path} (graph={args.graph}, dtype={dtype}, opset 17, onnx.checker passed, "
+          f"{result.export_s:.1f} s)")
+    for n, err in result.max_abs_err.items():
+        verdict = "ok" if err <= result.tolerance[n] else "TOO LARGE"
+        print(f"  onnxruntime vs torch, batch {n}: max abs error {err:.3e} (tolerance {result.tolerance[n]:.1e}, "
+              f"outputs up to {result.ref_max_abs[n]:.2f}) {verdict}")
+    if not result.ok:
+        print("pdgan-export: error: onnxruntime output differs from torch beyond the tolerance", file=sys.stderr)
+        return 1
+    if args.format == "tensorrt":
+        from .tensorrt import TensorRTRunner
+        TensorRTRunner.from_onnx(onnx_path, profile, result.weights_sha256, torch.device("cuda"),
+                                 engine_path=args.out)
+        print(f"wrote {args.out} (TensorRT engine, batch {profile.min}..{profile.max}, opt {profile.opt})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,397 @@
+"""ONNX export of the generator step and of the whole T-step sampler, and an ONNX Runtime runner.
+
+Two graphs (`graph=`):
+
+* "step":    G(x_t, z, t) -> x0.   x_t (N, C, R, R), z (N, nz), t (N,) float steps in 1..T.
+* "sampler": the T-step chain of `sampler.sample`, unrolled: inputs x_T (N, C, R, R), z_T (N, nz),
+             z (T-1, N, nz), eps (T-1, N, C, R, R) (the layout of `sampler.SamplerNoise`); output x0.
+             All randomness is an input: TensorRT ignores RandomNormal seeds, and explicit inputs make
+             every backend comparable bit for bit with the torch reference. z_T is an input too, so
+             the export needs no latent denoiser (generation does: z_T comes from the latent sampler).
+
+The batch axis is dynamic. Graph inputs and outputs are float32 for both variants; the float16 variant
+runs the generator in float16 between explicit Casts at its boundary (edm style), while the posterior
+step x_{t-1} = c1 x0 + c2 x_t + sigma eps and the GroupNorm statistics stay in float32.
+
+Exporter: the TorchScript exporter (`torch.onnx.export(..., dynamo=False)`), opset 17. It needs only
+torch and onnx (the dynamo exporter also needs onnxscript, which is not a pdgan dependency) and it
+exists in torch 2.11 and 2.13. Two of its lowerings are replaced while we export (see `_symbolics`):
+
+* aten::group_norm -> Reshape (N, G, -1) -> [Cast f32] -> InstanceNormalization(ones, zeros) -> [Cast]
+  -> Reshape back -> Mul/Add for an affine GroupNorm. The non-affine normalisation is the one ONNX op
+  every runtime has (TensorRT parses InstanceNormalization of rank 3 with constant scale/bias); AdaGN's
+  per-sample scale and shift stay explicit Mul/Add after it. We do not emit GroupNormalization: its
+  opset-18 form has per-group scale/bias and opset 21 per-channel, and TensorRT rejects the latter.
+  The stock lowering is the same but keeps float16 statistics.
+* aten::addcmul (AdaGN's beta + h * gamma): the stock lowering upcasts float16 inputs to float32 and
+  returns float32, which makes the float16 graph ill-typed.
+
+Every file records in `metadata_props`: pdgan.format, pdgan.graph, pdgan.dtype, pdgan.weights_sha256
+(hash of the generator's state dict), pdgan.checkpoint_sha256 (the .safetensors file, when exported
+from one), pdgan.config (JSON), pdgan.T, pdgan.opset, pdgan.version, pdgan.torch.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import importlib.util
+import json
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..networks import PDGAN
+from ..networks.layers import AdaGNAct
+from ..sampler import SamplerNoise, draw_noise, sample
+from ..schedule import Schedule
+
+OPSET = 17
+FORMAT = "pdgan-onnx"
+GRAPHS = ("step", "sampler")
+INPUTS = {"step": ("x_t", "z", "t"), "sampler": ("x_T", "z_T", "z", "eps")}
+OUTPUT = "x0"
+DTYPES = {"float32": torch.float32, "float16": torch.float16}
+# Verification tolerances against the float32 torch reference (outputs are in [-1, 1]; one 8-bit level
+# is 2/255 = 7.8e-3): float32: |ort - torch| <= FP32_ATOL (measured on the sampler graph, batch 5:
+# digits 5e-6, cifar10 9e-6, celebahq256 8e-5: deeper, 256^2, accumulation order); float16 (the
+# flash-attention rule): |ort16 - ref32| <= 2 * |torch16 - ref32| + FP16_ATOL.
+FP32_ATOL = 5e-4
+FP16_ATOL = 2e-3
+
+
+class OnnxLoadError(ValueError):
+    """An ONNX file is missing, corrupt or not a pdgan export; the message is one line."""
+
+
+def batch_axis(graph: str, name: str) -> int:
+    """The dynamic batch axis of a graph input/output: 1 for the sampler's per-step z and eps."""
+    return 1 if graph == "sampler" and name in ("z", "eps") else 0
+
+
+def require(module: str, extra: str = "onnx"):
+    """Import an optional dependency or raise ImportError naming the extra that provides it."""
+    if importlib.util.find_spec(module) is None:
+        raise ImportError(f"{module} is not installed; install it with: pip install 'pdgan[{extra}]'")
+    return __import__(module)
+
+
+def dtype_name(dtype: torch.dtype | str) -> str:
+    name = str(dtype).replace("torch.", "")
+    name = {"fp32": "float32", "fp16": "float16", "half": "float16", "float": "float32"}.get(name, name)
+    if name not in DTYPES:
+        raise ValueError(f"the exported graphs run in float32 or float16, got {dtype!r}")
+    return name
+
+
+def weights_sha256(module: nn.Module) -> str:
+    """sha256 over a module's state dict (names, dtypes, shapes, bytes), in key order."""
+    h = hashlib.sha256()
+    for name, value in sorted(module.state_dict().items()):
+        t = value.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+# --- the exported modules --------------------------------------------------------------------
+class GeneratorStep(nn.Module):
+    """G(x_t, z, t) -> x0 with float32 I/O and a private copy of the generator in `dtype`."""
+
+    def __init__(self, generator: nn.Module, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.generator = copy.deepcopy(generator).to(device="cpu", dtype=dtype).eval()
+        self.dtype = dtype
+        for m in self.generator.modules():  # export the torch AdaGN, never a fused kernel set on it
+            if isinstance(m, AdaGNAct):
+                m.kernel = None
+        if dtype != torch.float32:  # the sinusoidal time embedding is float32 by construction
+            self.generator.time_mlp.register_forward_pre_hook(lambda _, args: tuple(a.to(dtype) for a in args))
+
+    def forward(self, x_t: torch.Tensor, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.generator(x_t.to(self.dtype), z.to(self.dtype), t).float()
+
+
+class SamplerGraph(nn.Module):
+    """`sampler.sample` with every noise an input: x_T, z_T, z (T-1, N, nz), eps (T-1, N, C, R, R)."""
+
+    def __init__(self, generator: nn.Module, schedule: Schedule, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.step = GeneratorStep(generator, dtype)
+        self.schedule = schedule
+
+    def forward(self, x_T: torch.Tensor, z_T: torch.Tensor, z: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        x, T = x_T, self.schedule.T
+        for t in range(T, 0, -1):
+            steps = torch.full_like(x_T[:, 0, 0, 0], float(t))  # (N,), follows the dynamic batch
+            x0 = self.step(x, z_T if t == T else z[t - 1], steps)
+            x = self.schedule.step(x0, x, t, eps[t - 2] if t > 1 else None)  # float32 posterior
+        return x
+
+
+def graph_module(model: PDGAN, graph: str, dtype: torch.dtype) -> nn.Module:
+    if graph not in GRAPHS:
+        raise ValueError(f"graph must be one of {GRAPHS}, got {graph!r}")
+    if graph == "step":
+        return GeneratorStep(model.generator, dtype).eval()
+    return SamplerGraph(model.generator, model.schedule, dtype).eval()
+
+
+def example_inputs(model: PDGAN, graph: str, n: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Explicit float32 inputs for a graph, one seed per image (seed, seed + 1, ...)."""
+    cfg = model.config
+    noise = draw_noise(list(range(seed, seed + n)), model.schedule.T, cfg.channels, cfg.resolution,
+                       cfg.generator.nz)
+    if graph == "step":
+        g = torch.Generator().manual_seed(seed + 10_000)
+        t = torch.randint(1, model.schedule.T + 1, (n,), generator=g).float()
+        return {"x_t": noise.x_T, "z": noise.latent, "t": t}
+    return {"x_T": noise.x_T, "z_T": noise.latent, "z": noise.z, "eps": noise.eps}
+
+
+# --- lowering overrides -------------------------------------------------------------------------
+_ONNX_FLOAT = {"Float": 1, "Half": 10, "BFloat16": 16}
+
+
+def _group_norm_symbolic(g, x, num_groups, weight, bias, eps, cudnn_enabled):
+    from torch.onnx import symbolic_helper as sh
+    num_groups, eps = sh._get_const(num_groups, "i", "num_groups"), sh._get_const(eps, "f", "eps")
+    dtype = x.type().scalarType()
+    h = g.op("Reshape", x, g.op("Constant", value_t=torch.tensor([0, num_groups, -1])))
+    if dtype != "Float":
+        h = g.op("Cast", h, to_i=_ONNX_FLOAT["Float"])
+    h = g.op("InstanceNormalization", h, g.op("Constant", value_t=torch.ones(num_groups)),
+             g.op("Constant", value_t=torch.zeros(num_groups)), epsilon_f=eps)
+    if dtype != "Float":
+        h = g.op("Cast", h, to_i=_ONNX_FLOAT[dtype])
+    h = g.op("Reshape", h, g.op("Shape", x))
+    per_channel = g.op("Constant", value_t=torch.tensor([-1, 1, 1]))
+    if not sh._is_none(weight):
+        h = g.op("Mul", h, g.op("Reshape", weight, per_channel))
+    if not sh._is_none(bias):
+        h = g.op("Add", h, g.op("Reshape", bias, per_channel))
+    return h
+
+
+def _addcmul_symbolic(g, self, tensor1, tensor2, value=None):
+    from torch.onnx import symbolic_helper as sh
+    v = 1.0 if value is None else sh._maybe_get_const(value, "f")
+    prod = g.op("Mul", tensor1, tensor2)
+    if not isinstance(v, float | int):
+        raise RuntimeError("addcmul with a tensor `value` is not supported by the pdgan exporter")
+    if v != 1:
+        prod = g.op("Mul", prod, g.op("Constant", value_t=torch.tensor(v, dtype=_torch_dtype(self))))
+    return g.op("Add", self, prod)
+
+
+def _torch_dtype(value) -> torch.dtype:
+    return {"Float": torch.float32, "Half": torch.float16, "BFloat16": torch.bfloat16}.get(
+        value.type().scalarType(), torch.float32)
+
+
+@contextlib.contextmanager
+def _symbolics():
+    """Register our lowerings for the duration of one export, then restore the stock ones."""
+    from torch.onnx import register_custom_op_symbolic, unregister_custom_op_symbolic
+    ops = {"aten::group_norm": _group_norm_symbolic, "aten::addcmul": _addcmul_symbolic}
+    for name, fn in ops.items():
+        register_custom_op_symbolic(name, fn, OPSET)
+    try:
+        yield
+    finally:
+        for name in ops:
+            unregister_custom_op_symbolic(name, OPSET)
+
+
+# --- export ----------------------------------------------------------------------------------
+@dataclass
+class ExportResult:
+    path: Path
+    graph: str
+    dtype: str
+    export_s: float
+    weights_sha256: str
+    max_abs_err: dict[int, float] = field(default_factory=dict)  # batch size -> max |onnxruntime - torch|
+    tolerance: dict[int, float] = field(default_factory=dict)  # batch size -> allowed error
+    ref_max_abs: dict[int, float] = field(default_factory=dict)  # batch size -> max |torch output|
+    ok: bool = True
+
+    def summary(self) -> str:
+        s = f"{self.path} ({self.graph}, {self.dtype}) exported in {self.export_s:.1f} s"
+        for n, err in self.max_abs_err.items():
+            s += f"; batch {n}: max |onnxruntime - torch| = {err:.2e} (tolerance {self.tolerance[n]:.1e})"
+        return s
+
+
+def export_onnx(model: PDGAN, path: str | os.PathLike, graph: str = "sampler",
+                dtype: torch.dtype | str = torch.float32, checkpoint_sha256: str | None = None,
+                verify: bool = True, verify_batches: tuple[int, ...] = (1, 5),
+                extra_metadata: dict[str, str] | None = None) -> ExportResult:
+    """Export `graph` ("step" or "sampler") of `model` to PATH (atomically), check it with
+    onnx.checker and, with `verify`, compare ONNX Runtime (CPU) with torch at `verify_batches`."""
+    onnx = require("onnx")
+    name = dtype_name(dtype)
+    dtype = DTYPES[name]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = graph_module(model, graph, dtype)
+    inputs = example_inputs(model, graph, 2)
+    names = INPUTS[graph]
+    dynamic_axes = {k: {batch_axis(graph, k): "N"} for k in (*names, OUTPUT)}
+    t0 = time.perf_counter()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with _symbolics(), warnings.catch_warnings(), torch.no_grad():
+            # The TorchScript exporter warns that it is deprecated, and its tracer warns about
+            # Python-int shapes that it records as constants (channels, resolution: static here).
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, tuple(inputs[k] for k in names), tmp, dynamo=False,
+                              opset_version=OPSET, input_names=list(names), output_names=[OUTPUT],
+                              dynamic_axes=dynamic_axes, do_constant_folding=True)
+        proto = onnx.load(tmp)
+        wsha = weights_sha256(model.generator)
+        meta = {"pdgan.format": FORMAT, "pdgan.graph": graph, "pdgan.dtype": name,
+                "pdgan.weights_sha256": wsha, "pdgan.checkpoint_sha256": checkpoint_sha256 or "",
+                "pdgan.config": model.config.to_json(), "pdgan.T": str(model.schedule.T),
+                "pdgan.opset": str(OPSET), "pdgan.version": _pdgan_version(), "pdgan.torch": torch.__version__,
+                "pdgan.inputs": json.dumps(list(names)), **(extra_metadata or {})}
+        del proto.metadata_props[:]
+        for k, v in meta.items():
+            proto.metadata_props.add(key=k, value=v)
+        proto.producer_name, proto.doc_string = "pdgan", f"PDGAN {graph} graph ({name}), see pdgan.* metadata"
+        onnx.save(proto, tmp)
+        onnx.checker.check_model(tmp, full_check=True)  # by path: also works for files > 2 GB
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    result = ExportResult(path, graph, name, time.perf_counter() - t0, wsha)
+    if verify:
+        runner = OnnxRunner(path)
+        for n in verify_batches:
+            err, tol, scale = verify_against_torch(runner, model, graph, dtype, n)
+            result.max_abs_err[n], result.tolerance[n], result.ref_max_abs[n] = err, tol, scale
+            result.ok &= err <= tol
+    return result
+
+
+def verify_against_torch(runner: OnnxRunner, model: PDGAN, graph: str, dtype: torch.dtype, n: int,
+                         seed: int = 1234) -> tuple[float, float, float]:
+    """(max |onnxruntime - reference|, tolerance, max |reference|) on explicit inputs for n images.
+    The reference is float32 eager torch: `sampler.sample` itself for the sampler graph, G for a step."""
+    inputs = example_inputs(model, graph, n, seed)
+    with torch.no_grad():
+        g32 = GeneratorStep(model.generator, torch.float32)  # a float32 CPU copy
+        if graph == "sampler":
+            noise = SamplerNoise(inputs["x_T"], inputs["z_T"], inputs["z"], inputs["eps"])
+            ref = sample(g32.generator, model.schedule, inputs["z_T"], noise)
+        else:
+            ref = g32(*inputs.values())
+        err = float((runner(**inputs) - ref).abs().max())
+        scale = float(ref.abs().max())
+        if dtype == torch.float32:
+            return err, FP32_ATOL, scale
+        same = graph_module(model, graph, dtype)(*inputs.values())  # torch's own float16 error
+        return err, 2.0 * float((same - ref).abs().max()) + FP16_ATOL, scale
+
+
+def _pdgan_version() -> str:
+    from .. import __version__
+    return __version__
+
+
+# --- loading and running ---------------------------------------------------------------------
+def _short(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0][:200] if text else type(e).__name__)
+
+
+def load_onnx(path: str | os.PathLike):
+    """The ModelProto of a pdgan export; OnnxLoadError (one line) when missing, corrupt or foreign."""
+    onnx = require("onnx")
+    path = Path(path)
+    if not path.is_file():
+        raise OnnxLoadError(f"ONNX file not found: {path}")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+        onnx.checker.check_model(proto)
+    except Exception as e:  # noqa: BLE001 - DecodeError, ValidationError, ...: never a protobuf traceback
+        raise OnnxLoadError(f"{path} is not a valid ONNX model (truncated or corrupt? {type(e).__name__}: "
+                            f"{_short(e)}); re-export it with pdgan-export") from None
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if meta.get("pdgan.format") != FORMAT:
+        raise OnnxLoadError(f"{path} is an ONNX model but not a pdgan export (no pdgan.format metadata)")
+    return proto
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The pdgan.* metadata of an exported file (validated with `load_onnx`)."""
+    return {p.key: p.value for p in load_onnx(path).metadata_props}
+
+
+def providers_for(device: str | torch.device) -> list[str]:
+    """ONNX Runtime execution providers for a torch device: CUDA when asked for and available."""
+    ort = require("onnxruntime")
+    available = ort.get_available_providers()
+    if torch.device(device).type == "cuda" and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+class OnnxRunner:
+    """An ONNX Runtime session over an exported file. `runner(**inputs) -> x0` on torch tensors
+    (float32 I/O); the result is on the device of the first input. `threads`: intra-op threads
+    (default: torch.get_num_threads()). CUDA inputs on the CUDA provider
+    are bound in place (I/O binding, untested here: no GPU onnxruntime on our machines)."""
+
+    def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu",
+                 threads: int | None = None):
+        ort = require("onnxruntime")
+        self.path, self.device = Path(path), torch.device(device)
+        self.metadata = read_metadata(self.path)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3  # errors only
+        # As many intra-op threads as torch uses (torch.set_num_threads / OMP_NUM_THREADS), so that the
+        # backends of one process compare like for like; ONNX Runtime's own default is every core.
+        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        self.providers = providers_for(self.device)
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=self.providers)
+        except Exception as e:  # noqa: BLE001 - onnxruntime's pybind errors (Fail, InvalidProtobuf, ...)
+            raise OnnxLoadError(f"onnxruntime cannot open {self.path} ({_short(e)}); re-export it "
+                                "with pdgan-export") from None
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, **inputs: torch.Tensor) -> torch.Tensor:
+        missing = set(self.input_names) - set(inputs)
+        if missing:
+            raise ValueError(f"{self.path.name} needs inputs {self.input_names}; missing {sorted(missing)}")
+        first = next(iter(inputs.values()))
+        if first.is_cuda and self.providers[0] == "CUDAExecutionProvider":
+            return self._run_cuda(inputs)
+        feed = {k: inputs[k].detach().to("cpu", torch.float32).contiguous().numpy() for k in self.input_names}
+        out = self.session.run([OUTPUT], feed)[0]
+        return torch.from_numpy(np.ascontiguousarray(out)).to(first.device)
+
+    def _run_cuda(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        binding = self.session.io_binding()
+        keep = {k: inputs[k].detach().float().contiguous() for k in self.input_names}
+        dev = keep[self.input_names[0]].device
+        for k, t in keep.items():
+            binding.bind_input(k, "cuda", dev.index or 0, np.float32, tuple(t.shape), t.data_ptr())
+        n = keep[self.input_names[0]].shape[0]  # x_t or x_T
+        cfg = json.loads(self.metadata["pdgan.config"])
+        out = torch.empty(n, cfg["channels"], cfg["resolution"], cfg["resolution"], device=dev)
+        binding.bind_output(OUTPUT, "cuda", dev.index or 0, np.float32, tuple(out.shape), out.data_ptr())
+        torch.cuda.current_stream(dev).synchronize()
+        self.session.run_with_iobinding(binding)
+        return out

@@ -1,0 +1,123 @@
+"""Exported-graph samplers for the Engine: the whole T-step sampler as one ONNX Runtime or TensorRT graph.
+
+Both take a `PDGAN`, export its sampler graph once (cached under `cache_dir`, default
+$PDGAN_CACHE_DIR or ~/.cache/pdgan, keyed by the generator weights' hash, the config, the dtype, the
+opset and the torch version) and are called like the reference sampler with explicit noise:
+
+    sampler = OnnxRuntimeSampler(model)                 # or TensorRTSampler(model) on a GPU
+    x0 = sampler(x_T, z_T, z, eps)                      # shapes of `pdgan_infer.sampler.SamplerNoise`
+
+x_T (N, C, R, R), z_T (N, nz), z (T-1, N, nz), eps (T-1, N, C, R, R); the result is float32 on the
+device of x_T. A cached file that is corrupt or was written for other weights is re-exported (with a
+warning), never trusted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..networks import PDGAN
+from .onnx import OPSET, OnnxLoadError, OnnxRunner, dtype_name, export_onnx, read_metadata, require, weights_sha256
+
+EXPORT_REVISION = 1  # bump when the exported graph changes for the same weights and config
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get("PDGAN_CACHE_DIR"):
+        return Path(os.environ["PDGAN_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pdgan"
+
+
+def onnx_cache_key(weights_hash: str, config_json: str, dtype: str, graph: str = "sampler") -> str:
+    """Hex key of an exported graph: changes with the weights, config, dtype, graph, opset, torch."""
+    torch_mm = ".".join(torch.__version__.split("+")[0].split(".")[:2])
+    fields = {"weights": weights_hash, "config": json.loads(config_json), "dtype": dtype, "graph": graph,
+              "opset": OPSET, "torch": torch_mm, "revision": EXPORT_REVISION}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def cached_onnx(model: PDGAN, dtype: str, cache_dir: str | os.PathLike | None = None,
+                graph: str = "sampler") -> tuple[Path, str]:
+    """(path, weights hash) of the exported `graph`, exporting it unless a valid cached copy exists."""
+    wsha = weights_sha256(model.generator)
+    key = onnx_cache_key(wsha, model.config.to_json(), dtype, graph)
+    path = Path(cache_dir or default_cache_dir()) / "onnx" / f"{model.config.preset}-{graph}-{dtype}-{key[:16]}.onnx"
+    if path.exists():
+        try:
+            meta = read_metadata(path)
+            if meta.get("pdgan.weights_sha256") == wsha and meta.get("pdgan.dtype") == dtype:
+                return path, wsha
+            reason = "it was exported from other weights"
+        except OnnxLoadError as e:
+            reason = str(e)
+        warnings.warn(f"re-exporting the cached graph {path}: {reason}", stacklevel=3)
+    export_onnx(model, path, graph, dtype, verify=False)
+    return path, wsha
+
+
+def _check_model(model: PDGAN) -> None:
+    if not isinstance(model, PDGAN):
+        raise TypeError(f"expected a pdgan_infer.PDGAN (e.g. from load_checkpoint), got {type(model).__name__}")
+
+
+class OnnxRuntimeSampler:
+    """The sampler graph in ONNX Runtime: CPUExecutionProvider, or CUDAExecutionProvider when `device`
+    is cuda and onnxruntime-gpu is installed (CUDA path untested here). `dtype` is the generator's
+    compute dtype inside the graph (float32 or float16); I/O is float32."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, model: PDGAN, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 cache_dir: str | os.PathLike | None = None, threads: int | None = None):
+        _check_model(model)
+        require("onnx")
+        require("onnxruntime")
+        self.device, self.dtype = torch.device(device), dtype_name(dtype)
+        self.onnx_path, self.weights_sha256 = cached_onnx(model, self.dtype, cache_dir)
+        try:
+            self.runner = OnnxRunner(self.onnx_path, self.device, threads)
+        except OnnxLoadError as e:  # e.g. a file replaced between the check and the open
+            warnings.warn(f"re-exporting {self.onnx_path}: {e}", stacklevel=2)
+            export_onnx(model, self.onnx_path, "sampler", self.dtype, verify=False)
+            self.runner = OnnxRunner(self.onnx_path, self.device, threads)
+        self.providers = self.runner.providers
+
+    def __call__(self, x_T: torch.Tensor, z_T: torch.Tensor, z: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        return self.runner(x_T=x_T, z_T=z_T, z=z, eps=eps)
+
+    def __repr__(self) -> str:
+        return f"OnnxRuntimeSampler({self.onnx_path.name}, providers={self.providers})"
+
+
+class TensorRTSampler:
+    """The sampler graph as a TensorRT engine (strongly typed, built from the float16 ONNX export).
+    UNTESTED: written against the documented TensorRT 10 Python API; no TensorRT on our machines.
+
+    The engine is cached beside the ONNX file under a key of (GPU model, TensorRT version, batch
+    profile, weights hash, dtype); a missing, stale or unreadable engine is rebuilt. Batches outside
+    [min_batch, max_batch] are split (and padded up to min_batch)."""
+
+    backend = "tensorrt"
+
+    def __init__(self, model: PDGAN, device: str | torch.device = "cuda", dtype: torch.dtype = torch.float16,
+                 cache_dir: str | os.PathLike | None = None, min_batch: int = 1, opt_batch: int = 100,
+                 max_batch: int = 256):
+        _check_model(model)
+        from . import tensorrt as trt_mod
+        trt_mod.require_tensorrt()
+        self.device = torch.device(device)
+        if self.device.type != "cuda" or not torch.cuda.is_available():
+            raise RuntimeError("the tensorrt backend needs a CUDA GPU (torch.cuda.is_available() is False or "
+                               f"device={device!r}); install with pip install 'pdgan[gpu]' on a GPU machine")
+        self.dtype = dtype_name(dtype)
+        profile = trt_mod.BatchProfile(min_batch, opt_batch, max_batch)
+        onnx_path, wsha = cached_onnx(model, self.dtype, cache_dir)
+        self.runner = trt_mod.TensorRTRunner.from_onnx(onnx_path, profile, wsha, self.device)
+
+    def __call__(self, x_T: torch.Tensor, z_T: torch.Tensor, z: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        return self.runner(x_T=x_T, z_T=z_T, z=z, eps=eps)

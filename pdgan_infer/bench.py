@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._cli import positive_int as _positive
 from .config import PRESETS
 
 PAPER_TARGET_S_PER_100 = {"cifar10": 0.16, "celebahq256": 2.3}  # Table 1 / 2, V100
@@ -372,13 +373,6 @@ def _bar_chart_png(labels: list[str], values: list[float], title: str) -> bytes:
 
 
 # --- command line ----------------------------------------------------------------------------------
-def _positive(text: str) -> int:
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pdgan-bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)

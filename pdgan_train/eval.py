@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from pdgan_infer import load_checkpoint
+from pdgan_infer._cli import positive_int as _positive
 from pdgan_infer.checkpoint import CheckpointError, atomic_write_bytes
 from pdgan_infer.images import make_grid, save_png
 from pdgan_infer.sampler import SamplerNoise, draw_noise, sample, to_uint8
@@ -414,13 +415,6 @@ def interpolation_smoothness(model, dataset, phi: Callable[[np.ndarray], np.ndar
 
 
 # --- CLI -----------------------------------------------------------------------------------------
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pdgan-eval", description="FID / IS / precision-recall, digits metrics, "
                                 "linear probe and interpolation smoothness of a pdgan checkpoint.")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .._cli import positive_int as _positive
 from ..checkpoint import CheckpointError, _paths, load_checkpoint, read_header, sha256_file
 from ..config import PRESETS
 from ..networks import PDGAN
@@ -32,13 +33,6 @@ def load_model(checkpoint: str | None, preset: str | None, seed: int = 0) -> tup
         return Engine.from_preset(preset, seed=seed, backend="torch", device="cpu", verbose=False).model, None
     model = load_checkpoint(checkpoint)
     return model, read_header(checkpoint).get("sha256") or sha256_file(_paths(checkpoint)[0])
-
-
-def _positive(text: str) -> int:
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
 
 
 def parser() -> argparse.ArgumentParser:

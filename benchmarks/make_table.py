@@ -74,12 +74,26 @@ def pytest_benchmark_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def generic_table(data: dict) -> str:
+    """Any other {"header", "records"} file (e.g. the engine's own scripts): scalar fields as columns."""
+    h = data.get("header", {})
+    records = data["records"]
+    cols = [k for k, v in records[0].items() if isinstance(v, (str, int, float, bool)) or v is None][:14]
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else "-" if v is None else str(v)  # noqa: E731
+    lines = [", ".join(f"{k} {h[k]}" for k in ("cpu", "device_name", "torch", "date", "git_commit", "command")
+                       if k in h), "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in records]
+    return "\n".join(lines)
+
+
 def render(path: Path) -> str:
     data = json.loads(path.read_text())
-    if "records" in data and "header" in data:
+    if "records" in data and "device_name" in data.get("header", {}):
         body = bench_table(data)
     elif "benchmarks" in data:
         body = pytest_benchmark_table(data)
+    elif data.get("records"):
+        body = generic_table(data)
     else:
         raise ValueError(f"{path}: neither a pdgan-bench nor a pytest-benchmark JSON file")
     return f"### {path.stem}\n\n{body}\n"

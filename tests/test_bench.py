@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pdgan_infer import bench
 
@@ -30,8 +31,12 @@ def test_bench_digits_torch_onnxruntime(tmp_path, monkeypatch, capsys):
     pytest.importorskip("pdgan_infer.engine")
     monkeypatch.setenv("PDGAN_CACHE_DIR", str(tmp_path / "cache"))
     out, png = tmp_path / "out.json", tmp_path / "out.png"
-    rc = bench.main(["--preset", "digits", "--n", "20", "--backends", "torch,onnxruntime", "--repeats", "1",
-                     "--json", str(out), "--png", str(png)])
+    threads = torch.get_num_threads()
+    try:  # one thread: small batches gain nothing from two, and it is immune to a busy machine
+        rc = bench.main(["--preset", "digits", "--n", "20", "--backends", "torch,onnxruntime", "--repeats", "1",
+                         "--threads", "1", "--json", str(out), "--png", str(png)])
+    finally:
+        torch.set_num_threads(threads)
     printed = capsys.readouterr().out
     assert rc == 0
     data = json.loads(out.read_text())
@@ -87,7 +92,6 @@ def test_table_lists_unavailable_backends():
 
 @pytest.mark.skipif(sys.platform != "linux", reason="peak RSS through /proc")
 def test_peak_memory_sees_a_temporary_allocation():
-    import torch
     with bench.PeakMemory(torch.device("cpu")) as mem:
         x = torch.ones(64 * 2**20 // 4)  # 64 MB, touched
         del x

@@ -130,3 +130,11 @@ def test_bad_preset_and_resolution():
     cfg = get_preset("cifar10").replace(resolution=36)
     with pytest.raises(ValueError, match="not divisible"):
         build_generator(cfg)
+
+
+def test_half_precision_forward():
+    g = build_generator("digits").half()
+    y = g(torch.randn(2, 3, 32, 32).half(), torch.randn(2, 32).half(), torch.tensor([2.0, 1.0]))
+    assert y.dtype == torch.float16 and y.shape == (2, 3, 32, 32)
+    lat = build_latent("digits").half()
+    assert lat(torch.randn(2, 32).half(), torch.tensor([3.0, 5.0])).dtype == torch.float16

@@ -120,7 +120,8 @@ class Generator(nn.Module):
 
     def forward(self, x_t: torch.Tensor, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         style = self.mapping(z)
-        temb = F.silu(self.time_mlp(self.time_embed(t)))  # every block applies SiLU first: do it once
+        emb = self.time_embed(t).to(self.time_mlp[0].weight.dtype)  # fp32 sinusoids into a maybe-half MLP
+        temb = F.silu(self.time_mlp(emb))  # every block applies SiLU first: do it once
         h = self.conv_in(x_t)
         skips, pyramid = [h], x_t
         for level in self.down:

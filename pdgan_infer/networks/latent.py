@@ -54,7 +54,7 @@ class LatentDenoiser(nn.Module):
         self.register_buffer("z_std", torch.ones(nz))  # encoding the data (training's latent stage)
 
     def forward(self, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        cond = self.time_mlp(self.time_embed(t))
+        cond = self.time_mlp(self.time_embed(t).to(self.time_mlp[0].weight.dtype))
         h = z_t
         for i, layer in enumerate(self.layers):
             h = layer(h if i == 0 else torch.cat([h, z_t], dim=1), cond)

@@ -103,6 +103,9 @@ class Schedule:
         self.alphas_cumprod_prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod[:-1]])
         self.sqrt_alphas_cumprod = self.alphas_cumprod.sqrt()
         self.sqrt_one_minus_alphas_cumprod = (1.0 - self.alphas_cumprod).sqrt()
+        # q(x_t | x0) coefficients padded with t = 0 (x_0 itself), for q_sample
+        self._q_mean0 = torch.cat([torch.ones(1, dtype=torch.float64), self.sqrt_alphas_cumprod])
+        self._q_std0 = torch.cat([torch.zeros(1, dtype=torch.float64), self.sqrt_one_minus_alphas_cumprod])
         one_minus = 1.0 - self.alphas_cumprod
         self.posterior_variance = betas * (1.0 - self.alphas_cumprod_prev) / one_minus
         self.posterior_log_variance_clipped = self.posterior_variance.clamp(min=1e-20).log()
@@ -159,9 +162,7 @@ class Schedule:
         for x_0 itself."""
         t = torch.as_tensor(t, device=x0.device).long().expand(x0.shape[0])
         noise = torch.randn_like(x0) if noise is None else noise
-        a = torch.cat([torch.ones(1, dtype=torch.float64), self.sqrt_alphas_cumprod])
-        s = torch.cat([torch.zeros(1, dtype=torch.float64), self.sqrt_one_minus_alphas_cumprod])
-        return self._gather(a, t + 1, x0) * x0 + self._gather(s, t + 1, x0) * noise
+        return self._gather(self._q_mean0, t + 1, x0) * x0 + self._gather(self._q_std0, t + 1, x0) * noise
 
     def q_sample_pairs(self, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor]:

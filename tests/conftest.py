@@ -24,3 +24,14 @@ def _seed():
     np.random.seed(0)
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module (opt in with `pytestmark = pytest.mark.usefixtures("one_thread")`):
+    small models gain nothing from threads, and on a busy 2-core machine oversubscribed OpenMP threads
+    stall (those tests ran 3-5x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -27,12 +27,7 @@ AVAILABLE = Engine.backends("cpu")
 SLOW_BACKENDS = {"compile"} | (set() if torch.cuda.is_available() else {"triton"})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # small shared test machines: avoid OpenMP spin-wait stalls
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -36,14 +36,7 @@ def _perturbed(preset: str) -> PDGAN:
     return m
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tracing and batch-5 checks gain nothing from two threads, and one thread does not stall when
-    the machine is busy (oversubscribed OpenMP threads made these tests 3x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -31,13 +31,7 @@ from pdgan_infer.optimize import (
 BF16_OK = reduced_dtype_supported(torch.bfloat16, torch.device("cpu")) is None
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # The test machines are small and shared: one intra-op thread avoids OpenMP spin-wait stalls.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

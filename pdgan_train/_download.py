@@ -15,6 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from pdgan_infer.checkpoint import sha256_file  # noqa: F401  (re-exported: one hashing helper)
+
 CACHE_ENV = "PDGAN_CACHE"
 _CHUNK = 1 << 20
 
@@ -35,15 +37,6 @@ def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
     if env:
         return Path(env).expanduser()
     return Path.home() / ".cache" / "pdgan"
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_hash(got: str, url: str, sha256: str | None, sha256_prefix: str | None) -> None:

@@ -5,8 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev,train,onnx,triton
-STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 .PHONY: install test test-slow test-all demo bench lint clean
 
@@ -31,7 +31,7 @@ test-all: install
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 demo: install  ## 100 images from the bundled model with the fastest backend, a PNG grid, a timing table
-	$(BIN)/python -m pdgan_infer.demo
+	$(BIN)/python -m pdgan_train.demo
 
 bench: install  ## pytest-benchmark suites (kernels, end to end)
 	$(BIN)/python -m pytest benchmarks -q

@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import PRESETS, PDGANConfig
-from .networks import PDGAN
+from .networks import LATENT_SLOTS, PDGAN
 
 FORMAT = "pdgan-checkpoint"
 __version__ = "0.1.0"
@@ -71,7 +71,7 @@ def save_checkpoint(model: PDGAN, path: str | os.PathLike, meta: dict[str, Any] 
     tensors = {f"{name}.{k}": v.detach().cpu().contiguous()
                for name in model.components for k, v in getattr(model, name).state_dict().items()}
     header = {"format": FORMAT, "version": __version__, "config": model.config.to_dict(),
-              "components": model.components, "meta": meta or {}}
+              "components": model.components, "latent_slot": model.latent_slot, "meta": meta or {}}
     fd, tmp = tempfile.mkstemp(dir=weights.parent, prefix=f".{weights.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -139,6 +139,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
                               "re-download or re-export it") from None
     components = header.get("components", ["generator", "encoder"])
     model = PDGAN(cfg, with_latent="latent" in components)
+    model.latent_slot = _latent_slot(header, weights)
     expected = {f"{name}.{k}": v for name in model.components for k, v in getattr(model, name).state_dict().items()}
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -154,6 +155,16 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
         prefix = name + "."
         getattr(model, name).load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
     return model.to(device).eval()
+
+
+def _latent_slot(header: dict[str, Any], weights: Path) -> str:
+    """The header's latent_slot; older checkpoints: the training run's --encoder (default "first")."""
+    slot = header.get("latent_slot")
+    if slot is None:
+        slot = (header.get("meta", {}).get("train_config") or {}).get("encoder", "first")
+    if slot not in LATENT_SLOTS:
+        raise CheckpointError(f"checkpoint {weights}: latent_slot {slot!r} is not one of {list(LATENT_SLOTS)}")
+    return slot
 
 
 def _short(e: BaseException) -> str:

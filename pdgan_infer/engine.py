@@ -1,6 +1,7 @@
 """`Engine`: generate images from a checkpoint (or a preset with random weights) on one backend.
 
-    engine = Engine.from_checkpoint("runs/cifar10/ema", backend="auto")   # says which backend it chose
+    engine = Engine.from_checkpoint("runs/cifar10/model.safetensors")   # says which backend it chose
+    engine = Engine.from_pretrained("digits")     # the model bundled with the package (`Engine.pretrained()`)
     images = engine.generate(10_000, seed=0)      # (N, H, W, 3) uint8, streamed in batches
     engine.save_grid(images[:100], "grid.png", nrow=10)
     z_T = engine.encode(images[:8])               # semantic codes SE(x0)
@@ -49,9 +50,10 @@ from .backends import AUTO_ORDER, BACKENDS, BackendUnavailable, create, probe_al
 from .backends import check_name as _check_backend_name
 from .checkpoint import load_checkpoint
 from .config import PDGANConfig
-from .networks import PDGAN
+from .hub import pretrained_models, pretrained_path
+from .networks import NO_LATENT, PDGAN
 from .optimize import reduced_dtype_supported
-from .sampler import draw_noise, to_uint8
+from .sampler import draw_noise, to_uint8, with_latent_slot
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +63,6 @@ DEFAULT_PIXELS_PER_BATCH = {"cpu": 64 * 32 * 32, "cuda": 256 * 32 * 32}  # batch
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
-NO_LATENT = ("this checkpoint has no latent denoiser, so generate() cannot draw z_T; pass z_T "
-             "(e.g. engine.encode(images)) to generate(n, z_T=...) or generate_from(z_T), or train the "
-             "latent denoiser (pdgan-train --latent-steps N > 0) and use that checkpoint")
 
 
 def image_seeds(seed: int, start: int, count: int) -> list[int]:
@@ -102,6 +101,20 @@ class Engine:
                         dtype: str | torch.dtype | None = None, **kwargs: Any) -> Engine:
         """Load NAME.safetensors + NAME.json (`pdgan_infer.checkpoint`) and build an engine."""
         return cls(load_checkpoint(path, device="cpu"), backend, device, dtype, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, name: str | None = None, backend: str = "auto", device: str | torch.device | None = None,
+                        dtype: str | torch.dtype | None = None, **kwargs: Any) -> Engine:
+        """A model bundled with the package, e.g. `Engine.from_pretrained("digits")` (the scikit-learn
+        digits, 32x32, trained on CPU by the command in its JSON). Without a name, or with an unknown
+        one, raises ValueError listing what is available and how to load your own checkpoint
+        (`Engine.from_checkpoint`); `Engine.pretrained()` returns that listing as a dict."""
+        return cls.from_checkpoint(pretrained_path(name), backend, device, dtype, **kwargs)
+
+    @staticmethod
+    def pretrained() -> dict[str, dict[str, Any]]:
+        """{name: {"path", "preset", "description", "metrics", "command"}} of the bundled models."""
+        return pretrained_models()
 
     @classmethod
     def from_preset(cls, name: str, seed: int = 0, backend: str = "auto", device: str | torch.device | None = None,
@@ -179,7 +192,7 @@ class Engine:
         n = _check_count(n, "n")
         bs = self.batch_size if batch_size is None else _check_count(batch_size, "batch_size", minimum=1)
         z_T = None if z_T is None else self._check_latents(z_T, n)
-        if z_T is None and self.model.latent is None:
+        if z_T is None and self.model.latent is None and self.model.latent_slot != "none":
             raise ValueError(NO_LATENT)
         seed = self._resolve_seed(seed, n)
         show = (sys.stderr.isatty() if self.progress is None else self.progress) if progress is None else progress
@@ -200,6 +213,7 @@ class Engine:
         c = self.config
         noise = draw_noise(seeds, self.model.schedule.T, c.channels, c.resolution, c.generator.nz).to(self.device)
         z_T = self._latents(noise.latent) if z_T is None else z_T.to(self.device, torch.float32)
+        noise = with_latent_slot(noise, z_T, self.model.latent_slot)
         inputs = [noise.x_T, z_T, noise.z, noise.eps]
         count = len(seeds)
         if self.runner.static_shapes and count < pad_to:  # no recompilation / recapture for the last batch
@@ -208,12 +222,12 @@ class Engine:
 
     @torch.no_grad()
     def _latents(self, start: torch.Tensor) -> torch.Tensor:
-        return self.model.latent.sample(start.float(), self.latent_steps)
+        return self.model.draw_z_T(start.float(), self.latent_steps)
 
     def sample_latents(self, n: int, seed: int | None = None, batch_size: int | None = None) -> torch.Tensor:
         """The z_T (n, nz) float32 CPU codes that `generate(n, seed)` would draw."""
         n = _check_count(n, "n")
-        if self.model.latent is None:
+        if self.model.latent is None and self.model.latent_slot != "none":
             raise ValueError(NO_LATENT)
         seed = self._resolve_seed(seed, n)
         bs = self.batch_size if batch_size is None else _check_count(batch_size, "batch_size", minimum=1)

@@ -44,8 +44,20 @@ def draw_noise(seeds: list[int], T: int, channels: int, resolution: int, nz: int
 
 
 @torch.no_grad()
-def sample(generator: torch.nn.Module, schedule: Schedule, z_T: torch.Tensor, noise: SamplerNoise) -> torch.Tensor:
-    """Run the T-step chain from noise.x_T with semantic code z_T; returns x0 in [-1, 1]."""
+def with_latent_slot(noise: SamplerNoise, z_T: torch.Tensor, latent_slot: str = "first") -> SamplerNoise:
+    """The noise a model trained with `latent_slot` samples with: "all" (z_T fed at every step, the
+    Table-1 "+ encoder" row) replaces every z_t by z_T; "first" and "none" leave it unchanged."""
+    if latent_slot != "all":
+        return noise
+    z = z_T.to(noise.z.dtype).unsqueeze(0).expand_as(noise.z).contiguous()
+    return SamplerNoise(noise.x_T, noise.latent, z, noise.eps)
+
+
+def sample(generator: torch.nn.Module, schedule: Schedule, z_T: torch.Tensor, noise: SamplerNoise,
+           latent_slot: str = "first") -> torch.Tensor:
+    """Run the T-step chain from noise.x_T with semantic code z_T; returns x0 in [-1, 1].
+    latent_slot: how the model was trained (`pdgan_infer.networks.LATENT_SLOTS`)."""
+    noise = with_latent_slot(noise, z_T, latent_slot)
     x = noise.x_T
     for t in range(schedule.T, 0, -1):
         steps = torch.full((x.shape[0],), t, device=x.device, dtype=torch.float32)

@@ -116,15 +116,16 @@ def _decode(model, z_T: torch.Tensor, noise: SamplerNoise) -> np.ndarray:
     for s in range(0, len(z_T), BATCH):
         part = SamplerNoise(noise.x_T[s:s + BATCH], noise.latent[s:s + BATCH], noise.z[:, s:s + BATCH],
                             noise.eps[:, s:s + BATCH])
-        out.append(to_uint8(sample(model.generator, model.schedule, z_T[s:s + BATCH], part)).cpu().numpy())
+        out.append(to_uint8(sample(model.generator, model.schedule, z_T[s:s + BATCH], part,
+                                   model.latent_slot)).cpu().numpy())
     return np.concatenate(out)
 
 
 @torch.no_grad()
 def _latent_codes(model, noise: SamplerNoise) -> torch.Tensor:
-    if model.latent is None:
+    if model.latent is None and model.latent_slot != "none":
         raise EditError(NO_LATENT)
-    return model.latent.sample(noise.latent)
+    return model.draw_z_T(noise.latent)
 
 
 # --- encoding, reconstruction, interpolation -----------------------------------------------------
@@ -229,7 +230,7 @@ def vary(model, which: str, n: int = 8, base_seed: int = 0, z_T=None, dataset=No
     varied, base = _noise(model, seeds), _noise(model, [base_seed])
     if z_T is not None:
         codes = _as_codes(model, z_T)
-    elif model.latent is not None:
+    elif model.latent is not None or model.latent_slot == "none":
         codes = _latent_codes(model, varied if which == "z_T" else base)
     elif dataset is not None:
         codes = _dataset_codes(model, dataset, n, base_seed)

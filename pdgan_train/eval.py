@@ -86,7 +86,7 @@ def generate_batches(model, n: int, seed: int, batch_size: int, device: torch.de
     T-step chain. Image i uses seed `seed + i` for every noise it draws."""
     from tqdm.auto import tqdm
 
-    if model.latent is None:
+    if model.latent is None and model.latent_slot != "none":
         raise EvalError(NO_LATENT)
     cfg = model.config
     with tqdm(total=n, desc="generate", unit="img", disable=not progress) as bar:
@@ -94,8 +94,8 @@ def generate_batches(model, n: int, seed: int, batch_size: int, device: torch.de
             seeds = list(range(seed + start, seed + min(n, start + batch_size)))
             noise = draw_noise(seeds, model.schedule.T, cfg.channels, cfg.resolution, cfg.generator.nz).to(device)
             with torch.no_grad():
-                z_T = model.latent.sample(noise.latent)
-                images = sample(model.generator, model.schedule, z_T, noise)
+                z_T = model.draw_z_T(noise.latent)
+                images = sample(model.generator, model.schedule, z_T, noise, model.latent_slot)
             bar.update(len(seeds))
             yield to_uint8(images).cpu().numpy()
 
@@ -214,10 +214,13 @@ def evaluate(checkpoint: str | os.PathLike, data: str, n: int = 10_000, metrics:
     cfg = model.config
     sampling = {"fid", "is", "pr", "digits"}
     skipped: dict[str, str] = {}
-    if model.latent is None and (sampling & set(groups) or save_samples is not None):
+    if model.latent is None and model.latent_slot != "none" and (sampling & set(groups) or save_samples is not None):
         if not auto or save_samples is not None:
             raise EvalError(NO_LATENT)
         skipped = {g: "the checkpoint has no latent denoiser (cannot sample z_T)" for g in groups if g in sampling}
+    if model.latent_slot == "none":  # DDGAN baseline: its encoder was never trained, so there is nothing to probe
+        skipped.update({g: "the model was trained without a semantic encoder (latent_slot 'none')"
+                        for g in groups if g in ("probe", "interp")})
     result: dict[str, Any] = {key: None for g in groups for key in GROUP_KEYS[g]}
     groups = [g for g in groups if g not in skipped]
     dataset = build_dataset(data, cfg.resolution, cfg.channels)
@@ -399,7 +402,7 @@ def interpolation_smoothness(model, dataset, phi: Callable[[np.ndarray], np.ndar
         noise = SamplerNoise(base.x_T.expand(steps, -1, -1, -1), base.latent.expand(steps, -1),
                              base.z.expand(-1, steps, -1), base.eps.expand(-1, steps, -1, -1, -1))
         z_T = (1 - alphas) * z_a + alphas * z_b
-        frames = to_uint8(sample(model.generator, model.schedule, z_T, noise)).cpu().numpy()
+        frames = to_uint8(sample(model.generator, model.schedule, z_T, noise, model.latent_slot)).cpu().numpy()
         frames_all.append(frames)
         r = step_ratios(phi(frames))
         if r is None:

@@ -74,6 +74,7 @@ class Trainer:
         self.G, self.E, self.schedule = self.model.generator, self.model.encoder, self.model.schedule
         self.D = build_discriminator(self.model_cfg.resolution, self.model_cfg.channels, cfg.d_ngf).to(self.device)
         self.ema = PDGAN(self.model_cfg).to(self.device).eval()
+        self.model.latent_slot = self.ema.latent_slot = self.cfg.encoder  # how sampling feeds z_T (checkpoint)
         self.ema.load_state_dict(self.model.state_dict())
         self.ema.requires_grad_(False)
         betas = (cfg.beta1, cfg.beta2)
@@ -263,9 +264,11 @@ class Trainer:
         if self.phase == "gan" and self.step < cfg.max_steps:
             self.save()
             return self.out / "model.safetensors"
-        if self.phase == "gan":
-            self.phase = "latent" if cfg.latent_steps > 0 else "done"
+        if self.phase == "gan":  # no semantic code (DDGAN baseline): z_T ~ N(0, I), nothing to learn
+            self.phase = "latent" if cfg.latent_steps > 0 and cfg.encoder != "none" else "done"
             self.save()
+            if self.phase == "done" and self.main:
+                self.sample_grid(final=True)
         if self.phase == "latent":
             if self.main:
                 train_latent(self, cfg)
@@ -290,13 +293,14 @@ class Trainer:
         n, res, ch, nz = 8, self.model_cfg.resolution, self.model_cfg.channels, self.model_cfg.generator.nz
         reals = torch.stack([self.dataset[i][0] for i in range(min(len(self.dataset), 64))]).to(self.device)
         noise = draw_noise(list(range(3 * n)), self.schedule.T, ch, res, nz).to(self.device)
-        codes = self.ema.encoder(reals)
-        recon = sample(self.ema.generator, self.schedule, codes[:n], _slice(noise, 0, n))
-        if final and self.ema.latent is not None:
-            z_T = self.ema.latent.sample(noise.latent[n:])
+        slot = self.ema.latent_slot
+        codes = self.ema.encoder(reals) if slot != "none" else noise.latent[:n]  # baseline: no reconstructions
+        recon = sample(self.ema.generator, self.schedule, codes[:n], _slice(noise, 0, n), slot)
+        if slot == "none" or (final and self.ema.latent is not None):
+            z_T = self.ema.draw_z_T(noise.latent[n:])
         else:
             z_T = codes.mean(0) + codes.std(0) * noise.latent[n:]
-        gen = sample(self.ema.generator, self.schedule, z_T, _slice(noise, n, 3 * n))
+        gen = sample(self.ema.generator, self.schedule, z_T, _slice(noise, n, 3 * n), slot)
         grid = to_uint8(torch.cat([reals[:n], recon, gen]).cpu()).numpy()
         path = self.out / "samples" / (f"step_{self.step:07d}.png" if not final else "final.png")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -323,7 +327,8 @@ class Trainer:
         tmp = self.out / f".{STATE_FILE}.tmp"
         torch.save(self.state_dict(), tmp)
         os.replace(tmp, self.out / STATE_FILE)
-        latent, trained = self.ema.latent, self.phase == "done" and self.cfg.latent_steps > 0
+        latent = self.ema.latent
+        trained = self.phase == "done" and self.cfg.latent_steps > 0 and self.cfg.encoder != "none"
         if not trained:  # an untrained latent denoiser is left out of the inference checkpoint
             self.ema.latent = None
         try:

@@ -1,6 +1,7 @@
 """Networks: generator G(x_t, z, t), semantic encoder SE(x0), latent denoiser, and their bundle."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ..config import PDGANConfig, get_preset
@@ -8,8 +9,16 @@ from ..schedule import Schedule
 from .generator import Generator, SemanticEncoder
 from .latent import LatentDenoiser
 
-__all__ = ["Generator", "SemanticEncoder", "LatentDenoiser", "PDGAN", "build_generator", "build_encoder",
-           "build_latent", "resolve_config"]
+__all__ = ["Generator", "SemanticEncoder", "LatentDenoiser", "PDGAN", "LATENT_SLOTS", "build_generator",
+           "build_encoder", "build_latent", "resolve_config"]
+
+# Where the semantic code z_T enters the chain, as the model was trained (pdgan-train --encoder):
+#   "first": z_T at t = T, z ~ N(0, I) at t < T (PDGAN);  "all": z_T at every step (Table 1, "+ encoder");
+#   "none": no semantic code, z_T ~ N(0, I) like every other z (DDGAN, Table 1 "baseline").
+LATENT_SLOTS = ("first", "all", "none")
+NO_LATENT = ("this checkpoint has no latent denoiser, so z_T cannot be drawn; pass z_T "
+             "(e.g. engine.encode(images)) to generate(n, z_T=...) or generate_from(z_T), or train the "
+             "latent denoiser (pdgan-train --latent-steps N > 0) and use that checkpoint")
 
 
 def resolve_config(preset: str | PDGANConfig) -> PDGANConfig:
@@ -45,6 +54,16 @@ class PDGAN(nn.Module):
         self.encoder = build_encoder(self.config)
         self.latent = build_latent(self.config) if with_latent else None
         self.schedule = Schedule.from_config(self.config.schedule)
+        self.latent_slot = "first"  # see LATENT_SLOTS; checkpoints record it
+
+    def draw_z_T(self, start: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """z_T for sampling from the (N, nz) standard-normal `start`: the latent denoiser's DDIM
+        sample, or `start` itself for a model trained without a semantic code (latent_slot "none")."""
+        if self.latent_slot == "none":
+            return start
+        if self.latent is None:
+            raise ValueError(NO_LATENT)
+        return self.latent.sample(start, steps)
 
     @property
     def components(self) -> list[str]:

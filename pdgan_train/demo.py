@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="timed runs per backend (default %(default)s)")
     p.add_argument("--eval-n", type=int, default=1000,
                    help="samples for digits-FID and class coverage (default %(default)s; 0: skip)")
+    p.add_argument("--backends", help="comma-separated backends to time (default: every one available here)")
     args = p.parse_args(argv)
     for name in ("n", "repeats"):
         if getattr(args, name) < 1:
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                   "--json", str(out / "bench.json")]
     if trained:
         bench_args += ["--checkpoint", str(bundled["path"])]
+    if args.backends:
+        bench_args += ["--backends", args.backends]
     return bench.main(bench_args)
 
 

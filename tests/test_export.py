@@ -75,6 +75,7 @@ def test_graph_structure_and_metadata(exported, model):
     assert dims == {"x_T": ["N", 3, 32, 32], "z_T": ["N", 32], "z": [1, "N", 32], "eps": [1, "N", 3, 32, 32]}
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["pdgan.graph"] == "sampler" and meta["pdgan.dtype"] == "float32" and meta["pdgan.T"] == "2"
+    assert meta["pdgan.latent_slot"] == "first"
     assert meta["pdgan.weights_sha256"] == ox.weights_sha256(model.generator)
     assert meta["pdgan.checkpoint_sha256"] == "abc"
     assert json.loads(meta["pdgan.config"]) == json.loads(model.config.to_json())

@@ -28,7 +28,8 @@ exists in torch 2.11 and 2.13. Two of its lowerings are replaced while we export
 
 Every file records in `metadata_props`: pdgan.format, pdgan.graph, pdgan.dtype, pdgan.weights_sha256
 (hash of the generator's state dict), pdgan.checkpoint_sha256 (the .safetensors file, when exported
-from one), pdgan.config (JSON), pdgan.T, pdgan.opset, pdgan.version, pdgan.torch.
+from one), pdgan.config (JSON), pdgan.T, pdgan.latent_slot (how the model feeds z_T: for "all", pass z_T
+as every z of the sampler graph; for "none", z_T is standard normal), pdgan.opset, pdgan.version, pdgan.torch.
 """
 from __future__ import annotations
 
@@ -261,6 +262,7 @@ def export_onnx(model: PDGAN, path: str | os.PathLike, graph: str = "sampler",
         meta = {"pdgan.format": FORMAT, "pdgan.graph": graph, "pdgan.dtype": name,
                 "pdgan.weights_sha256": wsha, "pdgan.checkpoint_sha256": checkpoint_sha256 or "",
                 "pdgan.config": model.config.to_json(), "pdgan.T": str(model.schedule.T),
+                "pdgan.latent_slot": model.latent_slot,
                 "pdgan.opset": str(OPSET), "pdgan.version": _pdgan_version(), "pdgan.torch": torch.__version__,
                 "pdgan.inputs": json.dumps(list(names)), **(extra_metadata or {})}
         del proto.metadata_props[:]

@@ -365,6 +365,11 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         self.step, self.epoch, self.batch_pos = state["step"], state["epoch"], state["batch_pos"]
         self.phase = state["phase"]
+        if self.phase != "gan" and self.step < self.cfg.max_steps:  # --resume with a larger --max-steps
+            if self.main:
+                print(f"resuming a finished run at step {self.step} to train on to {self.cfg.max_steps}; the latent "
+                      "denoiser will be retrained on the new codes afterwards", file=sys.stderr)
+            self.phase = "gan"
 
 
 def _slice(noise, a: int, b: int):

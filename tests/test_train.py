@@ -264,3 +264,20 @@ def test_non_finite_loss_stops_without_checkpoint(tiny, tmp_path):
     with pytest.raises(TrainingError, match="non-finite"):
         tr.train()
     assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_resume_extends_a_finished_run(tiny, tmp_path):
+    """`--resume DIR --max-steps M` on a run that already finished (phase done) trains on to M, then retrains
+    the latent denoiser on the new codes."""
+    from pdgan_train.loop import Trainer
+    Trainer(tiny_cfg(tmp_path, max_steps=2, latent_steps=5, latent_batch=16)).train()
+    before = load_checkpoint(tmp_path / "model.safetensors")
+    Trainer(tiny_cfg(tmp_path, max_steps=4, latent_steps=5, latent_batch=16), resume=str(tmp_path)).train()
+    state = torch.load(tmp_path / "train_state.pt", weights_only=True)
+    assert state["step"] == 4 and state["phase"] == "done"
+    after = load_checkpoint(tmp_path / "model.safetensors")
+    assert after.latent is not None
+    b, a = before.generator.state_dict(), after.generator.state_dict()
+    assert any(not torch.equal(b[k], a[k]) for k in b)  # the GAN stage did run again
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert sum('"latent_step": 0,' in x for x in lines) == 2  # the latent stage ran after each GAN stage

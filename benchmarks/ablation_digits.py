@@ -40,6 +40,18 @@ def real_reference(n: int, seed: int = 0) -> dict[str, float]:
     return digits_scores(feats, probs, ex["digits_feats"](images))
 
 
+def untrained_probe() -> float:
+    """Linear-probe accuracy of SE codes from an untrained encoder (the initialisation training starts
+    from): the floor a trained encoder's probe should beat."""
+    from pdgan_infer import PDGAN
+    from pdgan_train.data import build_dataset, dataset_labels
+    from pdgan_train.eval import linear_probe
+
+    torch.manual_seed(0)
+    ds = build_dataset("digits", 32, 3)
+    return linear_probe(PDGAN("digits", with_latent=False), ds, dataset_labels(ds), 5000, 64, "cpu")[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", help="folder holding baseline/, encoder/, full/ (pdgan-train run directories)")
@@ -64,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         results["rows"][row] = res
         print(f"{row}: done in {res['eval_s']} s", file=sys.stderr)
     results["real"] = real_reference(args.n)
+    results["untrained_encoder_probe"] = untrained_probe()
 
     def fmt(v, spec):
         return "n/a" if v is None else format(v, spec)
@@ -82,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     real = results["real"]
     print(f"| {args.n} real training images (reference) | - | {real['digits_fid']:.1f} | "
           f"{real['class_coverage']:.0%} | {real['confident_fraction']:.0%} | - | - | - |")
+    print(f"| untrained semantic encoder (reference) | 0 | - | - | - | {results['untrained_encoder_probe']:.1%} "
+          "| - | - |")
     if args.json:
         from pdgan_infer.checkpoint import atomic_write_bytes
         text = json.dumps(results, indent=2, sort_keys=True, default=float) + "\n"

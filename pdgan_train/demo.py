@@ -65,7 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     available = {name for name, why in Engine.backends("cpu").items() if why is None}
     backends = args.backends or ",".join(b for b in DEMO_BACKENDS if b.split(":")[0] in available)
     bench_args += ["--backends", backends]
-    return bench.main(bench_args)
+    code = bench.main(bench_args)
+    target = bench.PAPER_TARGET_S_PER_100["cifar10"]
+    print(f"paper's target for reference: {target} s per 100 CIFAR-10 images (32x32, 2 NFE) on a {bench.PAPER_GPU}; "
+          "the digits model is a smaller network at the same resolution: time the paper's size with "
+          "pdgan-bench --preset cifar10")
+    return code
 
 
 if __name__ == "__main__":

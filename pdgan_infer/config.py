@@ -41,6 +41,10 @@ class EncoderConfig:
     ch_mult: tuple[int, ...] = (1, 2, 2, 2)  # channel multiplier per level
     num_res_blocks: int = 2  # residual blocks per level
     attn_resolutions: tuple[int, ...] = (16,)  # self-attention resolutions
+    # How the last feature map becomes the code: "mean" = global average pooling then a linear layer
+    # (Diffusion Autoencoders); "flatten" = a linear layer over the whole map, which keeps the spatial
+    # layout that a shallow encoder's pooled features lose (used by the small digits preset).
+    pool: str = "mean"
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,7 @@ PRESETS: dict[str, PDGANConfig] = {
         preset="digits", resolution=32,
         generator=GeneratorConfig(nf=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(8,),
                                   nz=32, z_emb_dim=64, n_mlp=2),
-        encoder=EncoderConfig(nf=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=()),
+        encoder=EncoderConfig(nf=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(), pool="flatten"),
         latent=LatentConfig(hidden=256, num_layers=6, ddim_steps=10),
     ),
 }

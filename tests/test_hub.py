@@ -72,7 +72,7 @@ def test_bundle_cli_errors(run_checkpoint, tmp_path, capsys):
 
 
 def test_the_shipped_digits_model_draws_every_digit():
-    """The package ships `digits`: 200 samples, judged by the shipped digits classifier (100% held-out
+    """The package ships `digits`: 1000 samples, judged by the shipped digits classifier (100% held-out
     accuracy), must cover all ten classes with confident predictions."""
     from pdgan_train.digits_classifier import load_digits_classifier
 
@@ -82,7 +82,7 @@ def test_the_shipped_digits_model_draws_every_digit():
     assert info["preset"] == "digits" and info["command"].startswith("pdgan-train")
     engine = Engine.from_pretrained("digits", backend="torch", verbose=False)
     assert engine.model.latent is not None and engine.model.latent_slot == "first"
-    images = engine.generate(200, seed=0)
+    images = engine.generate(1000, seed=0)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     clf = load_digits_classifier()
     with torch.no_grad():

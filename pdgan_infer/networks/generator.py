@@ -150,7 +150,10 @@ class SemanticEncoder(nn.Module):
             ch = out
         self.mid = MidBlock(ch)
         self.norm_out = GroupNormAct(ch)
-        self.proj = dense(ch, nz)
+        if cfg.pool not in ("mean", "flatten"):
+            raise ValueError(f"encoder pool must be 'mean' or 'flatten', got {cfg.pool!r}")
+        side = resolution >> last
+        self.proj = dense(ch if cfg.pool == "mean" else ch * side * side, nz)
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         h, skips = self.conv_in(x0), []
@@ -158,7 +161,7 @@ class SemanticEncoder(nn.Module):
             h, _ = level(h, None, None, None, skips)
             skips.clear()
         h = self.norm_out(self.mid(h, None, None))
-        return self.proj(h.mean(dim=(2, 3)))
+        return self.proj(h.mean(dim=(2, 3)) if self.cfg.pool == "mean" else h.flatten(1))
 
 
 def _check_resolution(resolution: int, ch_mult: tuple[int, ...], what: str) -> None:

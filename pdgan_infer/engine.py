@@ -192,7 +192,7 @@ class Engine:
         n = _check_count(n, "n")
         bs = self.batch_size if batch_size is None else _check_count(batch_size, "batch_size", minimum=1)
         z_T = None if z_T is None else self._check_latents(z_T, n)
-        if z_T is None and self.model.latent is None and self.model.latent_slot != "none":
+        if z_T is None and not self.model.can_draw_z_T:
             raise ValueError(NO_LATENT)
         seed = self._resolve_seed(seed, n)
         show = (sys.stderr.isatty() if self.progress is None else self.progress) if progress is None else progress
@@ -227,7 +227,7 @@ class Engine:
     def sample_latents(self, n: int, seed: int | None = None, batch_size: int | None = None) -> torch.Tensor:
         """The z_T (n, nz) float32 CPU codes that `generate(n, seed)` would draw."""
         n = _check_count(n, "n")
-        if self.model.latent is None and self.model.latent_slot != "none":
+        if not self.model.can_draw_z_T:
             raise ValueError(NO_LATENT)
         seed = self._resolve_seed(seed, n)
         bs = self.batch_size if batch_size is None else _check_count(batch_size, "batch_size", minimum=1)

@@ -26,7 +26,7 @@ def bundle(checkpoint: str | Path, name: str, description: str, command: str | N
         raise ValueError(f"bundle name {name!r} must be a plain identifier such as 'digits'")
     header = read_header(checkpoint)
     model = load_checkpoint(checkpoint)
-    if model.latent is None and model.latent_slot != "none":
+    if not model.can_draw_z_T:
         raise CheckpointError(f"{checkpoint} has no latent denoiser, so Engine.generate could not draw z_T with "
                               "it; finish its latent stage (pdgan-train --resume RUN) before bundling")
     meta = dict(header.get("meta", {}))

@@ -51,6 +51,11 @@ class TrainConfig:
     sample_every: int = 1000  # PNG sample grid
     ckpt_every: int = 2000  # atomic checkpoint (resume state + EMA inference checkpoint)
 
+    @property
+    def latent_stage(self) -> bool:
+        """Whether the run trains a latent denoiser after the GAN stage (not for DDGAN's encoder="none")."""
+        return self.latent_steps > 0 and self.encoder != "none"
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

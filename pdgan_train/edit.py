@@ -123,7 +123,7 @@ def _decode(model, z_T: torch.Tensor, noise: SamplerNoise) -> np.ndarray:
 
 @torch.no_grad()
 def _latent_codes(model, noise: SamplerNoise) -> torch.Tensor:
-    if model.latent is None and model.latent_slot != "none":
+    if not model.can_draw_z_T:
         raise EditError(NO_LATENT)
     return model.draw_z_T(noise.latent)
 
@@ -230,7 +230,7 @@ def vary(model, which: str, n: int = 8, base_seed: int = 0, z_T=None, dataset=No
     varied, base = _noise(model, seeds), _noise(model, [base_seed])
     if z_T is not None:
         codes = _as_codes(model, z_T)
-    elif model.latent is not None or model.latent_slot == "none":
+    elif model.can_draw_z_T:
         codes = _latent_codes(model, varied if which == "z_T" else base)
     elif dataset is not None:
         codes = _dataset_codes(model, dataset, n, base_seed)

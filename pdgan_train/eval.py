@@ -86,7 +86,7 @@ def generate_batches(model, n: int, seed: int, batch_size: int, device: torch.de
     T-step chain. Image i uses seed `seed + i` for every noise it draws."""
     from tqdm.auto import tqdm
 
-    if model.latent is None and model.latent_slot != "none":
+    if not model.can_draw_z_T:
         raise EvalError(NO_LATENT)
     cfg = model.config
     with tqdm(total=n, desc="generate", unit="img", disable=not progress) as bar:
@@ -214,7 +214,7 @@ def evaluate(checkpoint: str | os.PathLike, data: str, n: int = 10_000, metrics:
     cfg = model.config
     sampling = {"fid", "is", "pr", "digits"}
     skipped: dict[str, str] = {}
-    if model.latent is None and model.latent_slot != "none" and (sampling & set(groups) or save_samples is not None):
+    if not model.can_draw_z_T and (sampling & set(groups) or save_samples is not None):
         if not auto or save_samples is not None:
             raise EvalError(NO_LATENT)
         skipped = {g: "the checkpoint has no latent denoiser (cannot sample z_T)" for g in groups if g in sampling}

@@ -265,7 +265,7 @@ class Trainer:
             self.save()
             return self.out / "model.safetensors"
         if self.phase == "gan":  # no semantic code (DDGAN baseline): z_T ~ N(0, I), nothing to learn
-            self.phase = "latent" if cfg.latent_steps > 0 and cfg.encoder != "none" else "done"
+            self.phase = "latent" if cfg.latent_stage else "done"
             self.save()
             if self.phase == "done" and self.main:
                 self.sample_grid(final=True)
@@ -328,7 +328,7 @@ class Trainer:
         torch.save(self.state_dict(), tmp)
         os.replace(tmp, self.out / STATE_FILE)
         latent = self.ema.latent
-        trained = self.phase == "done" and self.cfg.latent_steps > 0 and self.cfg.encoder != "none"
+        trained = self.phase == "done" and self.cfg.latent_stage
         if not trained:  # an untrained latent denoiser is left out of the inference checkpoint
             self.ema.latent = None
         try:

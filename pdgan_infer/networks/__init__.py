@@ -56,6 +56,11 @@ class PDGAN(nn.Module):
         self.schedule = Schedule.from_config(self.config.schedule)
         self.latent_slot = "first"  # see LATENT_SLOTS; checkpoints record it
 
+    @property
+    def can_draw_z_T(self) -> bool:
+        """Whether `draw_z_T` works: a latent denoiser, or no semantic code to draw (latent_slot "none")."""
+        return self.latent is not None or self.latent_slot == "none"
+
     def draw_z_T(self, start: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """z_T for sampling from the (N, nz) standard-normal `start`: the latent denoiser's DDIM
         sample, or `start` itself for a model trained without a semantic code (latent_slot "none")."""

@@ -4,20 +4,25 @@
 
 Environment:
     PDGAN_SKIP_EXT=1       install without the extension (pdgan_infer.kernels.native reports unavailable)
-    PDGAN_CUDA_ARCH        CUDA architectures, default "8.0;9.0"; "+PTX" on an entry also embeds PTX
-                           (the last entry always gets PTX, so newer GPUs can JIT the kernels)
+    PDGAN_CUDA_ARCH        CUDA architectures, default "8.0;9.0;10.0;12.0" (A100, H100/H200, B200, RTX 50);
+                           "+PTX" on an entry also embeds PTX (the last entry always gets PTX, so newer
+                           GPUs can JIT the kernels); one entry (e.g. "9.0") builds fastest
     PDGAN_FORCE_CPU=1      build only the CPU kernels even when torch and nvcc have CUDA
     MAX_JOBS               parallel compile jobs (torch.utils.cpp_extension)
 
 The CUDA kernels are built when torch was built with CUDA (torch.version.cuda) and a CUDA toolkit is found
-(CUDA_HOME / nvcc). Kernels are compiled here, ahead of time, never at import.
+(CUDA_HOME / nvcc) whose major version is torch's (nvcc 12.x cannot build for a cu13x torch: torch's build
+would abort the whole install, so the CPU kernels are built instead, with a warning). Kernels are compiled
+here, ahead of time, never at import.
 """
 from __future__ import annotations
 
 import glob
 import os
 import re
+import subprocess
 import sys
+import warnings
 
 from setuptools import setup
 
@@ -49,6 +54,36 @@ def cuda_gencode_flags(spec: str) -> tuple[list[str], str]:
     return flags, ",".join(names)
 
 
+DEFAULT_CUDA_ARCH = "8.0;9.0;10.0;12.0"
+
+
+def nvcc_version(cuda_home: str) -> str | None:
+    """'13.0' from `CUDA_HOME/bin/nvcc --version`, or None when there is no runnable nvcc."""
+    nvcc = os.path.join(cuda_home, "bin", "nvcc")
+    try:
+        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=60,
+                             check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"release (\d+\.\d+)", out)
+    return found.group(1) if found else None
+
+
+def cuda_build_problem(torch_cuda: str | None, cuda_home: str | None) -> str | None:
+    """None when the CUDA kernels can be built; otherwise why not (the build falls back to CPU kernels)."""
+    if torch_cuda is None:
+        return "torch has no CUDA"
+    if cuda_home is None:
+        return "no CUDA toolkit found (set CUDA_HOME)"
+    found = nvcc_version(cuda_home)
+    if found is None:
+        return f"no runnable nvcc in {cuda_home}/bin (set CUDA_HOME to a CUDA toolkit)"
+    if found.split(".")[0] != torch_cuda.split(".")[0]:
+        return (f"nvcc {found} in {cuda_home} does not match torch's CUDA {torch_cuda} (the major versions must be "
+                f"equal); point CUDA_HOME at a CUDA {torch_cuda.split('.')[0]}.x toolkit")
+    return None
+
+
 def native_extensions():
     """([extension], cmdclass) for pdgan_infer._C, or ([], {}) when PDGAN_SKIP_EXT=1."""
     if _flag("PDGAN_SKIP_EXT"):
@@ -77,28 +112,33 @@ def native_extensions():
     rel = lambda paths: sorted(os.path.relpath(p, ROOT) for p in paths)  # noqa: E731
     cpp = rel(p for p in glob.glob(os.path.join(csrc, "**", "*.cpp"), recursive=True)
               if not p.endswith("_cuda.cpp"))
-    with_cuda = (torch.version.cuda is not None and CUDA_HOME is not None and not _flag("PDGAN_FORCE_CPU"))
+    problem = "PDGAN_FORCE_CPU=1" if _flag("PDGAN_FORCE_CPU") else cuda_build_problem(torch.version.cuda, CUDA_HOME)
+    with_cuda = problem is None
     # -fno-trapping-math lets GCC if-convert (and so vectorise) the branch-free float selects; torch
     # itself is built with the same two flags.
     cxx = ["-O3", "-g0", "-fno-trapping-math", "-fno-math-errno", "-fvisibility=hidden"]
     headers = rel(glob.glob(os.path.join(csrc, "**", "*.h"), recursive=True))
     common = dict(name="pdgan_infer._C", include_dirs=[csrc], depends=headers)
     if with_cuda:
-        gencode, arch_names = cuda_gencode_flags(os.environ.get("PDGAN_CUDA_ARCH", "8.0;9.0"))
+        gencode, arch_names = cuda_gencode_flags(os.environ.get("PDGAN_CUDA_ARCH", DEFAULT_CUDA_ARCH))
         sources = cpp + rel(glob.glob(os.path.join(csrc, "**", "*_cuda.cpp"), recursive=True)) + rel(
             glob.glob(os.path.join(csrc, "**", "*.cu"), recursive=True))
-        ext = CUDAExtension(sources=sources, define_macros=[("PDGAN_WITH_CUDA", "1"),
-                                                            ("PDGAN_CUDA_ARCH_LIST", arch_names)],
-                            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo", *gencode]}, **common)
+        # The arch list goes to the C++ compiler only (bindings.cpp reports it): torch hands define_macros
+        # to nvcc as well, and nvcc splits -D values at commas ("macro names must be identifiers").
+        ext = CUDAExtension(sources=sources, define_macros=[("PDGAN_WITH_CUDA", "1")],
+                            extra_compile_args={"cxx": [*cxx, f"-DPDGAN_CUDA_ARCH_LIST={arch_names}"],
+                                                "nvcc": ["-O3", "-lineinfo", *gencode]}, **common)
         print(f"pdgan: building pdgan_infer._C with CUDA {torch.version.cuda} kernels for {arch_names}",
               file=sys.stderr)
     else:
         ext = CppExtension(sources=cpp, extra_compile_args={"cxx": cxx}, **common)
-        why = ("PDGAN_FORCE_CPU=1" if _flag("PDGAN_FORCE_CPU") else "torch has no CUDA"
-               if torch.version.cuda is None else "no CUDA toolkit found (set CUDA_HOME)")
-        print(f"pdgan: building pdgan_infer._C with CPU kernels only ({why})", file=sys.stderr)
+        print(f"pdgan: building pdgan_infer._C with CPU kernels only ({problem})", file=sys.stderr)
+        if torch.version.cuda is not None and not _flag("PDGAN_FORCE_CPU"):
+            warnings.warn(f"pdgan: torch has CUDA {torch.version.cuda} but the CUDA kernels are not built: {problem}; "
+                          "the native backend runs on the CPU only", stacklevel=1)
     return [ext], {"build_ext": PdganBuildExtension.with_options(use_ninja=True)}
 
 
-ext_modules, cmdclass = native_extensions()
-setup(ext_modules=ext_modules, cmdclass=cmdclass)
+if __name__ == "__main__":  # pip / setuptools run this file as __main__; tests import its helpers
+    ext_modules, cmdclass = native_extensions()
+    setup(ext_modules=ext_modules, cmdclass=cmdclass)

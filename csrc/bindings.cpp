@@ -2,6 +2,7 @@
 //   torch.ops.pdgan.adagn_silu(x, gamma, beta, num_groups, eps) -> y
 //   torch.ops.pdgan.posterior_step(x0, xt, c1, c2, sigma, noise, seed, offset) -> out
 //   torch.ops.pdgan.philox_normal_(out, seed, offset)          (fills out in place)
+//   torch.ops.pdgan.philox_normal_rows_(out, seeds, offset)    (row n of out from seeds[n]; in place)
 // CPU kernels are registered here, CUDA kernels in bindings_cuda.cpp (CUDA builds only). Fake (meta)
 // kernels for torch.compile / export are registered from Python (pdgan_infer/kernels/native.py).
 // The Python module itself is empty apart from build facts; importing it runs the registrations.
@@ -15,15 +16,18 @@ TORCH_LIBRARY(pdgan, m) {
   m.def("posterior_step(Tensor x0, Tensor xt, float c1, float c2, float sigma, Tensor? noise=None, "
         "int? seed=None, int offset=0) -> Tensor");
   m.def("philox_normal_(Tensor(a!) out, int seed, int offset=0) -> ()");
+  m.def("philox_normal_rows_(Tensor(a!) out, Tensor seeds, int offset=0) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(pdgan, CPU, m) {
   m.impl("adagn_silu", &pdgan::cpu::adagn_silu_cpu);
   m.impl("posterior_step", &pdgan::cpu::posterior_step_cpu);
   m.impl("philox_normal_", &pdgan::cpu::philox_normal_cpu_);
+  m.impl("philox_normal_rows_", &pdgan::cpu::philox_normal_rows_cpu_);
 }
 
-// setup.py passes the architectures as bare tokens (-DPDGAN_CUDA_ARCH_LIST=8.0,9.0+PTX): stringify them.
+// setup.py passes the architectures as bare tokens to the C++ compiler only (-DPDGAN_CUDA_ARCH_LIST=8.0,9.0+PTX;
+// nvcc would split the value at the comma): stringify them.
 #define PDGAN_STRINGIFY_(...) #__VA_ARGS__
 #define PDGAN_STRINGIFY(...) PDGAN_STRINGIFY_(__VA_ARGS__)
 #ifdef PDGAN_CUDA_ARCH_LIST

@@ -108,6 +108,22 @@ void philox_normal_cuda_(at::Tensor& out, int64_t seed, int64_t offset) {
   TORCH_CHECK(err == nullptr, "pdgan::philox_normal_: CUDA launch failed: ", err);
 }
 
+void philox_normal_rows_cuda_(at::Tensor& out, const at::Tensor& seeds, int64_t offset) {
+  check_philox_rows(out, seeds, offset);
+  TORCH_CHECK(out.is_cuda(), "pdgan::philox_normal_rows_ (CUDA kernel): out must be a CUDA tensor");
+  if (out.numel() == 0) return;
+  const c10::cuda::CUDAGuard guard(out.device());
+  PdganPhiloxRowsParams p{};
+  p.out = out.data_ptr();
+  p.seeds = seeds.data_ptr<int64_t>();
+  p.rows = out.size(0);
+  p.cols = out.numel() / p.rows;
+  p.dtype = dtype_code(out.scalar_type());
+  p.offset = static_cast<uint64_t>(offset);
+  const char* err = pdgan_philox_rows_cuda(&p, current_stream());
+  TORCH_CHECK(err == nullptr, "pdgan::philox_normal_rows_: CUDA launch failed: ", err);
+}
+
 }  // namespace cuda
 }  // namespace pdgan
 
@@ -115,4 +131,5 @@ TORCH_LIBRARY_IMPL(pdgan, CUDA, m) {
   m.impl("adagn_silu", &pdgan::cuda::adagn_silu_cuda);
   m.impl("posterior_step", &pdgan::cuda::posterior_step_cuda);
   m.impl("philox_normal_", &pdgan::cuda::philox_normal_cuda_);
+  m.impl("philox_normal_rows_", &pdgan::cuda::philox_normal_rows_cuda_);
 }

@@ -86,4 +86,22 @@ inline void check_philox_output(const at::Tensor& out, int64_t offset) {
                     "pdgan::philox_normal_: offset + numel overflows int64");
 }
 
+// out: (N, ...) fp32/fp16/bf16, contiguous; seeds: (N,) int64, contiguous, on out's device.
+inline void check_philox_rows(const at::Tensor& out, const at::Tensor& seeds, int64_t offset) {
+  TORCH_CHECK_VALUE(is_supported_float(out.scalar_type()),
+                    "pdgan::philox_normal_rows_: out must be float32, float16 or bfloat16, got ", out.scalar_type());
+  TORCH_CHECK_VALUE(out.dim() >= 1 && out.is_contiguous(),
+                    "pdgan::philox_normal_rows_: out must be a contiguous tensor of at least one dimension");
+  TORCH_CHECK(seeds.device() == out.device(), "pdgan::philox_normal_rows_: seeds is on ", seeds.device(),
+              " but out is on ", out.device());
+  TORCH_CHECK_VALUE(seeds.scalar_type() == at::kLong && seeds.dim() == 1 && seeds.is_contiguous() &&
+                        seeds.size(0) == out.size(0),
+                    "pdgan::philox_normal_rows_: seeds must be a contiguous int64 vector of out.size(0) = ",
+                    out.size(0), " seeds, got ", seeds.scalar_type(), " ", seeds.sizes());
+  TORCH_CHECK_VALUE(offset >= 0, "pdgan::philox_normal_rows_: offset must be >= 0, got ", offset);
+  const int64_t cols = out.size(0) == 0 ? 0 : out.numel() / out.size(0);
+  TORCH_CHECK_VALUE(offset <= std::numeric_limits<int64_t>::max() - cols,
+                    "pdgan::philox_normal_rows_: offset + row length overflows int64");
+}
+
 }  // namespace pdgan

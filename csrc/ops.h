@@ -12,6 +12,7 @@ at::Tensor posterior_step_cpu(const at::Tensor& x0, const at::Tensor& xt, double
                               const c10::optional<at::Tensor>& noise, c10::optional<int64_t> seed,
                               int64_t offset);
 void philox_normal_cpu_(at::Tensor& out, int64_t seed, int64_t offset);
+void philox_normal_rows_cpu_(at::Tensor& out, const at::Tensor& seeds, int64_t offset);
 }  // namespace cpu
 
 namespace cuda {
@@ -21,5 +22,6 @@ at::Tensor posterior_step_cuda(const at::Tensor& x0, const at::Tensor& xt, doubl
                                const c10::optional<at::Tensor>& noise, c10::optional<int64_t> seed,
                                int64_t offset);
 void philox_normal_cuda_(at::Tensor& out, int64_t seed, int64_t offset);
+void philox_normal_rows_cuda_(at::Tensor& out, const at::Tensor& seeds, int64_t offset);
 }  // namespace cuda
 }  // namespace pdgan

@@ -4,8 +4,19 @@
     x0^t = G(x_t, z_t, t) with z_t ~ N(0, I) for t < T; ...;  image = x0^1 (sigma_1 = 0).
 
 All randomness is an explicit input (`SamplerNoise`), so backends can be compared bit for bit.
-`draw_noise` makes it from one seed per image: image i's noises come from its own generator, so
-they do not depend on the batch size or on the image's position in the batch.
+`draw_noise` makes it from one seed per image with a counter-based generator, the same on every device:
+
+    noise element j of tensor k of the image with seed s = normal number k * 2**34 + j of the
+    Philox4x32-10 stream keyed by s (pdgan_infer.kernels.native documents the stream: key = the seed's
+    64 bits, counter = (j // 4, k, 0, 0), lane j % 4, Box-Muller in float64 rounded to float32),
+    k = 0: x_T (C, R, R);  1: the latent denoiser's start (nz,);  2: z (T-1, nz);  3: eps (T-1, C, R, R),
+    j = the row-major index within the image's tensor.
+
+So an image's noise depends on its seed only (not on the batch size, its position in the batch, or
+the device), and costs one kernel launch per tensor on a GPU. It is computed by the C++/CUDA kernels
+(`pdgan_infer._C`) when built, else by the Triton kernel on CUDA, else by the pure-torch reference
+(`kernels.reference.philox_normal_rows_ref`); all give the same float32 numbers up to the last bit of
+float64 libm differences (rare 1-ulp flips).
 """
 from __future__ import annotations
 
@@ -27,20 +38,64 @@ class SamplerNoise:
         return SamplerNoise(*(v.to(device=device, dtype=dtype) for v in (self.x_T, self.latent, self.z, self.eps)))
 
 
-def draw_noise(seeds: list[int], T: int, channels: int, resolution: int, nz: int) -> SamplerNoise:
-    """One CPU generator per image, seeded with seeds[i]; draws in the fixed order x_T, latent, z, eps."""
-    parts = []
+X_T, LATENT, Z, EPS = 0, 1, 2, 3  # tensor ids k of the noise definition
+TENSOR_STRIDE = 1 << 34  # stream offset of tensor k: k * 2**34 (at most 2**34 elements per image tensor)
+NOISE_IMPLS = ("native", "triton", "reference")
+
+
+def draw_noise(seeds: list[int], T: int, channels: int, resolution: int, nz: int, *,
+               device: torch.device | str | None = None, impl: str | None = None) -> SamplerNoise:
+    """The sampler noise of one image per seed (module docstring), float32 on `device` (default cpu).
+    seeds: ints in [-2**63, 2**64) (taken mod 2**64). impl: force "native", "triton" or "reference"
+    (default: the first that runs on the device)."""
+    device = torch.device("cpu" if device is None else device)
+    n, pixels = len(seeds), channels * resolution * resolution
+    if max(pixels, nz) * max(T - 1, 1) >= TENSOR_STRIDE:
+        raise ValueError(f"draw_noise: an image tensor of {pixels * max(T - 1, 1)} elements exceeds 2**34")
+    keys = _seed_keys(seeds).to(device)
+    rows = _normal_rows(device, impl)
+
+    def draw(k: int, count: int) -> torch.Tensor:
+        if n == 0 or count == 0:
+            return torch.zeros(n, count, device=device)
+        return rows(keys, count, k * TENSOR_STRIDE)
+
+    x_T = draw(X_T, pixels).view(n, channels, resolution, resolution)
+    latent = draw(LATENT, nz)
+    z = draw(Z, (T - 1) * nz).view(n, T - 1, nz).transpose(0, 1).contiguous()
+    eps = draw(EPS, (T - 1) * pixels).view(n, T - 1, channels, resolution, resolution).transpose(0, 1).contiguous()
+    return SamplerNoise(x_T, latent, z, eps)
+
+
+def _seed_keys(seeds: list[int]) -> torch.Tensor:
+    """int64 tensor of the seeds' 64 bits (the Philox keys)."""
+    keys = []
     for seed in seeds:
-        g = torch.Generator().manual_seed(int(seed))
-        parts.append((torch.randn(channels, resolution, resolution, generator=g),
-                      torch.randn(nz, generator=g),
-                      torch.randn(T - 1, nz, generator=g),
-                      torch.randn(T - 1, channels, resolution, resolution, generator=g)))
-    if not parts:
-        return SamplerNoise(torch.zeros(0, channels, resolution, resolution), torch.zeros(0, nz),
-                            torch.zeros(T - 1, 0, nz), torch.zeros(T - 1, 0, channels, resolution, resolution))
-    x_T, lat, z, eps = zip(*parts)
-    return SamplerNoise(torch.stack(x_T), torch.stack(lat), torch.stack(z, 1), torch.stack(eps, 1))
+        s = int(seed)
+        if not -(1 << 63) <= s < (1 << 64):
+            raise ValueError(f"draw_noise: seed {s} is outside [-2**63, 2**64)")
+        bits = s & ((1 << 64) - 1)
+        keys.append(bits - (1 << 64) if bits >= (1 << 63) else bits)
+    return torch.tensor(keys, dtype=torch.int64)
+
+
+def _normal_rows(device: torch.device, impl: str | None):
+    """rows(keys, count, offset) -> (N, count) float32 with the fastest implementation on `device`."""
+    if impl is not None and impl not in NOISE_IMPLS:
+        raise ValueError(f"draw_noise: impl must be one of {NOISE_IMPLS}, got {impl!r}")
+    if impl in (None, "native"):
+        from .kernels import native
+        if native.available(device):
+            return lambda keys, count, offset: native.philox_normal_rows(keys, count, offset, device=device)
+        if impl == "native":
+            raise RuntimeError(f"draw_noise: native kernels unavailable: {native.unavailable_reason(device)}")
+    if impl == "triton" or (impl is None and device.type == "cuda"):
+        from .kernels import _triton
+        if impl == "triton" or (_triton.HAS_TRITON and torch.cuda.is_available()):
+            from .kernels.philox import philox_normal_rows
+            return philox_normal_rows
+    from .kernels.reference import philox_normal_rows_ref
+    return philox_normal_rows_ref
 
 
 @torch.no_grad()

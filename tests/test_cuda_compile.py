@@ -1,4 +1,8 @@
 """The CUDA sources, checked on a machine without a GPU (or a CUDA torch):
+* setup.py's extension builds with exactly the nvcc command lines torch's BuildExtension writes into
+  build.ninja for it (torch's macros, setup.py's defines and -gencode list, quoting), read back with
+  `ninja -t commands` from a build that pretends torch has nvcc's CUDA version;
+* an nvcc whose major version differs from torch's CUDA gives a CPU-kernel build with a warning;
 * each .cu is torch-free and builds with a bare `nvcc -arch=sm_90 -c`, without register spills;
 * the bindings compile (syntax) against torch's headers as a CUDA build would see them;
 * the kernels run on the CPU through a host emulation of CUDA threads (csrc/testing/cuda_host_emu.h)
@@ -10,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -96,7 +101,7 @@ def builds(tmp_path_factory):
         from torch.utils.cpp_extension import include_paths
         includes = [*include_paths(), sysconfig.get_paths()["include"], cuda_include, CSRC]
         jobs["bindings"] = _Job([cxx, "-std=c++20", "-fsyntax-only", "-Wall", "-DPDGAN_WITH_CUDA=1",
-                                 "-DPDGAN_CUDA_ARCH_LIST=8.0,9.0+PTX",  # as setup.py passes them
+                                 "-DPDGAN_CUDA_ARCH_LIST=8.0,9.0+PTX",  # as setup.py passes it to g++
                                  "-DC10_CUDA_NO_CMAKE_CONFIGURE_FILE",  # the CPU wheel lacks this generated header
                                  *(f"-I{p}" for p in includes), CSRC / "bindings.cpp", CSRC / "bindings_cuda.cpp"],
                                 out)
@@ -115,6 +120,139 @@ def builds(tmp_path_factory):
         if job.proc.poll() is None:
             job.proc.kill()
             job.proc.communicate()
+
+
+# ---------------------------------------------------------------------------------------------------
+# setup.py's build as torch runs it
+
+ROOT = CSRC.parent
+# Runs setup.py's build_ext with torch.version.cuda set to nvcc's version (the CPU torch here has none)
+# and torch's ninja step replaced by a stop: build.ninja is written exactly as for a CUDA torch.
+_NINJA_DRIVER = """
+import runpy, sys
+import torch
+import torch.utils.cpp_extension as ce
+cuda_home, version, build = sys.argv[1:4]
+torch.version.cuda = version
+ce.CUDA_HOME = cuda_home
+class Stop(Exception):
+    pass
+def stop(build_directory, verbose, error_prefix):
+    raise Stop(build_directory)
+ce._run_ninja_build = stop
+sys.argv = ["setup.py", "build_ext", "--build-temp", build, "--build-lib", build]
+try:
+    runpy.run_path("setup.py", run_name="__main__")
+except Exception as e:  # setup.py wraps the stop in its RuntimeError
+    if "Stop" not in repr(e.__cause__) and not isinstance(e, Stop):
+        raise
+"""
+
+
+def _nvcc_release() -> str:
+    out = subprocess.run([NVCC, "--version"], capture_output=True, text=True, check=True).stdout
+    return re.search(r"release (\d+\.\d+)", out).group(1)
+
+
+def torch_build_commands(tmp: Path, arch: str) -> list[str]:
+    """The compile commands torch's BuildExtension runs for setup.py's extension (CUDA build, PDGAN_CUDA_ARCH=arch)."""
+    build = tmp / "build"
+    env = {**os.environ, "PDGAN_CUDA_ARCH": arch, "CUDA_HOME": str(Path(NVCC).resolve().parents[1])}
+    env.pop("PDGAN_FORCE_CPU", None)
+    env.pop("PDGAN_SKIP_EXT", None)
+    proc = subprocess.run([sys.executable, "-c", _NINJA_DRIVER, env["CUDA_HOME"], _nvcc_release(), str(build)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert (build / "build.ninja").exists(), f"no build.ninja written:\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    cmds = subprocess.run(["ninja", "-C", str(build), "-t", "commands"], capture_output=True, text=True,
+                          check=True).stdout
+    return [c for c in cmds.splitlines() if c.strip() and "-o " in c]
+
+
+needs_ninja = pytest.mark.skipif(shutil.which("ninja") is None, reason="ninja not found (torch's builds need it)")
+
+
+@pytest.fixture(scope="module")
+def torch_nvcc_commands(tmp_path_factory):
+    """The nvcc and c++ commands of a two-architecture build (PDGAN_CUDA_ARCH="8.0;9.0": a comma in the
+    arch names is what broke every default build)."""
+    return torch_build_commands(tmp_path_factory.mktemp("torch_build"), "8.0;9.0")
+
+
+@needs_nvcc
+@needs_ninja
+def test_torch_build_commands_are_the_extensions(torch_nvcc_commands):
+    nvcc = [c for c in torch_nvcc_commands if "nvcc" in c.split()[0]]
+    assert sorted(Path(re.search(r" -c (\S+\.cu) ", c).group(1)).name for c in nvcc) == sorted(p.name for p in CU_FILES)
+    for c in nvcc:  # setup.py's flags, torch's half/bf16 macros
+        for flag in ("-DPDGAN_WITH_CUDA=1", "-gencode=arch=compute_80,code=sm_80",
+                     "-gencode=arch=compute_90,code=compute_90", "-D__CUDA_NO_HALF_CONVERSIONS__"):
+            assert flag in c.split(), f"{flag} missing from {c}"
+    bindings = next(c for c in torch_nvcc_commands if c.split()[0] != "nvcc" and "bindings.cpp" in c)
+    assert "-DPDGAN_CUDA_ARCH_LIST=8.0,9.0+PTX" in bindings.split()  # what _C.CUDA_ARCH_LIST reports
+
+
+@needs_nvcc
+@needs_ninja
+def test_cu_files_build_with_torchs_nvcc_command(torch_nvcc_commands):
+    """The install blocker: setup.py's -DPDGAN_CUDA_ARCH_LIST=8.0,9.0+PTX reached nvcc, which splits -D values
+    at commas ('macro names must be identifiers'). Runs every nvcc command of the build, as ninja would."""
+    jobs = [subprocess.Popen(["/bin/sh", "-c", c], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for c in torch_nvcc_commands if "nvcc" in c.split()[0]]
+    for job, cmd in zip(jobs, [c for c in torch_nvcc_commands if "nvcc" in c.split()[0]]):
+        out, _ = job.communicate(timeout=900)
+        assert job.returncode == 0, f"{cmd}\n{out[-4000:]}"
+
+
+@pytest.mark.slow
+@needs_nvcc
+@needs_ninja
+def test_default_arch_list_builds_with_torchs_nvcc_command(tmp_path):
+    """The default PDGAN_CUDA_ARCH (four architectures) with torch's flags."""
+    cmds = [c for c in torch_build_commands(tmp_path, "") if "nvcc" in c.split()[0]]
+    assert cmds
+    for c in cmds:
+        proc = subprocess.run(["/bin/sh", "-c", c], capture_output=True, text=True, timeout=1800, check=False)
+        assert proc.returncode == 0, f"{c}\n{proc.stdout}{proc.stderr[-4000:]}"
+
+
+def _setup_module():
+    import runpy
+    return runpy.run_path(str(ROOT / "setup.py"), run_name="pdgan_setup")  # helpers only, no build
+
+
+@needs_nvcc
+def test_default_arch_list_is_known_to_nvcc():
+    setup = _setup_module()
+    archs = subprocess.run([NVCC, "--list-gpu-arch"], capture_output=True, text=True, check=True).stdout.split()
+    flags, names = setup["cuda_gencode_flags"](setup["DEFAULT_CUDA_ARCH"])
+    assert "9.0" in [n.split("+")[0] for n in names.split(",")]  # H100/H200 in the default list
+    for f in flags:
+        assert re.search(r"arch=(compute_\d+)", f).group(1) in archs, f
+
+
+@needs_nvcc
+def test_nvcc_major_mismatch_builds_cpu_kernels(monkeypatch):
+    """nvcc 13 with a cu12 torch made torch's _check_cuda_version abort the whole install; now the CPU
+    kernels are built, with a warning that names the mismatch."""
+    import torch
+    import torch.utils.cpp_extension as ce
+    setup = _setup_module()
+    home = str(Path(NVCC).resolve().parents[1])
+    major = int(_nvcc_release().split(".")[0])
+    other = f"{major - 1}.8"
+    assert setup["cuda_build_problem"](_nvcc_release(), home) is None
+    assert "does not match torch's CUDA" in setup["cuda_build_problem"](other, home)
+    assert "no runnable nvcc" in setup["cuda_build_problem"](other, "/nonexistent")
+    monkeypatch.setattr(torch.version, "cuda", other)
+    monkeypatch.setattr(ce, "CUDA_HOME", home)
+    monkeypatch.delenv("PDGAN_FORCE_CPU", raising=False)
+    monkeypatch.delenv("PDGAN_SKIP_EXT", raising=False)
+    with pytest.warns(UserWarning, match="does not match torch's CUDA"):
+        [ext], cmdclass = setup["native_extensions"]()
+    assert not any(s.endswith((".cu", "_cuda.cpp")) for s in ext.sources) and "build_ext" in cmdclass
+    monkeypatch.setattr(torch.version, "cuda", _nvcc_release())
+    [ext], _ = setup["native_extensions"]()
+    assert any(s.endswith(".cu") for s in ext.sources)
 
 
 @needs_nvcc
@@ -271,3 +409,28 @@ def test_emulated_posterior_kernels(emulated, mode):
                 expect = native.philox_normal(n, seed, offset, dtype=dtype)
             where = f"{mode} {dtype} n={n} offset={offset}"
             torch.testing.assert_close(out, expect, msg=lambda m, where=where: f"{where}: {m}")
+
+
+@needs_nvcc
+def test_emulated_philox_rows_kernel(emulated):
+    """The CUDA kernel of draw_noise's per-image rows against the pure-torch reference (and the spec)."""
+    import ctypes
+
+    import torch
+
+    from pdgan_infer.kernels.reference import philox_normal_rows_ref
+
+    class Params(ctypes.Structure):  # csrc/posterior/posterior_cuda.h
+        _fields_ = [("out", ctypes.c_void_p), ("seeds", ctypes.c_void_p), ("rows", ctypes.c_int64),
+                    ("cols", ctypes.c_int64), ("dtype", ctypes.c_int), ("offset", ctypes.c_uint64)]
+    emulated.pdgan_philox_rows_cuda.restype = ctypes.c_char_p
+    seeds = torch.tensor([0, 5, 2**40 + 3, -1], dtype=torch.int64)
+    for cols, offset in ((1, 0), (37, 3), (1030, 2**34 + 1)):
+        ref = philox_normal_rows_ref(seeds, cols, offset)
+        for dtype in (torch.float32, torch.float16, torch.bfloat16):
+            out = torch.full((len(seeds), cols), float("nan"), dtype=dtype)
+            p = Params(out.data_ptr(), seeds.data_ptr(), len(seeds), cols, _dtype_code(dtype), offset)
+            err = emulated.pdgan_philox_rows_cuda(ctypes.byref(p), None)
+            assert err is None, err.decode()
+            torch.testing.assert_close(out.float(), ref.to(dtype).float(), rtol=2e-7, atol=2e-7,
+                                       msg=lambda m, c=cols, d=dtype: f"cols={c} {d}: {m}")

@@ -15,6 +15,7 @@ import sys
 
 import pytest
 import torch
+from philox_spec import MASK, philox4x32_10, python_normals  # noqa: E402  (tests/ is on sys.path)
 
 from pdgan_infer.kernels import native
 from pdgan_infer.kernels.reference import adagn_silu_ref, adagn_silu_unfused, posterior_step_ref
@@ -154,31 +155,7 @@ def test_posterior_step_philox_noise(dtype, device):
     torch.testing.assert_close(a, posterior_step_ref(x0, xt, C1, C2, SIGMA, z))
 
 
-# Independent pure-Python Philox4x32-10 (Salmon et al. 2011) and Box-Muller.
-M0, M1, W0, W1, MASK = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85, 0xFFFFFFFF
-
-
-def philox4x32_10(ctr: tuple[int, int, int, int], key: tuple[int, int]) -> tuple[int, int, int, int]:
-    c0, c1, c2, c3 = ctr
-    k0, k1 = key
-    for r in range(10):
-        if r:
-            k0, k1 = (k0 + W0) & MASK, (k1 + W1) & MASK
-        p0, p1 = M0 * c0, M1 * c2
-        c0, c1, c2, c3 = (p1 >> 32) ^ c1 ^ k0, p1 & MASK, (p0 >> 32) ^ c3 ^ k1, p0 & MASK
-    return c0, c1, c2, c3
-
-
-def python_normals(n: int, seed: int, offset: int) -> list[float]:
-    out = []
-    for p in range(offset, offset + n):
-        b = p // 4
-        r = philox4x32_10((b & MASK, b >> 32, 0, 0), (seed & MASK, (seed >> 32) & MASK))
-        pair = (p % 4) // 2
-        u_radius, u_angle = ((r[2 * pair] + 0.5) / 2**32, (r[2 * pair + 1] + 0.5) / 2**32)
-        radius, angle = math.sqrt(-2.0 * math.log(u_radius)), 2.0 * math.pi * u_angle
-        out.append(radius * (math.cos(angle) if p % 2 == 0 else math.sin(angle)))
-    return out
+# The independent pure-Python Philox4x32-10 + Box-Muller lives in philox_spec.py (shared with test_noise.py).
 
 
 def test_python_philox_known_answers():

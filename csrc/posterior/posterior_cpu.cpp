@@ -103,5 +103,34 @@ void philox_normal_cpu_(at::Tensor& out, int64_t seed, int64_t offset) {
   posterior_dispatch(none, none, c10::nullopt, out, 0.0, 0.0, 1.0, seed, offset);
 }
 
+// Row r of out (N, cols) gets normals offset .. offset + cols - 1 of the stream of seeds[r]: the
+// per-image noise of pdgan_infer.sampler.draw_noise. Work is split over the flat element range.
+void philox_normal_rows_cpu_(at::Tensor& out, const at::Tensor& seeds, int64_t offset) {
+  check_philox_rows(out, seeds, offset);
+  TORCH_CHECK(out.device().is_cpu(), "pdgan::philox_normal_rows_ (CPU kernel): out must be a CPU tensor");
+  if (out.numel() == 0) return;
+  const int64_t rows = out.size(0), cols = out.numel() / rows;
+  const int64_t* keys = seeds.data_ptr<int64_t>();
+  const uint64_t off = static_cast<uint64_t>(offset);
+  auto fill = [&](auto tag) {
+    using S = decltype(tag);
+    using T = typename S::storage;
+    T* base = reinterpret_cast<T*>(out.data_ptr());
+    at::parallel_for(0, rows * cols, kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end;) {
+        const int64_t r = i / cols, row_end = std::min(end, (r + 1) * cols);
+        combine_philox<S>(nullptr, nullptr, base + r * cols, i - r * cols, row_end - r * cols, 0.0f, 0.0f, 1.0f,
+                          static_cast<uint64_t>(keys[r]), off);
+        i = row_end;
+      }
+    });
+  };
+  switch (out.scalar_type()) {
+    case at::kFloat: fill(Float32{}); break;
+    case at::kHalf: fill(Float16{}); break;
+    default: fill(BFloat16{}); break;
+  }
+}
+
 }  // namespace cpu
 }  // namespace pdgan

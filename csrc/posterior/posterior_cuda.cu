@@ -61,6 +61,27 @@ __global__ void __launch_bounds__(kThreads) posterior_philox_kernel(const T* __r
   }
 }
 
+// Thread t handles Philox block t % blocks_per_row (after the row's first block) of row t / blocks_per_row.
+template <typename T>
+__global__ void __launch_bounds__(kThreads) philox_rows_kernel(T* __restrict__ out, const int64_t* __restrict__ seeds,
+                                                               int64_t cols, uint64_t offset, int64_t blocks_per_row,
+                                                               int64_t total) {
+  const uint64_t first_block = offset >> 2;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total; t += stride) {
+    const int64_t row = t / blocks_per_row;
+    const uint64_t b = first_block + static_cast<uint64_t>(t - row * blocks_per_row);
+    const Normal4 z = philox_normal4(static_cast<uint64_t>(seeds[row]), b);
+    const int64_t e0 = static_cast<int64_t>(4 * b - offset);
+    T* dst = out + row * cols;
+#pragma unroll
+    for (int lane = 0; lane < 4; ++lane) {
+      const int64_t e = e0 + lane;
+      if (e >= 0 && e < cols) dst[e] = from_float<T>(z.z[lane]);
+    }
+  }
+}
+
 inline unsigned grid_for(int64_t work) {
   const int64_t blocks = (work + kThreads - 1) / kThreads;
   return static_cast<unsigned>(blocks < 65536 * 8 ? (blocks > 0 ? blocks : 1) : 65536 * 8);  // grid-stride
@@ -117,6 +138,32 @@ extern "C" const char* pdgan_posterior_cuda(const PdganPosteriorParams* p, void*
     case PDGAN_FLOAT16: launch_typed<__half>(*p, s); break;
     case PDGAN_BFLOAT16: launch_typed<__nv_bfloat16>(*p, s); break;
     default: return "pdgan_posterior_cuda: unsupported dtype code";
+  }
+  return last_error();
+}
+
+extern "C" const char* pdgan_philox_rows_cuda(const PdganPhiloxRowsParams* p, void* stream) {
+  using namespace pdgan::cuda;
+  if (p->rows <= 0 || p->cols <= 0) return nullptr;
+  if (p->out == nullptr || p->seeds == nullptr) return "pdgan_philox_rows_cuda: out or seeds is NULL";
+  const int64_t per_row = static_cast<int64_t>(((p->offset & 3u) + static_cast<uint64_t>(p->cols) + 3u) >> 2);
+  const int64_t total = per_row * p->rows;
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  const unsigned grid = grid_for(total);
+  switch (p->dtype) {
+    case PDGAN_FLOAT32:
+      philox_rows_kernel<float><<<grid, kThreads, 0, s>>>(static_cast<float*>(p->out), p->seeds, p->cols, p->offset,
+                                                          per_row, total);
+      break;
+    case PDGAN_FLOAT16:
+      philox_rows_kernel<__half><<<grid, kThreads, 0, s>>>(static_cast<__half*>(p->out), p->seeds, p->cols, p->offset,
+                                                           per_row, total);
+      break;
+    case PDGAN_BFLOAT16:
+      philox_rows_kernel<__nv_bfloat16><<<grid, kThreads, 0, s>>>(static_cast<__nv_bfloat16*>(p->out), p->seeds,
+                                                                  p->cols, p->offset, per_row, total);
+      break;
+    default: return "pdgan_philox_rows_cuda: unsupported dtype code";
   }
   return last_error();
 }

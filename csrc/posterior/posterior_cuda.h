@@ -26,6 +26,18 @@ typedef struct {
 
 const char* pdgan_posterior_cuda(const PdganPosteriorParams* p, void* stream);
 
+// out[r * cols + j] = Philox normal (offset + j) of key seeds[r], r < rows: one stream per row (image).
+// The seeds are read on the device, so a captured CUDA graph replays with the seeds copied in later.
+typedef struct {
+  void* out;             // rows * cols elements, contiguous
+  const int64_t* seeds;  // rows keys, device memory
+  int64_t rows, cols;
+  int dtype;             // PdganDType of out
+  uint64_t offset;       // stream position of column 0
+} PdganPhiloxRowsParams;
+
+const char* pdgan_philox_rows_cuda(const PdganPhiloxRowsParams* p, void* stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,6 +11,7 @@ imported (the test suite's conftest does this).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 
@@ -55,6 +56,15 @@ def check_device(op: str, kernel: object, *tensors: torch.Tensor) -> None:
     raise RuntimeError(f"{op}: tensors on {device} cannot run these kernels "
                        f"({'interpreter' if interpreted else 'GPU'} mode); Triton needs CUDA tensors, "
                        "or CPU tensors with TRITON_INTERPRET=1")
+
+
+def on_device(device: torch.device):
+    """Context in which Triton launches for tensors on `device`: Triton (like CUDA graph capture) uses
+    the *current* CUDA device, so tensors on cuda:1 with device 0 current would fault."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.cuda.device(device)
 
 
 class _MissingTriton:

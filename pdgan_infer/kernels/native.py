@@ -21,6 +21,8 @@ Ops (references in `pdgan_infer.kernels.reference`):
         shape, dtype and device and are contiguous. z = noise, or the Philox stream (seed, offset) when
         noise is None and seed is given, or 0 when sigma == 0.
     philox_normal(shape, seed, offset=0)  the stream's normals themselves (same numbers the kernels use).
+    philox_normal_rows(seeds, count, offset=0)  (N, count): row n is philox_normal(count, seeds[n], offset),
+        one launch for a batch; seeds is an int64 tensor on the output's device (read by the kernel).
 
 In-kernel noise: the Philox4x32-10 stream (csrc/philox.h), identical on CPU and CUDA
 --------------------------------------------------------------------------------------
@@ -43,9 +45,11 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["available", "unavailable_reason", "cuda_available", "adagn_silu", "posterior_step", "philox_normal"]
+__all__ = ["available", "unavailable_reason", "cuda_available", "adagn_silu", "posterior_step", "philox_normal",
+           "philox_normal_rows"]
 
 _BUILD_CMD = "pip install --no-build-isolation -e ."
+OPS = ("adagn_silu", "posterior_step", "philox_normal_", "philox_normal_rows_")  # registered by csrc/bindings.cpp
 
 
 def _load():
@@ -64,6 +68,10 @@ def _load():
         return None, f"pdgan_infer._C failed to register its ops ({e}); rebuild with `{_BUILD_CMD}`"
     if not hasattr(torch.ops.pdgan, "adagn_silu"):
         return None, f"pdgan_infer._C loaded but registered no torch.ops.pdgan ops; rebuild with `{_BUILD_CMD}`"
+    missing = [op for op in OPS if not hasattr(torch.ops.pdgan, op)]
+    if missing:
+        return None, (f"pdgan_infer._C was built from older sources (no torch.ops.pdgan.{missing[0]}); "
+                      f"rebuild with `{_BUILD_CMD}`")
     return _C, None
 
 
@@ -84,7 +92,11 @@ def _register_fakes() -> None:
     def philox_fake(out, seed, offset=0):
         return None
 
-    for name, fn in (("adagn_silu", adagn_fake), ("posterior_step", posterior_fake), ("philox_normal_", philox_fake)):
+    def philox_rows_fake(out, seeds, offset=0):
+        return None
+
+    for name, fn in (("adagn_silu", adagn_fake), ("posterior_step", posterior_fake), ("philox_normal_", philox_fake),
+                     ("philox_normal_rows_", philox_rows_fake)):
         try:
             torch.library.register_fake(f"pdgan::{name}", fn)
         except RuntimeError as e:  # already registered (module reloaded)
@@ -182,4 +194,24 @@ def philox_normal(shape: int | Sequence[int], seed: int, offset: int = 0, dtype:
     _require(device)
     out = torch.empty(shape if isinstance(shape, Sequence) else (int(shape),), dtype=dtype, device=device)
     torch.ops.pdgan.philox_normal_(out, _key(seed), _offset(offset))
+    return out
+
+
+def seed_keys(seeds: Sequence[int] | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Per-row Philox keys as the int64 tensor the kernels read: each seed's 64 bits (seed mod 2**64)."""
+    if isinstance(seeds, torch.Tensor):
+        if seeds.dtype != torch.int64 or seeds.dim() != 1:
+            raise ValueError(f"seeds must be a 1-D int64 tensor, got {seeds.dtype} of shape {tuple(seeds.shape)}")
+        return seeds.to(device).contiguous()
+    return torch.tensor([_key(s) for s in seeds], dtype=torch.int64).to(device)
+
+
+def philox_normal_rows(seeds: Sequence[int] | torch.Tensor, count: int, offset: int = 0,
+                       dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(len(seeds), count): row n is `philox_normal(count, seeds[n], offset)`, all rows in one launch."""
+    device = torch.device(device)
+    _require(device)
+    keys = seed_keys(seeds, device)
+    out = torch.empty((keys.shape[0], int(count)), dtype=dtype, device=device)
+    torch.ops.pdgan.philox_normal_rows_(out, keys, _offset(offset))
     return out

@@ -6,8 +6,12 @@ adagn_silu:      y[n, c] = silu(GroupNorm(x)[n, c] * gamma[n, c] + beta[n, c])
                  Written in the fused kernels' form  y = silu(x * a + d),  a = rstd * gamma,
                  d = beta - mean * a.
 posterior_step:  x_{t-1} = c1 * x0 + c2 * x_t + sigma * noise        (q(x_{t-1} | x_t, x0) sample)
+philox_normal_rows: the Philox4x32-10 normal stream of csrc/philox.h (documented in
+                 `pdgan_infer.kernels.native`), one stream per row, in int64 / float64 torch ops (any device).
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -40,3 +44,47 @@ def posterior_step_ref(x0: torch.Tensor, xt: torch.Tensor, c1: float, c2: float,
     if noise is not None and sigma != 0.0:
         y = y + sigma * noise.float()
     return y.to(x0.dtype)
+
+
+# --- the Philox4x32-10 normal stream (csrc/philox.h), in int64 / float64 torch ops --------------------
+PHILOX_M0, PHILOX_M1 = 0xD2511F53, 0xCD9E8D57  # round multipliers
+PHILOX_W0, PHILOX_W1 = 0x9E3779B9, 0xBB67AE85  # key schedule increments
+_M32 = 0xFFFFFFFF
+
+
+def _mulhilo32(a: int, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hi, lo) 32-bit halves of a * b for a < 2**32 and int64 b < 2**32, without int64 overflow:
+    a * b = (b * a_hi) * 2**16 + b * a_lo, each partial product < 2**48."""
+    lo_part, hi_part = b * (a & 0xFFFF), b * (a >> 16)
+    mid = lo_part + ((hi_part & 0xFFFF) << 16)
+    return ((hi_part >> 16) + (mid >> 32)) & _M32, mid & _M32
+
+
+def philox4x32_10_ref(c0: torch.Tensor, c1: torch.Tensor, c2: torch.Tensor, c3: torch.Tensor,
+                      k0: torch.Tensor, k1: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Philox4x32-10 (Salmon et al., SC'11) on int64 tensors holding 32-bit words (broadcast together)."""
+    for r in range(10):
+        if r:
+            k0, k1 = (k0 + PHILOX_W0) & _M32, (k1 + PHILOX_W1) & _M32
+        hi0, lo0 = _mulhilo32(PHILOX_M0, c0)
+        hi1, lo1 = _mulhilo32(PHILOX_M1, c2)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+    return c0, c1, c2, c3
+
+
+def philox_normal_rows_ref(seeds: torch.Tensor, count: int, offset: int = 0) -> torch.Tensor:
+    """(N, count) float32: row n holds normals offset .. offset + count - 1 of the Philox stream of
+    seeds[n] (int64 tensor; the key is the seed's 64 bits): normal p is lane p % 4 of block p // 4,
+    counter (lo32(b), hi32(b), 0, 0), u = (r + 0.5) / 2**32, Box-Muller in float64, rounded once."""
+    seeds = torch.as_tensor(seeds, dtype=torch.int64).reshape(-1, 1)
+    k0, k1 = seeds & _M32, (seeds >> 32) & _M32
+    first, last = offset // 4, (offset + count + 3) // 4
+    b = torch.arange(first, max(last, first), dtype=torch.int64, device=seeds.device).reshape(1, -1)
+    r0, r1, r2, r3 = philox4x32_10_ref(b & _M32, b >> 32, torch.zeros_like(b), torch.zeros_like(b), k0, k1)
+    u = [(r.double() + 0.5) * 2.0 ** -32 for r in (r0, r1, r2, r3)]
+    radius01, radius23 = torch.sqrt(-2.0 * torch.log(u[0])), torch.sqrt(-2.0 * torch.log(u[2]))
+    angle01, angle23 = 2.0 * math.pi * u[1], 2.0 * math.pi * u[3]
+    z = torch.stack([radius01 * torch.cos(angle01), radius01 * torch.sin(angle01),
+                     radius23 * torch.cos(angle23), radius23 * torch.sin(angle23)], dim=-1)  # (N, blocks, 4)
+    z = z.reshape(seeds.shape[0], 4 * b.shape[1])[:, offset - 4 * first:offset - 4 * first + count]
+    return z.float().contiguous()

@@ -2,17 +2,17 @@
 Imports and runs with torch alone; triton, onnxruntime and tensorrt are optional extras."""
 from __future__ import annotations
 
+from ._version import __version__
 from .checkpoint import CheckpointError, load_checkpoint, read_header, save_checkpoint
 from .config import PRESETS, PDGANConfig, get_preset
+from .errors import PDGANError
 from .networks import PDGAN, build_encoder, build_generator, build_latent
 from .sampler import SamplerNoise, draw_noise, sample
 from .schedule import Schedule
 
-__version__ = "0.1.0"
-
 __all__ = ["Schedule", "PDGANConfig", "PRESETS", "get_preset", "PDGAN", "build_generator", "build_encoder",
            "build_latent", "SamplerNoise", "draw_noise", "sample", "save_checkpoint", "load_checkpoint",
-           "read_header", "CheckpointError", "Engine"]
+           "read_header", "CheckpointError", "PDGANError", "Engine", "__version__"]
 
 
 def __getattr__(name: str):

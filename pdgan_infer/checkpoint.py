@@ -3,16 +3,26 @@
 weights, free-form metadata). The same JSON is embedded in the safetensors header, so a lone weights
 file still loads. Writes are atomic (temporary file + rename). Nothing is ever unpickled.
 
+The safetensors metadata is {"format": "pt", "pdgan": <the JSON>}: "format": "pt" is what Hugging Face
+loaders (`huggingface_hub.load_torch_model`, transformers) require. A model folder written by
+`save_pretrained` (`pdgan_infer.hub`) holds `model.safetensors` + `config.json` (the same JSON) +
+`README.md`; `load_checkpoint(DIR)` reads it, as it reads a pdgan-train run directory
+(`model.safetensors` + `model.json`).
+
+`atomic_path` / `atomic_write_bytes` are the project's one way to replace a file atomically.
+
 Loading validates and names what is wrong in one line (`CheckpointError`, a ValueError): missing or
 unreadable file, truncated/corrupt weights (sha256 or header check), unknown or unexpected preset,
 missing or unexpected keys, shape mismatches.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +30,26 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ._version import __version__
 from .config import PRESETS, PDGANConfig
+from .errors import PDGANError
 from .networks import LATENT_SLOTS, PDGAN
 
 FORMAT = "pdgan-checkpoint"
-__version__ = "0.1.0"
+FOLDER_CONFIG = "config.json"  # the sidecar of a save_pretrained folder (a run directory has model.json)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(PDGANError, ValueError):
     """A checkpoint could not be loaded; the message names the file and the problem."""
 
 
 def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(weights, JSON sidecar) of a checkpoint given as NAME, NAME.safetensors, NAME.json or a folder
+    (model.safetensors with model.json, else config.json, beside it)."""
     p = Path(path)
     if p.is_dir():
+        if not (p / "model.json").exists() and (p / FOLDER_CONFIG).exists():
+            return p / "model.safetensors", p / FOLDER_CONFIG
         p = p / "model.safetensors"
     if p.suffix == ".json":
         p = p.with_suffix(".safetensors")
@@ -50,37 +66,48 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """Write to the yielded temporary path (same folder, so the rename is atomic); on success it
+    replaces `path` (fsynced, mode 0644), on any exception it is removed and `path` is untouched.
+    `suffix` matters to writers that add or check one (np.savez wants ".npz")."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def save_checkpoint(model: PDGAN, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
     """Write `model` (generator, encoder and, if present, latent) to PATH.safetensors + PATH.json.
     Returns the weights path. Both files are replaced atomically."""
     weights, config_path = _paths(path)
-    weights.parent.mkdir(parents=True, exist_ok=True)
+    return write_checkpoint(model, weights, config_path, meta)
+
+
+def write_checkpoint(model: PDGAN, weights: Path, config_path: Path, meta: dict[str, Any] | None = None) -> Path:
+    """The weights (metadata {"format": "pt", "pdgan": header}) and the header + sha256 as JSON."""
     tensors = {f"{name}.{k}": v.detach().cpu().contiguous()
                for name in model.components for k, v in getattr(model, name).state_dict().items()}
     header = {"format": FORMAT, "version": __version__, "config": model.config.to_dict(),
               "components": model.components, "latent_slot": model.latent_slot, "meta": meta or {}}
-    fd, tmp = tempfile.mkstemp(dir=weights.parent, prefix=f".{weights.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"pdgan": json.dumps(header, sort_keys=True)})
+    with atomic_path(weights) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", "pdgan": json.dumps(header, sort_keys=True)})
         digest = sha256_file(tmp)
-        os.replace(tmp, weights)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     atomic_write_bytes(config_path, (json.dumps({**header, "sha256": digest}, indent=2, sort_keys=True)
                                      + "\n").encode())
     return weights
@@ -99,6 +126,8 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
                                   "re-export the checkpoint") from None
     else:
         header = _embedded_header(weights)
+    if config_path.name == FOLDER_CONFIG and isinstance(header, dict) and header.get("format") != FORMAT:
+        header = _embedded_header(weights)  # a folder whose config.json is someone else's (e.g. a run's)
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError(f"{config_path} is not a pdgan checkpoint config (format != {FORMAT!r})")
     preset = header.get("config", {}).get("preset")
@@ -154,6 +183,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     for name in model.components:
         prefix = name + "."
         getattr(model, name).load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    model.checkpoint_meta = header.get("meta", {})  # for save_pretrained's model card
     return model.to(device).eval()
 
 

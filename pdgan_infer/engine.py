@@ -1,24 +1,29 @@
 """`Engine`: generate images from a checkpoint (or a preset with random weights) on one backend.
 
-    engine = Engine.from_checkpoint("runs/cifar10/model.safetensors")   # says which backend it chose
-    engine = Engine.from_pretrained("digits")     # the model bundled with the package (`Engine.pretrained()`)
-    images = engine.generate(10_000, seed=0)      # (N, H, W, 3) uint8, streamed in batches
+    engine = Engine.from_pretrained("digits")     # bundled name, folder, checkpoint file or "org/repo" (Hub)
+    images = engine.generate(seeds=range(16))     # (16, H, W, 3) uint8: image i from seeds[i] alone
+    images = engine.generate(10_000, seed=0)      # the same as seeds = [0 * 2**16 + i for i < 10_000]
     engine.save_grid(images[:100], "grid.png", nrow=10)
+    engine.model.save_pretrained("my-model")      # config.json + model.safetensors + README.md (card)
     z_T = engine.encode(images[:8])               # semantic codes SE(x0)
     variations = engine.generate_from(z_T, seed=1)
 
 Sampling (`pdgan_infer.sampler.sample` semantics): per image, x_T, the latent denoiser's DDIM start,
-z_t (t < T) and the posterior noises come from `draw_noise` with ONE SEED PER IMAGE:
-    image i of `generate(n, seed=s)` uses the torch seed s * 2**16 + i,   0 <= s < 2**16,
-so an image depends only on (s, i), not on n or the batch size (up to the convolutions' summation
-order, which oneDNN/cuDNN may pick by batch shape: rare 1-level uint8 flips); the same seed and
-backend give the same images, and calls with different seeds share no image as long as each makes
-at most 65,536 images (a bigger call runs on into the next seed's block; s * 2**16 + n <= 2**32 is
-checked). The stride is 2**16, not 2**32, because torch's CPU generator (mt19937) uses only the low
-32 bits of a seed. `seed=None` draws a random s, stored in `engine.last_seed`
-and reported. z_T comes from the latent denoiser (DDIM with `latent_steps` steps, float32) unless the
+z_t (t < T) and the posterior noises come from `draw_noise` with ONE SEED PER IMAGE
+(`pdgan_infer.seeds`, the rule every pdgan tool follows):
+    generate(seeds=[s0, s1, ...])   image i uses per-image seed seeds[i], each in [0, 2**32);
+    generate(n, seed=s)             image i uses per-image seed s * 2**16 + i,   0 <= s < 2**16,
+so an image depends only on its seed, not on n, the batch size or the other seeds (up to the
+convolutions' summation order, which oneDNN/cuDNN may pick by batch shape: rare 1-level uint8 flips);
+the same seed and backend give the same images, and calls with different `seed` share no image as long
+as each makes at most 65,536 images (s * 2**16 + n <= 2**32 is checked). `pdgan-generate --seeds 0-15`
+writes `generate(seeds=range(16))`. `seed=None` draws a random s, stored in `engine.last_seed` and
+logged. z_T comes from the latent denoiser (DDIM with `latent_steps` steps, float32) unless the
 caller passes it; the other noises are the same either way, so
 `generate(n, s) == generate_from(engine.sample_latents(n, s), s)`.
+
+Messages (the backend `auto` chose, a random seed) go to `logging.getLogger("pdgan")`; `verbose=True`
+also prints them to stderr.
 
 Backends (`Engine.backends()` says which can run here and why not): see `pdgan_infer.backends`.
 `backend="auto"` takes the first that builds of: CPU: native, optimized, torch; CUDA: tensorrt,
@@ -40,7 +45,7 @@ import numbers
 import os
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -50,24 +55,19 @@ from .backends import AUTO_ORDER, BACKENDS, BackendUnavailable, create, probe_al
 from .backends import check_name as _check_backend_name
 from .checkpoint import load_checkpoint
 from .config import PDGANConfig
-from .hub import pretrained_models, pretrained_path
+from .device import resolve_device
+from .hub import pretrained_models, resolve_model
 from .networks import NO_LATENT, PDGAN
 from .optimize import reduced_dtype_supported
 from .sampler import draw_noise, to_uint8, with_latent_slot
+from .seeds import MAX_BLOCK_SEED, SEED_LIMIT, SEED_STRIDE, check_seeds, image_seeds
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("pdgan")
 
-SEED_STRIDE = 1 << 16  # image i of seed s draws from torch seed s * SEED_STRIDE + i
-MAX_TORCH_SEED = 1 << 32  # torch's CPU generator keeps only the low 32 bits of a seed
 DEFAULT_PIXELS_PER_BATCH = {"cpu": 64 * 32 * 32, "cuda": 256 * 32 * 32}  # batch = this // (R * R)
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
-
-
-def image_seeds(seed: int, start: int, count: int) -> list[int]:
-    """The per-image seeds of images start .. start+count-1 of `generate(..., seed=seed)`."""
-    return [seed * SEED_STRIDE + i for i in range(start, start + count)]
 
 
 class Engine:
@@ -76,7 +76,7 @@ class Engine:
 
     def __init__(self, model: PDGAN, backend: str = "auto", device: str | torch.device | None = None,
                  dtype: str | torch.dtype | None = None, *, batch_size: int | None = None,
-                 latent_steps: int | None = None, progress: bool | None = None, verbose: bool = True,
+                 latent_steps: int | None = None, progress: bool | None = None, verbose: bool = False,
                  **backend_options: Any):
         if not isinstance(model, PDGAN):
             raise TypeError(f"Engine needs a pdgan_infer.PDGAN (e.g. load_checkpoint(...)), got {type(model).__name__}")
@@ -103,13 +103,16 @@ class Engine:
         return cls(load_checkpoint(path, device="cpu"), backend, device, dtype, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, name: str | None = None, backend: str = "auto", device: str | torch.device | None = None,
-                        dtype: str | torch.dtype | None = None, **kwargs: Any) -> Engine:
-        """A model bundled with the package, e.g. `Engine.from_pretrained("digits")` (the scikit-learn
-        digits, 32x32, trained on CPU by the command in its JSON). Without a name, or with an unknown
-        one, raises ValueError listing what is available and how to load your own checkpoint
-        (`Engine.from_checkpoint`); `Engine.pretrained()` returns that listing as a dict."""
-        return cls.from_checkpoint(pretrained_path(name), backend, device, dtype, **kwargs)
+    def from_pretrained(cls, name: str | os.PathLike | None = None, backend: str = "auto",
+                        device: str | torch.device | None = None, dtype: str | torch.dtype | None = None, *,
+                        revision: str | None = None, **kwargs: Any) -> Engine:
+        """A model by name: bundled with the package (`Engine.from_pretrained("digits")`: the
+        scikit-learn digits, 32x32, trained on CPU by the command in its JSON), a local folder
+        (`save_pretrained`'s, or a pdgan-train run directory), a checkpoint file, or a Hugging Face Hub
+        repository "org/repo" (`revision`: branch, tag or commit; needs `pip install 'pdgan[hub]'`,
+        honours HF_HOME / HF_HUB_OFFLINE). Without a name, or with an unknown one, raises ValueError
+        listing what is available; `Engine.pretrained()` returns the bundled models as a dict."""
+        return cls.from_checkpoint(resolve_model(name, revision), backend, device, dtype, **kwargs)
 
     @staticmethod
     def pretrained() -> dict[str, dict[str, Any]]:
@@ -154,7 +157,7 @@ class Engine:
 
     def _report(self, message: str) -> None:
         log.info(message)
-        if self.verbose:
+        if self.verbose and not _stderr_handled(log):
             print(message, file=sys.stderr)
 
     def __repr__(self) -> str:
@@ -167,46 +170,54 @@ class Engine:
         return (r, r, 3)
 
     # --- generation ----------------------------------------------------------------------------
-    def generate(self, n: int, seed: int | None = None, batch_size: int | None = None,
-                 z_T: torch.Tensor | np.ndarray | None = None, progress: bool | None = None) -> np.ndarray:
-        """n images as a (n, H, W, 3) uint8 array. z_T: (n, nz) or (nz,) semantic codes (default: drawn
-        by the latent denoiser). Same seed and backend => same images (see the module docstring)."""
-        batches = self.iter_batches(n, seed, batch_size, z_T, progress)  # checks the arguments first
-        out = np.empty((n, *self.image_shape), np.uint8)
+    def generate(self, n: int | None = None, seed: int | None = None, batch_size: int | None = None,
+                 z_T: torch.Tensor | np.ndarray | None = None, progress: bool | None = None, *,
+                 seeds: Iterable[int] | None = None) -> np.ndarray:
+        """Images as a (N, H, W, 3) uint8 array: `seeds=[...]` (image i from seeds[i] alone), or `n`
+        images of `seed` (per-image seeds seed * 2**16 + i). z_T: (N, nz) or (nz,) semantic codes
+        (default: drawn by the latent denoiser). Same seeds and backend => same images."""
+        seeds = self._image_seeds(n, seed, seeds)
+        batches = self._iter(seeds, batch_size, z_T, progress)  # checks the arguments first
+        out = np.empty((len(seeds), *self.image_shape), np.uint8)
         start = 0
         for images in batches:
             out[start:start + len(images)] = images
             start += len(images)
         return out
 
+    __call__ = generate
+
     def generate_from(self, z_T: torch.Tensor | np.ndarray, seed: int | None = None, batch_size: int | None = None,
-                      progress: bool | None = None) -> np.ndarray:
+                      progress: bool | None = None, *, seeds: Iterable[int] | None = None) -> np.ndarray:
         """One image per row of z_T (N, nz), e.g. codes from `encode`: same semantics, new details."""
         z_T = self._check_latents(z_T, None)
-        return self.generate(len(z_T), seed, batch_size, z_T, progress)
+        return self.generate(len(z_T) if seeds is None else None, seed, batch_size, z_T, progress, seeds=seeds)
 
-    def iter_batches(self, n: int, seed: int | None = None, batch_size: int | None = None,
-                     z_T: torch.Tensor | np.ndarray | None = None, progress: bool | None = None
-                     ) -> Iterator[np.ndarray]:
+    def iter_batches(self, n: int | None = None, seed: int | None = None, batch_size: int | None = None,
+                     z_T: torch.Tensor | np.ndarray | None = None, progress: bool | None = None, *,
+                     seeds: Iterable[int] | None = None) -> Iterator[np.ndarray]:
         """`generate` as a stream of (b, H, W, 3) uint8 batches (memory independent of n)."""
-        n = _check_count(n, "n")
+        return self._iter(self._image_seeds(n, seed, seeds), batch_size, z_T, progress)
+
+    def _iter(self, seeds: list[int], batch_size: int | None, z_T, progress: bool | None) -> Iterator[np.ndarray]:
+        n = len(seeds)
         bs = self.batch_size if batch_size is None else _check_count(batch_size, "batch_size", minimum=1)
         z_T = None if z_T is None else self._check_latents(z_T, n)
         if z_T is None and not self.model.can_draw_z_T:
             raise ValueError(NO_LATENT)
-        seed = self._resolve_seed(seed, n)
         show = (sys.stderr.isatty() if self.progress is None else self.progress) if progress is None else progress
-        return self._batches(n, seed, max(1, min(bs, n)), z_T, bool(show))
+        return self._batches(seeds, max(1, min(bs, n)), z_T, bool(show))
 
-    def _batches(self, n: int, seed: int, bs: int, z_T: torch.Tensor | None, show: bool) -> Iterator[np.ndarray]:
+    def _batches(self, seeds: list[int], bs: int, z_T: torch.Tensor | None, show: bool) -> Iterator[np.ndarray]:
         from tqdm.auto import tqdm
+        n = len(seeds)
         with tqdm(total=n, unit="img", desc=f"pdgan {self.backend}", disable=not show, leave=False) as bar:
             for start in range(0, n, bs):
-                count = min(bs, n - start)
-                zb = None if z_T is None else z_T[start:start + count]
-                x0 = self._sample_batch(image_seeds(seed, start, count), zb, pad_to=bs)
+                part = seeds[start:start + bs]
+                zb = None if z_T is None else z_T[start:start + len(part)]
+                x0 = self._sample_batch(part, zb, pad_to=bs)
                 yield to_uint8(x0).cpu().numpy()
-                bar.update(count)
+                bar.update(len(part))
 
     @torch.no_grad()
     def _sample_batch(self, seeds: list[int], z_T: torch.Tensor | None, pad_to: int) -> torch.Tensor:
@@ -224,31 +235,44 @@ class Engine:
     def _latents(self, start: torch.Tensor) -> torch.Tensor:
         return self.model.draw_z_T(start.float(), self.latent_steps)
 
-    def sample_latents(self, n: int, seed: int | None = None, batch_size: int | None = None) -> torch.Tensor:
-        """The z_T (n, nz) float32 CPU codes that `generate(n, seed)` would draw."""
-        n = _check_count(n, "n")
+    def sample_latents(self, n: int | None = None, seed: int | None = None, batch_size: int | None = None, *,
+                       seeds: Iterable[int] | None = None) -> torch.Tensor:
+        """The z_T (N, nz) float32 CPU codes that `generate` with the same n / seed / seeds would draw."""
+        seeds = self._image_seeds(n, seed, seeds)
         if not self.model.can_draw_z_T:
             raise ValueError(NO_LATENT)
-        seed = self._resolve_seed(seed, n)
         bs = self.batch_size if batch_size is None else _check_count(batch_size, "batch_size", minimum=1)
         c, parts = self.config, []
-        for start in range(0, n, bs):
-            count = min(bs, n - start)
-            noise = draw_noise(image_seeds(seed, start, count), self.model.schedule.T, c.channels, c.resolution,
+        for start in range(0, len(seeds), bs):
+            noise = draw_noise(seeds[start:start + bs], self.model.schedule.T, c.channels, c.resolution,
                                c.generator.nz)
             with torch.no_grad():
                 parts.append(self._latents(noise.latent.to(self.device)).cpu())
         return torch.cat(parts) if parts else torch.zeros(0, c.generator.nz)
 
+    def _image_seeds(self, n: int | None, seed: int | None, seeds: Iterable[int] | None) -> list[int]:
+        """The per-image seeds of a call: `seeds` as given, or image_seeds(seed, 0, n)."""
+        if seeds is not None:
+            if seed is not None:
+                raise ValueError("give seed (with n) or seeds, not both")
+            seeds = check_seeds(seeds)
+            if n is not None and _check_count(n, "n") != len(seeds):
+                raise ValueError(f"n={n} but {len(seeds)} seeds were given; leave n out with seeds=")
+            return seeds
+        if n is None:
+            raise TypeError("n must be an integer (or pass seeds=[...]), got None")
+        n = _check_count(n, "n")
+        return image_seeds(self._resolve_seed(seed, n), 0, n)
+
     def _resolve_seed(self, seed: int | None, n: int) -> int:
         if seed is None:
-            seed = secrets.randbelow((MAX_TORCH_SEED - n) // SEED_STRIDE + 1)
+            seed = secrets.randbelow((SEED_LIMIT - n) // SEED_STRIDE + 1)
             self._report(f"pdgan Engine: seed=None, using seed={seed} (pass seed={seed} to reproduce)")
         else:
             seed = _check_seed(seed)
-        if seed * SEED_STRIDE + n > MAX_TORCH_SEED:
+        if seed * SEED_STRIDE + n > SEED_LIMIT:
             raise ValueError(f"seed={seed} with n={n} runs past the 2**32 per-image seeds "
-                             f"(seed * {SEED_STRIDE} + n must be <= 2**32); use a smaller seed")
+                             f"(seed * {SEED_STRIDE} + n must be <= 2**32); use a smaller seed or seeds=[...]")
         self.last_seed = seed
         return seed
 
@@ -313,22 +337,6 @@ class Engine:
 
 
 # --- argument checks ---------------------------------------------------------------------------------
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not isinstance(device, (str, torch.device)):
-        raise TypeError(f"device must be a string or torch.device, got {type(device).__name__}")
-    try:
-        device = torch.device(device)
-    except RuntimeError as e:
-        raise ValueError(f"invalid device {device!r}: {e}") from None
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {device} is not supported; use 'cpu' or 'cuda'")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available here; use device='cpu'")
-    return device
-
-
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """None -> float32; torch dtypes or names (float32/fp32, bfloat16/bf16, float16/fp16/half)."""
     if dtype is None:
@@ -358,9 +366,16 @@ def _check_count(n: object, what: str, minimum: int = 0) -> int:
 def _check_seed(seed: object) -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be an integer or None, got {type(seed).__name__} {seed!r}")
-    if not 0 <= seed < MAX_TORCH_SEED // SEED_STRIDE:
-        raise ValueError(f"seed must be in [0, {MAX_TORCH_SEED // SEED_STRIDE}), got {seed}")
+    if not 0 <= seed < MAX_BLOCK_SEED:
+        raise ValueError(f"seed must be in [0, {MAX_BLOCK_SEED}), got {seed}")
     return int(seed)
+
+
+def _stderr_handled(logger: logging.Logger) -> bool:
+    """Whether the message already reaches stderr through a handler (a CLI's), so verbose=True does
+    not print it twice."""
+    return logger.isEnabledFor(logging.INFO) and any(
+        isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is sys.stderr for h in logger.handlers)
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

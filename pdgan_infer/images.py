@@ -1,49 +1,51 @@
-"""PNG output with no imaging dependency: `save_png` (zlib + struct) and `save_grid`.
-Writes are atomic (temporary file + rename). Pillow is not needed (and not used: the files are the
-same byte for byte on every machine)."""
+"""Image files with Pillow: `save_png`, `encode_png`, `to_pil`, `load_image`, and `make_grid`/`save_grid`.
+Writes are atomic (temporary file + rename). PNG is lossless, so a saved image decodes to the same
+uint8 values; the compressed bytes may differ between zlib builds (zlib-ng), the pixels do not."""
 from __future__ import annotations
 
+import io
 import os
-import struct
-import tempfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 
-
-def _chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+from .checkpoint import atomic_path
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    """(H, W, 3) or (H, W) uint8 -> PNG bytes (8-bit RGB or grey, no filtering)."""
+def to_pil(image: np.ndarray):
+    """(H, W, 3) / (H, W, 1) / (H, W) uint8 array -> a PIL image (RGB or L)."""
+    from PIL import Image
+
     img = np.asarray(image)
     if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 3)):
         raise ValueError(f"expected a uint8 (H, W) or (H, W, 3) image, got {img.dtype} {img.shape}")
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
-    h, w = img.shape[:2]
-    color = 2 if img.ndim == 3 else 0
-    rows = np.ascontiguousarray(img).reshape(h, -1)
-    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()  # filter byte 0 per row
-    header = struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 6))
-            + _chunk(b"IEND", b""))
+    return Image.fromarray(np.ascontiguousarray(img), "RGB" if img.ndim == 3 else "L")
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """(H, W, 3) or (H, W) uint8 -> PNG bytes (8-bit RGB or grey)."""
+    buf = io.BytesIO()
+    to_pil(image).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write one uint8 image as PNG (atomic: a reader never sees a half-written file)."""
+    pil = to_pil(image)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(encode_png(image))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        pil.save(tmp, format="PNG")
     return path
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """A PNG/JPEG/... file -> (H, W, 3) uint8 RGB array."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
 
 
 def _as_uint8_nhwc(images) -> np.ndarray:

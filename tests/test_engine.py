@@ -8,8 +8,8 @@ and, without a GPU, `triton` (Triton's CPU interpreter) are slow and run with -m
 """
 from __future__ import annotations
 
+import logging
 import sys
-import zlib
 
 import numpy as np
 import pytest
@@ -92,10 +92,14 @@ def test_backends_report(engine):
                 create(name, engine.model, CPU, torch.float32)
 
 
-def test_auto_picks_and_reports(engine, capsys):
-    e = Engine(engine.model, backend="auto", device="cpu", batch_size=4)
+def test_auto_picks_and_reports(engine, capsys, caplog):
+    with caplog.at_level(logging.INFO, logger="pdgan"):
+        e = Engine(engine.model, backend="auto", device="cpu", batch_size=4)
     assert e.backend in BACKENDS and AVAILABLE[e.backend] is None
-    assert f"chose {e.backend!r}" in capsys.readouterr().err
+    assert [r.name for r in caplog.records] == ["pdgan"] and f"chose {e.backend!r}" in caplog.text
+    assert capsys.readouterr().err == ""  # a library logs, it does not print
+    Engine(engine.model, backend="auto", device="cpu", batch_size=4, verbose=True)
+    assert f"chose {e.backend!r}" in capsys.readouterr().err  # unless asked to
 
 
 def test_generate_is_reproducible_and_batch_independent(engine):
@@ -220,16 +224,57 @@ def test_checkpoint_without_latent(engine, tmp_path):
 
 
 def test_save_grid_writes_a_png(engine, tmp_path):
+    from PIL import Image
+
     imgs = engine.generate(6, seed=0)
     path = engine.save_grid(imgs, tmp_path / "grid.png", nrow=3)
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    assert (w, h) == (3 * 34 + 2, 2 * 34 + 2)
-    idat = data.index(b"IDAT")
-    raw = zlib.decompress(data[idat + 4: idat + 4 + int.from_bytes(data[idat - 4:idat], "big")])
-    rows = np.frombuffer(raw, np.uint8).reshape(h, 1 + 3 * w)[:, 1:].reshape(h, w, 3)
+    with Image.open(path) as im:  # decoded by Pillow, not by our own code
+        assert im.format == "PNG" and im.mode == "RGB" and im.size == (3 * 34 + 2, 2 * 34 + 2)
+        rows = np.asarray(im)
     np.testing.assert_array_equal(rows[2:34, 2:34], imgs[0])
+    np.testing.assert_array_equal(rows[36:68, 70:102], imgs[5])
+    assert (rows[:2] == 255).all() and (rows[:, 34:36] == 255).all()  # white padding between images
+
+
+# --- the seed rule (pdgan_infer.seeds) -----------------------------------------------------------------
+def test_image_i_comes_from_seeds_i_alone(engine):
+    """Each image is made one at a time, from its own seed: the reference the batched call must match."""
+    seeds = [7, 0, 123456, 2**32 - 1, 7]
+    one_by_one = np.concatenate([engine.generate(seeds=[s], batch_size=1) for s in seeds])
+    assert_same_images(engine.generate(seeds=seeds), one_by_one)
+    np.testing.assert_array_equal(one_by_one[0], one_by_one[4])  # the same seed twice: the same image
+    assert (one_by_one[0] != one_by_one[1]).mean() > 0.5
+    # image 7 of range(16) is image 0 of [7] and of [7, 3, 100] (it ignores the others)
+    batch = engine.generate(seeds=range(16))
+    assert_same_images(batch[7:8], engine.generate(seeds=[7, 3, 100])[:1])
+    assert_same_images(batch[7:8], one_by_one[:1])
+
+
+def test_generate_n_seed_is_seeds_s_times_65536_plus_i(engine):
+    seeds = [3 * 2**16 + i for i in range(5)]
+    assert image_seeds(3, 0, 5) == seeds
+    np.testing.assert_array_equal(engine.generate(5, seed=3), engine.generate(seeds=seeds))
+    np.testing.assert_array_equal(engine.generate(seeds=range(4)), engine.generate(4, seed=0))
+    np.testing.assert_array_equal(engine(seeds=range(2)), engine.generate(seeds=[0, 1]))  # __call__
+    torch.testing.assert_close(engine.sample_latents(seeds=seeds), engine.sample_latents(5, seed=3))
+    batches = list(engine.iter_batches(seeds=seeds, batch_size=2, progress=False))
+    assert [len(b) for b in batches] == [2, 2, 1]
+    z = engine.sample_latents(seeds=[9, 10])
+    np.testing.assert_array_equal(engine.generate_from(z, seeds=[9, 10]), engine.generate(seeds=[9, 10]))
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    ({"n": 2, "seed": 0, "seeds": [1, 2]}, ValueError, "not both"),
+    ({"n": 3, "seeds": [1, 2]}, ValueError, "n=3 but 2 seeds"),
+    ({"seeds": [1, -1]}, ValueError, r"seeds\[1\] = -1 is outside \[0, 2\*\*32\)"),
+    ({"seeds": [2**32]}, ValueError, "outside"),
+    ({"seeds": [1.0]}, TypeError, "must be an integer"),
+    ({"seeds": "0-9"}, TypeError, "sequence of integers"),
+    ({}, TypeError, "n must be an integer"),
+])
+def test_bad_seeds(engine, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        engine.generate(**kwargs)
 
 
 def test_progress_bar_off_without_tty(engine, capsys):

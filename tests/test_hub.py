@@ -2,6 +2,9 @@
 the package ships (it must draw recognisable digits of every class, judged by the shipped classifier)."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -91,3 +94,141 @@ def test_the_shipped_digits_model_draws_every_digit():
     counts = np.bincount(label[conf > 0.5].numpy(), minlength=10)
     assert (counts > 0).all(), f"classes drawn (confident): {counts.tolist()}"
     assert float((conf > 0.5).float().mean()) > 0.6
+
+
+# --- model folders, save_pretrained, the Hub ------------------------------------------------------
+@pytest.fixture(scope="module")
+def digits_model():
+    from pdgan_infer import load_checkpoint
+    return load_checkpoint(hub.pretrained_path("digits"))
+
+
+@pytest.fixture(scope="module")
+def reference_images():
+    return Engine.from_pretrained("digits", backend="torch", device="cpu").generate(seeds=range(4))
+
+
+def test_save_pretrained_then_from_pretrained_dir(digits_model, reference_images, tmp_path):
+    folder = digits_model.save_pretrained(tmp_path / "my-model")
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    got = Engine.from_pretrained(folder, backend="torch", device="cpu").generate(seeds=range(4))
+    np.testing.assert_array_equal(got, reference_images)
+    got = Engine.from_pretrained(str(folder), backend="torch", device="cpu").generate(seeds=range(4))
+    np.testing.assert_array_equal(got, reference_images)
+
+
+def test_model_card_front_matter(digits_model, tmp_path):
+    yaml = pytest.importorskip("yaml")
+    folder = digits_model.save_pretrained(tmp_path / "m")
+    text = (folder / "README.md").read_text()
+    assert text.startswith("---\n")
+    front = yaml.safe_load(text.split("---\n")[1])  # parsed by a YAML library, not by pdgan
+    assert front["license"] == "mit" and front["library_name"] == "pdgan"
+    assert front["pipeline_tag"] == "unconditional-image-generation"
+    assert front["datasets"] == ["optdigits"] and "fid" in front["metrics"]
+    body = text.split("---\n", 2)[2]
+    for needle in ("## Usage", "Engine.from_pretrained(", "pdgan-generate", "## Training data", "scikit-learn digits",
+                   "CC BY 4.0", "## Licence", "## Intended use and limitations", "## Citation",
+                   "Semantics to Details with Denoising Diffusion GAN", "digits_fid", "pdgan-train --preset digits"):
+        assert needle in body, needle
+    other = digits_model.save_pretrained(tmp_path / "m2", license="cc-by-4.0", datasets=["mine"], meta={})
+    front = yaml.safe_load((other / "README.md").read_text().split("---\n")[1])
+    assert front["license"] == "cc-by-4.0" and front["datasets"] == ["mine"] and "metrics" not in front
+
+
+def test_safetensors_metadata_is_accepted_by_hugging_face(digits_model, tmp_path):
+    """huggingface_hub refuses safetensors files without metadata format=pt (as transformers does)."""
+    hf = pytest.importorskip("huggingface_hub")
+    from safetensors import safe_open
+
+    folder = digits_model.save_pretrained(tmp_path / "m")
+    state = hf.load_state_dict_from_file(folder / "model.safetensors")
+    expected = {f"{c}.{k}": v for c in digits_model.components
+                for k, v in getattr(digits_model, c).state_dict().items()}
+    assert set(state) == set(expected) and all(torch.equal(state[k], expected[k]) for k in expected)
+    with safe_open(str(save_checkpoint(digits_model, tmp_path / "ckpt")), "pt") as f:
+        assert f.metadata()["format"] == "pt" and "pdgan" in f.metadata()
+
+
+def test_old_checkpoints_keep_loading(digits_model, reference_images, tmp_path):
+    """A checkpoint written before the "format" key (metadata {"pdgan": ...} only) loads as before."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from pdgan_infer.checkpoint import sha256_file
+
+    path = save_checkpoint(digits_model, tmp_path / "old" / "model")
+    with safe_open(str(path), "pt") as f:
+        pdgan_meta = f.metadata()["pdgan"]
+    save_file(load_file(str(path)), str(path), metadata={"pdgan": pdgan_meta})
+    sidecar = path.with_suffix(".json")
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "sha256": sha256_file(path)}))
+    (tmp_path / "old" / "config.json").write_text(json.dumps({"train": {}}))  # a run directory's own config.json
+    for where in (path, tmp_path / "old", sidecar):
+        got = Engine.from_pretrained(where, backend="torch", device="cpu").generate(seeds=range(4))
+        np.testing.assert_array_equal(got, reference_images)
+    sidecar.unlink()  # the weights alone: the embedded header (the run's config.json is not a checkpoint's)
+    got = Engine.from_pretrained(tmp_path / "old", backend="torch", device="cpu").generate(seeds=range(4))
+    np.testing.assert_array_equal(got, reference_images)
+    with pytest.raises(ValueError, match="config.json is not a pdgan model config"):
+        digits_model.save_pretrained(tmp_path / "old")  # would overwrite the run's own config.json
+    (tmp_path / "old" / "config.json").unlink()
+    save_checkpoint(digits_model, tmp_path / "old" / "model")
+    with pytest.raises(ValueError, match="holds a pdgan-train checkpoint"):
+        digits_model.save_pretrained(tmp_path / "old")  # would leave a stale model.json beside new weights
+
+
+def test_from_pretrained_hub_id_offline(digits_model, reference_images, tmp_path):
+    """An `org/repo` id through huggingface_hub, offline, from a Hugging Face cache the test builds."""
+    pytest.importorskip("huggingface_hub")
+    import shutil
+    import subprocess
+    import sys
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hf-cache" / "models--someorg--pdgan-digits"
+    digits_model.save_pretrained(repo / "snapshots" / commit, repo_id="someorg/pdgan-digits")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    assert "Engine.from_pretrained('someorg/pdgan-digits')" in (repo / "snapshots" / commit / "README.md").read_text()
+    script = (
+        "import sys, numpy as np\n"
+        "from pdgan_infer.engine import Engine\n"
+        "e = Engine.from_pretrained('someorg/pdgan-digits', backend='torch', device='cpu')\n"
+        "np.save(sys.argv[1], e.generate(seeds=range(4)))\n"
+        "try:\n"
+        "    Engine.from_pretrained('someorg/not-cached')\n"
+        "except ValueError as err:\n"
+        "    print('ERR', err)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "hf-cache"), HF_HOME=str(tmp_path / "hf-home"),
+               OMP_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, "-c", script, str(tmp_path / "out.npy")], env=env, capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), reference_images)
+    assert "ERR 'someorg/not-cached' is not in the Hugging Face cache" in run.stdout
+    shutil.rmtree(tmp_path / "hf-home", ignore_errors=True)
+
+
+def test_hub_id_without_huggingface_hub_names_the_extra(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "huggingface_hub" else real(name, *a))
+    with pytest.raises(ImportError, match=r"pip install 'pdgan\[hub\]'"):
+        Engine.from_pretrained("someorg/some-model")
+
+
+def test_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.delenv("PDGAN_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert hub.cache_dir() == tmp_path / "xdg" / "pdgan"
+    monkeypatch.setenv("PDGAN_CACHE", str(tmp_path / "mine"))
+    assert hub.cache_dir() == tmp_path / "mine" and hub.cache_dir(tmp_path / "arg") == tmp_path / "arg"
+    monkeypatch.delenv("PDGAN_CACHE")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert hub.cache_dir() == Path.home() / ".cache" / "pdgan"

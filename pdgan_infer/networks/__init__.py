@@ -73,3 +73,9 @@ class PDGAN(nn.Module):
     @property
     def components(self) -> list[str]:
         return ["generator", "encoder"] + (["latent"] if self.latent is not None else [])
+
+    def save_pretrained(self, folder, **kwargs):
+        """Write a model folder: config.json, model.safetensors and a README.md model card
+        (`pdgan_infer.hub.save_pretrained`; `Engine.from_pretrained(folder)` loads it)."""
+        from ..hub import save_pretrained
+        return save_pretrained(self, folder, **kwargs)

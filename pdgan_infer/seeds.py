@@ -1,0 +1,61 @@
+"""The one seed rule of pdgan: every image is drawn from one integer seed of its own.
+
+    Engine.generate(seeds=[s0, s1, ...])   image i comes from seeds[i] alone (`draw_noise([seeds[i]])`)
+    Engine.generate(n, seed=s)             is seeds = image_seeds(s, 0, n) = [s * 2**16 + i for i < n]
+    pdgan-generate --seeds 0-49999         file {seed:06d}.png comes from that seed alone (EDM's rule)
+
+`pdgan-eval --seed s`, `pdgan-edit --seed s` and the ONNX export check use `image_seeds(s, ...)` too, so
+`pdgan-eval --seed 0 --n N`, `Engine.generate(N, seed=0)` and `pdgan-generate --seeds 0-(N-1)` make the
+same images. An image depends on its seed only, never on the batch it was computed in or on the other
+seeds (up to the convolutions' summation order, which oneDNN/cuDNN may pick by batch shape: rare
+1-level uint8 flips). Seeds are in [0, 2**32): torch's CPU generator keeps only the low 32 bits. The
+stride 2**16 keeps the images of `generate(n, seed=s)` apart from those of other s while n <= 65,536.
+"""
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable
+
+SEED_STRIDE = 1 << 16  # image i of seed s draws from per-image seed s * SEED_STRIDE + i
+SEED_LIMIT = 1 << 32  # per-image seeds are in [0, SEED_LIMIT)
+MAX_BLOCK_SEED = SEED_LIMIT // SEED_STRIDE  # `seed=s` is in [0, MAX_BLOCK_SEED)
+
+
+def image_seeds(seed: int, start: int, count: int) -> list[int]:
+    """The per-image seeds of images start .. start+count-1 of `generate(n, seed=seed)`."""
+    return [seed * SEED_STRIDE + i for i in range(start, start + count)]
+
+
+def check_seeds(seeds: Iterable[int], what: str = "seeds") -> list[int]:
+    """A list of per-image seeds (ints in [0, 2**32)); TypeError/ValueError naming the first bad one."""
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+        raise TypeError(f"{what} must be a sequence of integers (e.g. range(16)), got {type(seeds).__name__}")
+    out = []
+    for i, s in enumerate(seeds):
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral):
+            raise TypeError(f"{what}[{i}] must be an integer, got {type(s).__name__} {s!r}")
+        if not 0 <= s < SEED_LIMIT:
+            raise ValueError(f"{what}[{i}] = {s} is outside [0, 2**32)")
+        out.append(int(s))
+    return out
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """'0-9,20,30-39' -> [0, ..., 9, 20, 30, ..., 39] (ranges inclusive, order kept, as EDM's --seeds).
+    ValueError with the offending part when the text is not such a list."""
+    seeds: list[int] = []
+    for raw in str(spec).split(","):
+        part = raw.strip()
+        if not part:
+            continue
+        lo, dash, hi = part.partition("-")
+        try:
+            a, b = int(lo), int(hi) if dash else int(lo)
+        except ValueError:
+            raise ValueError(f"bad seed {part!r} in {spec!r}: expected N or A-B, e.g. 0-49999 or 0-9,20") from None
+        if b < a:
+            raise ValueError(f"bad seed range {part!r}: the end is below the start")
+        seeds.extend(range(a, b + 1))
+    if not seeds:
+        raise ValueError(f"no seeds in {spec!r}: expected e.g. 0-49999 or 0-9,20,30-39")
+    return check_seeds(seeds)

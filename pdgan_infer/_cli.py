@@ -39,11 +39,15 @@ def seed_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--version", action="version", version=f"%(prog)s (pdgan) {__version__}")
-    g = parser.add_mutually_exclusive_group()
-    g.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr, no progress bars")
-    g.add_argument("-v", "--verbose", action="store_true", help="debug messages on stderr")
+def add_common_arguments(parser: argparse.ArgumentParser, version: bool = True, verbosity: bool = True) -> None:
+    """--version and -q/--quiet, -v/--verbose (a CLI with subcommands puts the latter on its subcommands)."""
+    if version:
+        parser.add_argument("--version", action="version", version=f"%(prog)s (pdgan) {__version__}")
+    if verbosity:
+        g = parser.add_mutually_exclusive_group()
+        g.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr, no progress "
+                       "bars")
+        g.add_argument("-v", "--verbose", action="store_true", help="debug messages on stderr")
 
 
 class _Handler(logging.StreamHandler):

@@ -115,14 +115,17 @@ def resolve_model(name: str | os.PathLike | None, revision: str | None = None,
         return local
     if isinstance(name, str) and _REPO_ID.match(text) and not text.endswith((".safetensors", ".json")):
         return hub_download(text, revision, hub_cache_dir)
+    if "/" in text or os.sep in text or text.startswith((".", "~")) or text.endswith((".safetensors", ".json")):
+        raise CheckpointError(f"checkpoint not found: {local} (expected a folder with model.safetensors, or "
+                              "NAME.safetensors with NAME.json beside it)")
     raise HubError(f"no pretrained model, file or folder named {text!r}.\n" + describe(pretrained_models()))
 
 
 def hub_download(repo_id: str, revision: str | None = None, hub_cache_dir: str | os.PathLike | None = None) -> Path:
     """The local snapshot folder of Hub repository `repo_id` (config.json, model.safetensors, README.md)."""
     if importlib.util.find_spec("huggingface_hub") is None:
-        raise ImportError(f"loading {repo_id!r} from the Hugging Face Hub needs huggingface_hub: "
-                          "pip install 'pdgan[hub]' (or give a bundled name, a local folder or a file)")
+        raise ImportError(f"there is no local folder {repo_id!r}, and loading it from the Hugging Face Hub needs "
+                          "huggingface_hub: pip install 'pdgan[hub]'")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -130,10 +133,11 @@ def hub_download(repo_id: str, revision: str | None = None, hub_cache_dir: str |
         folder = snapshot_download(repo_id, revision=revision, allow_patterns=list(HUB_FILES),
                                    cache_dir=None if hub_cache_dir is None else str(hub_cache_dir))
     except LocalEntryNotFoundError as e:
-        raise HubError(f"{repo_id!r} is not in the Hugging Face cache and cannot be downloaded (offline, "
-                       f"HF_HUB_OFFLINE=1, or no network): {str(e).splitlines()[0]}") from None
+        raise HubError(f"{repo_id!r} is not a local folder, and it is not in the Hugging Face cache and cannot be "
+                       f"downloaded (offline, HF_HUB_OFFLINE=1, or no network): {str(e).splitlines()[0]}") from None
     except (RepositoryNotFoundError, HfHubHTTPError) as e:
-        raise HubError(f"cannot fetch {repo_id!r} from the Hugging Face Hub: {str(e).splitlines()[0]}") from None
+        raise HubError(f"{repo_id!r} is not a local folder, and the Hugging Face Hub cannot give it: "
+                       f"{str(e).splitlines()[0]}") from None
     folder = Path(folder)
     if not (folder / "model.safetensors").exists():
         raise HubError(f"Hub repository {repo_id!r} has no model.safetensors: it was not written by "

@@ -5,10 +5,13 @@ The generator chain has four inputs (`pdgan_infer.sampler.sample`): the semantic
 slot at t = T: SE(x0) for a real image, a latent-denoiser sample for a new one), the latent z of the
 refinement steps t < T, the start noise x_T and the posterior noise eps. Every function here fixes
 all of them explicitly: noises come from `draw_noise` with one seed per image, so a result depends
-on its seeds only, never on the batch it was computed in.
+on its seeds only, never on the batch it was computed in. A `seed` s means the per-image seeds
+s * 2**16 + i of `Engine.generate(n, seed=s)` (`pdgan_infer.seeds`): "the noise of seed s" is that of
+image 0 of `Engine.generate(1, seed=s)`, so a frame made from seed s's noises and latent sample is that
+image.
 
     encode(model, images)                          z_T = SE(x0), (N, nz)
-    reconstruct(model, images, seed)               SE(x0) with fresh x_T / z / eps: image i uses seed + i
+    reconstruct(model, images, seed)               SE(x0) with fresh x_T / z / eps: image i uses image i of seed
     interpolate_latent(model, a, b, steps, seed)   lerp of z_T from SE(a) to SE(b); x_T, z, eps of `seed`
     interpolate_pixel(model, sa, sb, steps, z_T)   slerp of x_T from seed sa's to seed sb's; z_T, z, eps fixed
     vary(model, which, n, base_seed)               only one of z_T / z / x_T changes along the row
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import math
 import sys
 from collections.abc import Sequence
@@ -41,9 +45,13 @@ import numpy as np
 import torch
 
 from pdgan_infer import load_checkpoint
-from pdgan_infer.checkpoint import CheckpointError
+from pdgan_infer._cli import add_common_arguments, run_cli
+from pdgan_infer.device import resolve_device
+from pdgan_infer.errors import PDGANError
+from pdgan_infer.hub import resolve_model
 from pdgan_infer.images import save_grid
 from pdgan_infer.sampler import SamplerNoise, draw_noise, sample, to_uint8
+from pdgan_infer.seeds import MAX_BLOCK_SEED, SEED_LIMIT, SEED_STRIDE, image_seeds
 
 BATCH = 64  # images per forward pass; results do not depend on it (one seed per image)
 VARY = ("z_T", "z", "x_T")
@@ -51,7 +59,10 @@ NO_LATENT = ("the checkpoint has no latent denoiser, so z_T cannot be sampled: g
              "images); CLI: --data SPEC) or train the latent stage (pdgan-train --latent-steps N)")
 
 
-class EditError(ValueError):
+log = logging.getLogger("pdgan")
+
+
+class EditError(PDGANError, ValueError):
     """The edit cannot be done as asked; the message says why and what to do."""
 
 
@@ -64,6 +75,15 @@ def _noise(model, seeds: Sequence[int]) -> SamplerNoise:
     cfg = model.config
     return draw_noise([int(s) for s in seeds], model.schedule.T, cfg.channels, cfg.resolution,
                       cfg.generator.nz).to(_device(model))
+
+
+def _seeds(seed: int, n: int = 1) -> list[int]:
+    """The per-image seeds of images 0..n-1 of seed `seed` (`Engine.generate(n, seed)`'s)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < MAX_BLOCK_SEED:
+        raise EditError(f"seed must be an integer in [0, {MAX_BLOCK_SEED}), got {seed!r}")
+    if seed * SEED_STRIDE + n > SEED_LIMIT:
+        raise EditError(f"seed {seed} with {n} images runs past the 2**32 per-image seeds; use a smaller seed")
+    return image_seeds(int(seed), 0, n)
 
 
 def _repeat(noise: SamplerNoise, n: int) -> SamplerNoise:
@@ -137,9 +157,10 @@ def encode(model, images) -> torch.Tensor:
 
 
 def reconstruct(model, images, seed: int = 0) -> np.ndarray:
-    """Generate from z_T = SE(x0) with fresh x_T / z / eps: image i uses seed `seed + i`."""
+    """Generate from z_T = SE(x0) with fresh x_T / z / eps: image i uses the noises of image i of
+    `Engine.generate(n, seed)` (per-image seed seed * 2**16 + i)."""
     z_T = encode(model, images)
-    return _decode(model, z_T, _noise(model, range(seed, seed + len(z_T))))
+    return _decode(model, z_T, _noise(model, _seeds(seed, len(z_T))))
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -177,7 +198,7 @@ def interpolate_latent(model, img_a, img_b, steps: int = 8, seed: int = 0) -> np
         raise EditError(f"interpolate_latent takes one image a and one image b, got {len(x)} images in all")
     z_a, z_b = encode(model, x)
     z_T = torch.stack([lerp(z_a, z_b, w) for w in weights])
-    return _decode(model, z_T, _repeat(_noise(model, [seed]), steps))
+    return _decode(model, z_T, _repeat(_noise(model, _seeds(seed)), steps))
 
 
 def interpolate_pixel(model, seed_a: int, seed_b: int, steps: int = 8, z_T=None,
@@ -190,7 +211,7 @@ def interpolate_pixel(model, seed_a: int, seed_b: int, steps: int = 8, z_T=None,
     weights = _weights(steps)
     if method not in ("slerp", "lerp"):
         raise EditError(f"method must be 'slerp' or 'lerp', got {method!r}")
-    base, other = _noise(model, [seed_a]), _noise(model, [seed_b])
+    base, other = _noise(model, _seeds(seed_a)), _noise(model, _seeds(seed_b))
     code = _latent_codes(model, base) if z_T is None else _as_codes(model, z_T)
     if len(code) != 1:
         raise EditError(f"interpolate_pixel takes one fixed code z_T, got {len(code)}")
@@ -211,8 +232,9 @@ def _dataset_codes(model, dataset, n: int, seed: int) -> torch.Tensor:
 
 def vary(model, which: str, n: int = 8, base_seed: int = 0, z_T=None, dataset=None) -> np.ndarray:
     """Paper Fig. 5: n images where only `which` ("z_T", "z" or "x_T") changes. Image i draws the varied
-    input from seed `base_seed + i` and everything else from `base_seed`, so image 0 is the same for
-    the three choices (Fig. 5's shared top-left image). The posterior noise eps is always base_seed's.
+    input from image i of `base_seed` (per-image seed base_seed * 2**16 + i) and everything else from its
+    image 0, so image 0 is the same for the three choices (Fig. 5's shared top-left image) and is
+    `Engine.generate(1, seed=base_seed)`. The posterior noise eps is always image 0's.
 
     The codes z_T come from, in this order of preference:
       * `z_T` when given: (k, nz) codes; varying z_T uses code i for image i (k = n), otherwise the
@@ -226,8 +248,8 @@ def vary(model, which: str, n: int = 8, base_seed: int = 0, z_T=None, dataset=No
         raise EditError(f"which must be one of {', '.join(VARY)}, got {which!r}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise EditError(f"n must be a positive integer, got {n!r}")
-    seeds = list(range(base_seed, base_seed + n))
-    varied, base = _noise(model, seeds), _noise(model, [base_seed])
+    seeds = _seeds(base_seed, n)
+    varied, base = _noise(model, seeds), _noise(model, seeds[:1])
     if z_T is not None:
         codes = _as_codes(model, z_T)
     elif model.can_draw_z_T:
@@ -321,7 +343,7 @@ def manipulate(model, image, direction: AttributeDirection, strengths: Sequence[
         raise EditError(f"the direction has {direction.direction.shape[0]} dimensions but the model's codes {nz}")
     shifts = torch.from_numpy(np.stack([direction.shift(float(s) * scale) for s in strengths]))
     z_T = z + shifts.to(z.device, z.dtype)
-    return _decode(model, z_T, _repeat(_noise(model, [seed]), len(strengths)))
+    return _decode(model, z_T, _repeat(_noise(model, _seeds(seed)), len(strengths)))
 
 
 # --- labels for the CLI ----------------------------------------------------------------------------
@@ -408,17 +430,22 @@ def _float_list(text: str) -> list[float]:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pdgan-edit", description="Reconstruct, interpolate, vary one input or move along an "
                 "attribute direction with a pdgan checkpoint; writes one PNG grid and prints its path.")
-    p.add_argument("checkpoint", help="checkpoint (NAME.safetensors with NAME.json beside it)")
+    p.add_argument("checkpoint", metavar="MODEL", help="a bundled model name, a checkpoint file "
+                   "(NAME.safetensors with NAME.json beside it), a model folder or a Hub id org/repo")
+    add_common_arguments(p, verbosity=False)
     common = _Parser(add_help=False)
+    add_common_arguments(common, version=False)
     common.add_argument("--out", required=True, metavar="PATH", help="the PNG grid to write")
-    common.add_argument("--seed", type=_int_at_least(0), default=0, help="noise seed (default %(default)s)")
-    common.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default %(default)s)")
+    common.add_argument("--seed", type=_seed_arg, default=0, help="noise seed s: the noises of Engine.generate(n, "
+                        "seed=s), per-image seeds s * 65536 + i (default %(default)s)")
+    common.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ... "
+                        "(default %(default)s)")
     data_help = "'digits', a CIFAR-10 batches directory or an image folder"
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser("reconstruct", parents=[common], help="images and their reconstructions from SE(x0)",
                        description="Rows of dataset images, each followed by its reconstruction (image i "
-                       "uses seed SEED + i).")
+                       "uses the noises of image i of SEED).")
     r.add_argument("--data", required=True, help=data_help)
     r.add_argument("--n", type=_int_at_least(1), default=8, help="the first N images (default %(default)s)")
     r.add_argument("--indices", type=_int_list, metavar="I,J,..", help="these dataset images instead of the first N")
@@ -436,8 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--method", choices=("slerp", "lerp"), default="slerp", help="pixel space (default %(default)s)")
 
     v = sub.add_parser("vary", parents=[common], help="paper Fig. 5: change one of z_T, z, x_T",
-                       description="Row r starts from seed SEED + r * N; image i of a row draws the varied input "
-                       "from the row's seed + i. z_T comes from the latent denoiser, or without one from SE "
+                       description="Row r uses seed SEED + r; image i of a row draws the varied input from "
+                       "image i of the row's seed. z_T comes from the latent denoiser, or without one from SE "
                        "of random --data images.")
     v.add_argument("--which", required=True, choices=VARY, help="the input that changes")
     v.add_argument("--n", type=_int_at_least(1), default=8, help="images per row (default %(default)s)")
@@ -526,7 +553,7 @@ def _cmd_vary(args, model) -> tuple[np.ndarray, int]:
             raise EditError("the checkpoint has no latent denoiser to sample z_T from: pass --data SPEC to use "
                             "SE of random dataset images")
         ds = _load_data(args.data, model)
-    rows = [vary(model, args.which, args.n, args.seed + r * args.n, dataset=ds) for r in range(args.rows)]
+    rows = [vary(model, args.which, args.n, args.seed + r, dataset=ds) for r in range(args.rows)]
     return np.concatenate(rows), args.n
 
 
@@ -547,8 +574,8 @@ def _cmd_attribute(args, model) -> tuple[np.ndarray, int]:
         idx = np.sort(np.random.default_rng(args.seed).choice(idx, size=args.fit_max, replace=False))
     codes = torch.cat([encode(model, _images(ds, idx[s:s + BATCH])) for s in range(0, len(idx), BATCH)])
     direction = fit_direction(codes.cpu().numpy(), labels[idx], args.target, args.seed)
-    print(f"pdgan-edit: label {args.target} vs the rest on {direction.n_train} codes: held-out accuracy "
-          f"{direction.accuracy:.3f} (majority class {direction.baseline:.3f})", file=sys.stderr)
+    log.info(f"label {args.target} vs the rest on {direction.n_train} codes: held-out accuracy "
+             f"{direction.accuracy:.3f} (majority class {direction.baseline:.3f})")
     rows = [manipulate(model, ds[i][0], direction, args.strengths, args.scale, args.seed + r)
             for r, i in enumerate(args.index)]
     return np.concatenate(rows), len(args.strengths)
@@ -570,26 +597,22 @@ def _join_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
-def _device_arg(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise EditError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise EditError(f"--device {name} but no CUDA GPU is available; use --device cpu")
-    return device
+def _seed_arg(text: str) -> int:
+    value = _int_at_least(0)(text)
+    if value >= MAX_BLOCK_SEED:
+        raise argparse.ArgumentTypeError(f"must be < {MAX_BLOCK_SEED}, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
-    try:
-        model = load_checkpoint(args.checkpoint, device=_device_arg(args.device))
-        grid, nrow = COMMANDS[args.command](args, model)
-        path = save_grid(grid, args.out, nrow=nrow)
-    except (EditError, CheckpointError, FileNotFoundError, ImportError) as err:
-        print(f"pdgan-edit: error: {err}", file=sys.stderr)
-        return 2
-    print(path)
+    return run_cli("pdgan-edit", args, lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> int:
+    model = load_checkpoint(resolve_model(args.checkpoint), device=resolve_device(args.device))
+    grid, nrow = COMMANDS[args.command](args, model)
+    print(save_grid(grid, args.out, nrow=nrow))
     return 0
 
 

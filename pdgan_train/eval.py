@@ -1,11 +1,22 @@
 """pdgan-eval: sample quality and latent-space quality of a checkpoint (paper Sec. 5, Fig. 3).
 
-    pdgan-eval CHECKPOINT --data SPEC [--n N] [--metrics fid,is,pr,digits,probe,interp] [--batch-size B]
-               [--save-samples DIR] [--json PATH]
+    pdgan-eval MODEL --data SPEC [--n N] [--metrics fid,is,pr,digits,probe,interp] [--batch-size B]
+               [--save-samples DIR] [--json PATH] [--save-ref X.npz] [--fid-ref X.npz]
 
+MODEL: a bundled name, a checkpoint file, a model folder or a Hub id (`Engine.from_pretrained`).
 Samples are generated as the paper does for unconditional generation: z_T from the latent denoiser
-(DDIM), then the T-step chain; image i uses seed `seed + i` (`pdgan_infer.sampler.draw_noise`), so
-results do not depend on the batch size. Features are computed batch by batch as samples are made.
+(DDIM), then the T-step chain; image i uses the per-image seed `seed * 2**16 + i`, the rule of
+`Engine.generate(n, seed)` and `pdgan-generate` (`pdgan_infer.seeds`), so results do not depend on the
+batch size and `--save-samples` writes the files `pdgan-generate --seeds 0-(N-1)` writes (seed 0).
+Features are computed batch by batch as samples are made.
+
+FID protocol: the Inception-v3 of StyleGAN2-ADA / EDM (`inception-2015-12-05.pt`, the TF FID graph as
+TorchScript, 2048 pool features), samples quantised to uint8 first, unbiased covariances, against the
+training set; N = 50,000 samples by default, as published numbers (fewer gives a biased FID and a
+warning). `--save-ref X.npz` writes the data set's statistics as `mu`, `sigma` (the format of EDM's
+`fid.py ref` and pytorch-fid's `--save-stats`); `--fid-ref X.npz` takes such a file instead of
+computing them (EDM's reference files use the same network, so the numbers are comparable;
+pytorch-fid's files come from its own port of the network and differ slightly).
 
 Metric groups (`auto`, the default, picks every group that applies and skips, with the reason in
 `result["skipped"]`, those whose networks are missing; a group named explicitly must run):
@@ -29,15 +40,16 @@ Metric groups (`auto`, the default, picks every group that applies and skips, wi
             (0 = evenly paced; a sudden jump of content makes it large). Lower is smoother.
 
 Inception and VGG16 are the TorchScript files of StyleGAN2-ADA (see `feature_nets.py`); dataset
-statistics are cached under `<cache>/stats/` (cache = $PDGAN_CACHE or ~/.cache/pdgan).
+statistics are cached under `<cache>/stats/` (cache = `pdgan_infer.hub.cache_dir()`).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
-import sys
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -46,10 +58,15 @@ import numpy as np
 import torch
 
 from pdgan_infer import load_checkpoint
+from pdgan_infer._cli import add_common_arguments, run_cli
 from pdgan_infer._cli import positive_int as _positive
-from pdgan_infer.checkpoint import CheckpointError, atomic_write_bytes
+from pdgan_infer.checkpoint import atomic_path, atomic_write_bytes
+from pdgan_infer.device import resolve_device
+from pdgan_infer.errors import PDGANError
+from pdgan_infer.hub import resolve_model
 from pdgan_infer.images import make_grid, save_png
 from pdgan_infer.sampler import SamplerNoise, draw_noise, sample, to_uint8
+from pdgan_infer.seeds import MAX_BLOCK_SEED, SEED_LIMIT, SEED_STRIDE, image_seeds
 
 from . import feature_nets
 from ._download import cache_dir as default_cache_dir
@@ -70,12 +87,14 @@ GROUP_KEYS = {
     "probe": ("probe_accuracy",), "interp": ("interp_mean", "interp_var", "interp_feature_space"),
 }
 CONFIDENCE = 0.5  # a prediction counts for class coverage when its max probability exceeds this
-INTERP_SEED_OFFSET = 1 << 30  # interpolation noises use seeds far from the sample seeds
+FID_N = 50_000  # the sample count of published FIDs (the paper: 50k CIFAR-10, 30k CelebA-HQ)
+DATA_GROUPS = ("pr", "digits", "probe", "interp")  # the groups that need the data set itself
+log = logging.getLogger("pdgan")
 NO_LATENT = ("the checkpoint has no latent denoiser, so z_T cannot be sampled for unconditional generation; "
              "train its latent stage (pdgan-train --latent-steps N) or evaluate only --metrics probe,interp")
 
 
-class EvalError(ValueError):
+class EvalError(PDGANError, ValueError):
     """The evaluation cannot run as asked; the message says why and what to do."""
 
 
@@ -83,7 +102,7 @@ class EvalError(ValueError):
 def generate_batches(model, n: int, seed: int, batch_size: int, device: torch.device,
                      progress: bool = True) -> Iterator[np.ndarray]:
     """Unconditional samples as uint8 (B, H, W, 3) batches: z_T from the latent denoiser, then the
-    T-step chain. Image i uses seed `seed + i` for every noise it draws."""
+    T-step chain. Image i uses the per-image seed `seed * 2**16 + i` for every noise it draws."""
     from tqdm.auto import tqdm
 
     if not model.can_draw_z_T:
@@ -91,7 +110,7 @@ def generate_batches(model, n: int, seed: int, batch_size: int, device: torch.de
     cfg = model.config
     with tqdm(total=n, desc="generate", unit="img", disable=not progress) as bar:
         for start in range(0, n, batch_size):
-            seeds = list(range(seed + start, seed + min(n, start + batch_size)))
+            seeds = image_seeds(seed, start, min(batch_size, n - start))
             noise = draw_noise(seeds, model.schedule.T, cfg.channels, cfg.resolution, cfg.generator.nz).to(device)
             with torch.no_grad():
                 z_T = model.draw_z_T(noise.latent)
@@ -145,11 +164,13 @@ def _run(batches: Iterator[np.ndarray], extractors: dict[str, Callable[[np.ndarr
 def _parse_metrics(metrics_arg: str | list[str] | tuple[str, ...], digits: bool) -> tuple[list[str], bool]:
     names = metrics_arg.split(",") if isinstance(metrics_arg, str) else list(metrics_arg)
     names = [m.strip().lower() for m in names if m.strip()]
+    if names == ["none"]:
+        return [], False
     if names in ([], ["auto"]):
         return [m for m in METRIC_GROUPS if m != "digits" or digits], True
     unknown = sorted(set(names) - set(METRIC_GROUPS))
     if unknown:
-        raise EvalError(f"unknown metrics {unknown}; choose from {', '.join(METRIC_GROUPS)} or 'auto'")
+        raise EvalError(f"unknown metrics {unknown}; choose from {', '.join(METRIC_GROUPS)}, 'auto' or 'none'")
     if "digits" in names and not digits:
         raise EvalError("the digits metrics need --data digits (they use the digits classifier)")
     return [m for m in METRIC_GROUPS if m in names], False
@@ -189,16 +210,19 @@ def _load_nets(groups: list[str], auto: bool, paths: dict[str, Any], cache_dir, 
     return {k: v for k, v in nets.items() if not isinstance(v, Exception)}, skipped
 
 
-def evaluate(checkpoint: str | os.PathLike, data: str, n: int = 10_000, metrics: str | list[str] = "auto", *,
-             batch_size: int = 64, seed: int = 0, n_real: int | None = None,
-             save_samples: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+def evaluate(checkpoint: str | os.PathLike, data: str | None = None, n: int = FID_N, metrics: str | list[str] = "auto",
+             *, batch_size: int = 64, seed: int = 0, n_real: int | None = None,
+             save_samples: str | os.PathLike | None = None, device: str | torch.device = "auto",
              inception: str | os.PathLike | None = None, vgg16: str | os.PathLike | None = None,
              download: bool = False, verify_nets: bool = True, cache_dir: str | os.PathLike | None = None,
              use_cache: bool = True, k: int = 3, is_splits: int = 10, probe_max: int = 5000,
-             interp_pairs: int = 16, interp_steps: int = 10, progress: bool = True) -> dict[str, Any]:
-    """Evaluate a checkpoint; returns a JSON-ready dict with the keys of every requested group
-    (see the module docstring), `skipped` (group -> reason) and `meta`. Raises EvalError (or
-    CheckpointError / FeatureNetError) with a one-line reason when it cannot run as asked."""
+             interp_pairs: int = 16, interp_steps: int = 10, progress: bool = True,
+             fid_ref: str | os.PathLike | None = None, save_ref: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Evaluate a model (bundled name, checkpoint file, folder or Hub id); returns a JSON-ready dict with
+    the keys of every requested group (see the module docstring), `skipped` (group -> reason) and
+    `meta`. `fid_ref`: an .npz with `mu`, `sigma` to compute the FID against instead of `data`;
+    `save_ref`: write the data set's Inception statistics there. Raises EvalError (or CheckpointError /
+    FeatureNetError, all PDGANError) with a one-line reason when it cannot run as asked."""
     from pdgan_train.data import build_dataset, dataset_labels
 
     t0 = time.time()
@@ -206,11 +230,25 @@ def evaluate(checkpoint: str | os.PathLike, data: str, n: int = 10_000, metrics:
                 interp_pairs=(interp_pairs, 1), interp_steps=(interp_steps, 3))
     if n_real is not None:
         _check_args(n_real=(n_real, 2))
-    device = torch.device(device)
+    _check_seed(seed, n)
+    device = resolve_device(device)
     groups, auto = _parse_metrics(metrics, data == "digits")
+    ref = None if fid_ref is None else load_ref(fid_ref)
+    if data is None:
+        if save_ref is not None:
+            raise EvalError("--save-ref needs --data SPEC: the data set whose statistics to write")
+        if ref is None:
+            raise EvalError("--data SPEC is required (without it only FID against --fid-ref X.npz and IS can run)")
+        without = [g for g in groups if g in DATA_GROUPS]
+        if without and not auto:
+            raise EvalError(f"{', '.join(without)} need --data SPEC (only fid with --fid-ref, and is, run without)")
+        groups = [g for g in groups if g not in DATA_GROUPS]
+    if "fid" in groups and n < FID_N:
+        log.warning(f"warning: FID from {n} samples is biased upwards and not comparable with published numbers, "
+                    f"which use {FID_N:,} (--n {FID_N})")
     if "pr" in groups and (n <= k or (n_real is not None and n_real <= k)):
         raise EvalError(f"precision/recall with k={k} need more than {k} samples and real images")
-    model = load_checkpoint(checkpoint, device=device)
+    model = load_checkpoint(resolve_model(checkpoint), device=device)
     cfg = model.config
     sampling = {"fid", "is", "pr", "digits"}
     skipped: dict[str, str] = {}
@@ -223,10 +261,11 @@ def evaluate(checkpoint: str | os.PathLike, data: str, n: int = 10_000, metrics:
                         for g in groups if g in ("probe", "interp")})
     result: dict[str, Any] = {key: None for g in groups for key in GROUP_KEYS[g]}
     groups = [g for g in groups if g not in skipped]
-    dataset = build_dataset(data, cfg.resolution, cfg.channels)
-    nets, missing = _load_nets(groups, auto, {"inception": inception, "vgg16": vgg16}, cache_dir, download,
-                               verify_nets, device, progress)
-    skipped.update(missing)
+    dataset = None if data is None else build_dataset(data, cfg.resolution, cfg.channels)
+    wanted = groups + (["fid"] if save_ref is not None and "fid" not in groups else [])
+    nets, missing = _load_nets(wanted, auto and save_ref is None, {"inception": inception, "vgg16": vgg16},
+                               cache_dir, download, verify_nets, device, progress)
+    skipped.update({g: why for g, why in missing.items() if g in groups})
     groups = [g for g in groups if g not in skipped]
     inc, vgg = nets.get("inception"), nets.get("vgg16")
     clf = None
@@ -251,7 +290,7 @@ def evaluate(checkpoint: str | os.PathLike, data: str, n: int = 10_000, metrics:
                     None if save_samples is None else _png_writer(Path(save_samples), seed))
 
     # Real images: the training set (as the paper), or a fixed random subset of n_real of it.
-    total = len(dataset)
+    total = 0 if dataset is None else len(dataset)
     real_idx = np.arange(total) if n_real is None or n_real >= total else \
         np.sort(np.random.default_rng(0).permutation(total)[:n_real])
     cache = default_cache_dir(cache_dir) if use_cache else None
@@ -264,10 +303,22 @@ def evaluate(checkpoint: str | os.PathLike, data: str, n: int = 10_000, metrics:
                          channels=cfg.channels, net=net.spec.name, net_sha256=net.sha256)
 
     label = f"{Path(str(data)).name}-{cfg.resolution}"
+
+    def data_stats() -> dict[str, np.ndarray]:
+        return load_or_compute_stats(cache_key(inc), lambda: real_features("inception", inc.features), cache,
+                                     label=f"{label}-inception")
+
+    if save_ref is not None:
+        stats = data_stats()
+        write_ref(save_ref, stats["mu"], stats["sigma"])
+        log.info(f"wrote the Inception statistics of {data} ({len(real_idx)} images) to {save_ref}")
     if "fid" in groups:
-        stats = load_or_compute_stats(cache_key(inc), lambda: real_features("inception", inc.features), cache,
-                                      label=f"{label}-inception")
-        result["fid"] = frechet_distance(stats["mu"], stats["sigma"], *feature_stats(fake["inception"]))
+        stats = ref if ref is not None else data_stats()
+        mu, sigma = feature_stats(fake["inception"])
+        if stats["mu"].shape != mu.shape:
+            raise EvalError(f"--fid-ref {fid_ref} has {stats['mu'].shape[0]}-dimensional statistics, the Inception "
+                            f"network gives {mu.shape[0]} features: the reference was made with another network")
+        result["fid"] = frechet_distance(stats["mu"], stats["sigma"], mu, sigma)
     if "is" in groups:
         result["is_mean"], result["is_std"] = inception_score(fake["inception_probs"], min(is_splits, n))
     if "pr" in groups:  # features in float16, as StyleGAN2-ADA's precision/recall
@@ -297,22 +348,58 @@ def evaluate(checkpoint: str | os.PathLike, data: str, n: int = 10_000, metrics:
 
     result["skipped"] = skipped
     result["meta"] = {
-        "checkpoint": str(checkpoint), "preset": cfg.preset, "data": str(data), "n": n, "n_real": int(len(real_idx)),
-        "seed": seed, "metrics": groups, "k": k, "device": str(device), "seconds": round(time.time() - t0, 1),
+        "checkpoint": str(checkpoint), "preset": cfg.preset, "data": data, "n": n, "n_real": int(len(real_idx)),
+        "seed": seed, "image_seeds": f"seed * {SEED_STRIDE} + i", "fid_ref": None if fid_ref is None else str(fid_ref),
+        "metrics": groups, "k": k, "device": str(device), "seconds": round(time.time() - t0, 1),
         "feature_nets": {name: {"path": str(net.path), "sha256": net.sha256} for name, net in nets.items()},
     }
     return result
 
 
 def _png_writer(folder: Path, seed: int) -> Callable[[int, np.ndarray], None]:
-    """Saves batch images as FOLDER/<seed of the image>.png (lossless)."""
+    """Saves batch images as FOLDER/{per-image seed:06d}.png (lossless), the names of pdgan-generate."""
+    from pdgan_infer.generate import png_name
+
     folder.mkdir(parents=True, exist_ok=True)
 
     def write(start: int, images: np.ndarray) -> None:
-        for i, img in enumerate(images):
-            save_png(img, folder / f"{seed + start + i:08d}.png")
+        for s, img in zip(image_seeds(seed, start, len(images)), images):
+            save_png(img, folder / png_name(s))
 
     return write
+
+
+def _check_seed(seed: int, n: int) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_BLOCK_SEED:
+        raise EvalError(f"seed must be an integer in [0, {MAX_BLOCK_SEED}), got {seed!r}")
+    if seed * SEED_STRIDE + n > SEED_LIMIT:
+        raise EvalError(f"seed {seed} with n={n} runs past the 2**32 per-image seeds; use a smaller seed")
+
+
+def load_ref(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """{"mu", "sigma"} of a reference statistics .npz (EDM's `fid.py ref`, pytorch-fid's --save-stats)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if not {"mu", "sigma"} <= set(f.files):
+                raise EvalError(f"{path} has arrays {sorted(f.files)}, not 'mu' and 'sigma' (FID reference statistics)")
+            mu, sigma = f["mu"].astype(np.float64), f["sigma"].astype(np.float64)
+    except FileNotFoundError:
+        raise EvalError(f"--fid-ref {path} not found") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise EvalError(f"--fid-ref {path} is not a readable .npz ({type(err).__name__}: {err})") from None
+    if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)) or not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise EvalError(f"{path}: expected mu (D,) and sigma (D, D) with finite values, got {mu.shape} and "
+                        f"{sigma.shape}")
+    return {"mu": mu, "sigma": sigma}
+
+
+def write_ref(path: str | os.PathLike, mu: np.ndarray, sigma: np.ndarray) -> Path:
+    """Write reference statistics as an .npz with `mu` and `sigma` (atomic), as EDM and pytorch-fid do."""
+    path = Path(path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64))
+    return path
 
 
 def digits_scores(fake_feats: np.ndarray, fake_probs: np.ndarray, real_feats: np.ndarray) -> dict[str, Any]:
@@ -397,8 +484,8 @@ def interpolation_smoothness(model, dataset, phi: Callable[[np.ndarray], np.ndar
     for p, (a, b) in enumerate(tqdm(picks, desc="interpolate", unit="pair", disable=not progress)):
         x = torch.stack([dataset[int(a)][0], dataset[int(b)][0]]).to(device)
         z_a, z_b = model.encoder(x)
-        base = draw_noise([seed + INTERP_SEED_OFFSET + p], model.schedule.T, cfg.channels, cfg.resolution,
-                          cfg.generator.nz).to(device)
+        base = draw_noise(image_seeds(seed, p, 1), model.schedule.T, cfg.channels, cfg.resolution,
+                          cfg.generator.nz).to(device)  # pair p: the noises of sample p
         noise = SamplerNoise(base.x_T.expand(steps, -1, -1, -1), base.latent.expand(steps, -1),
                              base.z.expand(-1, steps, -1), base.eps.expand(-1, steps, -1, -1, -1))
         z_T = (1 - alphas) * z_a + alphas * z_b
@@ -418,21 +505,35 @@ def interpolation_smoothness(model, dataset, phi: Callable[[np.ndarray], np.ndar
 
 
 # --- CLI -----------------------------------------------------------------------------------------
+def _block_seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < MAX_BLOCK_SEED:
+        raise argparse.ArgumentTypeError(f"must be in [0, {MAX_BLOCK_SEED}), got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pdgan-eval", description="FID / IS / precision-recall, digits metrics, "
-                                "linear probe and interpolation smoothness of a pdgan checkpoint.")
-    p.add_argument("checkpoint", help="checkpoint (NAME.safetensors with NAME.json beside it)")
-    p.add_argument("--data", required=True, help="'digits', a CIFAR-10 batches directory or an image folder")
-    p.add_argument("--n", type=_positive, default=10_000,
-                   help="samples to generate (default %(default)s; the paper uses 50k CIFAR-10, 30k CelebA-HQ)")
-    p.add_argument("--metrics", default="auto", help=f"'auto' or a comma list of {','.join(METRIC_GROUPS)} "
+                                "linear probe and interpolation smoothness of a pdgan model.")
+    p.add_argument("checkpoint", metavar="MODEL", help="a bundled model name, a checkpoint file, a model folder or "
+                   "a Hub id org/repo")
+    p.add_argument("--data", help="'digits', a CIFAR-10 batches directory or an image folder (the training set; "
+                   "only --fid-ref with --metrics fid,is runs without it)")
+    p.add_argument("--n", type=_positive, default=FID_N,
+                   help="samples to generate (default %(default)s, as published FIDs; fewer prints a warning)")
+    p.add_argument("--metrics", default="auto", help=f"'auto', 'none' or a comma list of {','.join(METRIC_GROUPS)} "
                    "(default %(default)s: every group that applies and whose networks are present)")
     p.add_argument("--batch-size", type=_positive, default=64, help="images per batch (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="image i uses seed SEED + i (default %(default)s)")
+    p.add_argument("--seed", type=_block_seed, default=0, help="image i uses the per-image seed SEED * 65536 + i, as "
+                   "Engine.generate(n, seed) (default %(default)s: the images of pdgan-generate --seeds 0-(N-1))")
     p.add_argument("--n-real", type=_positive, help="real images for the statistics (default: the whole dataset)")
-    p.add_argument("--save-samples", metavar="DIR", help="write every sample as a PNG (lossless) into DIR")
+    p.add_argument("--save-samples", metavar="DIR", help="write every sample as DIR/{per-image seed:06d}.png")
+    p.add_argument("--fid-ref", metavar="NPZ", help="FID against these statistics (mu, sigma; EDM's fid.py ref or "
+                   "pytorch-fid --save-stats files) instead of --data's")
+    p.add_argument("--save-ref", metavar="NPZ", help="write --data's Inception statistics (mu, sigma) to NPZ")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default %(default)s)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ... "
+                   "(default %(default)s)")
     n = p.add_argument_group("feature networks")
     n.add_argument("--inception", metavar="PATH", help=f"inception-2015-12-05.pt (or ${feature_nets.INCEPTION.env})")
     n.add_argument("--vgg16", metavar="PATH", help=f"StyleGAN2-ADA vgg16.pt (or ${feature_nets.VGG16.env})")
@@ -444,31 +545,30 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--probe-max", type=_positive, default=5000, help="labelled images probed (default %(default)s)")
     m.add_argument("--interp-pairs", type=_positive, default=16, help="interpolation pairs K (default %(default)s)")
     m.add_argument("--interp-steps", type=_positive, default=10, help="frames per pair M, >= 3 (default %(default)s)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_common_arguments(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        result = evaluate(args.checkpoint, args.data, args.n, args.metrics, batch_size=args.batch_size,
-                          seed=args.seed, n_real=args.n_real, save_samples=args.save_samples, device=args.device,
-                          inception=args.inception, vgg16=args.vgg16, download=args.download_nets,
-                          verify_nets=not args.no_verify_nets, use_cache=not args.no_cache, k=args.k,
-                          probe_max=args.probe_max, interp_pairs=args.interp_pairs,
-                          interp_steps=args.interp_steps, progress=not args.quiet)
-    except (EvalError, CheckpointError, feature_nets.FeatureNetError, FileNotFoundError, ImportError) as err:
-        print(f"pdgan-eval: error: {err}", file=sys.stderr)
-        return 2
+    return run_cli("pdgan-eval", args, lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> int:
+    result = evaluate(args.checkpoint, args.data, args.n, args.metrics, batch_size=args.batch_size,
+                      seed=args.seed, n_real=args.n_real, save_samples=args.save_samples, device=args.device,
+                      inception=args.inception, vgg16=args.vgg16, download=args.download_nets,
+                      verify_nets=not args.no_verify_nets, use_cache=not args.no_cache, k=args.k,
+                      probe_max=args.probe_max, interp_pairs=args.interp_pairs,
+                      interp_steps=args.interp_steps, progress=not args.quiet, fid_ref=args.fid_ref,
+                      save_ref=args.save_ref)
     for name, value in result.items():
         if name not in ("meta", "skipped", "probe") and value is not None:
             print(f"{name:20s} {value:.4f}" if isinstance(value, float) else f"{name:20s} {value}")
     for group, reason in result["skipped"].items():
-        print(f"skipped {group}: {reason}", file=sys.stderr)
+        log.warning(f"skipped {group}: {reason}")
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, (json.dumps(result, indent=2, sort_keys=True) + "\n").encode())
+        atomic_write_bytes(Path(args.json), (json.dumps(result, indent=2, sort_keys=True) + "\n").encode())
     return 0
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -226,13 +225,8 @@ def load_or_compute_stats(key: str, compute: Callable[[], np.ndarray], cache_dir
     if keep_features:
         out["features"] = feats
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.npz")
-        os.close(fd)
-        try:
+        from pdgan_infer.checkpoint import atomic_path
+
+        with atomic_path(path, suffix=".tmp.npz") as tmp:
             np.savez(tmp, key=np.array(key), **out)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
     return out

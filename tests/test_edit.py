@@ -61,6 +61,7 @@ def direct(model, z_T, noise) -> np.ndarray:
 
 
 def noise_of(model, seeds) -> SamplerNoise:
+    """The noises of per-image seeds (a seed s of pdgan-edit means the per-image seeds s * 65536 + i)."""
     cfg = model.config
     return draw_noise(list(seeds), model.schedule.T, cfg.channels, cfg.resolution, cfg.generator.nz)
 
@@ -103,7 +104,7 @@ def test_interpolate_latent_endpoints(model, digits):
     assert frames.shape == (3, 32, 32, 3)
     with torch.no_grad():
         z_T = model.encoder(torch.stack([a, b]))
-    base = noise_of(model, [SEED])
+    base = noise_of(model, [SEED * 65536])
     expected = direct(model, z_T, stack(base, base))
     assert_same_images(frames[0], expected[0])
     assert_same_images(frames[-1], expected[1])
@@ -115,7 +116,7 @@ def test_interpolate_latent_endpoints(model, digits):
 
 def test_interpolate_pixel_endpoints(model):
     frames = edit.interpolate_pixel(model, 3, 4, steps=3)
-    a, b = noise_of(model, [3]), noise_of(model, [4])
+    a, b = noise_of(model, [3 * 65536]), noise_of(model, [4 * 65536])
     with torch.no_grad():
         z_T = model.latent.sample(a.latent)
     only_x_T = SamplerNoise(b.x_T, a.latent, a.z, a.eps)  # the end frame keeps seed 3's z and eps
@@ -129,7 +130,8 @@ def test_interpolate_pixel_endpoints(model):
 # --- vary (Fig. 5) --------------------------------------------------------------------------------
 def test_vary_changes_only_the_chosen_input(model):
     n, base_seed = 3, 11
-    varied, base = noise_of(model, range(base_seed, base_seed + n)), noise_of(model, [base_seed])
+    varied = noise_of(model, [base_seed * 65536 + i for i in range(n)])
+    base = noise_of(model, [base_seed * 65536])
     with torch.no_grad():
         codes = model.latent.sample(varied.latent)
     rows = {}
@@ -223,13 +225,13 @@ def unlabelled_folder(tmp_path_factory):
     (["reconstruct", "--data", "/no/such/dataset"], "not found"),
     (["reconstruct", "--data", "digits", "--checkpoint-missing"], "checkpoint not found"),
 ], ids=lambda v: v if isinstance(v, str) else None)
-def test_cli_bad_input_is_one_line_exit_2(ckpt, unlabelled_folder, tmp_path, capsys, args, message):
+def test_cli_bad_input_is_one_line_exit_1_or_2(ckpt, unlabelled_folder, tmp_path, capsys, args, message):
     name = {"--checkpoint-nolatent": "nolatent", "--checkpoint-missing": "missing"}.get(args[-1], "ckpt")
     args = [str(unlabelled_folder) if a == "FOLDER" else a for a in args if not a.startswith("--checkpoint-")]
     out = tmp_path / "grid.png"
-    with pytest.raises(SystemExit) as exc:  # argparse errors exit, the others return 2
+    with pytest.raises(SystemExit) as exc:  # a wrong command line exits with 2 (argparse), a failed run returns 1
         raise SystemExit(edit.main([str(ckpt / f"{name}.safetensors"), *args, "--out", str(out)]))
-    assert exc.value.code == 2
+    assert exc.value.code == (2 if message in ("--steps", "invalid choice") else 1)
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err, err
     assert not out.exists()
@@ -250,3 +252,24 @@ def test_labels_csv(digits, unlabelled_folder, tmp_path):
     by_name.write_text("filename,label\nimg1.png,1\n")
     with pytest.raises(edit.EditError, match="header 'index,label'"):
         edit.read_labels_csv(by_name, digits)  # digits has no file names
+
+
+def test_seed_s_is_engine_generate_seed_s(ckpt):
+    """A frame made from seed s's noises and latent sample is Engine.generate(1, seed=s)'s image, and row
+    r of `vary` is seed SEED + r."""
+    from pdgan_infer.engine import Engine
+
+    model = load_checkpoint(ckpt / "ckpt.safetensors")
+    want = Engine(load_checkpoint(ckpt / "ckpt.safetensors"), backend="torch", device="cpu").generate(1, seed=5)
+    assert_same_images(edit.interpolate_pixel(model, 5, 6, steps=2)[:1], want)
+    assert_same_images(edit.vary(model, "z", n=2, base_seed=5)[:1], want)
+    with pytest.raises(edit.EditError, match="seed must be"):
+        edit.reconstruct(model, torch.zeros(1, 3, 32, 32), seed=65536)
+
+
+def test_cli_version_and_default_device(capsys):
+    with pytest.raises(SystemExit) as e:
+        edit.main(["--version"])
+    assert e.value.code == 0 and "pdgan-edit (pdgan)" in capsys.readouterr().out
+    args = edit.build_parser().parse_args(["digits", "vary", "--which", "z", "--out", "x.png", "-q"])
+    assert args.device == "auto" and args.quiet

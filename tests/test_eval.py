@@ -107,8 +107,7 @@ def test_evaluate_end_to_end_returns_every_key(files, tmp_path, small_nets):
     assert out["interp_mean"] >= 1 - 1e-9 and out["interp_var"] >= 0
     assert out["meta"]["feature_nets"]["inception"]["path"] == str(files / "inception.pt")
     pngs = sorted(p.name for p in (tmp_path / "samples").glob("*.png"))
-    assert pngs == [f"{i:08d}.png" for i in range(4)] + ["interpolations.png"]
-    assert (tmp_path / "samples" / "00000000.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert pngs == [f"{i:06d}.png" for i in range(4)] + ["interpolations.png"]  # pdgan-generate's names
     json.dumps(out)  # JSON-ready
     # Second run: the dataset statistics come from the cache and the numbers are identical.
     assert len(list((tmp_path / "cache" / "stats").glob("*.npz"))) == 2
@@ -123,7 +122,8 @@ def test_samples_do_not_depend_on_batch_size(files):
     a = np.concatenate(list(ev.generate_batches(model, 3, 7, 3, torch.device("cpu"), False)))
     b = np.concatenate(list(ev.generate_batches(model, 3, 7, 2, torch.device("cpu"), False)))
     assert a.shape == (3, 32, 32, 3) and a.dtype == np.uint8
-    np.testing.assert_array_equal(a, b)
+    diff = np.abs(a.astype(int) - b.astype(int))  # up to a rare 1-level flip (convolution order by batch shape)
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
 
 
 def test_missing_latent_denoiser_is_a_clear_error(files):
@@ -173,8 +173,80 @@ def test_cli_writes_json(files, tmp_path, monkeypatch, capsys, small_nets):
     res = json.loads(out.read_text())
     assert set(ev.GROUP_KEYS["fid"] + ev.GROUP_KEYS["is"] + ev.GROUP_KEYS["digits"]) <= set(res)
     assert "fid" in capsys.readouterr().out
-    assert ev.main([str(files / "ckpt"), "--data", "digits", "--metrics", "pr", "--quiet"]) == 2
+    assert ev.main([str(files / "ckpt"), "--data", "digits", "--metrics", "pr", "--quiet"]) == 1  # a failed run
     assert "PDGAN_VGG16_TS" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # a wrong command line
+        ev.main([str(files / "ckpt"), "--seed", "65536"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        ev.main(["--version"])
+    assert e.value.code == 0 and "pdgan-eval (pdgan)" in capsys.readouterr().out
+    defaults = ev.build_parser().parse_args(["digits"])
+    assert defaults.n == 50_000 and defaults.device == "auto" and defaults.data is None
+
+
+def test_samples_are_engine_generate_images(files, tmp_path):
+    """--save-samples with seed s writes Engine.generate(n, seed=s)'s images under pdgan-generate's names."""
+    from PIL import Image
+
+    from pdgan_infer.engine import Engine
+
+    ev.evaluate(files / "ckpt", "digits", n=3, metrics="probe", seed=2, save_samples=tmp_path / "s", **SMALL)
+    want = Engine.from_pretrained(files / "ckpt", backend="torch", device="cpu").generate(3, seed=2)
+    for i in range(3):
+        with Image.open(tmp_path / "s" / f"{2 * 65536 + i:06d}.png") as im:
+            diff = np.abs(np.asarray(im).astype(int) - want[i].astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+
+
+def test_fid_reference_statistics(files, tmp_path, small_nets, caplog):
+    """--save-ref writes the data set's mu / sigma (checked against numpy on the same features);
+    --fid-ref takes such a file, without the data set, and gives the FID the data set gives."""
+    import logging
+
+    from pdgan_infer.engine import Engine
+
+    kwargs = dict(SMALL, inception=files / "inception.pt", verify_nets=False)
+    ref = tmp_path / "ref.npz"
+    with caplog.at_level(logging.WARNING, logger="pdgan"):
+        out = ev.evaluate(files / "ckpt", "digits", n=4, metrics="fid", save_ref=ref, **kwargs)
+    assert "biased" in caplog.text and "50,000" in caplog.text  # fewer than 50k samples: a warning
+    with np.load(ref, allow_pickle=False) as f:
+        assert sorted(f.files) == ["mu", "sigma"]
+        mu, sigma = f["mu"], f["sigma"]
+    inc = feature_nets.load_inception(files / "inception.pt", None, False, False, torch.device("cpu"), False)
+    from pdgan_train.data import build_dataset
+    ds = build_dataset("digits", 32, 3)
+    idx = np.sort(np.random.default_rng(0).permutation(len(ds))[:60])  # n_real=60: the fixed subset
+    real = ((torch.stack([ds[int(i)][0] for i in idx]) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    feats = np.concatenate([inc.features(real[i:i + 30].permute(0, 2, 3, 1).numpy()) for i in (0, 30)])
+    np.testing.assert_allclose(mu, feats.astype(np.float64).mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sigma, np.cov(feats.astype(np.float64), rowvar=False), rtol=1e-4, atol=1e-7)
+    again = ev.evaluate(files / "ckpt", None, n=4, metrics="fid", fid_ref=ref, **kwargs)
+    assert again["fid"] == pytest.approx(out["fid"], rel=1e-9) and again["meta"]["fid_ref"] == str(ref)
+    # a reference equal to the samples' own statistics gives FID 0 (float32 files, as pytorch-fid writes)
+    samples = Engine.from_pretrained(files / "ckpt", backend="torch", device="cpu").generate(4, seed=0)
+    own = inc.features(samples).astype(np.float64)
+    np.savez(tmp_path / "own.npz", mu=own.mean(0).astype(np.float32), sigma=np.cov(own, rowvar=False))
+    assert ev.evaluate(files / "ckpt", None, n=4, metrics="fid", fid_ref=tmp_path / "own.npz",
+                       **kwargs)["fid"] == pytest.approx(0, abs=1e-2)
+    np.savez(tmp_path / "bad.npz", mean=mu)
+    for path, msg in ((tmp_path / "bad.npz", "not 'mu' and 'sigma'"), (tmp_path / "none.npz", "not found")):
+        with pytest.raises(ev.EvalError, match=msg):
+            ev.evaluate(files / "ckpt", None, n=4, metrics="fid", fid_ref=path, **kwargs)
+    np.savez(tmp_path / "wide.npz", mu=np.zeros(8), sigma=np.eye(8))
+    with pytest.raises(ev.EvalError, match="another network"):
+        ev.evaluate(files / "ckpt", None, n=4, metrics="fid", fid_ref=tmp_path / "wide.npz", **kwargs)
+    with pytest.raises(ev.EvalError, match="need --data"):
+        ev.evaluate(files / "ckpt", None, n=4, metrics="fid,digits", fid_ref=ref, **kwargs)
+    with pytest.raises(ev.EvalError, match="--data SPEC is required"):
+        ev.evaluate(files / "ckpt", None, n=4, metrics="fid", **kwargs)
+
+
+def test_auto_device_is_the_gpu_when_there_is_one(files, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises((RuntimeError, AssertionError), match="(?i)cuda"):  # it tried to put the model on the GPU
+        ev.evaluate(files / "ckpt", "digits", n=4, metrics="digits", **SMALL)
 
 
 def test_step_ratios_definition():

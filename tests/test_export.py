@@ -166,7 +166,7 @@ def test_missing_extras_name_the_install_command(model, monkeypatch):
 def test_tensorrt_absent_clear_message(model, tmp_path, capsys):
     with pytest.raises(ImportError, match=r"pdgan\[gpu\]"):
         runtime.TensorRTSampler(model)
-    assert export_main(["--preset", "digits", "--format", "tensorrt", "--out", str(tmp_path / "x.engine")]) == 2
+    assert export_main(["--preset", "digits", "--format", "tensorrt", "--out", str(tmp_path / "x.engine")]) == 1
     err = capsys.readouterr().err
     assert "pdgan[gpu]" in err and "Traceback" not in err
 
@@ -244,8 +244,31 @@ def test_cli_checkpoint_without_latent(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "no latent denoiser" in captured.err and "z_T as an input" in captured.err
     assert ox.read_metadata(out)["pdgan.checkpoint_sha256"] == read_header(ckpt)["sha256"]
-    assert export_main([str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert export_main([str(tmp_path / "nope"), "--out", str(out)]) == 1  # a failed run: 1
     assert "checkpoint not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # a wrong command line: 2
+        export_main([str(ckpt), "--out", str(out), "--graph", "nope"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        export_main(["--version"])
+    assert e.value.code == 0 and "pdgan-export (pdgan) 0." in capsys.readouterr().out
+
+
+def test_verification_inputs_are_engine_generate_noises(exported, model):
+    """The export check runs on the noises of Engine.generate(n, seed): per-image seeds seed * 2**16 + i.
+    With the same z_T the exported sampler gives Engine.generate's images."""
+    from pdgan_infer.engine import Engine
+    from pdgan_infer.sampler import draw_noise, to_uint8
+
+    x = ox.example_inputs(model, "sampler", 3, seed=5)
+    cfg = model.config
+    want = draw_noise([5 * 65536, 5 * 65536 + 1, 5 * 65536 + 2], 2, cfg.channels, cfg.resolution, cfg.generator.nz)
+    assert torch.equal(x["x_T"], want.x_T) and torch.equal(x["eps"], want.eps) and torch.equal(x["z"], want.z)
+    engine = Engine(model, backend="torch", device="cpu")
+    x["z_T"] = engine.sample_latents(3, seed=5)
+    got = to_uint8(ox.OnnxRunner(exported["sampler", "float32"].path)(**x)).numpy()
+    diff = abs(got.astype(int) - engine.generate(3, seed=5).astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
 
 
 @pytest.mark.slow

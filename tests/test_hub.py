@@ -209,7 +209,7 @@ def test_from_pretrained_hub_id_offline(digits_model, reference_images, tmp_path
                          text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-2000:]
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), reference_images)
-    assert "ERR 'someorg/not-cached' is not in the Hugging Face cache" in run.stdout
+    assert "ERR 'someorg/not-cached' is not a local folder, and it is not in the Hugging Face cache" in run.stdout
     shutil.rmtree(tmp_path / "hf-home", ignore_errors=True)
 
 

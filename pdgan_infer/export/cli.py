@@ -6,22 +6,27 @@
     pdgan-export runs/cifar10 --format tensorrt --out cifar10.engine           # needs a GPU + TensorRT
 
 The ONNX export is checked with onnx.checker and compared with torch in ONNX Runtime at batch 1 and 5
-(max error printed; exit status 1 when it exceeds the tolerance). TensorRT engines are built from the
+on the noises of `Engine.generate(n, seed=1234)` (max error printed; exit status 1 when it exceeds
+the tolerance, or when the export fails; 2 for a wrong command line). TensorRT engines are built from the
 float16 sampler export (written beside the engine as .onnx) and are untested (no TensorRT here).
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 import torch
 
+from .._cli import add_common_arguments, run_cli
 from .._cli import positive_int as _positive
-from ..checkpoint import CheckpointError, _paths, load_checkpoint, read_header, sha256_file
+from ..checkpoint import _paths, load_checkpoint, read_header, sha256_file
 from ..config import PRESETS
 from ..networks import PDGAN
-from .onnx import GRAPHS, OnnxLoadError
+from .onnx import GRAPHS
+
+log = logging.getLogger("pdgan")
 
 
 def load_model(checkpoint: str | None, preset: str | None, seed: int = 0) -> tuple[PDGAN, str | None]:
@@ -48,20 +53,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--graph", choices=GRAPHS, default="sampler",
                    help="'sampler': the whole T-step chain; 'step': one generator call G(x_t, z, t)")
     p.add_argument("--no-verify", dest="verify", action="store_false",
-                   help="skip the ONNX Runtime vs torch comparison")
+                   help="skip the ONNX Runtime vs torch comparison (it runs unless this is given)")
     p.add_argument("--min-batch", type=_positive, default=1, help="TensorRT profile: smallest batch")
     p.add_argument("--opt-batch", type=_positive, default=100, help="TensorRT profile: batch tuned for")
     p.add_argument("--max-batch", type=_positive, default=256, help="TensorRT profile: largest batch")
+    add_common_arguments(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        return _run(args)
-    except (CheckpointError, OnnxLoadError, ValueError, ImportError, RuntimeError) as e:
-        print(f"pdgan-export: error: {e}", file=sys.stderr)
-        return 2
+    return run_cli("pdgan-export", args, lambda: _run(args))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -76,9 +78,9 @@ def _run(args: argparse.Namespace) -> int:
         profile = BatchProfile(args.min_batch, args.opt_batch, args.max_batch)
     model, ckpt_sha = load_model(args.checkpoint, args.preset, args.seed)
     if model.latent is None:
-        print("note: this checkpoint has no latent denoiser. The exported graph takes z_T as an input, so the "
-              "export does not need one, but generating images does (z_T comes from the latent sampler): "
-              "supply z_T yourself or use a checkpoint with a latent.", file=sys.stderr)
+        log.warning("note: this checkpoint has no latent denoiser. The exported graph takes z_T as an input, so "
+                    "the export does not need one, but generating images does (z_T comes from the latent sampler): "
+                    "supply z_T yourself or use a checkpoint with a latent.")
     from .onnx import export_onnx
     onnx_path = args.out if args.format == "onnx" else args.out.with_suffix(".onnx")
     result = export_onnx(model, onnx_path, args.graph, dtype, checkpoint_sha256=ckpt_sha, verify=args.verify)
@@ -89,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  onnxruntime vs torch, batch {n}: max abs error {err:.3e} (tolerance {result.tolerance[n]:.1e}, "
               f"outputs up to {result.ref_max_abs[n]:.2f}) {verdict}")
     if not result.ok:
-        print("pdgan-export: error: onnxruntime output differs from torch beyond the tolerance", file=sys.stderr)
+        log.error("error: onnxruntime output differs from torch beyond the tolerance")
         return 1
     if args.format == "tensorrt":
         from .tensorrt import TensorRTRunner

@@ -39,7 +39,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -49,10 +48,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checkpoint import atomic_path
 from ..networks import PDGAN
 from ..networks.layers import AdaGNAct
 from ..sampler import SamplerNoise, draw_noise, sample
 from ..schedule import Schedule
+from ..seeds import image_seeds
 
 OPSET = 17
 FORMAT = "pdgan-onnx"
@@ -146,10 +147,10 @@ def graph_module(model: PDGAN, graph: str, dtype: torch.dtype) -> nn.Module:
 
 
 def example_inputs(model: PDGAN, graph: str, n: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Explicit float32 inputs for a graph, one seed per image (seed, seed + 1, ...)."""
+    """Explicit float32 inputs for a graph, one seed per image: the noises of `Engine.generate(n, seed)`
+    (per-image seeds seed * 2**16 + i, `pdgan_infer.seeds`); z_T is the latent start noise."""
     cfg = model.config
-    noise = draw_noise(list(range(seed, seed + n)), model.schedule.T, cfg.channels, cfg.resolution,
-                       cfg.generator.nz)
+    noise = draw_noise(image_seeds(seed, 0, n), model.schedule.T, cfg.channels, cfg.resolution, cfg.generator.nz)
     if graph == "step":
         g = torch.Generator().manual_seed(seed + 10_000)
         t = torch.randint(1, model.schedule.T + 1, (n,), generator=g).float()
@@ -247,9 +248,8 @@ def export_onnx(model: PDGAN, path: str | os.PathLike, graph: str = "sampler",
     names = INPUTS[graph]
     dynamic_axes = {k: {batch_axis(graph, k): "N"} for k in (*names, OUTPUT)}
     t0 = time.perf_counter()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp_path:
+        tmp = str(tmp_path)
         with _symbolics(), warnings.catch_warnings(), torch.no_grad():
             # The TorchScript exporter warns that it is deprecated, and its tracer warns about
             # Python-int shapes that it records as constants (channels, resolution: static here).
@@ -271,10 +271,6 @@ def export_onnx(model: PDGAN, path: str | os.PathLike, graph: str = "sampler",
         proto.producer_name, proto.doc_string = "pdgan", f"PDGAN {graph} graph ({name}), see pdgan.* metadata"
         onnx.save(proto, tmp)
         onnx.checker.check_model(tmp, full_check=True)  # by path: also works for files > 2 GB
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     result = ExportResult(path, graph, name, time.perf_counter() - t0, wsha)
     if verify:
         result.max_abs_err, result.tolerance, result.ref_max_abs = verify_against_torch(

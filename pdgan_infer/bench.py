@@ -11,7 +11,10 @@ generator calls and posterior steps, and the uint8 images on the host. Per backe
 * build_s:   Engine construction (export, engine build, compilation that happens at construction);
 * warmup_s:  the first generate call (lazy compilation, autotuning, allocator warm-up), not counted;
 * median_s, min_s, max_s, iqr_s over --repeats timed calls; images_per_s = n / median_s;
-  on CUDA each call is timed with CUDA events after a synchronisation, on the CPU with perf_counter;
+  on CUDA each call is timed with CUDA events (on the engine's device) after a synchronisation, on the
+  CPU with perf_counter. `generate` returns host arrays, so this is end-to-end time, host work included;
+* runner_median_s (CUDA): GPU time of the sampler chain alone (`engine.runner` on device noise, CUDA
+  events, no host work inside), the number to hold against the paper's per-100-images times;
 * peak_mem_mb: CUDA: torch.cuda.max_memory_allocated over build + runs (memory that ONNX Runtime or
   TensorRT allocate outside torch is not in it; device_mem_mb has the change in device memory in use,
   from cudaMemGetInfo). CPU: the peak resident set size over build + runs minus the RSS before the
@@ -22,6 +25,11 @@ generator calls and posterior steps, and the uint8 images on the host. Per backe
 
 The paper's targets (V100, per 100 images): 0.16 s on CIFAR-10 and 2.3 s on CelebA-HQ 256. JSON:
 {"header": {device, versions, git commit, date, load average, command}, "records": [...]}.
+
+On CUDA the default backend list leaves out `compile` (minutes of max-autotune per batch size) and
+`tensorrt` (an engine build); name them in --backends to time them. Each backend runs in its own
+process there (--isolate, the CUDA default): one sticky CUDA fault would otherwise poison every
+backend timed after it.
 """
 from __future__ import annotations
 
@@ -51,6 +59,7 @@ from .config import PRESETS
 PAPER_TARGET_S_PER_100 = {"cifar10": 0.16, "celebahq256": 2.3}  # Table 1 / 2, V100
 PAPER_GPU = "V100"
 REFERENCE = ("torch", "float32")
+SLOW_ON_CUDA = ("compile", "tensorrt")  # only when named in --backends on CUDA
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -157,15 +166,16 @@ def _maxrss_kb() -> int:
 
 # --- timing ------------------------------------------------------------------------------------
 def timed(fn, device: torch.device) -> tuple[float, Any]:
-    """(seconds, result) of fn(), synchronised; CUDA events on GPU."""
+    """(seconds, result) of fn(), synchronised; CUDA events on GPU, recorded on `device`'s stream."""
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        out = fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / 1e3, out
+        with torch.cuda.device(device):
+            torch.cuda.synchronize(device)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            out = fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3, out
     t0 = time.perf_counter()
     out = fn()
     return time.perf_counter() - t0, out
@@ -199,6 +209,20 @@ def _time_generate(engine, args: argparse.Namespace, device: torch.device) -> tu
     return times, images
 
 
+def _time_runner(engine, args: argparse.Namespace, device: torch.device) -> list[float]:
+    """GPU seconds of `repeats` calls of the sampler chain alone (after one untimed call) on fixed device
+    noise: no latent sampler, noise drawing or host copies inside the events."""
+    from .sampler import draw_noise
+    c, n = engine.config, args.batch_size or args.n
+    noise = draw_noise(list(range(n)), engine.model.schedule.T, c.channels, c.resolution, c.generator.nz,
+                       device=device)
+    z_T = torch.randn(n, c.generator.nz, device=device, generator=torch.Generator(device).manual_seed(args.seed))
+    inputs = (noise.x_T, z_T, noise.z, noise.eps)
+    with torch.no_grad():
+        engine.runner(*inputs)
+        return [timed(lambda: engine.runner(*inputs), device)[0] for _ in range(args.repeats)]
+
+
 def bench_one(backend: str, dtype_name: str, args: argparse.Namespace, device: torch.device,
               preset: str) -> tuple[dict[str, Any], np.ndarray | None]:
     rec: dict[str, Any] = {"backend": backend, "dtype": dtype_name, "device": str(device), "preset": preset,
@@ -208,6 +232,7 @@ def bench_one(backend: str, dtype_name: str, args: argparse.Namespace, device: t
             build_s, engine = timed(lambda: make_engine(backend, DTYPES[dtype_name], device, preset,
                                                         args.checkpoint, args.seed), device)
             times, images = _time_generate(engine, args, device)
+            runner_times = _time_runner(engine, args, device) if device.type == "cuda" else None
         warmup_s = times.pop(0)
     except Exception as e:  # noqa: BLE001 - one backend failing must not stop the others
         rec["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
@@ -216,6 +241,8 @@ def bench_one(backend: str, dtype_name: str, args: argparse.Namespace, device: t
     rec.update(build_s=build_s, warmup_s=warmup_s, median_s=float(med), min_s=min(times), max_s=max(times),
                iqr_s=float(q3 - q1), times_s=times, images_per_s=args.n / float(med),
                s_per_100_images=float(med) * 100 / args.n, peak_mem_mb=mem.peak_mb, device_mem_mb=mem.device_mb)
+    if runner_times:
+        rec.update(runner_median_s=float(np.median(runner_times)), runner_times_s=runner_times)
     images = np.asarray(images.cpu() if torch.is_tensor(images) else images)
     rec["image_shape"] = list(images.shape)
     return rec, images
@@ -232,7 +259,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     if args.backends:
         wanted = [b.strip() for b in args.backends.split(",") if b.strip()]
     else:
-        wanted = [name for name, why in probed.items() if why is None]
+        wanted = default_backends(probed, device)
     runs = [REFERENCE] + [(b.split(":")[0], b.split(":")[1] if ":" in b else args.dtype) for b in wanted]
     runs = list(dict.fromkeys(runs))  # the reference first, no duplicates
     for _, dt in runs:
@@ -244,7 +271,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     target = PAPER_TARGET_S_PER_100.get(preset)
     for backend, dt in runs:
         print(f"pdgan-bench: {backend} ({dt}) ...", file=sys.stderr, flush=True)
-        rec, images = bench_one(backend, dt, args, device, preset)
+        isolate = device.type == "cuda" if args.isolate is None else args.isolate
+        rec, images = (bench_isolated if isolate else bench_one)(backend, dt, args, device, preset)
         rec["reference"], rec["nfe"] = (backend, dt) == REFERENCE, nfe
         rec["paper_target_s"] = target * args.n / 100 if target else None
         rec["paper_target_s_per_100"], rec["paper_gpu"] = target, PAPER_GPU if target else None
@@ -260,6 +288,56 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         out["records"].append(rec)
         print(f"pdgan-bench:   {_summary(rec)}", file=sys.stderr, flush=True)
     return out
+
+
+def default_backends(probed: dict[str, str | None], device: torch.device) -> list[str]:
+    """The backends timed without --backends: every available one, less SLOW_ON_CUDA on CUDA."""
+    return [name for name, why in probed.items()
+            if why is None and not (device.type == "cuda" and name in SLOW_ON_CUDA)]
+
+
+def _worker_argv(backend: str, dtype_name: str, args: argparse.Namespace, device: torch.device, out: str) -> list[str]:
+    argv = ["--worker", out, "--backends", f"{backend}:{dtype_name}", "--device", str(device), "--preset", args.preset,
+            "--n", str(args.n), "--repeats", str(args.repeats), "--seed", str(args.seed), "--dtype", dtype_name]
+    for flag, value in (("--batch-size", args.batch_size), ("--checkpoint", args.checkpoint),
+                        ("--threads", args.threads)):
+        if value:
+            argv += [flag, str(value)]
+    return argv
+
+
+def bench_isolated(backend: str, dtype_name: str, args: argparse.Namespace, device: torch.device,
+                   preset: str) -> tuple[dict[str, Any], np.ndarray | None]:
+    """`bench_one` in a fresh process (`python -m pdgan_infer.bench --worker DIR ...`)."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="pdgan-bench-") as tmp:
+        cmd = [sys.executable, "-m", "pdgan_infer.bench", *_worker_argv(backend, dtype_name, args, device, tmp)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        rec_path, img_path = Path(tmp) / "record.json", Path(tmp) / "images.npy"
+        if not rec_path.exists():
+            tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+            rec = {"backend": backend, "dtype": dtype_name, "device": str(device), "preset": preset, "n": args.n,
+                   "batch_size": args.batch_size or args.n, "repeats": args.repeats,
+                   "error": f"worker process failed (exit {proc.returncode}): {tail}"[:300]}
+            return {**rec, "isolated": True}, None
+        rec = {**json.loads(rec_path.read_text()), "isolated": True}
+        return rec, (np.load(img_path) if img_path.exists() else None)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    """--worker DIR: time the one backend of --backends, write DIR/record.json (+ images.npy)."""
+    device = torch.device(args.device)
+    backend, _, dtype_name = args.backends.partition(":")
+    preset = args.preset
+    if args.checkpoint:
+        from .checkpoint import read_header
+        preset = read_header(args.checkpoint)["config"]["preset"]
+    rec, images = bench_one(backend, dtype_name or args.dtype, args, device, preset)
+    out = Path(args.worker)
+    if images is not None:
+        np.save(out / "images.npy", images)
+    (out / "record.json").write_text(json.dumps(rec))
+    return 0
 
 
 def _summary(rec: dict[str, Any]) -> str:
@@ -390,6 +468,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--json", type=Path, help="write the header and records here")
     p.add_argument("--png", type=Path, help="write a bar chart of images/s here")
+    p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
+                   help="time each backend in its own process (default: on for CUDA)")
+    p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one backend, results to this folder
     return p
 
 
@@ -398,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.worker:
+        return _worker(args)
     try:
         result = run(args, argv)
     except (ValueError, ImportError, OSError) as e:

@@ -26,11 +26,12 @@ Messages (the backend `auto` chose, a random seed) go to `logging.getLogger("pdg
 also prints them to stderr.
 
 Backends (`Engine.backends()` says which can run here and why not): see `pdgan_infer.backends`.
-`backend="auto"` takes the first that builds of: CPU: native, optimized, torch; CUDA: tensorrt,
-native, triton, optimized, torch. `dtype=None` means float32; reduced precision is asked for
-(`dtype="bfloat16"`). Measured on the project's 2-core Xeon (AVX-512 + AMX, shared), cifar10,
-`generate(100)` in one batch, 1 thread (benchmarks/results/engine_cpu_cifar10_1threads_*.json):
-torch fp32 48.6 s; optimized fp32 38.8 s; optimized bf16 12.3 s; native bf16 8.9 s (0.18x).
+`backend="auto"` takes the first that builds of: CPU: native, optimized, torch; CUDA: native,
+triton, optimized, torch (onnxruntime and tensorrt only when asked for by name). `dtype=None` means
+float32; reduced precision is asked for (`dtype="bfloat16"`). Measured on the project's 2-core Xeon
+(AVX-512 + AMX, shared), cifar10, `generate(100)` in one batch, 1 thread
+(benchmarks/results/engine_cpu_cifar10_1threads_*.json): torch fp32 48.6 s; optimized fp32 38.8 s;
+optimized bf16 12.3 s; native bf16 8.9 s (0.18x).
 `compile` is not in the auto list: ~10 minutes of Inductor compilation per batch size on that CPU
 for no measurable gain over `optimized`. On a small or shared CPU, torch.set_num_threads(1) can be
 faster than more threads (OpenMP regions wait for descheduled threads).
@@ -140,6 +141,7 @@ class Engine:
         return probe_all(resolve_device(device))
 
     def _build_backend(self, backend: str, options: dict[str, Any]):
+        options = {"batch_size": self.batch_size, **options}  # tensorrt builds its profile for it
         if backend != "auto":
             _check_backend_name(backend)
             return backend, create(backend, self.model, self.device, self.dtype, **options)
@@ -147,7 +149,7 @@ class Engine:
         for name in AUTO_ORDER[self.device.type]:
             try:
                 runner = create(name, self.model, self.device, self.dtype, **options)
-            except (BackendUnavailable, ImportError, RuntimeError) as e:
+            except (BackendUnavailable, ImportError, RuntimeError, ValueError, OSError) as e:
                 skipped.append(f"{name}: {e}")
                 continue
             self._report(f"pdgan Engine: backend='auto' chose {name!r} on {self.device} ({_dtype_name(self.dtype)})"
@@ -222,7 +224,7 @@ class Engine:
     @torch.no_grad()
     def _sample_batch(self, seeds: list[int], z_T: torch.Tensor | None, pad_to: int) -> torch.Tensor:
         c = self.config
-        noise = draw_noise(seeds, self.model.schedule.T, c.channels, c.resolution, c.generator.nz).to(self.device)
+        noise = draw_noise(seeds, self.model.schedule.T, c.channels, c.resolution, c.generator.nz, device=self.device)
         z_T = self._latents(noise.latent) if z_T is None else z_T.to(self.device, torch.float32)
         noise = with_latent_slot(noise, z_T, self.model.latent_slot)
         inputs = [noise.x_T, z_T, noise.z, noise.eps]

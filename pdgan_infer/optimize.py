@@ -35,7 +35,9 @@ exactly the same function with:
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -175,6 +177,7 @@ class FastGenerator(nn.Module):
         g = copy.deepcopy(generator).eval().requires_grad_(False)
         self.g, self.opts = g, opts
         self.dtype = opts.dtype
+        self.style_dtype = opts.dtype  # float32 while fused AdaGN kernels are set (set_adagn_kernel)
         self.memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
         self.style_gemm = self.temb_gemm = None
         if opts.merge_linears:
@@ -202,7 +205,7 @@ class FastGenerator(nn.Module):
             style = self.style_gemm(style)
         if self.temb_gemm is not None:
             temb = self.temb_gemm(temb)
-        style, temb = style.to(dt), temb.to(dt)
+        style, temb = style.to(self.style_dtype), temb.to(dt)
         x = x_t.to(dtype=dt, memory_format=self.memory_format)
         h = g.conv_in(x)
         skips, pyramid = [h], x
@@ -217,8 +220,11 @@ class FastGenerator(nn.Module):
 
     def set_adagn_kernel(self, kernel) -> None:
         """Route every AdaGN of the copy through `kernel(x, gamma, beta, num_groups, eps)` (None:
-        the torch ops). gamma/beta are made contiguous for the kernel (they are column slices)."""
+        the torch ops). gamma/beta are made contiguous for the kernel (they are column slices). With
+        merged style GEMMs the style stays float32 for the kernels (they compute in float32): no
+        rounding of gamma/beta to the trunk dtype and no conversion back inside every AdaGN call."""
         hook = None if kernel is None else _contiguous_style(kernel)
+        self.style_dtype = torch.float32 if kernel is not None and self.style_gemm is not None else self.dtype
         for m in self.g.modules():
             if isinstance(m, AdaGNAct):
                 m.kernel = hook
@@ -269,34 +275,61 @@ class CUDAGraphSampler:
     Everything `fn` does must be capturable: no host synchronisation, no CPU tensors created from
     device data (the engine's chain only builds device tensors with `torch.full` and uses Python
     float coefficients). Inputs are copied into static buffers; the output is cloned out of the
-    graph's pool. Needs CUDA; exercised only by the GPU tests (`-m gpu`), not on CPU machines."""
+    graph's pool. Capture and replay run with the inputs' device current (cuda:1 works while device 0
+    is current). All graphs share one memory pool: they replay one at a time on one stream and every
+    output is cloned before the next replay, so the pool holds one chain's activations, not one per
+    batch size. cuDNN benchmarks its algorithms in the warm-up (benchmark mode during warm-up and
+    capture). A capture that fails (an op that synchronises, a kernel that is not capturable) is
+    reported once and the sampler then runs `fn` eagerly. Exercised on GPUs only (`make gpu-check`)."""
 
     def __init__(self, fn, warmup: int = 2, max_graphs: int = 4):
         self.fn, self.warmup, self.max_graphs = fn, warmup, max_graphs
         self.graphs: dict[tuple, tuple] = {}
+        self.pool = None  # torch.cuda.graph_pool_handle(), made at the first capture
+        self.eager_reason: str | None = None  # why captures failed; `fn` then runs eagerly
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.eager_reason is not None:
+            return self.fn(*inputs)
         key = tuple((tuple(t.shape), t.dtype) for t in inputs)
-        if key not in self.graphs:
-            if len(self.graphs) >= self.max_graphs:
-                self.graphs.pop(next(iter(self.graphs)))
-            self.graphs[key] = self._capture(inputs)
-        graph, static_in, static_out = self.graphs[key]
-        for buf, t in zip(static_in, inputs):
-            buf.copy_(t, non_blocking=True)
-        graph.replay()
-        return static_out.clone()
+        device = inputs[0].device
+        with _on_device(device):
+            if key not in self.graphs:
+                if len(self.graphs) >= self.max_graphs:
+                    self.graphs.pop(next(iter(self.graphs)))
+                try:
+                    self.graphs[key] = self._capture(inputs)
+                except Exception as e:  # noqa: BLE001 - any capture failure: fall back to eager, once
+                    self.eager_reason = f"{type(e).__name__}: {e}".strip()
+                    warnings.warn(f"CUDA graph capture failed ({self.eager_reason}); running the sampler eagerly",
+                                  RuntimeWarning, stacklevel=2)
+                    return self.fn(*inputs)
+            graph, static_in, static_out = self.graphs[key]
+            for buf, t in zip(static_in, inputs):
+                buf.copy_(t, non_blocking=True)
+            graph.replay()
+            return static_out.clone()
 
     @torch.no_grad()
     def _capture(self, inputs):
         static_in = [t.detach().clone() for t in inputs]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up: allocator, cuDNN algorithm choice, lazy inits
-            for _ in range(self.warmup):
-                self.fn(*static_in)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = self.fn(*static_in)
+        cudnn = torch.backends.cudnn
+        with cudnn.flags(enabled=cudnn.enabled, benchmark=True, deterministic=cudnn.deterministic,
+                         allow_tf32=cudnn.allow_tf32):
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm-up: allocator, cuDNN algorithm choice, lazy inits
+                for _ in range(self.warmup):
+                    self.fn(*static_in)
+            torch.cuda.current_stream().wait_stream(side)
+            if self.pool is None:
+                self.pool = torch.cuda.graph_pool_handle()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool):
+                static_out = self.fn(*static_in)
         return graph, static_in, static_out
+
+
+def _on_device(device: torch.device):
+    """`torch.cuda.device(device)` for a CUDA device (streams, graphs and launches use the current one)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()

@@ -134,6 +134,52 @@ def test_adagn_kernel_hook_sees_the_merged_style(model, inputs):
 
 @pytest.mark.skipif(not BF16_OK, reason="this CPU has no native bfloat16")
 @torch.no_grad()
+def test_fused_kernels_get_float32_style_in_bf16(model, inputs):
+    """The kernels compute in float32: gamma/beta reach them in float32, not rounded to the bf16 trunk
+    dtype (which the CUDA binding then widened again, two conversions per AdaGN call). The values are
+    the float32 merged style GEMM's columns."""
+    seen = []
+
+    def kernel(x, gamma, beta, groups, eps):
+        seen.append((x.dtype, gamma.dtype, beta.dtype))
+        return adagn_silu_ref(x, gamma, beta, groups, eps)
+
+    fast = prepare_generator(model.generator, Optimizations(dtype=torch.bfloat16))
+    fast.set_adagn_kernel(kernel)
+    fast(*inputs)
+    assert seen and all(s == (torch.bfloat16, torch.float32, torch.float32) for s in seen)
+    style = fast.style_gemm(fast.g.mapping(inputs[1].float()))  # float32 GEMM output, as the kernels get it
+    norm = next(m for m in fast.modules() if isinstance(m, AdaGNAct))
+    gamma = norm.style(style).chunk(2, dim=1)[0]
+    assert gamma.dtype == torch.float32 and not torch.equal(gamma, gamma.bfloat16().float())
+    fast.set_adagn_kernel(None)  # the torch path keeps the trunk dtype
+    assert fast.style_dtype == torch.bfloat16
+    unmerged = prepare_generator(model.generator, Optimizations(dtype=torch.bfloat16, merge_linears=False))
+    unmerged.set_adagn_kernel(kernel)  # per-block style Linears live in the bf16 trunk
+    assert unmerged.style_dtype == torch.bfloat16
+
+
+def test_cuda_graph_sampler_falls_back_to_eager_when_capture_fails(recwarn):
+    """A failed capture (here: no CUDA at all) warns once and runs the chain eagerly instead of raising
+    on every call."""
+    calls = []
+
+    def fn(a, b):
+        calls.append(1)
+        return a + b
+
+    sampler = CUDAGraphSampler(fn, warmup=0)
+    if torch.cuda.is_available():  # make the capture fail on a GPU too
+        sampler._capture = lambda inputs: (_ for _ in ()).throw(RuntimeError("operation not permitted"))
+    x = torch.ones(3)
+    with pytest.warns(RuntimeWarning, match="CUDA graph capture failed"):
+        assert torch.equal(sampler(x, x), x + x)
+    assert sampler.eager_reason and torch.equal(sampler(x, 2 * x), 3 * x) and len(calls) >= 2
+    assert not [w for w in recwarn if "capture failed" in str(w.message)]  # warned once
+
+
+@pytest.mark.skipif(not BF16_OK, reason="this CPU has no native bfloat16")
+@torch.no_grad()
 def test_bf16_within_measured_tolerance(model):
     from pdgan_infer.backends import create
     n, nz = 8, model.config.generator.nz
@@ -195,3 +241,25 @@ def test_cuda_graph_sampler_matches_eager():  # pragma: no cover - GPU only
     ref = eager(*args)
     torch.testing.assert_close(graphed(*args), ref, atol=1e-4, rtol=0)
     torch.testing.assert_close(graphed(*args), ref, atol=1e-4, rtol=0)  # replay
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (runs on the GPU box)")
+@pytest.mark.parametrize("backend", ["optimized", "native", "triton"])
+def test_cuda_graph_replays_fresh_inputs_and_batch_sizes(backend):  # pragma: no cover - GPU only
+    """Each replay sees the new inputs (static buffers refilled), graphs of two batch sizes share one pool
+    and both stay correct, and the fused backends capture (no host sync in their kernels)."""
+    from pdgan_infer.backends import BackendUnavailable, create
+    dev = torch.device("cuda")
+    m = PDGAN("digits", with_latent=False).to(dev).eval()
+    redraw_zero_init(m)
+    try:
+        graphed = create(backend, m, dev, torch.float32, cuda_graph=True)
+    except BackendUnavailable as e:
+        pytest.skip(str(e))
+    eager = create(backend, m, dev, torch.float32, cuda_graph=False)
+    for n, seeds in ((4, range(4)), (4, range(10, 14)), (6, range(6)), (4, range(20, 24))):
+        noise = draw_noise(list(seeds), 2, 3, 32, 32, device=dev)
+        args = (noise.x_T, torch.randn(n, 32, device=dev), noise.z, noise.eps)
+        torch.testing.assert_close(graphed(*args), eager(*args), atol=1e-4, rtol=0)
+    assert graphed._run.eager_reason is None and len(graphed._run.graphs) == 2

@@ -1,8 +1,8 @@
 """Triton kernels (fused AdaGN + SiLU, fused posterior step) against the float32 references.
 
 Without CUDA the kernels run in Triton's CPU interpreter (TRITON_INTERPRET=1, set by conftest.py and
-again here so the file also runs alone): bfloat16 is skipped there and the largest shape is marked
-slow. Tolerance, flash-attention's rule, with atol per dtype:
+again here so the file also runs alone), bfloat16 included; the largest shape is marked slow.
+Tolerance, flash-attention's rule, with atol per dtype:
     max |ours - ref_fp32| <= 2 * max |torch_same_dtype - ref_fp32| + atol
 ref_fp32: the reference on the float32 upcast input; torch_same_dtype: the unfused torch ops in the
 test dtype.
@@ -41,8 +41,7 @@ gpu_only = pytest.mark.skipif(INTERPRET or not torch.cuda.is_available(), reason
 DTYPES = [  # (dtype, atol)
     pytest.param(torch.float32, 1e-5, id="fp32"),
     pytest.param(torch.float16, 2e-3, id="fp16"),
-    pytest.param(torch.bfloat16, 1.6e-2, id="bf16",
-                 marks=pytest.mark.skipif(INTERPRET, reason="Triton's numpy interpreter has no bfloat16")),
+    pytest.param(torch.bfloat16, 1.6e-2, id="bf16"),  # the interpreter runs bf16 too (it truncates on stores)
 ]
 LAYOUTS = [pytest.param(False, id="nchw"), pytest.param(True, id="channels_last")]
 SHAPES = [  # (N, C, H, W, G)
@@ -225,6 +224,21 @@ def test_posterior_step_in_kernel_noise_is_seeded():
     # the noise depends on (seed, index), not on the dtype
     half = posterior_step(x0.half(), xt.half(), C1, C2, SIGMA, seed=1234)
     torch.testing.assert_close(half.float(), a, atol=4e-3, rtol=2e-3)
+
+
+@pytest.mark.parametrize("offset", [0, 3, 2**34 + 1])
+def test_posterior_step_in_kernel_noise_is_the_philox_stream(offset):
+    """Seed mode adds normals offset + i of the project's Philox stream (csrc/philox.h), checked against
+    the independent pure-Python Philox of philox_spec.py; the same numbers as native.posterior_step."""
+    from philox_spec import python_normals
+    shape, seed = (2, 3, 5, 7), 2**40 + 9
+    zeros = torch.zeros(shape, device=DEVICE)
+    z = posterior_step(zeros, zeros, 0.0, 0.0, 1.0, seed=seed, offset=offset).flatten().cpu()
+    expect = torch.tensor(python_normals(z.numel(), seed, offset), dtype=torch.float32)
+    torch.testing.assert_close(z, expect, rtol=2e-7, atol=2e-7)
+    x0, xt = torch.randn(shape, device=DEVICE), torch.randn(shape, device=DEVICE)
+    y = posterior_step(x0, xt, C1, C2, SIGMA, seed=seed, offset=offset)
+    torch.testing.assert_close(y, posterior_step_ref(x0, xt, C1, C2, SIGMA, expect.view(shape).to(DEVICE)))
 
 
 def test_posterior_step_in_kernel_noise_is_standard_normal():

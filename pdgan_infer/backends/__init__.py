@@ -12,7 +12,13 @@
 
 `probe(name, device)` says why a backend cannot run (None when it can), `create` builds one, and
 `AUTO_ORDER` is the order `backend="auto"` tries, fastest first (CPU: measured on the cifar10
-preset, see the engine's docstring; CUDA: the expected order, not measured here).
+preset, see the engine's docstring; CUDA: the expected order, to be settled by `make gpu-check`).
+The exported backends are never picked by "auto": their first use exports ONNX and (TensorRT) builds
+an engine for minutes, and neither has run on a GPU yet; ask for them by name.
+
+ONNX Runtime: the `onnx` extra installs the CPU wheel `onnxruntime`, the `gpu` extra the CUDA wheel
+`onnxruntime-gpu`. Install one of them, never both: the two wheels share the module name and the
+CPU one hides the CUDA provider (microsoft/onnxruntime#26996); the probe reports that case.
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ BACKENDS = ("torch", "optimized", "compile", "triton", "native", "onnxruntime", 
 # `backend="auto"`: the first of these that probes available (and builds) on the device.
 AUTO_ORDER = {
     "cpu": ("native", "optimized", "torch"),
-    "cuda": ("tensorrt", "native", "triton", "optimized", "torch"),
+    "cuda": ("native", "triton", "optimized", "torch"),
 }
 
 
@@ -83,6 +89,9 @@ def probe(name: str, device: torch.device) -> str | None:
         if not _has("pdgan_infer.export.runtime"):
             return "the ONNX exporter pdgan_infer.export.runtime is not in this install; use backend 'optimized'"
         if cuda:
+            clash = onnxruntime_wheel_clash()
+            if clash:
+                return clash
             import onnxruntime
             if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
                 return "onnxruntime has no CUDA provider here: pip install 'pdgan[gpu]' (onnxruntime-gpu)"
@@ -95,6 +104,23 @@ def probe(name: str, device: torch.device) -> str | None:
     if not _has("pdgan_infer.export.runtime"):
         return "the exporter pdgan_infer.export.runtime is not in this install; use backend 'native'"
     return None
+
+
+def onnxruntime_wheel_clash() -> str | None:
+    """The reason when both onnxruntime (CPU) and onnxruntime-gpu are installed, else None."""
+    from importlib import metadata
+    installed = []
+    for dist in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            metadata.version(dist)
+            installed.append(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    if len(installed) < 2:
+        return None
+    return ("both onnxruntime and onnxruntime-gpu are installed, and the CPU wheel hides the CUDA provider: "
+            "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu "
+            "(install the 'gpu' extra without the 'onnx' extra)")
 
 
 def probe_all(device: torch.device) -> dict[str, str | None]:
@@ -114,7 +140,8 @@ def check_name(name: object) -> str:
 def create(name: str, model, device: torch.device, dtype: torch.dtype, **options) -> Runner:
     """Build backend `name` for `model` (already on `device`). Raises BackendUnavailable naming the
     fix when it cannot run here. `options`: `cuda_graph` (optimized/compile/triton/native),
-    `opts` (an `optimize.Optimizations`), `cache_dir` (onnxruntime/tensorrt)."""
+    `opts` (an `optimize.Optimizations`), `cache_dir` (onnxruntime/tensorrt), `batch_size` (tensorrt:
+    the batch its engine is built and tuned for)."""
     reason = probe(name, device)
     if reason is not None:
         raise BackendUnavailable(f"backend {name!r} is unavailable on {device}: {reason}")
@@ -124,7 +151,8 @@ def create(name: str, model, device: torch.device, dtype: torch.dtype, **options
     if name in ("onnxruntime", "tensorrt"):
         from .exported import OnnxRuntimeRunner, TensorRTRunner
         cls = OnnxRuntimeRunner if name == "onnxruntime" else TensorRTRunner
-        return cls(model, device, dtype, cache_dir=options.get("cache_dir"))
+        extra = {"batch_size": options["batch_size"]} if name == "tensorrt" and options.get("batch_size") else {}
+        return cls(model, device, dtype, cache_dir=options.get("cache_dir"), **extra)
     from .compiled import CompileRunner
     from .eager import OptimizedRunner
     from .fused import NativeRunner, TritonRunner

@@ -14,10 +14,10 @@ class _ExportedRunner(Runner):
     runtime_class = ""
 
     def __init__(self, model: PDGAN, device: torch.device, dtype: torch.dtype = torch.float32,
-                 cache_dir: str | None = None):
+                 cache_dir: str | None = None, **options):
         super().__init__(device, dtype)
         from ..export import runtime
-        self.sampler = getattr(runtime, self.runtime_class)(model, device, dtype, cache_dir=cache_dir)
+        self.sampler = getattr(runtime, self.runtime_class)(model, device, dtype, cache_dir=cache_dir, **options)
 
     @torch.no_grad()
     def __call__(self, x_T, z_T, z, eps):

@@ -68,7 +68,12 @@ def _check_model(model: PDGAN) -> None:
 class OnnxRuntimeSampler:
     """The sampler graph in ONNX Runtime: CPUExecutionProvider, or CUDAExecutionProvider when `device`
     is cuda and onnxruntime-gpu is installed (CUDA path untested here). `dtype` is the generator's
-    compute dtype inside the graph (float32 or float16); I/O is float32."""
+    compute dtype inside the graph (float32 or float16); I/O is float32.
+
+    The providers are the session's own (`session.get_providers()`), not the requested ones: a CUDA
+    provider that fails to load (e.g. an onnxruntime-gpu built for CUDA 12 next to a cu13 torch) makes
+    ONNX Runtime fall back to the CPU silently; on a CUDA `device` that raises BackendUnavailable instead
+    of binding CUDA buffers to a CPU session."""
 
     backend = "onnxruntime"
 
@@ -85,7 +90,15 @@ class OnnxRuntimeSampler:
             warnings.warn(f"re-exporting {self.onnx_path}: {e}", stacklevel=2)
             export_onnx(model, self.onnx_path, "sampler", self.dtype, verify=False)
             self.runner = OnnxRunner(self.onnx_path, self.device, threads)
-        self.providers = self.runner.providers
+        requested, actual = list(self.runner.providers), list(self.runner.session.get_providers())
+        self.runner.providers = actual  # what the runner's CUDA I/O binding path is decided from
+        if self.device.type == "cuda" and "CUDAExecutionProvider" not in actual:
+            from ..backends.base import BackendUnavailable
+            raise BackendUnavailable(
+                f"onnxruntime asked for {requested} but the session runs on {actual}: its CUDA provider did not "
+                "load (onnxruntime-gpu from PyPI is built for CUDA 12 / cuDNN 9; a CUDA 13 torch needs the "
+                "CUDA 13 onnxruntime-gpu build, and the CPU wheel onnxruntime must not be installed beside it)")
+        self.providers = actual
 
     def __call__(self, x_T: torch.Tensor, z_T: torch.Tensor, z: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         return self.runner(x_T=x_T, z_T=z_T, z=z, eps=eps)
@@ -100,21 +113,30 @@ class TensorRTSampler:
 
     The engine is cached beside the ONNX file under a key of (GPU model, TensorRT version, batch
     profile, weights hash, dtype); a missing, stale or unreadable engine is rebuilt. Batches outside
-    [min_batch, max_batch] are split (and padded up to min_batch)."""
+    [min_batch, max_batch] are split (and padded up to min_batch). `batch_size` (the Engine's) sets the
+    profile to (1, batch_size, batch_size): tactics tuned for the batch that runs, context memory sized
+    for it (a fixed 1/100/256 profile sized celebahq256's context for 256 images). The exported graphs
+    run in float32 or float16: another dtype raises BackendUnavailable (so `backend="auto"` moves on)."""
 
     backend = "tensorrt"
 
     def __init__(self, model: PDGAN, device: str | torch.device = "cuda", dtype: torch.dtype = torch.float16,
                  cache_dir: str | os.PathLike | None = None, min_batch: int = 1, opt_batch: int = 100,
-                 max_batch: int = 256):
+                 max_batch: int = 256, batch_size: int | None = None):
         _check_model(model)
+        from ..backends.base import BackendUnavailable
+        try:
+            self.dtype = dtype_name(dtype)
+        except ValueError as e:
+            raise BackendUnavailable(f"tensorrt: {e}; use dtype=torch.float16 (or float32)") from None
         from . import tensorrt as trt_mod
         trt_mod.require_tensorrt()
         self.device = torch.device(device)
         if self.device.type != "cuda" or not torch.cuda.is_available():
             raise RuntimeError("the tensorrt backend needs a CUDA GPU (torch.cuda.is_available() is False or "
                                f"device={device!r}); install with pip install 'pdgan[gpu]' on a GPU machine")
-        self.dtype = dtype_name(dtype)
+        if batch_size is not None:
+            min_batch, opt_batch, max_batch = 1, batch_size, batch_size
         profile = trt_mod.BatchProfile(min_batch, opt_batch, max_batch)
         onnx_path, wsha = cached_onnx(model, self.dtype, cache_dir)
         self.runner = trt_mod.TensorRTRunner.from_onnx(onnx_path, profile, wsha, self.device)

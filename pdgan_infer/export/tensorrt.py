@@ -176,6 +176,8 @@ class TensorRTRunner:
         if self.engine is None:
             raise RuntimeError("TensorRT could not deserialize the engine (stale or truncated)")
         self.context = self.engine.create_execution_context()
+        # TensorRT on the legacy default stream adds a cudaStreamSynchronize per call: run on our own
+        self.stream = torch.cuda.Stream(device)
         self.dtypes = {name: _torch_dtype(trt, self.engine.get_tensor_dtype(name))
                        for name in (*INPUTS[self.graph], OUTPUT)}
 
@@ -230,9 +232,13 @@ class TensorRTRunner:
             self.context.set_tensor_address(name, t.data_ptr())
         out = torch.empty(tuple(self.context.get_tensor_shape(OUTPUT)), dtype=self.dtypes[OUTPUT], device=self.device)
         self.context.set_tensor_address(OUTPUT, out.data_ptr())
-        stream = torch.cuda.current_stream(self.device)
-        if not self.context.execute_async_v3(stream.cuda_stream):
+        caller = torch.cuda.current_stream(self.device)
+        self.stream.wait_stream(caller)  # the inputs were written on the caller's stream
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
             raise RuntimeError("TensorRT execute_async_v3 failed")
+        for t in (*keep.values(), out):  # the allocator must not reuse them before TensorRT is done
+            t.record_stream(self.stream)
+        caller.wait_stream(self.stream)
         return out.float()
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from ._triton import check_device, import_triton
+from ._triton import check_device, import_triton, on_device
 
 triton, tl = import_triton()
 
@@ -257,6 +257,13 @@ def _check(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, num_groups:
 
 def adagn_silu(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, num_groups: int,
                eps: float = 1e-6, *, split: bool | None = None, tile: int = TILE) -> torch.Tensor:
+    """silu(group_norm(x) * gamma + beta) (see `_adagn_silu`), launched on x's device."""
+    with on_device(x.device):  # Triton launches on the current device
+        return _adagn_silu(x, gamma, beta, num_groups, eps, split=split, tile=tile)
+
+
+def _adagn_silu(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, num_groups: int,
+                eps: float = 1e-6, *, split: bool | None = None, tile: int = TILE) -> torch.Tensor:
     """silu(group_norm(x) * gamma + beta), reading x once (twice for groups over SINGLE_MAX).
 
     x: (N, C, H, W) float32/float16/bfloat16, NCHW or channels_last (other layouts are copied to

@@ -182,6 +182,9 @@ def posterior_step(x0: torch.Tensor, xt: torch.Tensor, c1: float, c2: float, sig
             raise ValueError("posterior_step: pass either noise or seed, not both")
     elif seed is None and float(sigma) != 0.0:
         raise ValueError(f"posterior_step: sigma={sigma} != 0 needs noise or a seed")
+    elif seed is not None and float(sigma) != 0.0 and x0.is_cuda and torch.cuda.is_current_stream_capturing():
+        raise RuntimeError("posterior_step: seed mode cannot be captured in a CUDA graph (the seed and offset "
+                           "are kernel arguments: every replay would add the same noise); pass noise=... instead")
     return torch.ops.pdgan.posterior_step(x0, xt, float(c1), float(c2), float(sigma), noise,
                                           None if seed is None else _key(seed), _offset(offset))
 

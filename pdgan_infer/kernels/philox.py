@@ -52,7 +52,7 @@ def _box_muller(r_radius, r_angle):
 @triton.jit
 def _philox_blocks(seed, b):
     """The four float64 normals of Philox blocks `b` (int64 tensor) of key `seed` (int64 scalar)."""
-    seed = seed.to(tl.uint64, bitcast=True)
+    seed = seed.to(tl.int64).to(tl.uint64, bitcast=True)  # a small seed argument arrives as int32
     k0 = (seed & 0xFFFFFFFF).to(tl.uint32)
     k1 = (seed >> 32).to(tl.uint32)
     bu = b.to(tl.uint64, bitcast=True)

@@ -3,16 +3,20 @@
     x_{t-1} = c1 * x0 + c2 * x_t + sigma * z,     z ~ N(0, I)
 
 a sample of q(x_{t-1} | x_t, x0), with c1, c2, sigma the schedule's posterior coefficients at t.
-z is either passed in (`noise`) or drawn in the kernel with Triton's Philox generator
-(`tl.randn(seed, i)`, i = the element's index in memory order), which saves writing and reading a
-noise tensor. sigma == 0 (the last step) drops the noise term. Arithmetic in float32.
-Reference: `reference.posterior_step_ref`.
+z is either passed in (`noise`) or drawn in the kernel from the project's Philox4x32-10 stream
+(`philox.philox_normal_at`: normal offset + i of the stream keyed by `seed`, i = the element's index
+in memory order; the same numbers as `native.posterior_step(..., seed=, offset=)` and
+`native.philox_normal`), which saves writing and reading a noise tensor. sigma == 0 (the last step)
+drops the noise term. Arithmetic in float32. Reference: `reference.posterior_step_ref`.
+Seed mode is refused during CUDA graph capture: the seed would be baked into the graph and every
+replay would add the same noise (pass `noise` instead, as the engine does).
 """
 from __future__ import annotations
 
 import torch
 
-from ._triton import check_device, import_triton
+from ._triton import check_device, import_triton, on_device
+from .philox import philox_normal_at
 
 triton, tl = import_triton()
 
@@ -29,8 +33,9 @@ def _posterior_step_kernel(
     Y,  # (numel,) output, dtype and strides of X0
     numel,  # int
     c1, c2, sigma,  # float
-    seed,  # int, Philox key when NOISE_MODE == 2
-    NOISE_MODE: tl.constexpr,  # 0: none, 1: NOISE tensor, 2: tl.randn(seed, index)
+    seed,  # int64, Philox key when NOISE_MODE == 2
+    offset,  # int64, stream position of element 0 when NOISE_MODE == 2
+    NOISE_MODE: tl.constexpr,  # 0: none, 1: NOISE tensor, 2: the Philox stream of seed
     BLOCK: tl.constexpr,  # elements per program, power of two
 ):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -41,7 +46,7 @@ def _posterior_step_kernel(
     if NOISE_MODE == 1:
         y += sigma * tl.load(NOISE + offs, mask=mask, other=0.0).to(tl.float32)
     if NOISE_MODE == 2:
-        y += sigma * tl.randn(seed, offs)
+        y += sigma * philox_normal_at(seed, offset + offs.to(tl.int64))
     tl.store(Y + offs, y.to(Y.dtype.element_ty), mask=mask)
 
 
@@ -52,12 +57,12 @@ def _shared_layout(tensors: list[torch.Tensor]) -> bool:
 
 
 def posterior_step(x0: torch.Tensor, xt: torch.Tensor, c1: float, c2: float, sigma: float,
-                   noise: torch.Tensor | None = None, seed: int | None = None) -> torch.Tensor:
+                   noise: torch.Tensor | None = None, seed: int | None = None, offset: int = 0) -> torch.Tensor:
     """c1 * x0 + c2 * xt + sigma * noise, with x0's dtype and memory format.
 
     x0, xt: same shape, dtype (float32/float16/bfloat16) and layout. Give `noise` (same shape, any
-    float dtype) or `seed` (0 <= seed < 2**63: in-kernel Philox noise, reproducible for a seed and a
-    shape/layout) when sigma != 0; with sigma == 0 both are ignored."""
+    float dtype) or `seed` (0 <= seed < 2**63: normals offset .. offset + numel - 1 of its Philox
+    stream, in memory order) when sigma != 0; with sigma == 0 both are ignored."""
     if x0.dtype not in DTYPES:
         raise ValueError(f"posterior_step: dtype must be one of {DTYPES}, got {x0.dtype}")
     if xt.shape != x0.shape or xt.dtype != x0.dtype:
@@ -70,11 +75,16 @@ def posterior_step(x0: torch.Tensor, xt: torch.Tensor, c1: float, c2: float, sig
                          f"got {tuple(noise.shape)} {noise.dtype}")
     if seed is not None and not 0 <= seed < 2**63:
         raise ValueError(f"posterior_step: seed must be in [0, 2**63), got {seed}")
+    if not 0 <= offset < 2**62:
+        raise ValueError(f"posterior_step: offset must be in [0, 2**62), got {offset}")
     if x0.numel() >= 2**31:
         raise ValueError(f"posterior_step: {x0.numel()} elements; the kernel indexes with int32")
     mode = NO_NOISE if sigma == 0.0 else NOISE_TENSOR if noise is not None else NOISE_PHILOX
     if mode == NOISE_PHILOX and seed is None:
         raise ValueError("posterior_step: sigma != 0 needs noise or a seed")
+    if mode == NOISE_PHILOX and x0.is_cuda and torch.cuda.is_current_stream_capturing():
+        raise RuntimeError("posterior_step: seed mode cannot be captured in a CUDA graph (every replay would "
+                           "reuse the captured seed's noise); pass noise=... instead")
     check_device("posterior_step", _posterior_step_kernel, x0, xt,
                  *([noise] if mode == NOISE_TENSOR else []))
     tensors = [x0, xt] + ([noise] if mode == NOISE_TENSOR else [])
@@ -86,21 +96,22 @@ def posterior_step(x0: torch.Tensor, xt: torch.Tensor, c1: float, c2: float, sig
     numel = y.numel()
     if numel == 0:
         return y
-    _posterior_step_kernel[(-(-numel // BLOCK),)](
-        x0, xt, noise_arg, y, numel, float(c1), float(c2), float(sigma),
-        int(seed) if seed is not None else 0,
-        NOISE_MODE=mode, BLOCK=BLOCK, num_warps=8)
+    with on_device(x0.device):  # Triton launches on the current device
+        _posterior_step_kernel[(-(-numel // BLOCK),)](
+            x0, xt, noise_arg, y, numel, float(c1), float(c2), float(sigma),
+            int(seed) if seed is not None else 0, int(offset),
+            NOISE_MODE=mode, BLOCK=BLOCK, num_warps=8)
     return y
 
 
 # torch.compile / export see one opaque op with a shape-only fake implementation.
 @torch.library.custom_op("pdgan_triton::posterior_step", mutates_args=())
 def posterior_step_op(x0: torch.Tensor, xt: torch.Tensor, c1: float, c2: float, sigma: float,
-                      noise: torch.Tensor | None = None, seed: int | None = None) -> torch.Tensor:
-    return posterior_step(x0, xt, c1, c2, sigma, noise, seed)
+                      noise: torch.Tensor | None = None, seed: int | None = None, offset: int = 0) -> torch.Tensor:
+    return posterior_step(x0, xt, c1, c2, sigma, noise, seed, offset)
 
 
 @posterior_step_op.register_fake
-def _(x0, xt, c1, c2, sigma, noise=None, seed=None):
+def _(x0, xt, c1, c2, sigma, noise=None, seed=None, offset=0):
     tensors = [x0, xt] + ([noise] if noise is not None and sigma != 0.0 else [])
     return torch.empty_like(x0 if _shared_layout(tensors) else x0.contiguous())

@@ -39,22 +39,26 @@ import gc
 import importlib.util
 import inspect
 import json
+import logging
 import os
 import platform
 import resource
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ._cli import add_common_arguments, run_cli
 from ._cli import positive_int as _positive
+from .checkpoint import atomic_write_bytes
 from .config import PRESETS
+from .device import resolve_device
+
+log = logging.getLogger("pdgan")
 
 PAPER_TARGET_S_PER_100 = {"cifar10": 0.16, "celebahq256": 2.3}  # Table 1 / 2, V100
 PAPER_GPU = "V100"
@@ -249,7 +253,7 @@ def bench_one(backend: str, dtype_name: str, args: argparse.Namespace, device: t
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     preset, nfe = args.preset, PRESETS[args.preset].schedule.T
     if args.checkpoint:
         from .checkpoint import read_header
@@ -270,7 +274,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     ref_images, ref_median = None, None
     target = PAPER_TARGET_S_PER_100.get(preset)
     for backend, dt in runs:
-        print(f"pdgan-bench: {backend} ({dt}) ...", file=sys.stderr, flush=True)
+        log.info(f"{backend} ({dt}) ...")
         isolate = device.type == "cuda" if args.isolate is None else args.isolate
         rec, images = (bench_isolated if isolate else bench_one)(backend, dt, args, device, preset)
         rec["reference"], rec["nfe"] = (backend, dt) == REFERENCE, nfe
@@ -286,7 +290,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         else:
             rec.update(median_s=None, images_per_s=None, peak_mem_mb=None, speedup_vs_torch=None)
         out["records"].append(rec)
-        print(f"pdgan-bench:   {_summary(rec)}", file=sys.stderr, flush=True)
+        log.info(f"  {_summary(rec)}")
     return out
 
 
@@ -375,79 +379,47 @@ def table(result: dict[str, Any]) -> str:
 
 
 def write_json(result: dict[str, Any], path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, (json.dumps(result, indent=2) + "\n").encode())
+
+
+PLOT_MISSING = "--png needs matplotlib: pip install 'pdgan[plot]' (or pip install matplotlib)"
+
+
+def require_matplotlib() -> None:
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ImportError(PLOT_MISSING)
+
+
+def bar_chart(result: dict[str, Any]):
+    """A matplotlib Figure: images/s per backend (the median call), with error bars from the fastest
+    to the slowest timed call (n / max_s .. n / min_s)."""
+    require_matplotlib()
+    from matplotlib.figure import Figure  # no pyplot: the caller's matplotlib backend is left alone
+
+    recs = [r for r in result["records"] if r.get("images_per_s")]
+    labels = [f"{r['backend']} {r['dtype']}" for r in recs][::-1]  # the reference on top
+    values = [r["images_per_s"] for r in recs][::-1]
+    low = [r["images_per_s"] - r["n"] / r["max_s"] for r in recs][::-1]
+    high = [r["n"] / r["min_s"] - r["images_per_s"] for r in recs][::-1]
+    fig = Figure(figsize=(8, 0.5 * len(values) + 1.6))
+    ax = fig.add_subplot()
+    ax.barh(labels, values, xerr=[low, high], capsize=4, color="#4c72b0", ecolor="black")
+    for i, v in enumerate(values):
+        ax.text(v + high[i], i, f" {v:.1f}", va="center")
+    ax.set_xlabel("images / s of the median call (error bars: slowest to fastest call; higher is better)")
+    preset = recs[0]["preset"] if recs else ""
+    ax.set_title(f"pdgan-bench {preset}: {result['header']['device_name']}", fontsize=9)
+    ax.margins(x=0.15)
+    fig.tight_layout()
+    return fig
 
 
 def write_png(result: dict[str, Any], path: str | os.PathLike) -> None:
-    """Bar chart of images/s per backend: matplotlib when installed, else a built-in PNG writer."""
-    recs = [r for r in result["records"] if r.get("images_per_s")]
-    labels = [f"{r['backend']} {r['dtype']}" for r in recs]
-    values = [r["images_per_s"] for r in recs]
-    title = f"pdgan-bench {recs[0]['preset'] if recs else ''}: images/s on {result['header']['device_name']}"
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if importlib.util.find_spec("matplotlib") is not None:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(8, 0.5 * len(values) + 1.5))
-        ax.barh(labels[::-1], values[::-1], color="#4c72b0")
-        for i, v in enumerate(values[::-1]):
-            ax.text(v, i, f" {v:.1f}", va="center")
-        ax.set_xlabel("images / s (higher is better)")
-        ax.set_title(title, fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return
-    Path(path).write_bytes(_bar_chart_png(labels, values, title))
-
-
-# A 3x5 bitmap font for the fallback chart: each glyph is 5 rows of 3 bits.
-_FONT = dict(zip(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.:-/()_+x% ",
-    [(2, 5, 7, 5, 5), (6, 5, 6, 5, 6), (3, 4, 4, 4, 3), (6, 5, 5, 5, 6), (7, 4, 6, 4, 7), (7, 4, 6, 4, 4),
-     (3, 4, 5, 5, 3), (5, 5, 7, 5, 5), (7, 2, 2, 2, 7), (1, 1, 1, 5, 2), (5, 5, 6, 5, 5), (4, 4, 4, 4, 7),
-     (5, 7, 7, 5, 5), (6, 5, 5, 5, 5), (2, 5, 5, 5, 2), (6, 5, 6, 4, 4), (2, 5, 5, 6, 3), (6, 5, 6, 5, 5),
-     (3, 4, 2, 1, 6), (7, 2, 2, 2, 2), (5, 5, 5, 5, 7), (5, 5, 5, 5, 2), (5, 5, 7, 7, 5), (5, 5, 2, 5, 5),
-     (5, 5, 2, 2, 2), (7, 1, 2, 4, 7), (7, 5, 5, 5, 7), (2, 6, 2, 2, 7), (6, 1, 2, 4, 7), (6, 1, 2, 1, 6),
-     (5, 5, 7, 1, 1), (7, 4, 6, 1, 6), (3, 4, 6, 5, 2), (7, 1, 2, 2, 2), (2, 5, 2, 5, 2), (2, 5, 3, 1, 6),
-     (0, 0, 0, 0, 2), (0, 2, 0, 2, 0), (0, 0, 7, 0, 0), (1, 1, 2, 4, 4), (1, 2, 2, 2, 1), (4, 2, 2, 2, 4),
-     (0, 0, 0, 0, 7), (0, 2, 7, 2, 0), (0, 5, 2, 5, 0), (5, 1, 2, 4, 5), (0, 0, 0, 0, 0)]))
-
-
-def _text(img: np.ndarray, x: int, y: int, s: str, scale: int = 2) -> None:
-    for ch in s.upper():
-        rows = _FONT.get(ch, _FONT[" "])
-        for r, bits in enumerate(rows):
-            for c in range(3):
-                if bits >> (2 - c) & 1:
-                    img[y + r * scale:y + (r + 1) * scale, x + c * scale:x + (c + 1) * scale] = 0
-        x += 4 * scale
-
-
-def _bar_chart_png(labels: list[str], values: list[float], title: str) -> bytes:
-    scale, bar_h, gap, left, right = 2, 22, 8, 8 + 4 * 2 * max([len(s) for s in labels] + [8]), 120
-    width = max(640, left + 360 + right)
-    height = 40 + len(values) * (bar_h + gap) + 10
-    img = np.full((height, width, 3), 255, np.uint8)
-    _text(img, 8, 10, title[:(width - 16) // 8], scale)
-    vmax = max(values, default=1.0) or 1.0
-    for i, (label, v) in enumerate(zip(labels, values)):
-        y = 40 + i * (bar_h + gap)
-        _text(img, 8, y + 6, label, scale)
-        w = max(1, int((width - left - right) * v / vmax))
-        img[y:y + bar_h, left:left + w] = (76, 114, 176)
-        _text(img, left + w + 6, y + 6, f"{v:.1f}", scale)
-    raw = b"".join(b"\x00" + row.tobytes() for row in img)
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+    """The bar chart as a PNG (atomic); ImportError naming the `plot` extra without matplotlib."""
+    fig = bar_chart(result)
+    from .checkpoint import atomic_path
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
 
 
 # --- command line ----------------------------------------------------------------------------------
@@ -458,7 +430,7 @@ def parser() -> argparse.ArgumentParser:
                    "here); the torch float32 reference always runs first")
     p.add_argument("--preset", choices=sorted(PRESETS), default="cifar10", help="model size (random weights)")
     p.add_argument("--checkpoint", help="time a checkpoint's weights instead (its preset is used)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="compute dtype (NAME:DTYPE overrides)")
     p.add_argument("--n", type=_positive, default=100, help="images per timed call")
     p.add_argument("--batch-size", type=_positive, default=None, help="images per sampler call (default: n, "
@@ -467,10 +439,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and of the images")
     p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--json", type=Path, help="write the header and records here")
-    p.add_argument("--png", type=Path, help="write a bar chart of images/s here")
+    p.add_argument("--png", type=Path, help="write a bar chart of images/s (with error bars) here; needs "
+                   "matplotlib: pip install 'pdgan[plot]'")
     p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
                    help="time each backend in its own process (default: on for CUDA)")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one backend, results to this folder
+    add_common_arguments(p)
     return p
 
 
@@ -481,18 +455,20 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.worker:
         return _worker(args)
-    try:
-        result = run(args, argv)
-    except (ValueError, ImportError, OSError) as e:
-        print(f"pdgan-bench: error: {e}", file=sys.stderr)
-        return 2
+    return run_cli("pdgan-bench", args, lambda: _main(args, argv))
+
+
+def _main(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.png:
+        require_matplotlib()  # before minutes of benchmarking, not after
+    result = run(args, argv)
     print(table(result))
     if args.json:
         write_json(result, args.json)
-        print(f"wrote {args.json}", file=sys.stderr)
+        log.info(f"wrote {args.json}")
     if args.png:
         write_png(result, args.png)
-        print(f"wrote {args.png}", file=sys.stderr)
+        log.info(f"wrote {args.png}")
     ok = any(r.get("median_s") for r in result["records"])
     return 0 if ok else 1
 

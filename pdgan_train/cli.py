@@ -14,6 +14,8 @@ import signal
 import sys
 from pathlib import Path
 
+from pdgan_infer._cli import add_common_arguments, run_cli
+
 from .config import ABLATIONS, TrainConfig, resolve_train_config
 
 
@@ -25,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default runs/<preset>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--device", default="auto", help="auto (cuda:$LOCAL_RANK when CUDA is present), cpu, cuda, "
+                   "cuda:1 ... (default %(default)s)")
     p.add_argument("--ablation", choices=list(ABLATIONS),
                    help="paper Table 1 row: baseline (DDGAN), encoder, pixel, feature, full (default)")
     g = p.add_argument_group("optimisation (defaults: the preset's)")
@@ -55,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ckpt-every", type=int)
     r.add_argument("--num-workers", type=int)
     r.add_argument("--allow-upscale", action="store_true", default=None)
+    add_common_arguments(p)
     return p
 
 
@@ -90,23 +94,21 @@ def _sigterm(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        cfg = resolve(args)
-        if args.dry_run:
-            from pdgan_infer.config import get_preset
-            print(json.dumps({"train": cfg.to_dict(), "model": get_preset(cfg.preset).to_dict()}, indent=2))
-            return 0
-        from .loop import Trainer
-        signal.signal(signal.SIGTERM, _sigterm)  # a scheduler's kill saves the state like Ctrl-C
-        trainer = Trainer(cfg, resume=args.resume, device=args.device)
-        path = trainer.train()
-    except KeyboardInterrupt:
-        return 130
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, RuntimeError) as e:
-        print(f"pdgan-train: error: {e}", file=sys.stderr)
-        return 2
+    return run_cli("pdgan-train", args, lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> int:
+    cfg = resolve(args)
+    if args.dry_run:
+        from pdgan_infer.config import get_preset
+        print(json.dumps({"train": cfg.to_dict(), "model": get_preset(cfg.preset).to_dict()}, indent=2))
+        return 0
+    from .loop import Trainer
+    signal.signal(signal.SIGTERM, _sigterm)  # a scheduler's kill saves the state like Ctrl-C
+    trainer = Trainer(cfg, resume=args.resume, device=None if args.device == "auto" else args.device)
+    path = trainer.train()
     if trainer.main:
-        print(f"done: {path} (load with pdgan_infer.Engine.from_checkpoint({str(path)!r}))")
+        print(f"done: {path} (load with pdgan_infer.Engine.from_pretrained({str(Path(path).parent)!r}))")
     return 0
 
 

@@ -1,12 +1,10 @@
-"""pdgan-bench: a small real run (digits, torch + onnxruntime), its JSON/PNG, the table, the memory
-probe and benchmarks/make_table.py."""
+"""pdgan-bench: a small real run (digits, torch + onnxruntime), its JSON/PNG, the matplotlib chart,
+the table, the CLI conventions, the memory probe and benchmarks/make_table.py."""
 from __future__ import annotations
 
 import importlib.util
 import json
-import struct
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +18,12 @@ REQUIRED = ("backend", "dtype", "device", "n", "batch_size", "median_s", "images
             "speedup_vs_torch", "warmup_s", "min_s", "max_s", "preset", "nfe", "paper_target_s")
 
 
-def _png_size(data: bytes) -> tuple[int, int]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    w, h = struct.unpack(">II", data[16:24])
-    return w, h
+def _png_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return im.size
 
 
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs onnxruntime")
@@ -56,29 +56,55 @@ def test_bench_digits_torch_onnxruntime(tmp_path, monkeypatch, capsys):
     assert recs["torch"]["reference"] and recs["torch"]["speedup_vs_torch"] == pytest.approx(1.0)
     assert recs["onnxruntime"]["max_pixel_diff_vs_torch"] <= 2  # same seeds, same images (rounding aside)
     assert "| torch | float32 |" in printed and "| onnxruntime | float32 |" in printed
-    assert _png_size(png.read_bytes())[0] > 0
+    assert _png_size(png)[0] > 0
 
 
-def test_fallback_png_chart_decodes(tmp_path, monkeypatch):
+CHART = {"header": {"device_name": "Test CPU @ 2.0GHz"},
+         "records": [{"backend": "torch", "dtype": "float32", "preset": "cifar10", "n": 100, "images_per_s": 10.0,
+                      "min_s": 8.0, "max_s": 12.5, "median_s": 10.0},
+                     {"backend": "onnxruntime", "dtype": "float32", "preset": "cifar10", "n": 100,
+                      "images_per_s": 25.0, "min_s": 3.9, "max_s": 4.2, "median_s": 4.0},
+                     {"backend": "tensorrt", "dtype": "float16", "preset": "cifar10", "n": 100,
+                      "error": "ImportError: no", "images_per_s": None}]}
+
+
+def test_chart_bars_and_error_bars(tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.container import BarContainer
+
+    fig = bench.bar_chart(CHART)
+    ax = fig.axes[0]
+    (bars,) = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert [round(b.get_width(), 6) for b in bars] == [25.0, 10.0]  # reference (torch) on top, unavailable left out
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["onnxruntime float32", "torch float32"]
+    segments = bars.errorbar.lines[2][0].get_segments()  # from n / max_s to n / min_s
+    np.testing.assert_allclose([(s[0][0], s[1][0]) for s in segments], [(100 / 4.2, 100 / 3.9), (8.0, 12.5)])
+    bench.write_png(CHART, tmp_path / "chart.png")
+    assert _png_size(tmp_path / "chart.png") == (800, 260)
+
+
+def test_png_without_matplotlib_says_what_to_install(tmp_path, monkeypatch, capsys):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
-    rec = {"dtype": "float32", "preset": "cifar10"}
-    result = {"header": {"device_name": "Test CPU @ 2.0GHz"},
-              "records": [{**rec, "backend": "torch", "images_per_s": 10.0},
-                          {**rec, "backend": "onnxruntime", "images_per_s": 25.5},
-                          {**rec, "backend": "tensorrt", "error": "ImportError: no", "images_per_s": None}]}
-    path = tmp_path / "chart.png"
-    bench.write_png(result, path)
-    data = path.read_bytes()
-    w, h = _png_size(data)
-    idat = data.index(b"IDAT")
-    (length,) = struct.unpack(">I", data[idat - 4:idat])
-    pixels = np.frombuffer(zlib.decompress(data[idat + 4:idat + 4 + length]), np.uint8).reshape(h, 1 + 3 * w)
-    rgb = pixels[:, 1:].reshape(h, w, 3)
-    bar = (rgb == np.array([76, 114, 176], np.uint8)).all(-1)
-    widths = [int(bar[y].sum()) for y in range(h) if bar[y].any()]
-    assert widths and max(widths) > 2 * min(widths)  # two bars, the second 2.5x longer
-    assert (rgb == 0).any()  # some text
+    with pytest.raises(ImportError, match=r"pip install 'pdgan\[plot\]'"):
+        bench.write_png(CHART, tmp_path / "chart.png")
+    ran = []
+    monkeypatch.setattr(bench, "run", lambda *a: ran.append(a))
+    assert bench.main(["--preset", "digits", "--png", str(tmp_path / "c.png")]) == 1  # before any benchmark
+    assert ran == [] and "pip install 'pdgan[plot]'" in capsys.readouterr().err
+    assert not (tmp_path / "chart.png").exists() and not (tmp_path / "c.png").exists()
+
+
+def test_cli_conventions(capsys):
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--version"])
+    assert e.value.code == 0 and "pdgan-bench (pdgan)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--n", "0"])
+    assert e.value.code == 2
+    assert bench.parser().parse_args([]).device == "auto"
+    assert bench.main(["--preset", "digits", "--device", "tpu", "-q"]) == 1
+    assert "tpu" in capsys.readouterr().err
 
 
 def test_table_lists_unavailable_backends():

@@ -223,12 +223,13 @@ def test_ddp_two_processes_gloo(tiny, tmp_path):
 
 # --- bad input ------------------------------------------------------------------------------------
 def test_bad_input_clear_errors(tiny, tmp_path, capsys):
-    assert train_main(["--preset", "tiny", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    # a failed run exits with 1 (2 is for a command line argparse rejects)
+    assert train_main(["--preset", "tiny", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 1
     assert "not found" in capsys.readouterr().err
     (tmp_path / "file").write_text("x")
-    assert train_main(["--preset", "tiny", "--data", "digits", "--out", str(tmp_path / "file" / "sub")]) == 2
+    assert train_main(["--preset", "tiny", "--data", "digits", "--out", str(tmp_path / "file" / "sub")]) == 1
     assert "not writable" in capsys.readouterr().err
-    assert train_main(["--preset", "nope", "--data", "digits"]) == 2
+    assert train_main(["--preset", "nope", "--data", "digits"]) == 1
     assert "unknown preset" in capsys.readouterr().err
     cifar = tmp_path / "cifar-10-batches-py"
     cifar.mkdir()
@@ -241,8 +242,14 @@ def test_bad_input_clear_errors(tiny, tmp_path, capsys):
     args = ["--preset", "celebahq256", "--data", str(cifar), "--out", str(tmp_path / "o2")]
     assert train_main([*args, "--dry-run"]) == 0
     assert train_main(["--preset", "celebahq256", "--data", str(cifar), "--out", str(tmp_path / "o2"),
-                       "--no-feature-loss"]) == 2
+                       "--no-feature-loss"]) == 1
     assert "32x32" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        train_main(["--max-steps", "x"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        train_main(["--version"])
+    assert e.value.code == 0 and "pdgan-train (pdgan)" in capsys.readouterr().out
 
 
 def test_corrupt_resume_leaves_checkpoints_intact(tiny, tmp_path, capsys):
@@ -252,7 +259,7 @@ def test_corrupt_resume_leaves_checkpoints_intact(tiny, tmp_path, capsys):
     model_bytes = model.read_bytes()
     state.write_bytes(state.read_bytes()[:1000])
     corrupt = state.read_bytes()
-    assert train_main(["--resume", str(tmp_path)]) == 2
+    assert train_main(["--resume", str(tmp_path)]) == 1
     assert "corrupt" in capsys.readouterr().err
     assert state.read_bytes() == corrupt and model.read_bytes() == model_bytes
     load_checkpoint(model)

@@ -171,19 +171,13 @@ def save_classifier(model: DigitsClassifier, meta: dict, folder: str | os.PathLi
     """Write `digits_classifier.safetensors` and `.json` (with the weights' sha256) into `folder`."""
     from safetensors.torch import save_file
 
-    from pdgan_infer.checkpoint import atomic_write_bytes, sha256_file
+    from pdgan_infer.checkpoint import atomic_path, atomic_write_bytes, sha256_file
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / WEIGHTS_FILE
-    tmp = weights.with_name(f".{weights.name}.tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={"format": FORMAT})
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, weights)
+    weights = Path(folder) / WEIGHTS_FILE
+    with atomic_path(weights) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={"format": FORMAT})
     meta = {**meta, "sha256": sha256_file(weights)}
-    meta_path = weights.with_suffix(".json")
-    atomic_write_bytes(meta_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
-    os.chmod(meta_path, 0o644)
+    atomic_write_bytes(weights.with_suffix(".json"), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
     return weights
 
 

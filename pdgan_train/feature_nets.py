@@ -34,10 +34,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from pdgan_infer.errors import PDGANError
 from pdgan_train import _download
 
 
-class FeatureNetError(RuntimeError):
+class FeatureNetError(PDGANError, RuntimeError):
     """A feature network is unavailable, truncated, not the expected file, or does not run."""
 
 

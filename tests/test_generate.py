@@ -101,3 +101,24 @@ def test_cli_conventions(tmp_path, capsys):
     assert err.startswith("pdgan-generate: error: no pretrained model, file or folder named 'no-such-model'")
     assert "'digits' (preset digits)" in err and "Traceback" not in err
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_pdgan_errors_share_one_base_class():
+    """`except PDGANError` catches every error pdgan raises on purpose; the builtin bases stay."""
+    from pdgan_infer import CheckpointError, PDGANError
+    from pdgan_infer.device import DeviceError
+    from pdgan_infer.export.onnx import OnnxLoadError
+    from pdgan_infer.generate import GenerateError
+    from pdgan_infer.hub import HubError
+    from pdgan_train._download import DownloadError, HashMismatchError
+    from pdgan_train.edit import EditError
+    from pdgan_train.eval import EvalError
+    from pdgan_train.feature_nets import FeatureNetError
+
+    for cls, builtin in ((CheckpointError, ValueError), (DeviceError, ValueError), (OnnxLoadError, ValueError),
+                         (GenerateError, ValueError), (HubError, ValueError), (DownloadError, RuntimeError),
+                         (HashMismatchError, RuntimeError), (EditError, ValueError), (EvalError, ValueError),
+                         (FeatureNetError, RuntimeError)):
+        assert issubclass(cls, PDGANError) and issubclass(cls, builtin), cls
+    with pytest.raises(PDGANError, match="checkpoint not found"):
+        Engine.from_pretrained("./no/such/folder")

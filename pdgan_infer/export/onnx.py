@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import atomic_path
+from ..errors import PDGANError
 from ..networks import PDGAN
 from ..networks.layers import AdaGNAct
 from ..sampler import SamplerNoise, draw_noise, sample
@@ -69,7 +70,7 @@ FP32_ATOL = 5e-4
 FP16_ATOL = 2e-3
 
 
-class OnnxLoadError(ValueError):
+class OnnxLoadError(PDGANError, ValueError):
     """An ONNX file is missing, corrupt or not a pdgan export; the message is one line."""
 
 

@@ -222,6 +222,11 @@ def test_fid_reference_statistics(files, tmp_path, small_nets, caplog):
     feats = np.concatenate([inc.features(real[i:i + 30].permute(0, 2, 3, 1).numpy()) for i in (0, 30)])
     np.testing.assert_allclose(mu, feats.astype(np.float64).mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(sigma, np.cov(feats.astype(np.float64), rowvar=False), rtol=1e-4, atol=1e-7)
+    ref2 = tmp_path / "cli-ref.npz"  # the CLI, statistics only (--metrics none: no samples are made)
+    assert ev.main([str(files / "ckpt"), "--data", "digits", "--metrics", "none", "--save-ref", str(ref2),
+                    "--n-real", "60", "--inception", str(files / "inception.pt"), "--no-verify-nets", "-q"]) == 0
+    with np.load(ref2, allow_pickle=False) as f:
+        np.testing.assert_array_equal(f["mu"], mu)
     again = ev.evaluate(files / "ckpt", None, n=4, metrics="fid", fid_ref=ref, **kwargs)
     assert again["fid"] == pytest.approx(out["fid"], rel=1e-9) and again["meta"]["fid_ref"] == str(ref)
     # a reference equal to the samples' own statistics gives FID 0 (float32 files, as pytorch-fid writes)

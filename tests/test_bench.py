@@ -29,7 +29,7 @@ def _png_size(path: Path) -> tuple[int, int]:
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs onnxruntime")
 def test_bench_digits_torch_onnxruntime(tmp_path, monkeypatch, capsys):
     pytest.importorskip("pdgan_infer.engine")
-    monkeypatch.setenv("PDGAN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PDGAN_CACHE", str(tmp_path / "cache"))
     out, png = tmp_path / "out.json", tmp_path / "out.png"
     threads = torch.get_num_threads()
     try:  # one thread: small batches gain nothing from two, and it is immune to a busy machine

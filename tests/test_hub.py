@@ -232,3 +232,14 @@ def test_cache_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("PDGAN_CACHE")
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert hub.cache_dir() == Path.home() / ".cache" / "pdgan"
+
+
+def test_exported_graphs_share_the_one_cache(monkeypatch, tmp_path):
+    from pdgan_infer.export import runtime
+
+    monkeypatch.delenv("PDGAN_CACHE_DIR", raising=False)
+    monkeypatch.setenv("PDGAN_CACHE", str(tmp_path / "one"))
+    assert runtime.default_cache_dir() == hub.cache_dir() == tmp_path / "one"
+    monkeypatch.setenv("PDGAN_CACHE_DIR", str(tmp_path / "old"))
+    with pytest.warns(DeprecationWarning, match="PDGAN_CACHE"):
+        assert runtime.default_cache_dir() == tmp_path / "old"

@@ -1,8 +1,8 @@
 """Exported-graph samplers for the Engine: the whole T-step sampler as one ONNX Runtime or TensorRT graph.
 
 Both take a `PDGAN`, export its sampler graph once (cached under `cache_dir`, default
-$PDGAN_CACHE_DIR or ~/.cache/pdgan, keyed by the generator weights' hash, the config, the dtype, the
-opset and the torch version) and are called like the reference sampler with explicit noise:
+`pdgan_infer.hub.cache_dir()`: $PDGAN_CACHE or ~/.cache/pdgan, keyed by the generator weights' hash,
+the config, the dtype, the opset and the torch version) and are called like the reference sampler with explicit noise:
 
     sampler = OnnxRuntimeSampler(model)                 # or TensorRTSampler(model) on a GPU
     x0 = sampler(x_T, z_T, z, eps)                      # shapes of `pdgan_infer.sampler.SamplerNoise`
@@ -28,9 +28,15 @@ EXPORT_REVISION = 1  # bump when the exported graph changes for the same weights
 
 
 def default_cache_dir() -> Path:
+    """pdgan's one cache (`pdgan_infer.hub.cache_dir`: $PDGAN_CACHE, $XDG_CACHE_HOME/pdgan, ~/.cache/pdgan);
+    the old $PDGAN_CACHE_DIR is still honoured, with a DeprecationWarning."""
+    from ..hub import cache_dir
+
     if os.environ.get("PDGAN_CACHE_DIR"):
+        warnings.warn("PDGAN_CACHE_DIR is deprecated: set PDGAN_CACHE (one cache for every pdgan file)",
+                      DeprecationWarning, stacklevel=2)
         return Path(os.environ["PDGAN_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pdgan"
+    return cache_dir()
 
 
 def onnx_cache_key(weights_hash: str, config_json: str, dtype: str, graph: str = "sampler") -> str:

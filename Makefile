@@ -8,7 +8,7 @@ EXTRAS ?= dev,train,onnx,triton,plot,hub
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: install test test-slow test-all demo bench lint clean
+.PHONY: install test test-slow test-all demo bench lint clean gpu-check
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -35,6 +35,13 @@ demo: install  ## 100 images from the bundled model with the fastest backend, a 
 
 bench: install  ## pytest-benchmark suites (kernels, end to end)
 	$(BIN)/python -m pytest benchmarks -q
+
+# On a GPU machine (no network, no pip install: the Python that has torch + CUDA): build the extension, the GPU
+# checks and timings in under 8 minutes, results in benchmarks/results/gpu-<date>.{json,md}. Without a GPU it
+# prints what it would run and exits 0.
+GPU_PY ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	$(GPU_PY) benchmarks/gpu_check.py
 
 lint: install
 	$(BIN)/python -m ruff check .

@@ -120,7 +120,7 @@ def native_extensions():
     headers = rel(glob.glob(os.path.join(csrc, "**", "*.h"), recursive=True))
     common = dict(name="pdgan_infer._C", include_dirs=[csrc], depends=headers)
     if with_cuda:
-        gencode, arch_names = cuda_gencode_flags(os.environ.get("PDGAN_CUDA_ARCH", DEFAULT_CUDA_ARCH))
+        gencode, arch_names = cuda_gencode_flags(os.environ.get("PDGAN_CUDA_ARCH") or DEFAULT_CUDA_ARCH)
         sources = cpp + rel(glob.glob(os.path.join(csrc, "**", "*_cuda.cpp"), recursive=True)) + rel(
             glob.glob(os.path.join(csrc, "**", "*.cu"), recursive=True))
         # The arch list goes to the C++ compiler only (bindings.cpp reports it): torch hands define_macros

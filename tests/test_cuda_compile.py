@@ -154,10 +154,11 @@ def _nvcc_release() -> str:
     return re.search(r"release (\d+\.\d+)", out).group(1)
 
 
-def torch_build_commands(tmp: Path, arch: str) -> list[str]:
-    """The compile commands torch's BuildExtension runs for setup.py's extension (CUDA build, PDGAN_CUDA_ARCH=arch)."""
+def torch_build_commands(tmp: Path, arch: str | None) -> list[str]:
+    """The compile commands torch's BuildExtension runs for setup.py's extension (CUDA build, PDGAN_CUDA_ARCH=arch;
+    None: setup.py's default)."""
     build = tmp / "build"
-    env = {**os.environ, "PDGAN_CUDA_ARCH": arch, "CUDA_HOME": str(Path(NVCC).resolve().parents[1])}
+    env = {**os.environ, "PDGAN_CUDA_ARCH": arch or "", "CUDA_HOME": str(Path(NVCC).resolve().parents[1])}
     env.pop("PDGAN_FORCE_CPU", None)
     env.pop("PDGAN_SKIP_EXT", None)
     proc = subprocess.run([sys.executable, "-c", _NINJA_DRIVER, env["CUDA_HOME"], _nvcc_release(), str(build)],
@@ -208,8 +209,8 @@ def test_cu_files_build_with_torchs_nvcc_command(torch_nvcc_commands):
 @needs_ninja
 def test_default_arch_list_builds_with_torchs_nvcc_command(tmp_path):
     """The default PDGAN_CUDA_ARCH (four architectures) with torch's flags."""
-    cmds = [c for c in torch_build_commands(tmp_path, "") if "nvcc" in c.split()[0]]
-    assert cmds
+    cmds = [c for c in torch_build_commands(tmp_path, None) if "nvcc" in c.split()[0]]
+    assert cmds and all("-gencode=arch=compute_120,code=compute_120" in c.split() for c in cmds)
     for c in cmds:
         proc = subprocess.run(["/bin/sh", "-c", c], capture_output=True, text=True, timeout=1800, check=False)
         assert proc.returncode == 0, f"{c}\n{proc.stdout}{proc.stderr[-4000:]}"

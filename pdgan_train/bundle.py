@@ -16,7 +16,10 @@ from pdgan_infer.checkpoint import CheckpointError, load_checkpoint, read_header
 from pdgan_infer.hub import PRETRAINED_DIR
 
 METRIC_KEYS = ("digits_fid", "class_coverage", "class_histogram", "confident_fraction", "probe_accuracy",
-               "interp_mean", "interp_var", "fid", "is_mean", "precision", "recall")
+               "interp_mean", "interp_var", "fid", "is_mean", "precision", "recall",
+               # pdgan_train.digits_metrics (the 8x8 metrics of the digits model)
+               "n", "seed", "class_shares", "min_class_share", "max_class_share", "confidence_8x8",
+               "realism_ratio", "precision_8x8", "recall_8x8", "recon_accuracy", "targets_met")
 
 
 def bundle(checkpoint: str | Path, name: str, description: str, command: str | None = None,
@@ -41,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", required=True, help="the name Engine.from_pretrained takes, e.g. digits")
     p.add_argument("--description", default="", help="one line shown by Engine.pretrained() and make demo")
     p.add_argument("--command", help="the command that trained it (recorded for reproducibility)")
-    p.add_argument("--eval", dest="eval_json", help="a pdgan-eval --json result whose numbers to record")
+    p.add_argument("--eval", dest="eval_json",
+                   help="a pdgan-eval --json (or digits_metrics) result whose numbers to record")
     p.add_argument("--dest", help=f"output folder (default {PRETRAINED_DIR})")
     args = p.parse_args(argv)
     try:

@@ -9,7 +9,8 @@ Every dataset yields `(image, label)`: `image` a float32 tensor (channels, resol
 
 The datasets hold only arrays, tensors and path strings (no lambdas or open files), so they pickle
 into DataLoader workers and work with a `DistributedSampler`. Augmentation is done on the batch by
-`random_hflip` with an explicit generator, so a resumed run draws the same flips.
+`random_hflip` with an explicit generator, so a resumed run draws the same flips (photographs only:
+a mirrored digit is not a digit; the digits get DiffAugment translations inside the loss instead).
 """
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ LABELS_FILE = "labels.csv"
 CIFAR_DIRNAME = "cifar-10-batches-py"
 CIFAR_SOURCE = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 _CIFAR_SPLITS = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
+DIGITS_SPLITS = ("train", "test", "all")
+DIGITS_TEST_FRACTION = 0.2  # stratified held-out share of scikit-learn's 1797 digits
+DIGITS_SPLIT_SEED = 0  # fixed: the split is part of the data set's definition, not of a run
 
 
 def build_dataset(spec: str, resolution: int, channels: int = 3, *, allow_upscale: bool = False,
@@ -37,17 +41,17 @@ def build_dataset(spec: str, resolution: int, channels: int = 3, *, allow_upscal
     """The dataset named by `spec` ("digits", a CIFAR-10 batches directory or an image folder).
 
     `allow_upscale` lets an image folder contain images smaller than `resolution` (they are
-    upscaled); `split="test"` selects CIFAR-10's test batch and is an error for the other kinds.
+    upscaled); `split` is "train" or "test" for CIFAR-10 (its test batch), "train", "test" or "all"
+    for the digits (a stratified 80/20 split, `DigitsDataset`) and "train" for image folders.
     """
     if not isinstance(resolution, int) or resolution < 1:
         raise ValueError(f"resolution must be a positive int, got {resolution!r}")
     if not isinstance(channels, int) or channels < 1:
         raise ValueError(f"channels must be a positive int, got {channels!r}")
+    if spec == "digits":
+        return DigitsDataset(resolution, channels, split=split)
     if split not in _CIFAR_SPLITS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if spec == "digits":
-        _train_split_only(split, "the digits dataset")
-        return DigitsDataset(resolution, channels)
     path = Path(spec).expanduser()
     if not path.exists():
         raise FileNotFoundError(
@@ -75,6 +79,26 @@ def random_hflip(images: torch.Tensor, generator: torch.Generator) -> torch.Tens
     return torch.where(flip, images.flip(-1), images)
 
 
+def random_translate(*images: torch.Tensor, max_shift: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """DiffAugment's translation (Zhao et al., 2020): shift every sample of the batch by its own
+    integer (dy, dx) in [-max_shift, max_shift], filling with zeros; every tensor of `images` (N, C, H, W)
+    gets the same per-sample shift, so a pair (x_{t-1}, x_t) stays aligned.
+
+    Applied to the discriminator's real and fake inputs alike it cannot leak into the samples, and it
+    is differentiable (a gather), so the generator and R1 gradients pass through it. Draws 2N numbers."""
+    n, _, h, w = images[0].shape
+    dev = images[0].device
+    shift = torch.randint(-max_shift, max_shift + 1, (2, n), generator=generator, device=generator.device).to(dev)
+    rows = (torch.arange(h, device=dev)[None, :] + max_shift - shift[0][:, None])[:, :, None]  # (N, H, 1)
+    cols = (torch.arange(w, device=dev)[None, :] + max_shift - shift[1][:, None])[:, None, :]  # (N, 1, W)
+    batch = torch.arange(n, device=dev)[:, None, None]
+    out = []
+    for x in images:
+        padded = F.pad(x, (max_shift,) * 4)
+        out.append(padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2))  # (N, C, H, W)
+    return tuple(out)
+
+
 def dataset_labels(ds: Dataset) -> np.ndarray | None:
     """Integer labels of every item of `ds` (-1 where unknown), or None when the dataset has none.
     Understands the datasets of this module and `Subset` / `ConcatDataset` of them."""
@@ -90,7 +114,7 @@ def dataset_labels(ds: Dataset) -> np.ndarray | None:
 
 def _train_split_only(split: str, what: str) -> None:
     if split != "train":
-        raise ValueError(f"split={split!r} is only available for CIFAR-10; {what} has a single split")
+        raise ValueError(f"split={split!r} is only available for CIFAR-10 and the digits; {what} has a single split")
 
 
 def _require(module: str, what: str) -> None:
@@ -104,28 +128,50 @@ def _to_unit_range(pixels: torch.Tensor) -> torch.Tensor:
 
 
 # --- digits ------------------------------------------------------------------------------------
-class DigitsDataset(Dataset):
-    """scikit-learn's 1797 8x8 digits (values 0..16, labels 0-9), scaled to [-1, 1], upsampled
-    bilinearly (align_corners=False) to `resolution` and replicated to `channels`."""
+def digits_split_indices(split: str) -> np.ndarray:
+    """Indices into scikit-learn's `load_digits()` of the "train" (80%), "test" (20%) or "all" split.
+    Stratified by label with a fixed seed, sorted, so every run, probe and metric sees the same split."""
+    if split not in DIGITS_SPLITS:
+        raise ValueError(f"digits split must be one of {list(DIGITS_SPLITS)}, got {split!r}")
+    _require("sklearn", "the digits dataset")
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
 
-    def __init__(self, resolution: int, channels: int = 3):
-        _require("sklearn", "the digits dataset")
+    labels = load_digits().target
+    every = np.arange(len(labels))
+    if split == "all":
+        return every
+    train, test = train_test_split(every, test_size=DIGITS_TEST_FRACTION, stratify=labels,
+                                   random_state=DIGITS_SPLIT_SEED)
+    return np.sort(train if split == "train" else test)
+
+
+class DigitsDataset(Dataset):
+    """scikit-learn's 8x8 digits (values 0..16, labels 0-9), scaled to [-1, 1], upsampled bilinearly
+    (align_corners=False) to `resolution` and replicated to `channels`.
+
+    `split`: "train" (1437 digits), "test" (360 held-out digits) or "all" (1797); `indices` are the
+    chosen rows of `load_digits()` (`digits_split_indices`)."""
+
+    def __init__(self, resolution: int, channels: int = 3, split: str = "train"):
         from sklearn.datasets import load_digits
 
+        self.indices = digits_split_indices(split)
         digits = load_digits()
-        self.resolution, self.channels = resolution, channels
-        self.images = torch.from_numpy(digits.images.astype(np.float32)) / 8.0 - 1.0  # (N, 8, 8)
-        self.labels = digits.target.astype(np.int64)
+        self.resolution, self.channels, self.split = resolution, channels, split
+        pixels = torch.from_numpy(digits.images[self.indices].astype(np.float32)) / 8.0 - 1.0  # (N, 8, 8)
+        x = pixels[:, None]
+        if resolution != x.shape[-1]:  # all at once: the same numbers as image by image
+            x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
+                              antialias=resolution < x.shape[-1])
+        self.images = x.expand(-1, channels, -1, -1).contiguous()  # (N, channels, resolution, resolution)
+        self.labels = digits.target[self.indices].astype(np.int64)
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        x = self.images[index][None, None]  # (1, 1, 8, 8)
-        if self.resolution != x.shape[-1]:
-            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear",
-                              align_corners=False, antialias=self.resolution < x.shape[-1])
-        return x[0].repeat(self.channels, 1, 1), int(self.labels[index])
+        return self.images[index].clone(), int(self.labels[index])
 
 
 # --- CIFAR-10 ----------------------------------------------------------------------------------

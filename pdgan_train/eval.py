@@ -27,9 +27,15 @@ Metric groups (`auto`, the default, picks every group that applies and skips, wi
     digits  (data "digits") on the shipped digits classifier: digits FID vs the 1797 digits; class
             coverage = fraction of the 10 classes among argmax predictions with confidence > 0.5;
             the histogram of those predictions; mean confidence (max softmax probability)
-            -> digits_fid, class_coverage, class_histogram, confident_fraction, mean_confidence
+            -> digits_fid, class_coverage, class_histogram, confident_fraction, mean_confidence;
+            and the metrics at the digits' native 8x8 that blurred shapes cannot pass
+            (`pdgan_train.digits_metrics`): 8x8-classifier class shares and confidence, realism ratio,
+            precision/recall against the held-out split, held-out reconstruction accuracy
+            -> class_shares, min/max_class_share, confidence_8x8, realism_ratio, precision_8x8,
+            recall_8x8, recon_accuracy
     probe   linear probe: SE(x0) of the labelled dataset (at most `probe_max` images, stratified),
-            standardised, LogisticRegression on a stratified 80/20 split (seed 0) -> probe_accuracy
+            standardised, LogisticRegression on a stratified 80/20 split (seed 0) -> probe_accuracy;
+            for the digits: fitted on the training split, scored on the held-out split
     interp  interpolation smoothness (paper Fig. 3, latent space): for K random pairs of dataset images
             the codes SE(x_a), SE(x_b) are lerped in M steps with the pair's x_T / z / eps noises held
             fixed, and each frame generated. With phi the feature map (digits classifier for digits,
@@ -83,7 +89,9 @@ from .metrics import (
 METRIC_GROUPS = ("fid", "is", "pr", "digits", "probe", "interp")
 GROUP_KEYS = {
     "fid": ("fid",), "is": ("is_mean", "is_std"), "pr": ("precision", "recall"),
-    "digits": ("digits_fid", "class_coverage", "class_histogram", "confident_fraction", "mean_confidence"),
+    "digits": ("digits_fid", "class_coverage", "class_histogram", "confident_fraction", "mean_confidence",
+               "class_shares", "min_class_share", "max_class_share", "confidence_8x8", "realism_ratio",
+               "precision_8x8", "recall_8x8", "recon_accuracy"),
     "probe": ("probe_accuracy",), "interp": ("interp_mean", "interp_var", "interp_feature_space"),
 }
 CONFIDENCE = 0.5  # a prediction counts for class coverage when its max probability exceeds this
@@ -285,7 +293,8 @@ def evaluate(checkpoint: str | os.PathLike, data: str | None = None, n: int = FI
         if "pr" in groups:
             extractors["vgg16"] = vgg.features
         if "digits" in groups:
-            extractors.update(_digits_extractors(clf, device))
+            from .digits_metrics import pool8
+            extractors.update(_digits_extractors(clf, device), digits_pooled=pool8)
         fake = _run(generate_batches(model, n, seed, batch_size, device, progress), extractors,
                     None if save_samples is None else _png_writer(Path(save_samples), seed))
 
@@ -329,7 +338,19 @@ def evaluate(checkpoint: str | os.PathLike, data: str | None = None, n: int = FI
     if "digits" in groups:
         real = real_features("digits_feats", _digits_extractors(clf, device)["digits_feats"])
         result.update(digits_scores(fake["digits_feats"], fake["digits_probs"], real))
-    if "probe" in groups:
+        from . import digits_metrics
+
+        result.update(digits_metrics.sample_scores(fake["digits_pooled"].astype(np.float64)))
+        if model.latent_slot != "none":
+            result.update(digits_metrics.recon_accuracy(lambda x: digits_metrics.reconstruct(model, x, device),
+                                                        images=digits_metrics.heldout_images(cfg.resolution,
+                                                                                             cfg.channels)))
+    if "probe" in groups and data == "digits":
+        from .digits_metrics import probe_accuracy
+
+        result.update(probe_accuracy(lambda x: model.encoder(x.to(device)), resolution=cfg.resolution,
+                                     channels=cfg.channels))
+    elif "probe" in groups:
         try:
             result["probe_accuracy"], result["probe"] = linear_probe(model, dataset, dataset_labels(dataset),
                                                                      probe_max, batch_size, device)

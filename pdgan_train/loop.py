@@ -33,7 +33,7 @@ from pdgan_infer.config import get_preset
 from . import losses as L
 from .adversarial import d_loss_fake, d_loss_real, g_loss_adv, r1_penalty, r1_weight
 from .config import TrainConfig
-from .data import build_dataset, random_hflip
+from .data import build_dataset, random_hflip, random_translate
 from .discriminator import build_discriminator
 from .latent import train_latent
 
@@ -124,6 +124,14 @@ class Trainer:
     def _randn(self, *shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=self.gen, device=self.device)
 
+    def _disc(self, D: torch.nn.Module, x_prev: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """D(x_{t-1}, x_t, t), with DiffAugment's translation of both inputs when augment="translate"
+        (the same for real and fake pairs, so it cannot leak into the samples)."""
+        shift = round(self.cfg.translate * self.model_cfg.resolution)
+        if self.cfg.augment == "translate" and shift > 0:
+            x_prev, x_t = random_translate(x_prev, x_t, max_shift=shift, generator=self.gen)
+        return D(x_prev, x_t, t)
+
     # --- one optimisation step ---------------------------------------------------------------
     def _latents(self, x0: torch.Tensor, t: torch.Tensor, encoder: torch.nn.Module):
         nz = self.model_cfg.generator.nz
@@ -141,14 +149,14 @@ class Trainer:
         x_prev.requires_grad_(w_r1 > 0)
         self.D.requires_grad_(True)
         with self._autocast():
-            real = self.D(x_prev, x_t, t)
+            real = self._disc(self.D, x_prev, x_t, t)
             loss = d_loss_real(real)
             r1 = r1_penalty(real.float(), x_prev) if w_r1 > 0 else torch.zeros((), device=self.device)
             with torch.no_grad():
                 z, _, _ = self._latents(x0, t, _unwrap(self.E))
                 fake_x0 = _unwrap(self.G)(x_t, z, t.float())
                 fake = self.schedule.step(fake_x0.float(), x_t, t, self._randn(*x0.shape))
-            loss_fake = d_loss_fake(self.D(fake, x_t, t))
+            loss_fake = d_loss_fake(self._disc(self.D, fake, x_t, t))
         total = loss + loss_fake + w_r1 * r1
         _check_finite(step=self.step, d_real=loss, d_fake=loss_fake, r1=r1)
         self.opt_d.zero_grad(set_to_none=True)
@@ -167,7 +175,7 @@ class Trainer:
             z, mask, z_sem = self._latents(x0, t, self.E)
             pred = self.G(x_t, z, t.float())
             fake = self.schedule.step(pred.float(), x_t, t, self._randn(*x0.shape))
-            adv = g_loss_adv(D(fake, x_t, t))
+            adv = g_loss_adv(self._disc(D, fake, x_t, t))
             total = cfg.w_adv * adv
             if cfg.pixel_loss:
                 logs["pixel"] = pix = L.masked_l1(pred.float(), x0, mask)
@@ -231,7 +239,11 @@ class Trainer:
         try:
             while self.phase == "gan" and self.step < stop:
                 x0, _ = next(batches)
-                x0 = random_hflip(x0, self.data_gen).to(self.device, non_blocking=True)
+                if cfg.augment == "hflip":
+                    x0 = random_hflip(x0, self.data_gen)
+                x0 = x0.to(self.device, non_blocking=True)
+                if cfg.channels_last:
+                    x0 = x0.contiguous(memory_format=torch.channels_last)
                 self._set_lr()
                 logs = self.d_step(x0)
                 logs.update(self.g_step(x0))
@@ -251,6 +263,9 @@ class Trainer:
                 bar.update(1)
                 if self.step % cfg.sample_every == 0 or self.step == cfg.max_steps:
                     self.sample_grid()
+                if cfg.eval_every and cfg.data == "digits" and (self.step % cfg.eval_every == 0
+                                                                 or self.step == cfg.max_steps):
+                    self.evaluate()
                 if self.step % cfg.ckpt_every == 0 and self.step < cfg.max_steps:
                     self.save()
         except KeyboardInterrupt:
@@ -276,7 +291,24 @@ class Trainer:
             self.save()
             if self.main:
                 self.sample_grid(final=True)
+                if cfg.eval_every and cfg.data == "digits":
+                    self.evaluate(final=True)
         return self.out / "model.safetensors"
+
+    def evaluate(self, final: bool = False) -> dict[str, Any] | None:
+        """The digits metrics of the EMA model (`pdgan_train.digits_metrics`), logged to metrics.jsonl as
+        {"step", "eval": {...}} and drawn in metrics.png. During the GAN stage z_T is drawn from a
+        Gaussian fitted to the codes (no latent denoiser yet); `final` uses the latent denoiser."""
+        if not self.main:
+            return None
+        from .digits_metrics import evaluate_model
+        from .plots import plot_run
+
+        z_T = "latent" if final and self.ema.can_draw_z_T else "gaussian"
+        result = evaluate_model(self.ema, n=self.cfg.eval_n, z_T=z_T, device=self.device)
+        self._log({"step": self.step, "eval": result})
+        plot_run(self.out)
+        return result
 
     def _log(self, record: dict[str, Any]) -> None:
         with open(self.out / "metrics.jsonl", "a") as f:

@@ -87,19 +87,26 @@ def chain_targets(generator: Callable, schedule: Schedule, x0: torch.Tensor, t: 
     for s = T-1 .. t+1: x_s = posterior(x0^{s+1}, x_{s+1}, s+1, eps[s-1]); x0^s = G(x_s, z_rand[s-1], s).
     z_T: (N, nz) the step-T latent (SE(x0), or random z without an encoder); z_rand: (T-1, N, nz)
     and eps: (T-1, N, C, H, W) indexed by step s - 1."""
-    T, n = schedule.T, x0.shape[0]
+    T = schedule.T
     out = torch.zeros_like(x0)
     need = t < T
     if not bool(need.any()):
         return out
+    rows = need.nonzero().squeeze(1)  # only the samples that need a target: the chain is per sample
+    x0, t, z_T, z_rand = x0[rows], t[rows], z_T[rows], z_rand[:, rows]
+    x_T_noise, eps = x_T_noise[rows], eps[:, rows]
+    n = rows.numel()
+    targets = torch.zeros_like(x0)
+    pending = torch.ones(n, dtype=torch.bool, device=x0.device)
     x = schedule.q_sample(x0, torch.full((n,), T, device=x0.device), x_T_noise)
-    x0_hat = generator(x, z_T, torch.full((n,), float(T), device=x0.device))
+    x0_hat = generator(x, z_T, torch.full((n,), float(T), device=x0.device)).to(x0.dtype)
     for s in range(T - 1, 0, -1):
-        done = need & (t == s)  # their target is x0^{s+1}, the current prediction
-        out[done] = x0_hat[done]
-        need = need & ~done
-        if not bool(need.any()):
+        done = pending & (t == s)  # their target is x0^{s+1}, the current prediction
+        targets[done] = x0_hat[done]
+        pending = pending & ~done
+        if not bool(pending.any()):
             break
         x = schedule.step(x0_hat, x, s + 1, eps[s - 1])
-        x0_hat = generator(x, z_rand[s - 1], torch.full((n,), float(s), device=x0.device))
+        x0_hat = generator(x, z_rand[s - 1], torch.full((n,), float(s), device=x0.device)).to(x0.dtype)
+    out[rows] = targets
     return out

@@ -20,7 +20,7 @@ def test_digits_shapes_range_labels():
     from sklearn.datasets import load_digits
 
     ref = load_digits()
-    ds = build_dataset("digits", 32)
+    ds = build_dataset("digits", 32, split="all")
     assert len(ds) == 1797
     x, y = ds[5]
     assert x.shape == (3, 32, 32) and x.dtype == torch.float32
@@ -38,14 +38,18 @@ def test_digits_shapes_range_labels():
 def test_digits_native_resolution_channels_and_determinism():
     from sklearn.datasets import load_digits
 
-    x, _ = build_dataset("digits", 8, channels=1)[0]
+    ds = build_dataset("digits", 8, channels=1)
+    x, _ = ds[0]
     assert x.shape == (1, 8, 8)
-    torch.testing.assert_close(x[0], torch.tensor(load_digits().images[0] / 8 - 1, dtype=torch.float32))
+    i = int(ds.indices[0])  # the training split's first digit
+    torch.testing.assert_close(x[0], torch.tensor(load_digits().images[i] / 8 - 1, dtype=torch.float32))
     a, b = build_dataset("digits", 16, channels=2), build_dataset("digits", 16, channels=2)
     assert a[100][0].shape == (2, 16, 16)
     assert torch.equal(a[100][0], b[100][0]) and torch.equal(a[100][0], a[100][0])
-    with pytest.raises(ValueError, match="only available for CIFAR-10"):
-        build_dataset("digits", 32, split="test")
+    x[0] += 1  # items are copies: changing one leaves the dataset as it was
+    assert not torch.equal(ds[0][0], x)
+    with pytest.raises(ValueError, match="digits split"):
+        build_dataset("digits", 32, split="valid")
 
 
 # --- CIFAR-10 ----------------------------------------------------------------------------------

@@ -154,6 +154,9 @@ class SemanticEncoder(nn.Module):
             raise ValueError(f"encoder pool must be 'mean' or 'flatten', got {cfg.pool!r}")
         side = resolution >> last
         self.proj = dense(ch if cfg.pool == "mean" else ch * side * side, nz)
+        if cfg.code_norm not in ("none", "batch"):
+            raise ValueError(f"encoder code_norm must be 'none' or 'batch', got {cfg.code_norm!r}")
+        self.code_norm = nn.BatchNorm1d(nz, affine=False) if cfg.code_norm == "batch" else nn.Identity()
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         h, skips = self.conv_in(x0), []
@@ -161,7 +164,7 @@ class SemanticEncoder(nn.Module):
             h, _ = level(h, None, None, None, skips)
             skips.clear()
         h = self.norm_out(self.mid(h, None, None))
-        return self.proj(h.mean(dim=(2, 3)) if self.cfg.pool == "mean" else h.flatten(1))
+        return self.code_norm(self.proj(h.mean(dim=(2, 3)) if self.cfg.pool == "mean" else h.flatten(1)))
 
 
 def _check_resolution(resolution: int, ch_mult: tuple[int, ...], what: str) -> None:

@@ -184,6 +184,7 @@ def test_bench_cuda_timing_uses_the_device_and_reports_runner_time(monkeypatch):
     assert out == 7 and seconds >= 0 and entered == [torch.device("cuda", 1)]
 
 
+@pytest.mark.slow  # two fresh processes that import torch and build a model: ~15 s of the CPU budget
 @pytest.mark.skipif(sys.platform != "linux", reason="subprocess isolation is tested on Linux")
 def test_bench_isolates_backends_in_subprocesses(tmp_path):
     """One CUDA fault poisons the context for every later backend; on CUDA each backend is timed in its own

@@ -53,23 +53,38 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path | None:
     panels = [p for p in PANELS if any(k in r["eval"] for r in evals for k in p)]
     rows = 1 + (len(panels) + 2) // 3
     fig = Figure(figsize=(13, 3.2 * rows), layout="constrained")
-    ax = fig.add_subplot(rows, 1, 1)
+    grid = fig.add_gridspec(rows, 3)
+    ax = fig.add_subplot(grid[0, :])
+    values = []
     for key in LOSSES:
         pts = [(r["step"], r[key]) for r in losses if isinstance(r.get(key), (int, float))]
         if pts:
             ax.plot(*zip(*pts), label=key, lw=1)
+            values += [v for _, v in pts]
+    if values:  # early spikes (a discriminator that wins for a few steps) would flatten everything else
+        ax.set_ylim(0, 1.1 * float(sorted(values)[int(0.99 * (len(values) - 1))]))
     ax.set(xlabel="step", title="losses")
     ax.legend(ncol=len(LOSSES), fontsize=8)
+    # In-training evaluations draw z_T from a Gaussian fitted to the codes (no latent denoiser yet); the
+    # final one, after the latent stage, from the latent denoiser as Engine.generate does: drawn apart.
+    during = [r for r in evals if r["eval"].get("z_T") != "latent"]
+    final = [r for r in evals if r["eval"].get("z_T") == "latent"]
     for i, keys in enumerate(panels):
-        ax = fig.add_subplot(rows, 3, 4 + i)
+        ax = fig.add_subplot(grid[1 + i // 3, i % 3])
         for key in keys:
-            pts = [(r["step"], r["eval"][key]) for r in evals if isinstance(r["eval"].get(key), (int, float))]
+            pts = [(r["step"], r["eval"][key]) for r in during if isinstance(r["eval"].get(key), (int, float))]
             if pts:
-                ax.plot(*zip(*pts), marker="o", ms=3, label=key)
+                line, = ax.plot(*zip(*pts), marker="o", ms=3, label=f"{key} (Gaussian z_T)")
+                color = line.get_color()
+            else:
+                color = None
+            end = [(r["step"], r["eval"][key]) for r in final if isinstance(r["eval"].get(key), (int, float))]
+            if end:
+                ax.plot(*zip(*end), marker="*", ms=12, ls="", color=color, label=f"{key} (final, latent sampler)")
             if key in TARGETS:
                 ax.axhline(TARGETS[key][1], ls="--", lw=0.8, color="grey")
         ax.set(xlabel="step", title=", ".join(keys) + "  (dashed: target)")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     path = Path(out) if out is not None else Path(run_dir) / "metrics.png"
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=80)

@@ -122,3 +122,29 @@ def test_pdgan_errors_share_one_base_class():
         assert issubclass(cls, PDGANError) and issubclass(cls, builtin), cls
     with pytest.raises(PDGANError, match="checkpoint not found"):
         Engine.from_pretrained("./no/such/folder")
+
+
+def test_auto_device_means_the_gpu_when_there_is_one(monkeypatch, tmp_path):
+    import torch
+
+    from pdgan_infer.device import resolve_device
+    from pdgan_train import edit
+
+    real_cuda = torch.cuda.is_available()
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert resolve_device("auto") == resolve_device(None) == torch.device("cuda" if real_cuda else "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda") and resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("LOCAL_RANK", "1")  # under torchrun: this process's GPU
+    assert resolve_device("auto") == torch.device("cuda", 1) and resolve_device("cuda:0") == torch.device("cuda", 0)
+    monkeypatch.delenv("LOCAL_RANK")
+    # pdgan-edit with its default --device auto loads the model onto the GPU
+    seen = []
+
+    def fake_load(path, device):
+        seen.append(device)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(edit, "load_checkpoint", fake_load)
+    assert edit.main(["digits", "vary", "--which", "z", "--out", str(tmp_path / "g.png"), "-q"]) == 1
+    assert seen == [torch.device("cuda")]

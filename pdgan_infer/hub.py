@@ -148,6 +148,7 @@ def hub_download(repo_id: str, revision: str | None = None, hub_cache_dir: str |
 # --- save_pretrained -----------------------------------------------------------------------------
 PAPER = ("Progressive Image Synthesis from Semantics to Details with Denoising Diffusion GAN "
          "(anonymous authors, paper under double-blind review)")
+NOT_METRICS = ("n", "seed", "step", "steps", "n_real")  # recorded beside the metrics, not metrics
 DATASETS = {  # preset or data spec -> (Hub-style dataset id for the card's metadata, description, licence)
     "digits": ("optdigits", "the scikit-learn digits (8x8 greyscale handwritten digits, 1,797 images, a copy of "
                "the UCI 'Optical Recognition of Handwritten Digits' test set), upscaled to 32x32",
@@ -180,9 +181,10 @@ def model_card(model, meta: dict[str, Any] | None = None, license: str = "mit",
     info = meta.get("pretrained") or {}
     cfg = model.config
     data_id, data_text, data_licence = _dataset(model, meta)
-    metrics = {k: v for k, v in (info.get("metrics") or meta.get("metrics") or {}).items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    metric_ids = sorted({"fid" if "fid" in k else k for k in metrics})
+    recorded = dict(info.get("metrics") or meta.get("metrics") or {})
+    context = {k: recorded.pop(k) for k in NOT_METRICS if k in recorded}  # how they were measured
+    metrics = {k: v for k, v in recorded.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    metric_ids = sorted({"fid" if k.split("_")[-1] == "fid" else k for k in metrics})  # digits_fid -> fid
     front = {"license": license, "library_name": "pdgan", "pipeline_tag": "unconditional-image-generation",
              "tags": ["pdgan", "gan", "diffusion", "denoising-diffusion-gan", "unconditional-image-generation"],
              "datasets": list(datasets or [data_id])}
@@ -220,7 +222,9 @@ def model_card(model, meta: dict[str, Any] | None = None, license: str = "mit",
     if metrics:
         lines += ["## Metrics", "", "| metric | value |", "|---|--:|"]
         lines += [f"| {k} | {v:.4g} |" for k, v in sorted(metrics.items())]
-        lines += ["", "Measured with `pdgan-eval` (see the pdgan README for the protocol).", ""]
+        how = ", ".join(f"{k} = {v}" for k, v in context.items() if not isinstance(v, (list, dict)))
+        lines += ["", "Measured with `pdgan-eval`" + (f" ({how})" if how else "")
+                  + "; see the pdgan README for the protocol.", ""]
     lines += [
         "## Intended use and limitations", "",
         "Research on fast diffusion-GAN sampling and semantic latent spaces: sampling, encoding, interpolation "

@@ -126,6 +126,10 @@ def test_model_card_front_matter(digits_model, tmp_path):
     assert front["license"] == "mit" and front["library_name"] == "pdgan"
     assert front["pipeline_tag"] == "unconditional-image-generation"
     assert front["datasets"] == ["optdigits"] and "fid" in front["metrics"]
+    assert not {"n", "seed"} & set(front["metrics"])  # recorded beside the metrics, not metrics
+    recorded = digits_model.checkpoint_meta["pretrained"]["metrics"]
+    numbers = [k for k, v in recorded.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    assert set(front["metrics"]) == {"fid" if k.endswith("_fid") else k for k in numbers if k not in ("n", "seed")}
     body = text.split("---\n", 2)[2]
     for needle in ("## Usage", "Engine.from_pretrained(", "pdgan-generate", "## Training data", "scikit-learn digits",
                    "CC BY 4.0", "## Licence", "## Intended use and limitations", "## Citation",

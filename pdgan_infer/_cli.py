@@ -51,7 +51,17 @@ def add_common_arguments(parser: argparse.ArgumentParser, version: bool = True, 
 
 
 class _Handler(logging.StreamHandler):
-    """The handler a CLI attaches (recognisable, so a second `main()` call in one process replaces it)."""
+    """The handler a CLI attaches (recognisable, so a second `main()` call in one process replaces it).
+    It writes to whatever `sys.stderr` is at each message, not the stream of the moment it was made (a
+    test's captured stream, closed once the test ends, would turn every later message into an error)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; sys.stderr is always used
+        pass
 
 
 def setup_logging(prog: str, quiet: bool = False, verbose: bool = False) -> logging.Logger:
@@ -80,7 +90,8 @@ def run_cli(prog: str, args: argparse.Namespace, body: Callable[[], int | None])
     line on stderr) or 130 (Ctrl-C)."""
     from .errors import PDGANError
 
-    setup_logging(prog, getattr(args, "quiet", False), getattr(args, "verbose", False))
+    previous_level = logging.getLogger(LOGGER).level
+    logger = setup_logging(prog, getattr(args, "quiet", False), getattr(args, "verbose", False))
     try:
         status = body()
     except KeyboardInterrupt:
@@ -89,4 +100,8 @@ def run_cli(prog: str, args: argparse.Namespace, body: Callable[[], int | None])
     except (PDGANError, *RUNTIME_ERRORS) as err:
         print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_FAILURE
+    finally:  # a main() called in-process (tests, notebooks) leaves the library's logging as it was
+        for h in [h for h in logger.handlers if isinstance(h, _Handler)]:
+            logger.removeHandler(h)
+        logger.setLevel(previous_level)
     return EXIT_OK if status is None else int(status)

@@ -95,7 +95,7 @@ def digits_arrays(resolution: int = RESOLUTION) -> tuple[torch.Tensor, np.ndarra
     """All 1797 digits as (N, 1, R, R) float32 in [-1, 1] (via `build_dataset`) and their labels."""
     from .data import build_dataset
 
-    ds = build_dataset("digits", resolution, channels=1)
+    ds = build_dataset("digits", resolution, channels=1, split="all")
     return torch.stack([ds[i][0] for i in range(len(ds))]), np.asarray(ds.labels, dtype=np.int64)
 
 

@@ -350,6 +350,10 @@ def evaluate(checkpoint: str | os.PathLike, data: str | None = None, n: int = FI
 
         result.update(probe_accuracy(lambda x: model.encoder(x.to(device)), resolution=cfg.resolution,
                                      channels=cfg.channels))
+        from .data import digits_split_indices
+
+        result["probe"] = {"n_train": len(digits_split_indices("train")), "n_test": len(digits_split_indices("test")),
+                           "split": "fitted on the digits training split, scored on the held-out split"}
     elif "probe" in groups:
         try:
             result["probe_accuracy"], result["probe"] = linear_probe(model, dataset, dataset_labels(dataset),

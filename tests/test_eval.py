@@ -102,7 +102,8 @@ def test_evaluate_end_to_end_returns_every_key(files, tmp_path, small_nets):
     assert 0 <= out["precision"] <= 1 and 0 <= out["recall"] <= 1
     assert sum(out["class_histogram"]) <= 4 and 0 <= out["class_coverage"] <= 1
     assert 0.1 <= out["mean_confidence"] <= 1
-    assert 0 <= out["probe_accuracy"] <= 1 and out["probe"]["n_test"] == 10
+    assert 0 <= out["probe_accuracy"] <= 1 and out["probe"]["n_test"] == 360  # digits: the held-out split
+    assert 0 <= out["realism_ratio"] and 0 <= out["recon_accuracy"] <= 1 and len(out["class_shares"]) == 10
     assert out["interp_feature_space"] == "digits_classifier" and out["interp_pairs"] == 2
     assert out["interp_mean"] >= 1 - 1e-9 and out["interp_var"] >= 0
     assert out["meta"]["feature_nets"]["inception"]["path"] == str(files / "inception.pt")

@@ -24,6 +24,7 @@ def test_cifar10_generator_is_ddgan_size():
 def test_forward_every_preset(preset):
     cfg = get_preset(preset)
     g, e, lat = build_generator(preset), build_encoder(preset), build_latent(preset)
+    e.eval()  # inference: a standardising code norm (digits) uses its running statistics, any batch size
     x = torch.randn(1, cfg.channels, cfg.resolution, cfg.resolution)
     with torch.no_grad():
         z_T = e(x)

@@ -61,6 +61,11 @@ class TrainConfig:
         """Whether the run trains a latent denoiser after the GAN stage (not for DDGAN's encoder="none")."""
         return self.latent_steps > 0 and self.encoder != "none"
 
+    @property
+    def digits_eval(self) -> bool:
+        """Whether the trainer evaluates the digits metrics every `eval_every` steps and at the end."""
+        return self.eval_every > 0 and self.data == "digits"
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

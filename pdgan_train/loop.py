@@ -263,8 +263,7 @@ class Trainer:
                 bar.update(1)
                 if self.step % cfg.sample_every == 0 or self.step == cfg.max_steps:
                     self.sample_grid()
-                if cfg.eval_every and cfg.data == "digits" and (self.step % cfg.eval_every == 0
-                                                                 or self.step == cfg.max_steps):
+                if cfg.digits_eval and (self.step % cfg.eval_every == 0 or self.step == cfg.max_steps):
                     self.evaluate()
                 if self.step % cfg.ckpt_every == 0 and self.step < cfg.max_steps:
                     self.save()
@@ -291,7 +290,7 @@ class Trainer:
             self.save()
             if self.main:
                 self.sample_grid(final=True)
-                if cfg.eval_every and cfg.data == "digits":
+                if cfg.digits_eval:
                     self.evaluate(final=True)
         return self.out / "model.safetensors"
 

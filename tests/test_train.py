@@ -288,3 +288,21 @@ def test_resume_extends_a_finished_run(tiny, tmp_path):
     assert any(not torch.equal(b[k], a[k]) for k in b)  # the GAN stage did run again
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert sum('"latent_step": 0,' in x for x in lines) == 2  # the latent stage ran after each GAN stage
+
+
+def test_digits_run_logs_the_8x8_metrics_and_draws_curves(tiny, tmp_path):
+    """eval_every on digits data: metrics.jsonl gets {"step", "eval"} records with every digits metric
+    (Gaussian z_T during the GAN stage, the latent denoiser at the end) and metrics.png is drawn."""
+    pytest.importorskip("matplotlib")
+    import json
+
+    from pdgan_train.digits_metrics import TARGETS
+    from pdgan_train.loop import Trainer
+
+    cfg = tiny_cfg(tmp_path / "run", max_steps=2, eval_every=1, eval_n=10, latent_steps=2, latent_batch=8)
+    Trainer(cfg).train()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if "eval" in r]
+    assert [(r["step"], r["eval"]["z_T"]) for r in evals] == [(1, "gaussian"), (2, "gaussian"), (2, "latent")]
+    assert set(TARGETS) <= set(evals[-1]["eval"]) and evals[-1]["eval"]["n"] == 10
+    assert (tmp_path / "run" / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from pdgan_infer.bench import device_name
 from pdgan_train import losses as L
 from pdgan_train.config import resolve_train_config
 from pdgan_train.loop import Trainer
@@ -103,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         r["speedup"] = base / r["median_s_per_step"]
         print(f"{r['provider']:<15}{r['median_s_per_step']:>9.3f}{r['images_per_s']:>8.1f}{r['speedup']:>8.2f}x")
     if args.json:
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), platform.processor())
+        cpu = device_name(torch.device("cpu"))
         meta = {"cpu": cpu, "torch": torch.__version__, "threads": args.threads, "preset": args.preset,
                 "batch_size": args.batch_size, "at_step": args.at_step, "date": time.strftime("%Y-%m-%d")}
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from pdgan_infer import Engine
+from pdgan_infer.bench import device_name
 from pdgan_infer.sampler import to_uint8
 from pdgan_train.digits_metrics import evaluate_model, format_report, heldout_images
 
@@ -41,8 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     result = evaluate_model(engine.model, n=args.n, seed=0)
     print(format_report(result))
     if args.json:
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), platform.processor())
+        cpu = device_name(torch.device("cpu"))
         meta = {"command": "python " + " ".join(sys.argv), "model": args.model, "cpu": cpu,
                 "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "seconds": round(time.time() - t0, 1)}
         Path(args.json).write_text(json.dumps({"meta": meta, "result": result}, indent=2) + "\n")

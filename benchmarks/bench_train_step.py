@@ -9,7 +9,9 @@ Each provider builds a `pdgan_train.loop.Trainer` on the digits data with the sa
     before            NCHW batches, the L_per chain run on the whole batch (the loop as it was)
     chain-subset      + the chain only on the samples with t < T (today's `losses.chain_targets`)
     channels-last     + channels-last batches (today's default, `TrainConfig.channels_last`)
-    bf16              + bf16 autocast (`--amp bf16`; fast where the CPU has AMX or avx512_bf16)
+    foreach-adam      channels-last + Adam with `foreach=True` (one multi-tensor update)
+    fused-adam        channels-last + Adam with `fused=True` (the fused CPU kernel)
+    bf16              channels-last + bf16 autocast (`--amp bf16`; fast where the CPU has AMX or avx512_bf16)
 
 "before" swaps in the whole-batch chain kept below as `chain_targets_full_batch` (the old code).
 Numbers vary with the CPU: the JSON records its model name, torch version and thread count.
@@ -54,8 +56,19 @@ PROVIDERS = {
     "before": dict(channels_last=False, amp="none", chain=chain_targets_full_batch),
     "chain-subset": dict(channels_last=False, amp="none", chain=L.chain_targets),
     "channels-last": dict(channels_last=True, amp="none", chain=L.chain_targets),
+    "foreach-adam": dict(channels_last=True, amp="none", chain=L.chain_targets, adam={"foreach": True}),
+    "fused-adam": dict(channels_last=True, amp="none", chain=L.chain_targets, adam={"fused": True}),
     "bf16": dict(channels_last=True, amp="bf16", chain=L.chain_targets),
 }
+
+
+def _swap_adam(tr: Trainer, options: dict) -> None:
+    """Rebuild the trainer's two Adams with the same groups and hyper-parameters plus `options`."""
+    for name in ("opt_g", "opt_d"):
+        old = getattr(tr, name)
+        params = [p for g in old.param_groups for p in g["params"]]
+        g = old.param_groups[0]
+        setattr(tr, name, torch.optim.Adam(params, lr=g["lr"], betas=g["betas"], **options))
 
 
 def time_provider(name: str, preset: str, batch_size: int, steps: int, at_step: int) -> dict:
@@ -63,6 +76,8 @@ def time_provider(name: str, preset: str, batch_size: int, steps: int, at_step: 
     cfg = resolve_train_config(preset, data="digits", out=f"/tmp/pdgan-bench-train-{name}", batch_size=batch_size,
                                channels_last=p["channels_last"], amp=p["amp"], feature_loss=False)
     tr = Trainer(cfg, device="cpu")
+    if p.get("adam"):
+        _swap_adam(tr, p["adam"])
     x0 = next(tr._batches())[0]
     if p["channels_last"]:
         x0 = x0.contiguous(memory_format=torch.channels_last)

@@ -77,9 +77,10 @@ class Trainer:
         self.model.latent_slot = self.ema.latent_slot = self.cfg.encoder  # how sampling feeds z_T (checkpoint)
         self.ema.load_state_dict(self.model.state_dict())
         self.ema.requires_grad_(False)
-        betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam(list(self.G.parameters()) + list(self.E.parameters()), lr=cfg.lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
+        # fused Adam: the same update in one kernel per optimizer (benchmarks/bench_train_step.py)
+        adam = dict(betas=(cfg.beta1, cfg.beta2), fused=self.device.type in ("cpu", "cuda"))
+        self.opt_g = torch.optim.Adam(list(self.G.parameters()) + list(self.E.parameters()), lr=cfg.lr_g, **adam)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, **adam)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
         self.gen = torch.Generator(self.device).manual_seed(cfg.seed * 1000 + self.rank)  # training noise
         self.data_gen = torch.Generator().manual_seed(cfg.seed * 1000 + 500 + self.rank)  # flips
@@ -218,8 +219,7 @@ class Trainer:
         decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
         for name in ("generator", "encoder"):
             src, dst = getattr(self.model, name), getattr(self.ema, name)
-            for p_ema, p in zip(dst.parameters(), src.parameters()):
-                p_ema.lerp_(p, 1.0 - decay)
+            torch._foreach_lerp_(list(dst.parameters()), list(src.parameters()), 1.0 - decay)
             for b_ema, b in zip(dst.buffers(), src.buffers()):
                 b_ema.copy_(b)
 

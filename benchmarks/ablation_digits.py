@@ -1,19 +1,22 @@
-"""The paper's Table 1 in miniature on the bundled digits: evaluate the runs of
+"""The paper's Table 1 in miniature on the bundled digits (issue 11): evaluate the runs of
 
-    pdgan-train --preset digits --data digits --ablation ROW --no-feature-loss --out RUNS/ROW \
-        --max-steps 1000 --batch-size 32            # ROW in baseline, encoder, full (same budget)
+    for ROW in baseline encoder full; do for SEED in 0 1; do
+      pdgan-train --preset digits --data digits --ablation $ROW --no-feature-loss --seed $SEED \
+          --max-steps 400 --out RUNS/${ROW}_s${SEED}           # same budget for every row
+    done; done
 
-with `pdgan_train.eval.evaluate` (digits-FID, class coverage, linear probe, interpolation smoothness) and
-print a Markdown table; `--json` keeps the raw numbers. A reference row evaluates N real training images
-against the whole set (the floor digits-FID reaches with N samples).
+with every digits metric of `pdgan_train.digits_metrics.evaluate_model` (8x8 class shares and confidence,
+realism ratio, precision/recall against held-out digits, held-out reconstruction, held-out linear probe,
+digits-FID; 1000 samples of `generate(1000, seed=0)` with the latent sampler) and print a Markdown table,
+one line per run and the mean of each row's seeds. Reference lines: held-out real digits scored as samples
+(the ceiling), and an untrained encoder's probe (the floor a trained encoder must beat).
 
-    python benchmarks/ablation_digits.py RUNS --n 1000 --json benchmarks/results/ablation.json
+    python benchmarks/ablation_digits.py RUNS --n 1000 --json benchmarks/results/DATE-ablation-digits.json
 """
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -21,82 +24,92 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROWS = (("baseline", "DDGAN (random z at every step)"), ("encoder", "+ semantic encoder (SE(x0) at every step)"),
+ROWS = (("baseline", "DDGAN (random z at every step)"),
+        ("encoder", "+ semantic encoder (SE(x0) at every step)"),
         ("full", "PDGAN: SE(x0) at T, pixel L1, L_per, progressive P (no VGG L1)"))
+# (key, header, format); None values print as n/a (the baseline has no encoder)
+COLUMNS = (("min_class_share", "min class", ".1%"), ("max_class_share", "max class", ".1%"),
+           ("confidence_8x8", "confidence", ".3f"), ("realism_ratio", "realism", ".3f"),
+           ("precision_8x8", "precision", ".3f"), ("recall_8x8", "recall", ".3f"),
+           ("recon_accuracy", "held-out recon", ".1%"), ("probe_accuracy", "held-out probe", ".1%"),
+           ("digits_fid", "digits-FID", ".1f"))
 
 
-def real_reference(n: int, seed: int = 0) -> dict[str, float]:
-    """digits-FID and coverage of n real images (drawn without replacement) against all of them."""
+def real_reference() -> dict[str, float]:
+    """The held-out real digits scored as if they were samples: what a perfect model reaches (realism is
+    1.0 by definition; precision/recall against themselves would be trivially 1, so they are left out)."""
     from pdgan_infer.sampler import to_uint8
-    from pdgan_train.data import build_dataset
-    from pdgan_train.digits_classifier import load_digits_classifier
-    from pdgan_train.eval import _digits_extractors, digits_scores
+    from pdgan_train.digits_metrics import _cnn_fid, heldout_images, pool8, sample_scores
 
-    ds = build_dataset("digits", 32, 3)
-    images = to_uint8(torch.stack([ds[i][0] for i in range(len(ds))])).numpy()
-    ex = _digits_extractors(load_digits_classifier(), "cpu")
-    pick = np.random.default_rng(seed).choice(len(images), size=min(n, len(images)), replace=False)
-    feats, probs = ex["digits_feats"](images[pick]), ex["digits_probs"](images[pick])
-    return digits_scores(feats, probs, ex["digits_feats"](images))
+    x, _ = heldout_images()
+    images = to_uint8(x).numpy()
+    scores = {**sample_scores(pool8(images)), "digits_fid": _cnn_fid(images)}
+    return {k: v for k, v in scores.items() if k not in ("precision_8x8", "recall_8x8")}
 
 
 def untrained_probe() -> float:
-    """Linear-probe accuracy of SE codes from an untrained encoder (the initialisation training starts
-    from): the floor a trained encoder's probe should beat."""
+    """Held-out linear probe of an untrained digits encoder (in eval mode, as trained ones are scored)."""
     from pdgan_infer import PDGAN
-    from pdgan_train.data import build_dataset, dataset_labels
-    from pdgan_train.eval import linear_probe
+    from pdgan_train.digits_metrics import probe_accuracy
 
     torch.manual_seed(0)
-    ds = build_dataset("digits", 32, 3)
-    return linear_probe(PDGAN("digits", with_latent=False), ds, dataset_labels(ds), 5000, 64, "cpu")[0]
+    model = PDGAN("digits", with_latent=False).eval()
+    return probe_accuracy(model.encoder)["probe_accuracy"]
+
+
+def table(results: dict) -> str:
+    head = "| model | seed | steps | " + " | ".join(h for _, h, _ in COLUMNS) + " |"
+    lines = [head, "|---|--:|--:|" + "--:|" * len(COLUMNS)]
+
+    def cells(r: dict) -> str:
+        return " | ".join("n/a" if r.get(k) is None else format(r[k], f) for k, _, f in COLUMNS)
+
+    for row, label in ROWS:
+        runs = [r for r in results["runs"] if r["row"] == row]
+        for r in runs:
+            lines.append(f"| {row}: {label} | {r['seed']} | {r['train_step']} | {cells(r)} |")
+        if len(runs) > 1:
+            mean = {k: (float(np.mean([r[k] for r in runs])) if all(r.get(k) is not None for r in runs) else None)
+                    for k, _, _ in COLUMNS}
+            lines.append(f"| **{row}: mean of {len(runs)} seeds** | | | {cells(mean)} |")
+    real = {k: results["real"].get(k) for k, _, _ in COLUMNS}
+    lines.append(f"| held-out real digits (reference) | | | {cells(real)} |")
+    lines.append(f"| untrained encoder (reference) | | 0 | " + " | ".join(
+        format(results["untrained_encoder_probe"], ".1%") if k == "probe_accuracy" else "-"
+        for k, _, _ in COLUMNS) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", help="folder holding baseline/, encoder/, full/ (pdgan-train run directories)")
-    p.add_argument("--n", type=int, default=1000,
-                   help="samples per model, and real images in the reference row (default %(default)s, < 1797)")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", help="folder holding ROW_sSEED/ run directories (ROW in baseline, encoder, full)")
+    p.add_argument("--n", type=int, default=1000, help="samples per model (default %(default)s)")
     p.add_argument("--json", help="write the raw results here")
     args = p.parse_args(argv)
-    from pdgan_train.eval import evaluate
+    from pdgan_infer.bench import device_name
+    from pdgan_infer.checkpoint import load_checkpoint
+    from pdgan_train.digits_metrics import evaluate_model
 
-    results = {"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "machine": platform.processor()
-               or platform.machine(), "threads": torch.get_num_threads(), "n": args.n, "rows": {}}
+    results = {"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
+               "cpu": device_name(torch.device("cpu")), "threads": torch.get_num_threads(), "n": args.n,
+               "command": "python " + " ".join(sys.argv), "runs": []}
     for row, _ in ROWS:
-        ckpt = Path(args.runs) / row / "model.safetensors"
-        if not ckpt.exists():
-            print(f"skipping {row}: {ckpt} not found", file=sys.stderr)
-            continue
-        t0 = time.time()
-        res = evaluate(ckpt, "digits", n=args.n, metrics=["digits", "probe", "interp"], progress=False)
-        header = json.loads(ckpt.with_suffix(".json").read_text())
-        res["train_step"] = header.get("meta", {}).get("step")
-        res["eval_s"] = round(time.time() - t0, 1)
-        results["rows"][row] = res
-        print(f"{row}: done in {res['eval_s']} s", file=sys.stderr)
-    results["real"] = real_reference(args.n)
+        for run in sorted(Path(args.runs).glob(f"{row}_s*")):
+            ckpt = run / "model.safetensors"
+            if not ckpt.is_file():
+                print(f"skipping {run}: no model.safetensors", file=sys.stderr)
+                continue
+            t0 = time.time()
+            model = load_checkpoint(ckpt).eval()
+            res = evaluate_model(model, n=args.n, seed=0)
+            header = json.loads(ckpt.with_suffix(".json").read_text())
+            res.update(row=row, seed=int(run.name.rsplit("_s", 1)[1]), run=str(run),
+                       train_step=header.get("meta", {}).get("step"), eval_s=round(time.time() - t0, 1))
+            results["runs"].append(res)
+            print(f"{run.name}: evaluated in {res['eval_s']} s", file=sys.stderr)
+    results["real"] = real_reference()
     results["untrained_encoder_probe"] = untrained_probe()
-
-    def fmt(v, spec):
-        return "n/a" if v is None else format(v, spec)
-
-    print("| model | steps | digits-FID (lower is better) | class coverage | confident | linear probe | "
-          "interp. mean step | interp. variance |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|")
-    for row, label in ROWS:
-        r = results["rows"].get(row)
-        if r is None:
-            continue
-        print(f"| {row}: {label} | {r['train_step']} | {fmt(r['digits_fid'], '.1f')} | "
-              f"{fmt(r['class_coverage'], '.0%')} | {fmt(r['confident_fraction'], '.0%')} | "
-              f"{fmt(r.get('probe_accuracy'), '.1%')} | {fmt(r.get('interp_mean'), '.3f')} | "
-              f"{fmt(r.get('interp_var'), '.4f')} |")
-    real = results["real"]
-    print(f"| {args.n} real training images (reference) | - | {real['digits_fid']:.1f} | "
-          f"{real['class_coverage']:.0%} | {real['confident_fraction']:.0%} | - | - | - |")
-    print(f"| untrained semantic encoder (reference) | 0 | - | - | - | {results['untrained_encoder_probe']:.1%} "
-          "| - | - |")
+    print(table(results))
     if args.json:
         from pdgan_infer.checkpoint import atomic_write_bytes
         text = json.dumps(results, indent=2, sort_keys=True, default=float) + "\n"

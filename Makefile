@@ -8,7 +8,15 @@ EXTRAS ?= dev,train,onnx,triton,plot,hub
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: install test test-slow test-all demo bench lint clean gpu-check
+.PHONY: install serve-env test test-slow test-all demo bench lint clean gpu-check
+
+# The serving environment (pdgan-serve, tests/test_serve.py, benchmarks/bench_serve.py): the nvidia-pytriton wheel
+# (NVIDIA's tritonserver with its Python backend) pins numpy<2, so it gets a venv of its own, made from the same
+# Python as .venv, which must have a shared libpython (docs/serving.md says why). The project is installed editable
+# without rebuilding the C++ extension: it uses the one `install` built in the source tree (same interpreter).
+SERVE_VENV ?= .venv-serve
+SERVE_BIN := $(SERVE_VENV)/bin
+SERVE_STAMP := $(SERVE_VENV)/.installed-serve
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -21,7 +29,16 @@ $(STAMP): pyproject.toml setup.py | $(BIN)/python
 
 install: $(STAMP)
 
-test: install  ## the default suite (slow tests excluded), < 10 minutes on 2 cores
+$(SERVE_STAMP): pyproject.toml setup.py $(STAMP)
+	$(PY) -m venv $(SERVE_VENV)
+	$(SERVE_BIN)/python -m pip install -q --upgrade pip "setuptools>=64" wheel
+	$(SERVE_BIN)/python -m pip install -q "$(TORCH_SPEC)" "numpy<2"
+	PDGAN_SKIP_EXT=1 $(SERVE_BIN)/python -m pip install -q --no-build-isolation -e ".[serve,onnx]"
+	@touch $@
+
+serve-env: $(SERVE_STAMP)  ## .venv-serve: pdgan-serve on NVIDIA Triton Inference Server (CPU or GPU)
+
+test: install serve-env  ## the default suite (slow tests excluded, serving tests included), < 10 minutes on 2 cores
 	$(BIN)/python -m pytest -q
 
 test-slow: install  ## only the slow tests
@@ -47,4 +64,4 @@ lint: install
 	$(BIN)/python -m ruff check .
 
 clean:
-	rm -rf $(VENV) build *.egg-info pdgan_infer/_C*.so
+	rm -rf $(VENV) $(SERVE_VENV) build *.egg-info pdgan_infer/_C*.so

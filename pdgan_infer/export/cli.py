@@ -46,7 +46,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", nargs="?", help="a .safetensors checkpoint or a run directory")
     p.add_argument("--preset", choices=sorted(PRESETS), help="random weights of a preset instead of a checkpoint")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights (--preset)")
-    p.add_argument("--format", choices=("onnx", "tensorrt"), default="onnx", help="what to write")
+    p.add_argument("--format", choices=("onnx", "tensorrt", "triton"), default="onnx", help="what to write; "
+                   "triton: a Triton Inference Server model repository in the folder --out (MODEL may be a bundled "
+                   "name such as digits; --max-batch is the models' max_batch_size)")
+    p.add_argument("--triton-backend", choices=("onnxruntime", "tensorrt", "python"), default="onnxruntime",
+                   help="--format triton: what runs the serving graph (pdgan_infer.export.triton)")
     p.add_argument("--out", required=True, type=Path, help="output file (.onnx or .engine)")
     p.add_argument("--fp16", action="store_true", help="run the generator in float16 inside the graph "
                    "(I/O stays float32); always on for --format tensorrt")
@@ -67,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.format == "triton":  # a repository folder, not one file: its own checks (pdgan_infer.export.triton)
+        from .triton import run_export
+        return run_export(args)
     dtype = "float16" if (args.fp16 or args.format == "tensorrt") else "float32"
     if args.format == "tensorrt":
         from .tensorrt import BatchProfile, require_tensorrt

@@ -1,0 +1,1 @@
+"""pdgan-serve: the bundled model on NVIDIA Triton Inference Server."""

@@ -1,0 +1,162 @@
+"""`serve`: a pdgan model as the Triton model `pdgan` on a real Triton Inference Server, in the foreground.
+
+    serve("digits", http_port=8000)      # blocks; SIGTERM / SIGINT stop it (exit status 0)
+
+It writes a model repository (`engine_repository`: config.pbtxt + a model.py that runs
+`pdgan_infer.serve.models.engine`) into a temporary folder, starts `tritonserver` on it
+(`pdgan_infer.serve.tritonserver`), waits for /v2/health/ready, logs where it listens and waits.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..engine import DEFAULT_PIXELS_PER_BATCH, Engine, resolve_dtype
+from ..errors import PDGANError
+from . import config as cfg
+from .tritonserver import HARMLESS, ServeError, TritonServer
+
+log = logging.getLogger("pdgan")
+ENGINE_MODEL_PY = "from pdgan_infer.serve.models.engine import TritonPythonModel  # noqa: F401\n"
+
+
+def engine_repository(folder: str | Path, checkpoint: str | Path, *, resolution: int, nz: int, backend: str = "auto",
+                      dtype: str | None = None, device: str = "cpu", gpus: list[int] | None = None,
+                      instances: int = 1, max_batch_size: int = 64, max_queue_delay_us: int = 500,
+                      threads: int = 0, latent_steps: int | None = None, warmup: bool = True) -> Path:
+    """FOLDER/pdgan/{config.pbtxt, 1/model.py}: the Python-backend model that runs an Engine per instance."""
+    device_kind = "KIND_GPU" if device == "cuda" else "KIND_CPU"
+    config = {"name": cfg.MODEL_NAME, "backend": "python", "max_batch_size": max_batch_size,
+              **cfg.pdgan_io(resolution, nz),
+              "dynamic_batching": cfg.dynamic_batching(max_queue_delay_us),
+              "instance_group": cfg.instance_group(instances, device_kind, gpus),
+              "model_warmup": cfg.warmup(warmup_batches(device, max_batch_size), {cfg.SEED: ("TYPE_INT64", [1])})
+              if warmup else None,
+              "parameters": cfg.parameters({
+                  "pdgan.checkpoint": str(Path(checkpoint).resolve()), "pdgan.backend": backend,
+                  "pdgan.dtype": dtype or "", "pdgan.device": device, "pdgan.threads": threads,
+                  "pdgan.max_batch_size": max_batch_size, "pdgan.latent_steps": latent_steps or ""})}
+    model = Path(folder) / cfg.MODEL_NAME
+    cfg.write_config(model, config)
+    (model / "1" / "model.py").write_text(ENGINE_MODEL_PY)
+    return Path(folder)
+
+
+def warmup_batches(device: str, max_batch_size: int) -> list[int]:
+    """Warm-up batch sizes at load: 1 on the CPU (nothing to build per shape); 1 and the largest batch on a GPU,
+    where the CUDA-graph and TensorRT backends build per batch shape."""
+    return [1, max_batch_size] if device == "cuda" else [1]
+
+
+def default_max_batch(resolution: int, device: str) -> int:
+    """The Engine's default batch for the device (64 at 32x32 on the CPU, 256 on a GPU)."""
+    return max(1, DEFAULT_PIXELS_PER_BATCH["cuda" if device == "cuda" else "cpu"] // (resolution * resolution))
+
+
+def resolve_serving_device(device: str) -> tuple[str, list[int] | None]:
+    """--device auto|cpu|cuda|cuda:N -> ("cpu", None) or ("cuda", [N] or None: every visible GPU)."""
+    from ..device import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        return "cpu", None
+    return "cuda", None if device in ("auto", "cuda") else [dev.index or 0]
+
+
+def serve(model: str | None = None, *, repository: str | Path | None = None, backend: str = "auto",
+          dtype: str | None = None, device: str = "auto", max_batch_size: int | None = None, instances: int = 1,
+          http_port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002, max_queue_delay_us: int = 500,
+          threads: int | None = None, latent_steps: int | None = None, warmup: bool = True, revision: str | None = None,
+          verbose: bool = False, ready_timeout: float = 600.0) -> int:
+    """Serve `model` (bundled name, checkpoint, model folder, Hub id) as Triton model `pdgan`, or every model of an
+    exported `repository` (pdgan-export --format triton), until SIGTERM/SIGINT. Returns 0 after a clean stop."""
+    if (model is None) == (repository is None):
+        raise ServeError("give a MODEL (bundled name, checkpoint or folder) or --repository REPO, not both")
+    with tempfile.TemporaryDirectory(prefix="pdgan-repo-") as tmp:
+        if repository is not None:
+            repo, what = Path(repository), f"repository {repository}"
+            if not any(repo.glob("*/config.pbtxt")):
+                raise ServeError(f"{repo} is not a Triton model repository (no */config.pbtxt); write one with "
+                                 "pdgan-export MODEL --format triton --out REPO")
+        else:
+            repo, what = _engine_repo(tmp, model, backend, dtype, device, max_batch_size, instances,
+                                      max_queue_delay_us, threads, latent_steps, warmup, revision)
+        return _run(repo, what, http_port, grpc_port, metrics_port, verbose, ready_timeout)
+
+
+def _engine_repo(tmp, model, backend, dtype, device, max_batch_size, instances, max_queue_delay_us, threads,
+                 latent_steps, warmup, revision) -> tuple[Path, str]:
+    from ..backends import check_name
+    from ..checkpoint import load_checkpoint
+    from ..hub import resolve_model
+
+    path = resolve_model(model, revision)
+    network = load_checkpoint(path, device="cpu")  # checks the file before the server starts
+    if not network.can_draw_z_T:
+        raise ServeError(f"{model}: this checkpoint has no latent denoiser, so it cannot draw images from seeds alone")
+    kind, gpus = resolve_serving_device(device)
+    resolve_dtype(dtype, torch.device(kind))  # a wrong --dtype fails here, not in the server
+    if backend != "auto":
+        check_name(backend)
+        reason = Engine.backends(kind).get(backend)
+        if reason:
+            raise ServeError(f"backend {backend!r} cannot run on {kind}: {reason}")
+    r, nz = network.config.resolution, network.config.generator.nz
+    batch = max_batch_size or default_max_batch(r, kind)
+    if threads is None:  # the CPU's cores shared by the instances
+        threads = max(1, (os.cpu_count() or 1) // instances) if kind == "cpu" else 0
+    engine_repository(tmp, path, resolution=r, nz=nz, backend=backend, dtype=dtype, device=kind, gpus=gpus,
+                      instances=instances, max_batch_size=batch, max_queue_delay_us=max_queue_delay_us,
+                      threads=threads, latent_steps=latent_steps, warmup=warmup)
+    what = (f"model pdgan = {model} ({network.config.preset}, {r}x{r}), backend {backend}, {kind}, "
+            f"max batch {batch}, {instances} instance{'s' if instances != 1 else ''}")
+    return Path(tmp), what
+
+
+def _run(repo: Path, what: str, http_port: int, grpc_port: int, metrics_port: int, verbose: bool,
+         ready_timeout: float) -> int:
+    def show(line: str) -> None:  # the model's own lines; the server's errors; everything with -v
+        if line.startswith("pdgan-serve: "):
+            log.info(line.removeprefix("pdgan-serve: "))
+        elif verbose or (line[:1] == "E" and not HARMLESS.search(line)):
+            log.warning(line)
+
+    server = TritonServer(repo, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
+                          verbose=1 if verbose else 0, on_line=show)
+    stopping = []
+
+    def on_signal(signum, _frame) -> None:
+        stopping.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        log.info(f"starting NVIDIA Triton Inference Server: {what}")
+        server.start()
+        server.wait_ready(ready_timeout)
+        log.info(f"ready: HTTP http://0.0.0.0:{http_port} (GET /v2/health/ready, POST /v2/models/pdgan/infer), "
+                 f"gRPC 0.0.0.0:{grpc_port}, metrics http://0.0.0.0:{metrics_port}/metrics; stop with Ctrl-C or "
+                 "SIGTERM")
+        code = server.wait()
+        if not stopping:
+            raise ServeError(f"tritonserver exited with status {code}: {server.failure()}")
+    except KeyboardInterrupt:
+        if not stopping:
+            raise
+        log.info(f"{signal.Signals(stopping[0]).name}: stopping the server")
+    finally:
+        for s in previous:  # a second Ctrl-C must not cut the shutdown short
+            signal.signal(s, signal.SIG_IGN)
+        server.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    log.info("stopped")
+    return 0
+
+
+__all__ = ["serve", "engine_repository", "ServeError", "TritonServer", "PDGANError"]

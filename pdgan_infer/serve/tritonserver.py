@@ -1,0 +1,228 @@
+"""Run NVIDIA's `tritonserver` (shipped in the nvidia-pytriton wheel) on a model repository, in the foreground.
+
+    with TritonServer(repo, http_port=8000, grpc_port=8001, metrics_port=8002) as server:
+        server.wait_ready()        # GET /v2/health/ready answers 200
+        server.wait()              # until it exits or stop() is called (SIGTERM/SIGINT handlers call it)
+
+The wheel's server and its Python backend (libtriton_python.so) are used as they are; the backend stub that
+matches this interpreter (python_backend_stubs/3.X/) is copied next to them in a private backend folder,
+as PyTriton itself does.
+
+Which Pythons work: the stub embeds CPython through the shared library `libpython3.X.so.1.0`, and runs its
+Python code with the standard library and site-packages of the first `python3` on PATH (this environment's).
+Both must be the same Python: the stub must load *this* interpreter's libpython, so the server is started
+with this interpreter's LIBDIR first on LD_LIBRARY_PATH. A Python built without a shared libpython (e.g.
+pyenv's default build; `sysconfig.get_config_var("Py_ENABLE_SHARED") == 0`) cannot run the stub: the loader
+would take another libpython (the system's, e.g. Debian's 3.11.2) and pair it with this Python's standard
+library, which fails (AttributeError: '_thread.RLock' object has no attribute '_recursion_count' for a
+3.11.2 libpython with a 3.11.7 library). Stubs exist for Python 3.8 - 3.13.
+
+The server runs in a process group of its own and gets SIGTERM if this process dies (PR_SET_PDEATHSIG);
+`stop` sends SIGINT (Triton's graceful shutdown: in-flight requests finish, --exit-timeout-secs), then
+kills the whole group (server and stubs) if it is still there after `grace` seconds.
+"""
+from __future__ import annotations
+
+import collections
+import ctypes
+import ctypes.util
+import importlib.util
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import PDGANError
+
+log = logging.getLogger("pdgan")
+# Error lines tritonserver prints on every CPU-only start: no GPU management library, no config timestamp.
+HARMLESS = re.compile(r"NVML|DCGM|config modification time|CudaDriverHelper")
+INSTALL_HINT = "pip install 'pdgan[serve]' into a venv of its own (it pins numpy<2): make serve-env"
+
+
+class ServeError(PDGANError, RuntimeError):
+    """The Triton server cannot be started or stopped as asked; the message says why and what to do."""
+
+
+def python_problem() -> str | None:
+    """Why this interpreter cannot host Triton's Python-backend stub, or None."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        return (f"this Python ({sys.executable}, {sys.version.split()[0]}) has no shared libpython, which Triton's "
+                "Python backend needs; use a Python built with --enable-shared (Debian/Ubuntu's python3, "
+                "conda, the python Docker images, pyenv with PYTHON_CONFIGURE_OPTS=--enable-shared)")
+    if not (Path(sysconfig.get_config_var("LIBDIR") or "") / str(sysconfig.get_config_var("INSTSONAME"))).exists():
+        return f"this Python's libpython ({sysconfig.get_config_var('INSTSONAME')}) is not in its LIBDIR"
+    root = _pytriton_root()
+    if root is not None and not (root / "tritonserver/python_backend_stubs" / version).is_dir():
+        return f"nvidia-pytriton has no Python-backend stub for Python {version} (it has 3.8 - 3.13)"
+    return None
+
+
+def _pytriton_root() -> Path | None:
+    spec = importlib.util.find_spec("pytriton")
+    return None if spec is None or not spec.submodule_search_locations else Path(spec.submodule_search_locations[0])
+
+
+def find_tritonserver() -> tuple[Path, Path, Path]:
+    """(tritonserver binary, its Python backend folder, this Python's stub) from the nvidia-pytriton wheel."""
+    root = _pytriton_root()
+    if root is None:
+        raise ServeError(f"NVIDIA Triton Inference Server is not installed here (no nvidia-pytriton); {INSTALL_HINT}")
+    problem = python_problem()
+    if problem:
+        raise ServeError(problem)
+    dist = root / "tritonserver"
+    binary, backend = dist / "bin/tritonserver", dist / "backends/python"
+    stub = dist / "python_backend_stubs" / f"{sys.version_info.major}.{sys.version_info.minor}" / \
+        "triton_python_backend_stub"
+    for path in (binary, backend / "libtriton_python.so", stub):
+        if not path.exists():
+            raise ServeError(f"{path} is missing from nvidia-pytriton; reinstall it ({INSTALL_HINT})")
+    return binary, backend, stub
+
+
+def server_env(libs: Path) -> dict[str, str]:
+    """The environment of the server: this Python's libpython first, the wheel's libraries, this env's bin/."""
+    env = dict(os.environ)
+    paths = [sysconfig.get_config_var("LIBDIR"), str(libs), env.get("LD_LIBRARY_PATH", "")]
+    env["LD_LIBRARY_PATH"] = ":".join(p for p in paths if p)
+    env["PATH"] = f"{Path(sys.exec_prefix) / 'bin'}:{env.get('PATH', '')}"
+    return env
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class TritonServer:
+    """One tritonserver process on `repository` (see the module docstring). `on_line` gets every line the
+    server (and its model stubs) print; the last 200 are kept for error messages."""
+
+    def __init__(self, repository: str | Path, *, http_port: int = 8000, grpc_port: int = 8001,
+                 metrics_port: int = 8002, exit_timeout_s: int = 5, verbose: int = 0,
+                 on_line: Callable[[str], None] | None = None, extra_args: list[str] | None = None):
+        self.repository = Path(repository).resolve()
+        self.ports = {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}
+        self.exit_timeout_s, self.verbose, self.on_line = exit_timeout_s, verbose, on_line
+        self.extra_args = list(extra_args or [])
+        self.tail: collections.deque[str] = collections.deque(maxlen=200)
+        self.process: subprocess.Popen | None = None
+        self._workdir: tempfile.TemporaryDirectory | None = None
+        self._reader: threading.Thread | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['http']}"
+
+    def command(self, binary: Path, backends: Path) -> list[str]:
+        return [str(binary), f"--model-repository={self.repository}", f"--backend-directory={backends}",
+                f"--http-port={self.ports['http']}", f"--grpc-port={self.ports['grpc']}",
+                f"--metrics-port={self.ports['metrics']}", "--allow-metrics=true", "--allow-gpu-metrics=false",
+                f"--exit-timeout-secs={self.exit_timeout_s}", "--strict-readiness=true",
+                f"--log-verbose={self.verbose}", *self.extra_args]
+
+    def start(self) -> TritonServer:
+        binary, backend, stub = find_tritonserver()
+        self._workdir = tempfile.TemporaryDirectory(prefix="pdgan-serve-")
+        backends = Path(self._workdir.name) / "backends"
+        shutil.copytree(backend, backends / "python", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy2(stub, backends / "python" / "triton_python_backend_stub")
+        # The copied backend library finds the wheel's libraries through LD_LIBRARY_PATH (its RPATH is relative).
+        env = server_env(binary.parent.parent.parent.parent / "nvidia_pytriton.libs")
+        self.process = subprocess.Popen(self.command(binary, backends), env=env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        errors="replace", bufsize=1, start_new_session=True,
+                                        preexec_fn=_die_with_parent)  # noqa: PLW1509 - prctl only, no locks
+        self._reader = threading.Thread(target=self._read, name="tritonserver-log", daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for raw in self.process.stdout:
+            line = raw.rstrip("\n")
+            self.tail.append(line)
+            if self.on_line is not None:
+                self.on_line(line)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=2) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_ready(self, timeout: float = 600.0) -> None:
+        """Until /v2/health/ready answers 200; ServeError with the server's own error lines if it exits first."""
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if not self.alive():
+                self._join_reader()
+                raise ServeError(f"tritonserver exited with status {self.process.returncode} before it was "
+                                 f"ready: {self.failure()}")
+            if time.monotonic() > deadline:
+                raise ServeError(f"tritonserver was not ready after {timeout:.0f} s: {self.failure()}")
+            time.sleep(0.1)
+
+    def failure(self) -> str:
+        """The server's first error line (model load failures, busy ports), else its last line."""
+        errors = [line for line in self.tail
+                  if (line[:1] == "E" or "error" in line.lower()) and not HARMLESS.search(line)]
+        text = (errors or list(self.tail)[-1:] or ["no output"])[0]
+        return text if len(text) < 600 else text[:600] + " ..."
+
+    def wait(self) -> int:
+        assert self.process is not None
+        code = self.process.wait()
+        self._join_reader()
+        return code
+
+    def stop(self, grace: float = 15.0) -> int | None:
+        """SIGINT (graceful), then SIGKILL to the server's process group after `grace` seconds."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self._signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                log.warning(f"tritonserver did not stop within {grace:.0f} s; killing it")
+        self._signal(signal.SIGKILL)  # the stubs too, should any outlive the server
+        code = self.process.wait()
+        self._join_reader()
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+        return code
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _join_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

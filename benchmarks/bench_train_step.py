@@ -99,6 +99,15 @@ def time_provider(name: str, preset: str, batch_size: int, steps: int, at_step: 
             "steps_per_s": 1 / med, "images_per_s": batch_size / med}
 
 
+def profile_provider(name: str, preset: str, batch_size: int, steps: int, at_step: int, top: int = 25) -> str:
+    """torch.profiler's table of the provider's ops (self CPU time), with shapes grouped."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        time_provider(name, preset, batch_size, steps, at_step)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="digits")
@@ -109,8 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--at-step", type=int, default=1200,
                     help="the P schedule's step to time at (P(t=T) sets how many samples need the chain)")
     ap.add_argument("--json", help="write the rows, CPU and versions here")
+    ap.add_argument("--profile", metavar="PROVIDER",
+                    help="instead of timing, profile PROVIDER's steps with torch.profiler and print the op table")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.profile:
+        print(profile_provider(args.profile, args.preset, args.batch_size, args.steps, args.at_step))
+        return 0
     rows = [time_provider(n, args.preset, args.batch_size, args.steps, args.at_step) for n in args.providers.split(",")]
     base = rows[0]["median_s_per_step"]
     print(f"{'provider':<15}{'s/step':>9}{'img/s':>8}{'speedup':>9}")

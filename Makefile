@@ -44,7 +44,7 @@ test: install serve-env  ## the default suite (slow tests excluded, serving test
 test-slow: install  ## only the slow tests
 	$(BIN)/python -m pytest -q -m slow
 
-test-all: install
+test-all: install serve-env
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 demo: install  ## 100 images from the bundled model with the fastest backend, a PNG grid, a timing table

@@ -214,8 +214,9 @@ def _write_configs(out: Path, model: PDGAN, meta: dict[str, str], sampler_backen
     else:
         sampler = {"name": SAMPLER, "backend": "python", **{k: v for k, v in sampler.items() if k != "name"},
                    "instance_group": cfg.instance_group(instances, "KIND_CPU")}
-        shutil.copy2(MODELS_DIR / "onnx_sampler.py", out / SAMPLER / "1" / "model.py")
     cfg.write_config(out / SAMPLER, sampler)
+    if sampler_backend == "python":
+        shutil.copy2(MODELS_DIR / "onnx_sampler.py", out / SAMPLER / "1" / "model.py")
     pdgan = {"name": cfg.MODEL_NAME, "backend": "python", "max_batch_size": max_batch, **cfg.pdgan_io(r, nz),
              "dynamic_batching": cfg.dynamic_batching(delay_us),
              "instance_group": cfg.instance_group(instances, "KIND_CPU"),

@@ -157,6 +157,17 @@ def test_python_problem_names_shared_libpython(monkeypatch):
     assert "no shared libpython" in python_problem()
 
 
+def test_pdgan_serve_without_triton_names_the_extra(monkeypatch, capsys):
+    from pdgan_infer.serve import cli, tritonserver
+    monkeypatch.setattr(tritonserver, "_pytriton_root", lambda: None)
+    assert cli.main(["digits", "--http-port", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "pdgan[serve]" in err and "Traceback" not in err, err
+    with pytest.raises(SystemExit) as usage:
+        cli.main([])
+    assert usage.value.code == 2
+
+
 # --- pdgan-serve ---------------------------------------------------------------------------------------------------
 def test_concurrent_requests_match_engine_and_are_batched(server, engine):
     """64 concurrent HTTP requests (one seed each, plus two with several seeds and one with Z_T) give

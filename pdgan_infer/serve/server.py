@@ -19,7 +19,7 @@ import torch
 from ..engine import DEFAULT_PIXELS_PER_BATCH, Engine, resolve_dtype
 from ..errors import PDGANError
 from . import config as cfg
-from .tritonserver import HARMLESS, ServeError, TritonServer
+from .tritonserver import HARMLESS, ServeError, TritonServer, find_tritonserver
 
 log = logging.getLogger("pdgan")
 ENGINE_MODEL_PY = "from pdgan_infer.serve.models.engine import TritonPythonModel  # noqa: F401\n"
@@ -77,6 +77,7 @@ def serve(model: str | None = None, *, repository: str | Path | None = None, bac
     exported `repository` (pdgan-export --format triton), until SIGTERM/SIGINT. Returns 0 after a clean stop."""
     if (model is None) == (repository is None):
         raise ServeError("give a MODEL (bundled name, checkpoint or folder) or --repository REPO, not both")
+    find_tritonserver()  # no server or an unfit Python: say so before loading anything
     with tempfile.TemporaryDirectory(prefix="pdgan-repo-") as tmp:
         if repository is not None:
             repo, what = Path(repository), f"repository {repository}"

@@ -84,6 +84,17 @@ def cuda_build_problem(torch_cuda: str | None, cuda_home: str | None) -> str | N
     return None
 
 
+def source_digest(with_cuda: bool) -> str:
+    """The digest of the csrc/ files this build compiles (pdgan_infer/kernels/_sources.py, loaded by path:
+    the package and torch need not be importable here); baked in as _C.SOURCE_DIGEST."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("_pdgan_sources",
+                                                  os.path.join(ROOT, "pdgan_infer", "kernels", "_sources.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.source_digest(os.path.join(ROOT, "csrc"), with_cuda)
+
+
 def native_extensions():
     """([extension], cmdclass) for pdgan_infer._C, or ([], {}) when PDGAN_SKIP_EXT=1."""
     if _flag("PDGAN_SKIP_EXT"):
@@ -116,7 +127,9 @@ def native_extensions():
     with_cuda = problem is None
     # -fno-trapping-math lets GCC if-convert (and so vectorise) the branch-free float selects; torch
     # itself is built with the same two flags.
-    cxx = ["-O3", "-g0", "-fno-trapping-math", "-fno-math-errno", "-fvisibility=hidden"]
+    # the digest is a bare token for the C++ compiler only (bindings.cpp stringifies it, like the arch list)
+    cxx = ["-O3", "-g0", "-fno-trapping-math", "-fno-math-errno", "-fvisibility=hidden",
+           f"-DPDGAN_SOURCE_DIGEST={source_digest(with_cuda)}"]
     headers = rel(glob.glob(os.path.join(csrc, "**", "*.h"), recursive=True))
     common = dict(name="pdgan_infer._C", include_dirs=[csrc], depends=headers)
     if with_cuda:

@@ -5,7 +5,8 @@
 //   torch.ops.pdgan.philox_normal_rows_(out, seeds, offset)    (row n of out from seeds[n]; in place)
 // CPU kernels are registered here, CUDA kernels in bindings_cuda.cpp (CUDA builds only). Fake (meta)
 // kernels for torch.compile / export are registered from Python (pdgan_infer/kernels/native.py).
-// The Python module itself is empty apart from build facts; importing it runs the registrations.
+// The Python module itself is empty apart from build facts (WITH_CUDA, CUDA_ARCH_LIST, SOURCE_DIGEST); importing
+// it runs the registrations.
 #include <Python.h>
 #include <torch/library.h>
 
@@ -35,6 +36,13 @@ TORCH_LIBRARY_IMPL(pdgan, CPU, m) {
 #else
 #define PDGAN_CUDA_ARCH_STRING ""
 #endif
+// setup.py's digest of the compiled sources (pdgan_infer/kernels/_sources.py): native.py compares it with
+// the checkout's csrc/ and reports a stale build.
+#ifdef PDGAN_SOURCE_DIGEST
+#define PDGAN_SOURCE_DIGEST_STRING PDGAN_STRINGIFY(PDGAN_SOURCE_DIGEST)
+#else
+#define PDGAN_SOURCE_DIGEST_STRING ""
+#endif
 
 PyMODINIT_FUNC PyInit__C(void) {  // PyMODINIT_FUNC is extern "C" and exported
   static PyModuleDef module_def = {
@@ -49,7 +57,8 @@ PyMODINIT_FUNC PyInit__C(void) {  // PyMODINIT_FUNC is extern "C" and exported
   const int with_cuda = 0;
 #endif
   if (PyModule_AddIntConstant(module, "WITH_CUDA", with_cuda) < 0 ||
-      PyModule_AddStringConstant(module, "CUDA_ARCH_LIST", PDGAN_CUDA_ARCH_STRING) < 0) {
+      PyModule_AddStringConstant(module, "CUDA_ARCH_LIST", PDGAN_CUDA_ARCH_STRING) < 0 ||
+      PyModule_AddStringConstant(module, "SOURCE_DIGEST", PDGAN_SOURCE_DIGEST_STRING) < 0) {
     Py_DECREF(module);
     return nullptr;
   }

@@ -1,4 +1,5 @@
-"""Shared test setup: seeded RNGs, Triton's CPU interpreter when there is no GPU, few threads."""
+"""Shared test setup: the native extension must load (unless PDGAN_SKIP_EXT=1), seeded RNGs, Triton's CPU
+interpreter when there is no GPU, few threads."""
 from __future__ import annotations
 
 import os
@@ -16,6 +17,36 @@ if not _has_cuda:
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+
+def _native_problem() -> str | None:
+    """Why the native extension cannot be used (None when it can, or when PDGAN_SKIP_EXT=1 says that running
+    without it is intended)."""
+    import warnings
+
+    with warnings.catch_warnings():  # its import warning is reported here instead
+        warnings.simplefilter("ignore", RuntimeWarning)
+        from pdgan_infer.kernels import native
+    if native.skip_requested() or native.available():
+        return None
+    return native.unavailable_reason()
+
+
+def pytest_report_header(config):
+    from pdgan_infer.kernels import native
+    if native.available():
+        return f"pdgan native extension: loaded (CUDA kernels: {native.cuda_available()})"
+    return f"pdgan native extension: NOT loaded, PDGAN_SKIP_EXT=1 ({native.unavailable_reason()})"
+
+
+def pytest_sessionstart(session):
+    """A missing, stale or broken native extension fails the run here, before anything is collected: otherwise
+    every native test would skip and the suite would stay green. PDGAN_SKIP_EXT=1 is the one way to run
+    without it (the native tests then skip, saying so)."""
+    problem = _native_problem()
+    if problem:
+        pytest.exit(f"pdgan native extension unavailable: {problem}. Rebuild it, or set PDGAN_SKIP_EXT=1 to run "
+                    "the suite without it on purpose.", returncode=1)
 
 
 @pytest.fixture(autouse=True)

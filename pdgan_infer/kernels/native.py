@@ -7,8 +7,10 @@ Build (once, ahead of time; nothing is compiled at import):
 The extension registers three ops with the torch dispatcher (CPU kernels always, CUDA kernels when it
 was built against a CUDA torch with nvcc): `torch.ops.pdgan.adagn_silu`, `torch.ops.pdgan.posterior_step`
 and `torch.ops.pdgan.philox_normal_`. Fake (meta) kernels are registered here, so the ops trace under
-torch.compile and torch.export. Importing this module never fails: without the extension,
-`available()` is False, `unavailable_reason()` says how to build it, and the ops raise RuntimeError.
+torch.compile and torch.export. Importing this module never fails: without the extension (not built, built
+against another torch, or stale: built from other csrc/ sources than the checkout's), `available()` is False,
+`unavailable_reason()` says how to rebuild it, the ops raise RuntimeError, and the import warns once
+(RuntimeWarning) unless PDGAN_SKIP_EXT=1 says that running without it is intended.
 
 Ops (references in `pdgan_infer.kernels.reference`):
 
@@ -41,11 +43,13 @@ last bits, which after rounding to float32 changes a normal by at most one float
 """
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Sequence
 
 import torch
 
-__all__ = ["available", "unavailable_reason", "cuda_available", "adagn_silu", "posterior_step", "philox_normal",
+__all__ = ["available", "unavailable_reason", "cuda_available", "skip_requested", "adagn_silu", "posterior_step", "philox_normal",
            "philox_normal_rows"]
 
 _BUILD_CMD = "pip install --no-build-isolation -e ."
@@ -72,10 +76,43 @@ def _load():
     if missing:
         return None, (f"pdgan_infer._C was built from older sources (no torch.ops.pdgan.{missing[0]}); "
                       f"rebuild with `{_BUILD_CMD}`")
+    stale = _stale(_C)
+    if stale:
+        return None, stale
     return _C, None
 
 
+def _stale(module) -> str | None:
+    """Why the loaded extension does not match the checkout's csrc/ (None when it does, or when there is no
+    csrc/ beside the package: an installed wheel)."""
+    from pathlib import Path
+
+    from ._sources import source_digest
+    csrc = Path(__file__).resolve().parents[2] / "csrc"
+    if not (csrc / "bindings.cpp").is_file():
+        return None
+    built = getattr(module, "SOURCE_DIGEST", "")
+    try:
+        current = source_digest(csrc, bool(getattr(module, "WITH_CUDA", 0)))
+    except OSError:  # an unreadable checkout: nothing to compare with
+        return None
+    if built != current:
+        return (f"pdgan_infer._C is stale: it was built from other csrc/ sources (digest {built or 'none'}, "
+                f"the checkout's is {current}); rebuild with `{_BUILD_CMD}`")
+    return None
+
+
+def skip_requested() -> bool:
+    """PDGAN_SKIP_EXT=1 (or true/yes/on): running without the extension is intended (setup.py did not build it);
+    the test suite then skips the native tests instead of failing."""
+    return os.environ.get("PDGAN_SKIP_EXT", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
 _C, _REASON = _load()
+if _C is None and not skip_requested():
+    # backend="auto" falls back to another backend; say why once, unless running without it is intended
+    warnings.warn(f"pdgan native kernels unavailable: {_REASON} (set PDGAN_SKIP_EXT=1 if this is intended)",
+                  RuntimeWarning, stacklevel=2)
 
 
 def _register_fakes() -> None:

@@ -37,6 +37,48 @@ def adagn_silu_unfused(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
     return F.silu(h * gamma.to(x.dtype).reshape(n, c, 1, 1) + beta.to(x.dtype).reshape(n, c, 1, 1))
 
 
+def adagn_silu_f64(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, num_groups: int,
+                   eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, scale) in float64: y the exact value of silu(x * a + d) for the given (already rounded) x, gamma
+    and beta, two-pass statistics in float64; scale = |x * a| + |mean * a| + |beta| + |x * a + d| + |y|, the
+    magnitudes a float32 implementation rounds on the way (its error is a small multiple of scale * 2**-24)."""
+    n, c, h, w = x.shape
+    xd = x.double().reshape(n, num_groups, -1)
+    mean = xd.mean(dim=2, keepdim=True)
+    var = (xd - mean).square().mean(dim=2, keepdim=True)
+    rstd = (var + eps).rsqrt()
+    a = rstd.expand(n, num_groups, c // num_groups).reshape(n, c) * gamma.double()
+    m = mean.expand(n, num_groups, c // num_groups).reshape(n, c)
+    a, m, b = a[:, :, None, None], m[:, :, None, None], beta.double()[:, :, None, None]
+    xa = x.double() * a
+    t = xa + (b - m * a)
+    y = F.silu(t)
+    return y, xa.abs() + (m * a).abs() + b.abs() + t.abs() + y.abs()
+
+
+def ulp(v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Spacing of `dtype`'s numbers at |v| (float64): 2**(floor(log2 |v|) - mantissa bits), and the
+    subnormal spacing below the smallest normal."""
+    info = torch.finfo(dtype)
+    mantissa_bits = -round(math.log2(info.eps))  # 23, 10, 7
+    e = torch.floor(torch.log2(v.double().abs().clamp_min(info.tiny)))
+    return torch.exp2(e - mantissa_bits)
+
+
+FP32_SLACK = 8  # float32 roundings allowed per unit of `scale` (adagn_silu_f64); measured <= 2.5 on the CPU kernels
+
+
+def adagn_silu_ulp_error(ours: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+                         num_groups: int, eps: float = 1e-6, fp32_slack: float = FP32_SLACK) -> torch.Tensor:
+    """Per element, (|ours - y_exact| - float32 slack) / ulp_dtype(y_exact): the error of the output's rounding
+    in units in the last place of ours.dtype, after the float32 arithmetic's own error is allowed for.
+    A kernel that computes in float32 and rounds to nearest gives <= 0.5 (half an ulp); rounding toward
+    zero, a wrong eps, or gamma / beta rounded to a 16-bit dtype give more."""
+    y, scale = adagn_silu_f64(x, gamma, beta, num_groups, eps)
+    slack = fp32_slack * 2.0 ** -24 * scale
+    return ((ours.double() - y).abs() - slack).clamp_min(0.0) / ulp(y, ours.dtype)
+
+
 def posterior_step_ref(x0: torch.Tensor, xt: torch.Tensor, c1: float, c2: float, sigma: float,
                        noise: torch.Tensor | None) -> torch.Tensor:
     """x_{t-1} = c1 * x0 + c2 * x_t + sigma * noise, computed in float32, returned in x0.dtype."""
@@ -44,6 +86,20 @@ def posterior_step_ref(x0: torch.Tensor, xt: torch.Tensor, c1: float, c2: float,
     if noise is not None and sigma != 0.0:
         y = y + sigma * noise.float()
     return y.to(x0.dtype)
+
+
+def posterior_step_ulp_error(ours: torch.Tensor, x0: torch.Tensor, xt: torch.Tensor, c1: float, c2: float,
+                             sigma: float, noise: torch.Tensor | None) -> torch.Tensor:
+    """Per element, like `adagn_silu_ulp_error`: (|ours - exact| - float32 slack) / ulp_dtype(exact), exact =
+    c1 * x0 + c2 * xt + sigma * noise in float64 for the given inputs; <= 0.5 for float32 arithmetic rounded
+    to nearest."""
+    terms = [c1 * x0.double(), c2 * xt.double()]
+    if noise is not None and sigma != 0.0:
+        terms.append(sigma * noise.double())
+    exact = sum(terms)
+    scale = sum(t.abs() for t in terms) + exact.abs()
+    slack = FP32_SLACK * 2.0 ** -24 * scale
+    return ((ours.double() - exact).abs() - slack).clamp_min(0.0) / ulp(exact, ours.dtype)
 
 
 # --- the Philox4x32-10 normal stream (csrc/philox.h), in int64 / float64 torch ops --------------------

@@ -59,7 +59,7 @@ from .config import PDGANConfig
 from .device import resolve_device
 from .hub import pretrained_models, resolve_model
 from .networks import NO_LATENT, PDGAN
-from .optimize import reduced_dtype_supported
+from .optimize import default_batch_size, reduced_dtype_supported
 from .sampler import draw_noise, to_uint8, with_latent_slot
 from .seeds import MAX_BLOCK_SEED, SEED_LIMIT, SEED_STRIDE, check_seeds, image_seeds
 
@@ -88,7 +88,7 @@ class Engine:
         self.verbose = verbose
         self.progress = progress
         r = self.config.resolution
-        self.batch_size = (max(1, DEFAULT_PIXELS_PER_BATCH[self.device.type] // (r * r)) if batch_size is None
+        self.batch_size = (default_batch_size(r, self.device) if batch_size is None
                            else _check_count(batch_size, "batch_size", minimum=1))
         if latent_steps is not None and model.latent is not None:
             model.latent.ddim_timesteps(latent_steps)  # validates (ValueError with the valid range)

@@ -31,7 +31,8 @@ exactly the same function with:
   GroupNorm and convolution) stay in float32; inputs are cast at the model boundary and the output
   is returned in float32 NCHW.
 
-`CUDAGraphSampler` captures a whole T-step sampler function once per batch size (GPU only).
+`CUDAGraphSampler` captures a whole T-step sampler function once per batch size (GPU only);
+`default_batch_size` is the engine's batch size per device when none is given.
 """
 from __future__ import annotations
 
@@ -267,6 +268,25 @@ def reduced_dtype_supported(dtype: torch.dtype, device: torch.device) -> str | N
             return "this CPU has no native bfloat16 (AVX512-BF16/AMX); use dtype=torch.float32"
         return None
     return f"reduced precision is not supported on device {device}"
+
+
+CPU_PIXELS_PER_BATCH = 64 * 32 * 32  # 64 cifar10-size images: the CPU gains nothing from bigger batches
+CUDA_PIXELS_PER_16GIB = 256 * 32 * 32  # per 16 GiB of GPU memory (256 cifar10 images, 4 celebahq256 ones)
+MAX_DEFAULT_BATCH = 256  # bigger batches add latency and CUDA-graph memory, not throughput
+
+
+def default_batch_size(resolution: int, device: torch.device | str) -> int:
+    """The engine's batch size when none is given: a pixel budget divided by resolution**2, at least 1 and at
+    most MAX_DEFAULT_BATCH images. CPU: CPU_PIXELS_PER_BATCH. CUDA: CUDA_PIXELS_PER_16GIB scaled by the GPU's
+    memory (a fixed 256 * 32 * 32 gave celebahq256 a batch of 4 on a 141 GB H200; now 35, and 256 cifar10
+    images), so small GPUs get proportionally smaller batches."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        pixels = int(CUDA_PIXELS_PER_16GIB * total / 2**34)
+    else:
+        pixels = CPU_PIXELS_PER_BATCH
+    return max(1, min(MAX_DEFAULT_BATCH, pixels // (resolution * resolution)))
 
 
 class CUDAGraphSampler:

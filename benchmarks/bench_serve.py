@@ -20,6 +20,7 @@ import platform
 import re
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from datetime import date
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     rows = []
     with ServeProcess(["digits", "--backend", args.backend, "--max-batch-size", str(args.max_batch_size)],
-                      python=args.serve_python, log=out.with_suffix(".server.log"), cwd=ROOT) as server:
+                      python=args.serve_python, log=Path(tempfile.gettempdir()) / "bench_serve.server.log",
+                      cwd=ROOT) as server:
         load(server.url, 1, 4, 0)  # warm-up, not timed
         for i, c in enumerate(args.concurrency):
             before = counters(server.metrics_text())

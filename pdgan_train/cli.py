@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from pdgan_infer._cli import add_common_arguments, run_cli
 
-from .config import ABLATIONS, TrainConfig, resolve_train_config
+from .config import ABLATIONS, TrainConfig, TrainingError, read_run_config, resolve_train_config
+
+log = logging.getLogger("pdgan.train")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="model preset: cifar10, celebahq256 or digits")
     p.add_argument("--data", help="'digits', a CIFAR-10 batches directory, or an image folder")
     p.add_argument("--out", help="run directory (default runs/<preset>)")
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped (it keeps "
+                   "writing to DIR unless --out says otherwise)")
+    p.add_argument("--overwrite", action="store_true", help="start a new run in an --out that already holds one "
+                   "(its checkpoints, metrics and samples are deleted)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
     p.add_argument("--device", default="auto", help="auto (cuda:$LOCAL_RANK when CUDA is present), cpu, cuda, "
                    "cuda:1 ... (default %(default)s)")
@@ -58,28 +66,31 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ckpt-every", type=int)
     r.add_argument("--num-workers", type=int)
     r.add_argument("--allow-upscale", action="store_true", default=None)
+    r.add_argument("--check-images", action="store_true", default=None,
+                   help="decode every image of an image folder before training (default: headers only)")
     add_common_arguments(p)
     return p
 
 
 _OVERRIDES = ["max_steps", "batch_size", "lr_g", "lr_d", "ema_decay", "r1_gamma", "lazy_reg", "amp", "seed",
               "encoder", "pixel_loss", "feature_loss", "perceptual_chain", "progressive", "p_max", "p_min",
-              "vgg_weights", "latent_steps", "log_every", "sample_every", "ckpt_every", "num_workers", "allow_upscale"]
+              "vgg_weights", "latent_steps", "log_every", "sample_every", "ckpt_every", "num_workers", "allow_upscale",
+              "check_images"]
 
 
 def resolve(args: argparse.Namespace) -> TrainConfig:
     overrides = {k: getattr(args, k) for k in _OVERRIDES}
     if args.resume:
-        cfg_file = Path(args.resume) / "config.json"
-        try:
-            saved = TrainConfig.from_dict(json.loads(cfg_file.read_text())["train"])
-        except FileNotFoundError:
-            raise ValueError(f"cannot resume: {cfg_file} not found (expected a run directory of pdgan-train)") from None
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f"cannot resume: {cfg_file} is corrupt ({e})") from None
+        saved, recorded_out = read_run_config(args.resume)
         if args.preset and args.preset != saved.preset:
-            raise ValueError(f"cannot resume: {args.resume} is a {saved.preset!r} run, not {args.preset!r}")
-        cfg = saved.replace(out=args.out or saved.out, **{k: v for k, v in overrides.items() if v is not None})
+            raise TrainingError(f"cannot resume: {args.resume} is a {saved.preset!r} run, not {args.preset!r}")
+        if not args.out and os.path.realpath(recorded_out) != os.path.realpath(args.resume):
+            log.warning(f"{Path(args.resume) / 'config.json'} names the run directory {str(recorded_out)!r} "
+                        f"(a copy, a move or another working directory); the run continues in {args.resume}")
+        # The run lives where --resume points (a copy, a move, another working directory), never at
+        # the out recorded in its config.json.
+        cfg = saved.replace(out=args.out or args.resume, data=args.data or saved.data,
+                            **{k: v for k, v in overrides.items() if v is not None})
         cfg.validate()
         return cfg
     if not args.preset or not args.data:
@@ -103,10 +114,22 @@ def _main(args: argparse.Namespace) -> int:
         from pdgan_infer.config import get_preset
         print(json.dumps({"train": cfg.to_dict(), "model": get_preset(cfg.preset).to_dict()}, indent=2))
         return 0
-    from .loop import Trainer
-    signal.signal(signal.SIGTERM, _sigterm)  # a scheduler's kill saves the state like Ctrl-C
-    trainer = Trainer(cfg, resume=args.resume, device=None if args.device == "auto" else args.device)
-    path = trainer.train()
+    from .loop import STOP_SIGNALS, Trainer
+    # Until training starts (imports, data, models), a scheduler's kill or a closed terminal stops like
+    # Ctrl-C; Trainer.train then stops at the next step boundary and saves that step first. Signals
+    # that are ignored (nohup) stay ignored.
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS if s != signal.SIGINT  # SIGINT raises already
+                and threading.current_thread() is threading.main_thread()}  # (only it may set handlers)
+    for s, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(s, _sigterm)
+    try:
+        trainer = Trainer(cfg, resume=args.resume, device=None if args.device == "auto" else args.device,
+                          overwrite=args.overwrite)
+        path = trainer.train()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
     if trainer.main:
         print(f"done: {path} (load with pdgan_infer.Engine.from_pretrained({str(Path(path).parent)!r}))")
     return 0

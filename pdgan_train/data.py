@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import logging
 import os
 import pickle
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, Dataset, Subset
+
+from pdgan_infer.errors import PDGANError
+
+log = logging.getLogger("pdgan.data")
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 LABELS_FILE = "labels.csv"
@@ -36,13 +42,18 @@ DIGITS_TEST_FRACTION = 0.2  # stratified held-out share of scikit-learn's 1797 d
 DIGITS_SPLIT_SEED = 0  # fixed: the split is part of the data set's definition, not of a run
 
 
+class DataError(PDGANError, ValueError):
+    """A data set file is not what it should be; the message names the file and what to do."""
+
+
 def build_dataset(spec: str, resolution: int, channels: int = 3, *, allow_upscale: bool = False,
-                  split: str = "train") -> Dataset:
+                  split: str = "train", check_images: bool = False) -> Dataset:
     """The dataset named by `spec` ("digits", a CIFAR-10 batches directory or an image folder).
 
     `allow_upscale` lets an image folder contain images smaller than `resolution` (they are
     upscaled); `split` is "train" or "test" for CIFAR-10 (its test batch), "train", "test" or "all"
     for the digits (a stratified 80/20 split, `DigitsDataset`) and "train" for image folders.
+    `check_images` decodes every image of a folder now (a truncated file fails here, not mid-run).
     """
     if not isinstance(resolution, int) or resolution < 1:
         raise ValueError(f"resolution must be a positive int, got {resolution!r}")
@@ -65,7 +76,8 @@ def build_dataset(spec: str, resolution: int, channels: int = 3, *, allow_upscal
         raise ValueError(f"dataset {spec!r} is a file; expected 'digits', a CIFAR-10 batches directory "
                          f"or a folder of images (archives must be extracted first)")
     _train_split_only(split, f"the image folder {path}")
-    return ImageFolderDataset(path, resolution, channels, allow_upscale=allow_upscale)
+    return ImageFolderDataset(path, resolution, channels, allow_upscale=allow_upscale,
+                              check_files="decode" if check_images else True)
 
 
 def random_hflip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -175,7 +187,7 @@ class DigitsDataset(Dataset):
 
 
 # --- CIFAR-10 ----------------------------------------------------------------------------------
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(PDGANError, pickle.UnpicklingError):
     """A pickle referenced a global that a CIFAR-10 batch never contains."""
 
 
@@ -224,7 +236,8 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, list[int]]:
         raise ValueError(f"cannot read CIFAR-10 batch {path} ({type(err).__name__}: {err}); the file is "
                          f"truncated or not a CIFAR-10 python batch - re-extract {CIFAR_SOURCE}") from None
     if not isinstance(batch, dict):
-        raise TypeError(f"{path} is not a CIFAR-10 batch: it holds a {type(batch).__name__}, not a dict")
+        raise DataError(f"{path} is not a CIFAR-10 batch: it holds a {type(batch).__name__}, not a dict; "
+                        f"re-extract {CIFAR_SOURCE}")
     data = batch.get(b"data", batch.get("data"))
     labels = batch.get(b"labels", batch.get("labels"))
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
@@ -287,8 +300,10 @@ class CIFAR10Dataset(Dataset):
 # --- image folders -----------------------------------------------------------------------------
 def _list_images(root: Path) -> list[Path]:
     """Image files under `root`, recursively (following directory links once each), skipping
-    hidden files and directories, sorted by their path relative to `root`."""
-    found, seen = [], set()
+    hidden files and directories, sorted by their path relative to `root`. Names that are not
+    regular files (a named pipe would block the first read forever, a device never ends, a
+    dangling link) are skipped with a warning."""
+    found, seen, skipped = [], set(), []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in seen:  # a link cycle
@@ -296,9 +311,22 @@ def _list_images(root: Path) -> list[Path]:
             continue
         seen.add(real)
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found += [Path(dirpath, f) for f in filenames
-                  if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
+        for name in filenames:
+            if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            path = Path(dirpath, name)
+            (found if _is_regular(path) else skipped).append(path)
+    if skipped:
+        log.warning(f"skipped {len(skipped)} image name(s) under {root} that are not regular files "
+                    f"(named pipes, devices or dangling links), e.g. {skipped[0]}")
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _is_regular(path: str | os.PathLike) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)  # follows links; never opens (a FIFO's open blocks)
+    except OSError:
+        return False
 
 
 def _read_labels(root: Path, names: list[str]) -> np.ndarray | None:
@@ -333,11 +361,12 @@ class ImageFolderDataset(Dataset):
     `resolution`, then centre-cropped. Labels come from `root/labels.csv` (`filename,label`).
 
     `check_files` opens every file's header at construction, so unreadable files and images smaller
-    than `resolution` are reported before training starts rather than hours into it.
+    than `resolution` are reported before training starts rather than hours into it; "decode" decodes
+    every image completely (slower; also catches files truncated after their header).
     """
 
     def __init__(self, root: str | os.PathLike[str], resolution: int, channels: int = 3, *,
-                 allow_upscale: bool = False, check_files: bool = True):
+                 allow_upscale: bool = False, check_files: bool | str = True):
         _require("PIL", "loading an image folder")
         if channels not in (1, 3):
             raise ValueError(f"image folders are loaded as RGB (channels=3) or greyscale (channels=1), "
@@ -353,7 +382,11 @@ class ImageFolderDataset(Dataset):
         self.allow_upscale = allow_upscale
         self.files = [str(p) for p in files]
         self.labels = _read_labels(root, [p.relative_to(root).as_posix() for p in files])
-        if check_files:
+        if check_files == "decode":
+            from tqdm import tqdm
+            for index in tqdm(range(len(self.files)), desc="check images", leave=False, disable=None):
+                self[index]
+        elif check_files:
             for path in self.files:
                 self._check_size(path, _open_image(path, header_only=True))
 
@@ -384,13 +417,23 @@ def _open_image(path: str, mode: str = "RGB", header_only: bool = False) -> Any:
     from PIL import Image, ImageOps
 
     try:
-        with Image.open(path) as im:
-            if header_only:
-                return im.size
-            return ImageOps.exif_transpose(im).convert(mode)
-    except Exception as err:  # noqa: BLE001 - PIL's decoders raise many types; re-raised naming the file
-        raise ValueError(f"cannot read image {path} ({type(err).__name__}: {err}); the file is corrupt or "
-                         f"not an image - delete or replace it") from None
+        # O_NONBLOCK: opening a named pipe returns at once instead of waiting for a writer; regular
+        # files ignore the flag.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as err:
+        raise DataError(f"cannot read image {path} ({err.strerror}); delete or replace it") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise DataError(f"cannot read image {path}: it is not a regular file (a named pipe or a device); "
+                            f"delete it from the data set")
+        try:
+            with Image.open(f) as im:
+                if header_only:
+                    return im.size
+                return ImageOps.exif_transpose(im).convert(mode)
+        except Exception as err:  # noqa: BLE001 - PIL's decoders raise many types; re-raised naming the file
+            raise DataError(f"cannot read image {path} ({type(err).__name__}: {err}); the file is corrupt or "
+                            f"not an image - delete or replace it") from None
 
 
 def _resize_center_crop(image: Any, resolution: int) -> Any:

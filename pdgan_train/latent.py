@@ -8,11 +8,14 @@ after the GAN stage; an interrupted latent stage restarts from its beginning on 
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
+
+from .config import TrainingError
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -34,7 +37,9 @@ def latent_loss(net: torch.nn.Module, z0: torch.Tensor, t: torch.Tensor, noise: 
     return (net(net.q_sample(z0, t, noise), t.float()) - noise).abs().mean()
 
 
-def train_latent(trainer: Trainer, cfg: TrainConfig) -> None:
+def train_latent(trainer: Trainer, cfg: TrainConfig) -> bool:
+    """Train the latent denoiser; False when a stop was requested (`trainer.stop_signal`) before the
+    end (the denoiser is then half-trained and must not be saved). TrainingError when it diverges."""
     net, device = trainer.ema.latent, trainer.device
     codes = encode_dataset(trainer.ema.encoder, trainer.dataset, device)
     with torch.no_grad():
@@ -46,12 +51,16 @@ def train_latent(trainer: Trainer, cfg: TrainConfig) -> None:
     g = torch.Generator(device).manual_seed(cfg.seed * 1000 + 900)
     bar = tqdm(range(cfg.latent_steps), desc="latent denoiser", disable=None, dynamic_ncols=True)
     for step in bar:
+        if trainer.stop_signal is not None:
+            bar.close()
+            return False
         idx = torch.randint(0, len(z_all), (min(cfg.latent_batch, len(z_all)),), generator=g, device=device)
         z0 = z_all[idx]
         t = torch.randint(0, net.cfg.train_steps, (len(idx),), generator=g, device=device)
         loss = latent_loss(net, z0, t, torch.randn(z0.shape, generator=g, device=device))
         if not torch.isfinite(loss):
-            raise RuntimeError(f"latent denoiser loss is not finite at step {step}; lower --latent-lr")
+            raise TrainingError(f"latent denoiser loss is not finite at latent step {step}; lower the latent "
+                                f"learning rate (latent_lr)")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -59,3 +68,8 @@ def train_latent(trainer: Trainer, cfg: TrainConfig) -> None:
             bar.set_postfix(loss=f"{loss.item():.4f}")
             trainer._log({"latent_step": step, "latent_loss": loss.item()})
     net.eval().requires_grad_(False)
+    worst = max((p.detach().abs().max().item() for p in net.parameters()), default=0.0)
+    if not math.isfinite(worst):  # the last step's update is checked by no later loss
+        raise TrainingError("the latent denoiser's weights are not finite after training; lower the latent "
+                            "learning rate (latent_lr)")
+    return True

@@ -5,16 +5,30 @@ One process by default; under `torchrun --nproc_per_node=K -m pdgan_train ...` t
 encoder and discriminator are wrapped in DistributedDataParallel (NCCL on GPU, gloo on CPU), data
 is split by a DistributedSampler, and only rank 0 logs and writes files.
 
-Run directory: `config.json` (resolved config), `train_state.pt` (everything `--resume` needs,
-written atomically, loaded with `weights_only=True`), `model.safetensors` + `model.json` (the EMA
-inference checkpoint `pdgan_infer` loads), `metrics.jsonl`, `samples/step_XXXXXXX.png`.
+Run directory: `config.json` (resolved config, paths relative to the directory), `train_state.pt`
+(everything `--resume` needs, loaded with `weights_only=True`), `model.safetensors` + `model.json` (the
+EMA inference checkpoint `pdgan_infer` loads), `metrics.jsonl`, `samples/step_XXXXXXX.png`, `.lock`.
+
+What a run guarantees (`rundir.py` has the directory's side):
+- One writer: OUT/.lock is held while a run writes there; a fresh run never replaces an existing one
+  unless asked (`overwrite`). Temporaries that killed writes left are removed at start.
+- A checkpoint is never worse than the one it replaces: every file is written atomically, and the
+  weights of G, E, D (after each optimiser step, before the EMA sees them) and everything saved (at each
+  save) must be finite and below `WEIGHT_LIMIT`.
+- Stopping keeps the work: SIGINT, SIGTERM and SIGHUP end the run at the next step boundary, after saving
+  that step (further signals during the save are ignored; a third one aborts without saving). Any
+  other error saves the last completed step first when that state is consistent and finite.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -27,21 +41,24 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from pdgan_infer import PDGAN, save_checkpoint
-from pdgan_infer.checkpoint import atomic_write_bytes
+from pdgan_infer.checkpoint import atomic_path, atomic_write_bytes
 from pdgan_infer.config import get_preset
+from pdgan_infer.device import resolve_device
 
 from . import losses as L
+from . import rundir
 from .adversarial import d_loss_fake, d_loss_real, g_loss_adv, r1_penalty, r1_weight
-from .config import TrainConfig
+from .config import PATHS_KEY, PATHS_RUN_RELATIVE, TrainConfig, TrainingError
 from .data import build_dataset, random_hflip, random_translate
 from .discriminator import build_discriminator
 from .latent import train_latent
+from .rundir import STATE_FILE, RunLock, read_state, short
 
-STATE_FILE = "train_state.pt"
+__all__ = ["STATE_FILE", "Trainer", "TrainingError", "WEIGHT_LIMIT"]
 
-
-class TrainingError(RuntimeError):
-    """Training cannot go on; the message says why and what to do."""
+WEIGHT_LIMIT = 1e6  # |weight| above this is an explosion (trained weights stay within ~10)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+log = logging.getLogger("pdgan.train")
 
 
 def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
@@ -49,22 +66,41 @@ def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, resume: str | None = None, device: str | None = None):
+    """`Trainer(cfg).train()`; `resume` is a run directory to continue, `overwrite` lets a fresh run
+    replace the run that `cfg.out` already holds (else that is refused)."""
+
+    def __init__(self, cfg: TrainConfig, resume: str | None = None, device: str | None = None,
+                 overwrite: bool = False):
         cfg.validate()
         self.cfg = cfg
         self.rank, self.world = _init_distributed()
-        self.device = torch.device(device or (f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-                                              if torch.cuda.is_available() else "cpu"))
+        self.device = _training_device(device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.out = Path(cfg.out)
         self.main = self.rank == 0
+        self.stop_signal: str | None = None  # the first SIGINT/SIGTERM/SIGHUP received during train()
+        self._signals_seen, self._progress, self._saved, self._save_failed = 0, "boundary", None, False
+        self._lock, self._replace_run = RunLock(self.out), False
         if self.main:
-            _check_writable(self.out)
+            rundir.check_writable(self.out)
+            self._lock.acquire()  # before anything is read or written: a second run fails at once
+        try:
+            if self.main:
+                rundir.remove_stale_temporaries(self.out)
+                if resume is None or not _same_dir(_run_dir(resume), self.out):
+                    self._replace_run = rundir.claim_out(self.out, overwrite)
+            self._setup(resume)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _setup(self, resume: str | None) -> None:
+        cfg = self.cfg
         self.model_cfg = get_preset(cfg.preset)
         # Inputs first, so that bad data or missing weights fail before any model is built.
         self.dataset = build_dataset(cfg.data, self.model_cfg.resolution, self.model_cfg.channels,
-                                     allow_upscale=cfg.allow_upscale)
+                                     allow_upscale=cfg.allow_upscale, check_images=cfg.check_images)
         if len(self.dataset) < cfg.batch_size * self.world:
             raise TrainingError(f"dataset {cfg.data!r} has {len(self.dataset)} images, fewer than one batch "
                                 f"({cfg.batch_size} x {self.world} processes); lower --batch-size")
@@ -160,6 +196,7 @@ class Trainer:
             loss_fake = d_loss_fake(self._disc(self.D, fake, x_t, t))
         total = loss + loss_fake + w_r1 * r1
         _check_finite(step=self.step, d_real=loss, d_fake=loss_fake, r1=r1)
+        self._progress = "updated"  # from here on the weights of the step before are gone
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.step(self.opt_d)
@@ -226,18 +263,67 @@ class Trainer:
     # --- the run -------------------------------------------------------------------------------
     def train(self, until: int | None = None) -> Path:
         """Train to max_steps (then the latent stage), or stop early after step `until` with the
-        state saved (as if interrupted; `--resume` continues exactly)."""
+        state saved (as if interrupted; `--resume` continues exactly). A signal (SIGINT, SIGTERM,
+        SIGHUP) stops it at the next step boundary with that step saved, then raises KeyboardInterrupt."""
         cfg = self.cfg
         stop = cfg.max_steps if until is None else min(until, cfg.max_steps)
         if self.main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(self.out / "config.json", json.dumps(
-                {"train": cfg.to_dict(), "model": self.model_cfg.to_dict()}, indent=2).encode())
+            self._lock.acquire()
+        try:
+            if self.main:
+                if self._replace_run:
+                    rundir.remove_run(self.out)
+                    self._replace_run = False
+                self.out.mkdir(parents=True, exist_ok=True)
+                run_config = {"train": cfg.stored_dict(), "model": self.model_cfg.to_dict(),
+                              PATHS_KEY: PATHS_RUN_RELATIVE}
+                with rundir.writing(self.out / "config.json"):
+                    atomic_write_bytes(self.out / "config.json", json.dumps(run_config, indent=2).encode())
+            with self._stop_on_signals():
+                return self._run(stop)
+        finally:
+            self._lock.release()
+
+    def _run(self, stop: int) -> Path:
+        cfg = self.cfg
+        self._gan_stage(stop)
+        if self._stop_requested():
+            self._stop_now()
+        if self.phase == "gan" and self.step < cfg.max_steps:
+            self.save()
+            return self.out / "model.safetensors"
+        if self.phase == "gan":  # no semantic code (DDGAN baseline): z_T ~ N(0, I), nothing to learn
+            self.phase = "latent" if cfg.latent_stage else "done"
+            self.save()
+            if self.phase == "done":
+                self._final_outputs(evaluate=False)
+        if self.phase == "latent":
+            if self.main and not train_latent(self, cfg):
+                self._stop_now(f"during the latent-denoiser stage; the state of step {self.step} is saved (the "
+                               "latent stage starts over on resume)")
+            self.phase = "done"
+            self.save()
+            self._final_outputs(evaluate=cfg.digits_eval)
+        return self.out / "model.safetensors"
+
+    def _final_outputs(self, evaluate: bool) -> None:
+        if self.stop_signal is not None:
+            self._stop_now("after the final checkpoint, which is saved (the final sample grid and evaluation "
+                           "were skipped)", resume=False)
+        if self.main:
+            self.sample_grid(final=True)
+            if evaluate:
+                self.evaluate(final=True)
+
+    def _gan_stage(self, stop: int) -> None:
+        cfg = self.cfg
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not self.main or None, desc="pdgan-train",
                    dynamic_ncols=True)
         batches, t_last, n_last = self._batches(), time.perf_counter(), self.step
+        snapshot = None
         try:
-            while self.phase == "gan" and self.step < stop:
+            while self.phase == "gan" and self.step < stop and not self._stop_requested():
+                snapshot, self._progress = self._snapshot(), "started"
                 x0, _ = next(batches)
                 if cfg.augment == "hflip":
                     x0 = random_hflip(x0, self.data_gen)
@@ -247,8 +333,10 @@ class Trainer:
                 self._set_lr()
                 logs = self.d_step(x0)
                 logs.update(self.g_step(x0))
+                self._check_weights()  # before the EMA (and any checkpoint) can take them in
                 self._update_ema()
                 self.step += 1
+                self._progress = "boundary"
                 if self.main and (self.step % cfg.log_every == 0 or self.step == cfg.max_steps):
                     now = time.perf_counter()
                     ips = (self.step - n_last) * cfg.batch_size * self.world / max(now - t_last, 1e-9)
@@ -267,32 +355,136 @@ class Trainer:
                     self.evaluate()
                 if self.step % cfg.ckpt_every == 0 and self.step < cfg.max_steps:
                     self.save()
-        except KeyboardInterrupt:
+        except BaseException as err:
             bar.close()
-            self.save()
-            if self.main:
-                print(f"\ninterrupted at step {self.step}; state saved: resume with --resume {self.out}",
-                      file=sys.stderr)
+            self._save_after_failure(err, snapshot)
             raise
         bar.close()
-        if self.phase == "gan" and self.step < cfg.max_steps:
-            self.save()
-            return self.out / "model.safetensors"
-        if self.phase == "gan":  # no semantic code (DDGAN baseline): z_T ~ N(0, I), nothing to learn
-            self.phase = "latent" if cfg.latent_stage else "done"
-            self.save()
-            if self.phase == "done" and self.main:
-                self.sample_grid(final=True)
-        if self.phase == "latent":
-            if self.main:
-                train_latent(self, cfg)
-            self.phase = "done"
-            self.save()
-            if self.main:
-                self.sample_grid(final=True)
-                if cfg.digits_eval:
-                    self.evaluate(final=True)
-        return self.out / "model.safetensors"
+
+    # --- stopping ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _stop_on_signals(self):
+        """SIGINT/SIGTERM/SIGHUP request a stop at the next step boundary (`stop_signal`) instead of
+        raising wherever the program is; a third one raises KeyboardInterrupt at once. Signals that were
+        ignored (nohup's SIGHUP, SIGINT of a background job) stay ignored."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+        for s, handler in previous.items():
+            if handler is not signal.SIG_IGN:
+                signal.signal(s, self._on_signal)
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        # No printing here: the handler may run inside a write to the same stream.
+        self._signals_seen += 1
+        if self.stop_signal is None:
+            self.stop_signal = signal.Signals(signum).name
+        elif self._signals_seen >= 3:
+            raise KeyboardInterrupt
+
+    def _stop_requested(self) -> bool:
+        """Whether a stop was requested (on any process: every rank must stop at the same step)."""
+        if self.world == 1:
+            return self.stop_signal is not None
+        flag = torch.tensor([self.stop_signal is not None], dtype=torch.int32,
+                            device=self.device if dist.get_backend() == "nccl" else "cpu")
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() and self.stop_signal is None:
+            self.stop_signal = "a signal to another process"
+        return bool(flag.item())
+
+    def _stop_now(self, where: str | None = None, resume: bool = True):
+        """Save the current (completed) step unless it is saved, say so, and raise KeyboardInterrupt."""
+        if where is None:
+            if self._saved != (self.step, self.phase):
+                self.save()
+            where = f"at step {self.step}; state saved"
+        if self.main:
+            log.warning(f"interrupted ({self.stop_signal}) {where}"
+                        + (f": resume with --resume {self.out}" if resume else ""))
+        raise KeyboardInterrupt
+
+    def _snapshot(self) -> dict[str, Any] | None:
+        """What a step changes before its first optimiser update (data position, RNG streams, the
+        encoder's running statistics): restored to save the step before when the step fails early."""
+        if self.world > 1:
+            return None
+        buffers = [b for m in (self.G, self.E, self.D) for b in m.buffers()]
+        return {"epoch": self.epoch, "batch_pos": self.batch_pos, "gen": self.gen.get_state(),
+                "data": self.data_gen.get_state(), "torch": torch.get_rng_state(), "buffers": buffers,
+                "values": [b.clone() for b in buffers]}
+
+    def _restore(self, snapshot: dict[str, Any]) -> None:
+        self.epoch, self.batch_pos = snapshot["epoch"], snapshot["batch_pos"]
+        self.gen.set_state(snapshot["gen"])
+        self.data_gen.set_state(snapshot["data"])
+        torch.set_rng_state(snapshot["torch"])
+        with torch.no_grad():
+            for b, v in zip(snapshot["buffers"], snapshot["values"]):
+                b.copy_(v)
+
+    def _save_after_failure(self, err: BaseException, snapshot: dict[str, Any] | None) -> None:
+        """On any error in the GAN stage: save the last completed step when its state is consistent
+        (the error came between steps, or before the step's first optimiser update: then the step's
+        draws are undone) and finite, and say what was kept. The error itself is re-raised by the caller."""
+        if not self.main or self.world > 1 or self._save_failed or self._progress == "diverged":
+            return  # several processes cannot agree on a save here; the error says what is kept
+        if isinstance(err, KeyboardInterrupt) and self._signals_seen >= 3:
+            log.warning(f"stopped at once ({self.stop_signal} x{self._signals_seen}) without saving; "
+                        f"{self._last_checkpoint()}")
+            return
+        if self._progress == "updated" or (self._progress == "started" and snapshot is None):
+            log.warning(f"step {self.step + 1} failed after its optimiser update, so it cannot be saved; "
+                        f"{self._last_checkpoint()}")
+            return
+        if self._progress == "started":
+            self._restore(snapshot)
+            self._progress = "boundary"
+        why = "interrupted" if isinstance(err, KeyboardInterrupt) else "stopped by the error below"
+        if self._saved != (self.step, self.phase):
+            try:
+                self.save()
+            except Exception as e:  # noqa: BLE001 - reported; the original error is what the caller raises
+                log.warning(f"{why} at step {self.step}; saving it failed too ({short(e)})")
+                return
+        log.warning(f"{why} at step {self.step}; state saved: resume with --resume {self.out}"
+                    + ("" if isinstance(err, KeyboardInterrupt) else " once it is fixed"))
+
+    def _last_checkpoint(self) -> str:
+        if self._saved is None:
+            return f"no checkpoint of this run was written to {self.out}"
+        return f"the last checkpoint in {self.out} (step {self._saved[0]}) is intact"
+
+    # --- weights that must not be saved --------------------------------------------------------
+    def _check_weights(self) -> None:
+        """TrainingError when an optimiser step left a weight of G, E or D non-finite or above
+        WEIGHT_LIMIT: before the EMA or a checkpoint takes them in."""
+        for name, module in (("generator", self.G), ("encoder", self.E), ("discriminator", self.D)):
+            problem = _weight_problem(module, buffers=False)
+            if problem:
+                self._progress = "diverged"  # (this message says what is kept)
+                raise TrainingError(f"non-finite or exploding weights at step {self.step + 1}: the {name}'s "
+                                    f"{problem}; training stopped before the EMA or a checkpoint took them in "
+                                    f"({self._last_checkpoint()}); lower the learning rates (--lr-g, --lr-d) "
+                                    f"or use --amp none, then resume")
+
+    def _bad_state(self) -> str | None:
+        """What makes the current state unfit to save (weights or buffers non-finite or exploding)."""
+        parts = {"generator": self.G, "encoder": self.E, "discriminator": self.D, "EMA generator": self.ema.generator,
+                 "EMA encoder": self.ema.encoder}
+        if self.ema.latent is not None:
+            parts["latent denoiser"] = self.ema.latent
+        for name, module in parts.items():
+            problem = _weight_problem(module, buffers=True)
+            if problem:
+                return f"the {name}'s {problem}"
+        return None
 
     def evaluate(self, final: bool = False) -> dict[str, Any] | None:
         """The digits metrics of the EMA model (`pdgan_train.digits_metrics`), logged to metrics.jsonl as
@@ -306,11 +498,12 @@ class Trainer:
         z_T = "latent" if final and self.ema.can_draw_z_T else "gaussian"
         result = evaluate_model(self.ema, n=self.cfg.eval_n, z_T=z_T, device=self.device)
         self._log({"step": self.step, "eval": result})
-        plot_run(self.out)
+        with rundir.writing(self.out / "metrics.png"):
+            plot_run(self.out)
         return result
 
     def _log(self, record: dict[str, Any]) -> None:
-        with open(self.out / "metrics.jsonl", "a") as f:
+        with rundir.writing(self.out / "metrics.jsonl"), open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
     @torch.no_grad()
@@ -334,14 +527,16 @@ class Trainer:
         gen = sample(self.ema.generator, self.schedule, z_T, _slice(noise, n, 3 * n), slot)
         grid = to_uint8(torch.cat([reals[:n], recon, gen]).cpu()).numpy()
         path = self.out / "samples" / (f"step_{self.step:07d}.png" if not final else "final.png")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_grid(grid, path, nrow=n)
+        with rundir.writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_grid(grid, path, nrow=n)
         return path
 
     # --- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
-            "format": "pdgan-train-state", "config": self.cfg.to_json(), "step": self.step, "epoch": self.epoch,
+            "format": "pdgan-train-state", "config": json.dumps(self.cfg.stored_dict(), indent=2, sort_keys=True),
+            "step": self.step, "epoch": self.epoch,
             "batch_pos": self.batch_pos, "phase": self.phase, "world": self.world,
             "model": self.model.state_dict(), "ema": self.ema.state_dict(), "D": _unwrap(self.D).state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "scaler": self.scaler.state_dict(),
@@ -349,57 +544,66 @@ class Trainer:
         }
 
     def save(self) -> None:
-        """Atomic: the resume state, then the EMA inference checkpoint (rank 0 only)."""
+        """Rank 0 writes the resume state, then the EMA inference checkpoint, each atomically, after
+        checking that nothing in them is non-finite or exploding: a bad state never replaces a good
+        checkpoint. A failed write is one TrainingError naming the file; the old file stays."""
         if self.world > 1:
             dist.barrier()
         if not self.main:
             return
-        self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.out / f".{STATE_FILE}.tmp"
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, self.out / STATE_FILE)
+        self._save_failed = True  # until both files are written
+        problem = self._bad_state()
+        if problem:
+            raise TrainingError(f"refusing to save step {self.step}: {problem}; {self._last_checkpoint()}; lower "
+                                f"the learning rates (--lr-g, --lr-d) or use --amp none, then resume")
+        state_path, weights = self.out / STATE_FILE, self.out / "model.safetensors"
         latent = self.ema.latent
         trained = self.phase == "done" and self.cfg.latent_stage
-        if not trained:  # an untrained latent denoiser is left out of the inference checkpoint
-            self.ema.latent = None
         try:
-            save_checkpoint(self.ema, self.out / "model",
-                            meta={"step": self.step, "phase": self.phase, "train_config": self.cfg.to_dict()})
+            with rundir.writing(state_path), atomic_path(state_path) as tmp:
+                torch.save(self.state_dict(), tmp)
+            if not trained:  # an untrained latent denoiser is left out of the inference checkpoint
+                self.ema.latent = None
+            with rundir.writing(weights):
+                save_checkpoint(self.ema, self.out / "model",
+                                meta={"step": self.step, "phase": self.phase, "train_config": self.cfg.stored_dict()})
+        except TrainingError as e:
+            raise TrainingError(f"{e}; {self._last_checkpoint()}") from e.__cause__
         finally:
             self.ema.latent = latent
+        self._saved, self._save_failed = (self.step, self.phase), False
 
     def load_state(self, run_dir: str) -> None:
-        path = Path(run_dir) / STATE_FILE if Path(run_dir).is_dir() else Path(run_dir)
-        if not path.exists():
-            raise TrainingError(f"cannot resume: {path} not found (expected a run directory written by pdgan-train)")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 (truncated zip, wrong format, unsafe content: all reported)
-            raise TrainingError(f"cannot resume: {path} is corrupt or not a pdgan training state "
-                                f"({str(e).splitlines()[0][:160]}); the file was left untouched") from None
-        if not isinstance(state, dict) or state.get("format") != "pdgan-train-state":
-            raise TrainingError(f"cannot resume: {path} is not a pdgan training state")
-        saved = TrainConfig.from_dict(json.loads(state["config"]))
-        if saved.preset != self.cfg.preset:
-            raise TrainingError(f"cannot resume: {path} was trained with preset {saved.preset!r}, "
+        path = _run_dir(run_dir) / STATE_FILE if Path(run_dir).is_dir() else Path(run_dir)
+        state = read_state(path)  # keys and types checked
+        if state["config"].preset != self.cfg.preset:
+            raise TrainingError(f"cannot resume: {path} was trained with preset {state['config'].preset!r}, "
                                 f"not {self.cfg.preset!r}")
         if state["world"] != self.world:
             raise TrainingError(f"cannot resume: {path} was written by {state['world']} processes, now {self.world}")
-        self.model.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
-        self.D.load_state_dict(state["D"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.gen.set_state(state["rng"]["gen"])
-        self.data_gen.set_state(state["rng"]["data"])
-        torch.set_rng_state(state["rng"]["torch"])
+        parts = [("model", self.model), ("ema", self.ema), ("D", self.D), ("opt_g", self.opt_g),
+                 ("opt_d", self.opt_d), ("scaler", self.scaler)]
+        for key, target in parts:
+            try:
+                target.load_state_dict(state[key])
+            except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+                raise TrainingError(f"cannot resume: the {key} entry of {path} does not fit this {self.cfg.preset!r} "
+                                    f"run ({short(e, 200)})") from None
+        try:
+            self.gen.set_state(state["rng"]["gen"])
+            self.data_gen.set_state(state["rng"]["data"])
+            torch.set_rng_state(state["rng"]["torch"])
+        except (RuntimeError, ValueError, TypeError) as e:
+            raise TrainingError(f"cannot resume: the random-generator states in {path} are damaged "
+                                f"({short(e)})") from None
         self.step, self.epoch, self.batch_pos = state["step"], state["epoch"], state["batch_pos"]
         self.phase = state["phase"]
+        if _same_dir(path.parent, self.out):
+            self._saved = (self.step, self.phase)
         if self.phase != "gan" and self.step < self.cfg.max_steps:  # --resume with a larger --max-steps
             if self.main:
-                print(f"resuming a finished run at step {self.step} to train on to {self.cfg.max_steps}; the latent "
-                      "denoiser will be retrained on the new codes afterwards", file=sys.stderr)
+                log.warning(f"resuming a finished run at step {self.step} to train on to {self.cfg.max_steps}; the "
+                            "latent denoiser will be retrained on the new codes afterwards")
             self.phase = "gan"
 
 
@@ -411,19 +615,41 @@ def _slice(noise, a: int, b: int):
 def _check_finite(step: int, **values: torch.Tensor) -> None:
     bad = [k for k, v in values.items() if not bool(torch.isfinite(v.detach()).all())]
     if bad:
-        raise TrainingError(f"non-finite loss {bad} at step {step}: training stopped before writing a broken "
-                            "checkpoint (the last checkpoint is intact); lower the learning rates, use --amp none, "
-                            "or resume from the last checkpoint")
+        raise TrainingError(f"non-finite loss {bad} at step {step}: training stopped; lower the learning rates "
+                            "(--lr-g, --lr-d) or use --amp none, then resume")
 
 
-def _check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write_test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise TrainingError(f"output directory {out} is not writable ({e.strerror}); choose another --out") from None
+def _weight_problem(module: torch.nn.Module, buffers: bool) -> str | None:
+    """'weights are not finite', 'weights reach 3e+09 ...', 'buffers are not finite' or None."""
+    params = [p.detach() for p in _unwrap(module).parameters()]
+    if params:
+        worst = torch.stack(torch._foreach_norm(params, math.inf)).max().item()  # max |w|, NaN if any is NaN
+        if not math.isfinite(worst):
+            return "weights are not finite (NaN or inf)"
+        if worst > WEIGHT_LIMIT:
+            return f"weights reach {worst:.3g} (more than {WEIGHT_LIMIT:g}: they are exploding)"
+    if buffers:
+        floats = [b for b in _unwrap(module).buffers() if b.is_floating_point()]
+        if floats and not all(bool(torch.isfinite(b).all()) for b in floats):
+            return "buffers (running statistics) are not finite"
+    return None
+
+
+def _run_dir(resume: str | os.PathLike) -> Path:
+    """The run directory of a `resume` argument (the directory, or its train_state.pt)."""
+    return Path(resume) if Path(resume).is_dir() else Path(resume).parent
+
+
+def _same_dir(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _training_device(device: str | None) -> torch.device:
+    """`resolve_device` (None: auto), with a bare "cuda" meaning cuda:$LOCAL_RANK (0 without torchrun)."""
+    dev = resolve_device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return dev
 
 
 def _init_distributed() -> tuple[int, int]:

@@ -267,7 +267,9 @@ def test_corrupt_resume_leaves_checkpoints_intact(tiny, tmp_path, capsys):
 
 def test_non_finite_loss_stops_without_checkpoint(tiny, tmp_path):
     from pdgan_train.loop import Trainer, TrainingError
-    tr = Trainer(tiny_cfg(tmp_path, lr_g=1e30, lr_d=1e30, max_steps=50))
+    tr = Trainer(tiny_cfg(tmp_path, max_steps=50))
+    for key in ("lr_g", "lr_d"):  # past validation (learning rates must be in (0, 1]): a diverging run
+        object.__setattr__(tr.cfg, key, 1e30)
     with pytest.raises(TrainingError, match="non-finite"):
         tr.train()
     assert not (tmp_path / "model.safetensors").exists()

@@ -49,8 +49,8 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["available", "unavailable_reason", "cuda_available", "skip_requested", "adagn_silu", "posterior_step", "philox_normal",
-           "philox_normal_rows"]
+__all__ = ["available", "unavailable_reason", "cuda_available", "skip_requested", "adagn_silu", "posterior_step",
+           "philox_normal", "philox_normal_rows"]
 
 _BUILD_CMD = "pip install --no-build-isolation -e ."
 OPS = ("adagn_silu", "posterior_step", "philox_normal_", "philox_normal_rows_")  # registered by csrc/bindings.cpp

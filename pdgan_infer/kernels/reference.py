@@ -40,20 +40,21 @@ def adagn_silu_unfused(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
 def adagn_silu_f64(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, num_groups: int,
                    eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
     """(y, scale) in float64: y the exact value of silu(x * a + d) for the given (already rounded) x, gamma
-    and beta, two-pass statistics in float64; scale = |x * a| + |mean * a| + |beta| + |x * a + d| + |y|, the
-    magnitudes a float32 implementation rounds on the way (its error is a small multiple of scale * 2**-24)."""
-    n, c, h, w = x.shape
+    and beta, two-pass statistics in float64; scale = |x * a| + |mean * a| + |beta| + |x * a + d| + |y| +
+    |std * a|, the magnitudes a float32 implementation rounds on the way (the last one: its mean and variance
+    are off by a few float32 roundings of the data's spread); its error is a small multiple of scale * 2**-24."""
+    n, c = x.shape[:2]
     xd = x.double().reshape(n, num_groups, -1)
     mean = xd.mean(dim=2, keepdim=True)
     var = (xd - mean).square().mean(dim=2, keepdim=True)
     rstd = (var + eps).rsqrt()
-    a = rstd.expand(n, num_groups, c // num_groups).reshape(n, c) * gamma.double()
-    m = mean.expand(n, num_groups, c // num_groups).reshape(n, c)
-    a, m, b = a[:, :, None, None], m[:, :, None, None], beta.double()[:, :, None, None]
+    per_channel = lambda v: v.expand(n, num_groups, c // num_groups).reshape(n, c)[:, :, None, None]  # noqa: E731
+    a = per_channel(rstd) * gamma.double()[:, :, None, None]
+    m, sd, b = per_channel(mean), per_channel(var.sqrt()), beta.double()[:, :, None, None]
     xa = x.double() * a
     t = xa + (b - m * a)
     y = F.silu(t)
-    return y, xa.abs() + (m * a).abs() + b.abs() + t.abs() + y.abs()
+    return y, xa.abs() + (m * a).abs() + b.abs() + t.abs() + y.abs() + (sd * a).abs()
 
 
 def ulp(v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

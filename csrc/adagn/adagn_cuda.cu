@@ -10,6 +10,10 @@
 //   split  (larger slabs): stats kernel (one block per slab piece of <= 4096 elements, two-pass in
 //          registers) -> finalize kernel (Chan merge of the pieces in float64, one warp per (n, g),
 //          writes (a, d) per channel) -> apply kernel (elementwise). x is read twice.
+//   fused, wide (NHWC with few channels per group, Cg * element size < 32 bytes, e.g. Cg = 4): one block per
+//          (n, run of GB groups) reads GB * Cg consecutive channels of every pixel, so neighbouring threads
+//          read neighbouring packs and whole 32-byte sectors (one group per block would read 8-16 bytes of
+//          each pixel, C * element size apart). Same arithmetic; the statistics stay per group.
 // Loads and stores are 16-byte (else 8-byte) packs when the pointers are aligned and a pack never
 // straddles a channel (NCHW: HW % VEC == 0) or a group (NHWC: Cg % VEC == 0); otherwise VEC = 1.
 #include "../cuda_common.cuh"
@@ -28,6 +32,8 @@ constexpr int fused_max_items(int vec) {
   return kFusedMaxPerThread / vec < kFusedMaxItems ? kFusedMaxPerThread / vec : kFusedMaxItems;
 }
 constexpr int kStatsItems = 4;              // packs per thread in the split statistics kernel
+constexpr int kWideMinBytes = 32;           // NHWC runs narrower than a sector take the wide fused kernel
+constexpr int kWideMaxBytes = 128;          // ... which widens them up to a cache line of channels
 
 struct Shape {
   int C, HW, G, Cg, M;  // M = Cg * HW
@@ -96,6 +102,79 @@ __global__ void __launch_bounds__(kThreads, 2) adagn_fused_kernel(const T* __res
         out[j] = silu(v[it][j] * a + (__ldg(bn + c) - mean * a));
       }
       store_pack<T, VEC>(y + slab_offset<CL>(n, g, k, s), out);
+    }
+  }
+}
+
+// Sum of v over the threads of the block that work on the same group, for every thread. Thread t's group
+// is (t % P) / Q: P packs per pixel run (a power of two <= 32; blockDim.x is a multiple of 32), Q packs per
+// group (a power of two dividing P). smem: (blockDim.x / 32) * (P / Q) <= 256 floats.
+__device__ __forceinline__ float group_sum(float v, float* smem, int P, int Q) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5, groups = P / Q;
+  for (int o = 16; o >= P; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);  // lanes of one pack slot
+  for (int o = Q >> 1; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);  // the group's slots
+  const int g = (lane % P) / Q;
+  if (lane < P && lane % Q == 0) smem[warp * groups + g] = v;
+  __syncthreads();
+  float total = 0.0f;
+  for (int w = 0; w < warps; ++w) total += smem[w * groups + g];
+  __syncthreads();  // smem may be reused by the next call
+  return total;
+}
+
+// fused, wide (NHWC): grid = N * G / gb blocks, each a run of gb groups (W = gb * Cg channels). Thread t holds
+// pack slot t % P (P = W / VEC) of pixels t / P, t / P + R, ... (R = blockDim.x / P), so its channels, and
+// its group, are fixed: a and d are computed once per thread.
+template <typename T, int VEC, int ITEMS>
+__global__ void __launch_bounds__(kThreads, 2) adagn_fused_wide_kernel(const T* __restrict__ x, T* __restrict__ y,
+                                                                    const float* __restrict__ gamma,
+                                                                    const float* __restrict__ beta, Shape s, int gb,
+                                                                    float eps) {
+  __shared__ float smem[kThreads];
+  const int runs = s.G / gb;
+  const int64_t b = blockIdx.x, n = b / runs;
+  const int P = gb * s.Cg / VEC, Q = s.Cg / VEC;
+  const int slot = threadIdx.x % P, R = blockDim.x / P;
+  const int c0 = static_cast<int>(b - n * runs) * gb * s.Cg + slot * VEC;  // the thread's first channel
+  const int64_t base = n * s.HW * s.C + c0;
+  float v[ITEMS][VEC];
+  float sum = 0.0f;
+#pragma unroll
+  for (int it = 0; it < ITEMS; ++it) {
+    const int p = static_cast<int>(threadIdx.x) / P + it * R;
+    if (p < s.HW) {
+      load_pack<T, VEC>(x + base + static_cast<int64_t>(p) * s.C, v[it]);
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) sum += v[it][j];
+    }
+  }
+  const float mean = group_sum(sum, smem, P, Q) / static_cast<float>(s.M);
+  float sq = 0.0f;
+#pragma unroll
+  for (int it = 0; it < ITEMS; ++it) {
+    if (static_cast<int>(threadIdx.x) / P + it * R < s.HW) {
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) {
+        const float dv = v[it][j] - mean;
+        sq += dv * dv;
+      }
+    }
+  }
+  const float rstd = rsqrtf(group_sum(sq, smem, P, Q) / static_cast<float>(s.M) + eps);
+  float a[VEC], d[VEC];
+#pragma unroll
+  for (int j = 0; j < VEC; ++j) {
+    a[j] = rstd * __ldg(gamma + n * s.C + c0 + j);
+    d[j] = __ldg(beta + n * s.C + c0 + j) - mean * a[j];
+  }
+#pragma unroll
+  for (int it = 0; it < ITEMS; ++it) {
+    const int p = static_cast<int>(threadIdx.x) / P + it * R;
+    if (p < s.HW) {
+      float out[VEC];
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) out[j] = silu(v[it][j] * a[j] + d[j]);
+      store_pack<T, VEC>(y + base + static_cast<int64_t>(p) * s.C, out);
     }
   }
 }
@@ -226,6 +305,7 @@ struct Plan {
   Shape s;
   int vec;      // elements per pack: 16 or 8 bytes' worth, or 1
   bool fused;
+  int gb;       // fused: groups per block (> 1: the wide NHWC kernel)
   int pieces;   // split: slab pieces per (n, g)
   int chunk;    // split: elements per piece
   size_t workspace;
@@ -258,6 +338,17 @@ inline const char* make_plan(const PdganAdaGNParams& p, Plan* plan) {
   }
   const int fused_cap = kThreads * plan->vec * fused_max_items(plan->vec);
   plan->fused = s.M <= fused_cap;
+  // NHWC runs of one group narrower than a sector: widen to gb groups (a power of two dividing G) while the
+  // run stays within a cache line, the block's slab within the fused cap, and the packs per run within a warp
+  plan->gb = 1;
+  const int q = s.Cg / plan->vec, esize = elem_size(p.dtype);
+  if (p.channels_last && plan->fused && (q & (q - 1)) == 0 && s.Cg * esize < kWideMinBytes) {
+    int gb = 1;
+    while (s.G % (2 * gb) == 0 && 2 * gb * s.Cg * esize <= kWideMaxBytes && 2 * gb * q <= 32 &&
+           static_cast<int64_t>(2 * gb) * s.M <= fused_cap)
+      gb *= 2;
+    plan->gb = gb;
+  }
   plan->chunk = kThreads * kStatsItems * plan->vec;
   plan->pieces = plan->fused ? 0 : (s.M + plan->chunk - 1) / plan->chunk;
   plan->workspace = plan->fused ? 0
@@ -267,6 +358,13 @@ inline const char* make_plan(const PdganAdaGNParams& p, Plan* plan) {
 
 template <typename T, int VEC, int ITEMS, bool CL>
 void launch_fused(const PdganAdaGNParams& p, const Plan& plan, int threads, cudaStream_t stream) {
+  if constexpr (CL) {
+    if (plan.gb > 1) {
+      adagn_fused_wide_kernel<T, VEC, ITEMS><<<static_cast<unsigned>(p.N * p.G / plan.gb), threads, 0, stream>>>(
+          static_cast<const T*>(p.x), static_cast<T*>(p.y), p.gamma, p.beta, plan.s, plan.gb, p.eps);
+      return;
+    }
+  }
   adagn_fused_kernel<T, VEC, ITEMS, CL><<<static_cast<unsigned>(p.N * p.G), threads, 0, stream>>>(
       static_cast<const T*>(p.x), static_cast<T*>(p.y), p.gamma, p.beta, plan.s, p.eps);
 }
@@ -275,7 +373,7 @@ template <typename T, int VEC, bool CL>
 void launch_plan(const PdganAdaGNParams& p, const Plan& plan, cudaStream_t stream) {
   const Shape& s = plan.s;
   if (plan.fused) {
-    const int packs = (s.M + VEC - 1) / VEC;
+    const int packs = (plan.gb * s.M + VEC - 1) / VEC;  // the block's slab: gb groups
     constexpr int kMaxItems = fused_max_items(VEC);
     if constexpr (VEC == 1) {  // scalar fallback: one variant is enough
       launch_fused<T, VEC, kMaxItems, CL>(p, plan, ((packs + kMaxItems - 1) / kMaxItems + 31) / 32 * 32, stream);
@@ -327,6 +425,18 @@ void launch_typed(const PdganAdaGNParams& p, const Plan& plan, cudaStream_t stre
 extern "C" size_t pdgan_adagn_cuda_workspace_bytes(const PdganAdaGNParams* p) {
   pdgan::cuda::Plan plan;
   return pdgan::cuda::make_plan(*p, &plan) == nullptr ? plan.workspace : 0;
+}
+
+extern "C" const char* pdgan_adagn_cuda_plan(const PdganAdaGNParams* p, int64_t* info) {
+  pdgan::cuda::Plan plan;
+  const char* err = pdgan::cuda::make_plan(*p, &plan);
+  if (err == nullptr) {
+    info[0] = plan.fused ? 1 : 0;
+    info[1] = plan.vec;
+    info[2] = plan.gb;
+    info[3] = plan.pieces;
+  }
+  return err;
 }
 
 extern "C" const char* pdgan_adagn_cuda(const PdganAdaGNParams* p, void* stream) {

@@ -19,7 +19,8 @@ recorded and the next one runs):
                against the goals (cifar10 <= 8 ms, celebahq256 <= 60 ms), generate() end to end, peak memory
     sanitize   compute-sanitizer --tool memcheck over gpu_smoke.py sanitize (every CUDA code path, small shapes)
     train      20 training steps of the cifar10 preset (batch 64, bf16 autocast) on the bundled digits upscaled
-    pytest     the GPU-marked tests of the kernel, noise and optimisation test files
+    pytest     the GPU-marked tests of the kernel, noise and optimisation test files (on a GPU every Triton test
+               is GPU-marked: they run on CUDA, bf16 held to half an ulp), CUDA-graph replay with fresh inputs
 
 Results: benchmarks/results/gpu-<date>.json (every step: command, exit status, seconds, output tail, parsed
 records) and gpu-<date>.md (a summary with the goals). Without a GPU the plan is printed and the exit
@@ -86,8 +87,10 @@ def steps(py: str, work: Path) -> list[Step]:
              "20 cifar10-preset training steps, batch 64, bf16 autocast, digits upscaled (no data sets offline)",
              records=str(train_out / "metrics.jsonl")),
         Step("pytest", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu and not slow",
-                        "tests/test_native_kernels.py", "tests/test_noise.py", "tests/test_optimize.py"], 60,
-             "the GPU-marked unit tests (CUDA kernels vs references, CPU/GPU noise, graph replay)"),
+                        "tests/test_native_kernels.py", "tests/test_noise.py", "tests/test_optimize.py",
+                        "tests/test_triton_kernels.py"], 90,
+             "the GPU-marked unit tests (CUDA and Triton kernels within half an ulp of float64, bf16 included; "
+             "CPU/GPU noise; CUDA-graph replay with fresh inputs and two batch sizes for optimized/native/triton)"),
     ]
 
 

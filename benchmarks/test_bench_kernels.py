@@ -8,7 +8,11 @@ C++ on the CPU / CUDA on GPU) and "triton" (`kernels.adagn`, `kernels.posterior`
 CPU interpreter says nothing about speed). Shapes: the AdaGN inputs that occur most in the cifar10
 and celebahq256 generators (count per generator call in the label) at batch PDGAN_BENCH_BATCH
 (default 100 on GPU; 8 for cifar10 shapes and 1 for celebahq256 shapes on the CPU). extra_info has
-the bytes moved, so `make_table.py` reports GB/s.
+the minimum bytes moved (read x, write y: the effective bandwidth; plans that read x twice move up to
+1.5x that), so `make_table.py` reports GB/s. AdaGN runs in both layouts, channels_last first: the engine's
+generator keeps its activations channels_last (optimize.FastGenerator), so that is the production path.
+Every benchmarked result is checked once against the float64 reference: the fused kernels within half an
+ulp of the dtype (`reference.adagn_silu_ulp_error`), the unfused baseline within a few of them.
 """
 from __future__ import annotations
 
@@ -18,7 +22,14 @@ import os
 import pytest
 import torch
 
-from pdgan_infer.kernels.reference import adagn_silu_unfused
+from pdgan_infer.kernels.reference import (
+    FP32_SLACK,
+    adagn_silu_f64,
+    adagn_silu_ulp_error,
+    adagn_silu_unfused,
+    posterior_step_ulp_error,
+    ulp,
+)
 
 DEVICE = torch.device(os.environ.get("PDGAN_BENCH_DEVICE", "cuda" if torch.cuda.is_available() else "cpu"))
 GPU = DEVICE.type == "cuda"
@@ -37,6 +48,8 @@ ADAGN_SHAPES = {
 POSTERIOR_SHAPES = {"cifar10 3x32x32": (3, 32, 32), "celebahq256 3x256x256": (3, 256, 256)}  # batch 100
 DTYPES = [torch.float32, torch.float16] if GPU else [torch.float32, torch.bfloat16]
 C1, C2, SIGMA = 0.6, 0.3, 0.5  # any posterior coefficients: the arithmetic is the same
+LAYOUTS = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}  # the engine's layout first
+CHECK_IMAGES = 2  # images of the batch checked against the float64 reference (it costs more than the kernel)
 
 
 def batch(preset: str) -> int:
@@ -81,21 +94,50 @@ def run(benchmark, fn):
     return benchmark(call)
 
 
+def check_adagn(name, y, x, gamma, beta, groups):
+    """The benchmarked output against float64, on the first CHECK_IMAGES images: the fused kernels within half
+    an ulp (GPU: twice the float32 allowance, for the approximate exp / rsqrt), the unfused torch sequence
+    within TORCH_ULPS of the magnitudes it rounds (it rounds after every op). Returns the worst error in ulps."""
+    k = min(CHECK_IMAGES, x.shape[0])
+    y, x, gamma, beta = (t[:k].cpu() for t in (y, x, gamma, beta))
+    if name == "torch":
+        ref, scale = adagn_silu_f64(x, gamma.float(), beta.float(), groups)
+        return check_torch(y, ref, scale)
+    slack = FP32_SLACK * (2 if GPU else 1)
+    worst = adagn_silu_ulp_error(y, x, gamma.float(), beta.float(), groups, fp32_slack=slack).max().item()
+    assert worst <= 0.5, f"{name}: an element is {worst:.3f} ulp of {y.dtype} off (round to nearest: <= 0.5)"
+    return worst
+
+
+TORCH_ULPS = {torch.float32: 256, torch.float16: 4, torch.bfloat16: 4}  # torch's fp32 group_norm: ~2**-16
+
+
+def check_torch(y, ref, scale):
+    """The unfused baseline: |y - ref| within TORCH_ULPS ulps of `scale` (the magnitudes its ops round)."""
+    worst = ((y.double() - ref).abs() / ulp(scale, y.dtype)).max().item()
+    assert worst <= TORCH_ULPS[y.dtype], f"unfused torch is {worst:.2f} ulps of the scale off"
+    return worst
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).replace("torch.", ""))
+@pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("label", list(ADAGN_SHAPES))
 @pytest.mark.parametrize("name", ["torch", "native", "triton"])
-def test_adagn_silu(benchmark, name, label, dtype):
+def test_adagn_silu(benchmark, name, label, layout, dtype):
     c, h, w, groups, preset = ADAGN_SHAPES[label]
     n = batch(preset)
     fn = provider(name, "adagn_silu")
-    x = torch.randn(n, c, h, w, device=DEVICE, dtype=dtype)
-    gamma = (1 + 0.1 * torch.randn(n, c, device=DEVICE)).to(dtype)
-    beta = (0.1 * torch.randn(n, c, device=DEVICE)).to(dtype)
-    benchmark.group = f"adagn_silu {label} {str(dtype).replace('torch.', '')}"
-    benchmark.extra_info.update(op="adagn_silu", provider=name, shape=[n, c, h, w], dtype=str(dtype),
+    x = torch.randn(n, c, h, w, device=DEVICE, dtype=dtype).contiguous(memory_format=LAYOUTS[layout])
+    # float32 style, as the engine's fused backends pass it (the torch sequence casts it to x's dtype)
+    gamma = 1 + 0.1 * torch.randn(n, c, device=DEVICE)
+    beta = 0.1 * torch.randn(n, c, device=DEVICE)
+    benchmark.group = f"adagn_silu {label} {layout} {str(dtype).replace('torch.', '')}"
+    benchmark.extra_info.update(op="adagn_silu", provider=name, shape=[n, c, h, w], layout=layout, dtype=str(dtype),
                                 device=str(DEVICE), bytes=2 * x.numel() * x.element_size())
     y = run(benchmark, lambda: fn(x, gamma, beta, groups, 1e-6))
     assert y.shape == x.shape and y.dtype == dtype
+    assert y.is_contiguous(memory_format=LAYOUTS[layout]) or name == "torch"
+    benchmark.extra_info["max_error_ulps"] = check_adagn(name, y, x, gamma, beta, groups)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).replace("torch.", ""))
@@ -110,4 +152,13 @@ def test_posterior_step(benchmark, name, label, dtype):
     benchmark.extra_info.update(op="posterior_step", provider=name, shape=[n, c, h, w], dtype=str(dtype),
                                 device=str(DEVICE), bytes=4 * x0.numel() * x0.element_size())
     y = run(benchmark, lambda: fn(x0, xt, C1, C2, SIGMA, noise=noise))
-    assert y.shape == x0.shape
+    assert y.shape == x0.shape and y.dtype == dtype
+    k = min(CHECK_IMAGES, n)  # against float64
+    y, x0, xt, noise = (t[:k].cpu() for t in (y, x0, xt, noise))
+    if name == "torch":  # it rounds after each of its 5 ops
+        terms = (C1 * x0.double(), C2 * xt.double(), SIGMA * noise.double())
+        worst = check_torch(y, sum(terms), sum(t.abs() for t in terms))
+    else:
+        worst = posterior_step_ulp_error(y, x0, xt, C1, C2, SIGMA, noise).max().item()
+        assert worst <= 0.5, f"{name}: an element is {worst:.3f} ulp of {dtype} off (round to nearest: <= 0.5)"
+    benchmark.extra_info["max_error_ulps"] = worst

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pdgan_infer import PDGAN, CheckpointError, hub, save_checkpoint
-from pdgan_infer.engine import Engine
+from pdgan_infer.engine import Engine, redraw_zero_init
 from pdgan_train.bundle import bundle
 from pdgan_train.bundle import main as bundle_main
 
@@ -20,7 +20,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture
 def run_checkpoint(tmp_path):
     torch.manual_seed(0)
-    return save_checkpoint(PDGAN("digits"), tmp_path / "run" / "model", meta={"step": 7})
+    model = PDGAN("digits")
+    redraw_zero_init(model)  # images of real contrast: training's 1e-10 layers would give uint8 127/128 everywhere
+    return save_checkpoint(model, tmp_path / "run" / "model", meta={"step": 7})
 
 
 def test_bundle_then_from_pretrained(run_checkpoint, tmp_path, monkeypatch):
@@ -35,9 +37,13 @@ def test_bundle_then_from_pretrained(run_checkpoint, tmp_path, monkeypatch):
     assert info["preset"] == "digits" and info["description"] == "a test model"
     assert info["metrics"] == {"digits_fid": 1.5, "class_coverage": 1.0}  # unknown keys are not recorded
     assert info["command"] == "pdgan-train --preset digits"
-    a = Engine.from_pretrained("mine", backend="torch", verbose=False).generate(2, seed=3)
-    b = Engine.from_checkpoint(run_checkpoint, backend="torch", verbose=False).generate(2, seed=3)
+    bundled = Engine.from_pretrained("mine", backend="torch", verbose=False)
+    original = Engine.from_checkpoint(run_checkpoint, backend="torch", verbose=False)
+    a, b = bundled.generate(2, seed=3), original.generate(2, seed=3)
+    assert a.std() > 20 and len(np.unique(a)) > 100  # not a sign test
     assert np.array_equal(a, b)  # the bundled copy holds the same weights
+    sa, sb = bundled.model.state_dict(), original.model.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def test_from_pretrained_without_a_name_lists_and_explains(run_checkpoint, tmp_path, monkeypatch):
@@ -57,7 +63,7 @@ def test_from_pretrained_without_a_name_lists_and_explains(run_checkpoint, tmp_p
 def test_damaged_bundle_is_named(run_checkpoint, tmp_path, monkeypatch):
     dest = tmp_path / "pretrained"
     bundle(run_checkpoint, "mine", "x", dest=dest)
-    (dest / "mine.json").write_text("{not json")
+    (dest / "mine.safetensors").write_bytes(b"{not a safetensors file")
     monkeypatch.setattr(hub, "PRETRAINED_DIR", dest)
     assert "unreadable" in Engine.pretrained()["mine"]["description"]
     with pytest.raises(CheckpointError, match="damaged"):
@@ -65,12 +71,13 @@ def test_damaged_bundle_is_named(run_checkpoint, tmp_path, monkeypatch):
 
 
 def test_bundle_cli_errors(run_checkpoint, tmp_path, capsys):
-    assert bundle_main([str(tmp_path / "missing.safetensors"), "--name", "x", "--dest", str(tmp_path)]) == 2
+    assert bundle_main([str(tmp_path / "missing.safetensors"), "--name", "x", "--dest", str(tmp_path)]) == 1
     assert "checkpoint not found" in capsys.readouterr().err
-    assert bundle_main([str(run_checkpoint), "--name", "bad name", "--dest", str(tmp_path)]) == 2
-    assert "plain identifier" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # a wrong command line: 2
+        bundle_main([str(run_checkpoint), "--name", "bad name", "--dest", str(tmp_path)])
+    assert e.value.code == 2 and "plain identifier" in capsys.readouterr().err
     nolatent = save_checkpoint(PDGAN("digits", with_latent=False), tmp_path / "nolat")
-    assert bundle_main([str(nolatent), "--name", "x", "--dest", str(tmp_path)]) == 2
+    assert bundle_main([str(nolatent), "--name", "x", "--dest", str(tmp_path)]) == 1
     assert "no latent denoiser" in capsys.readouterr().err
 
 

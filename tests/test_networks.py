@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from pdgan_infer import PRESETS, build_encoder, build_generator, build_latent, get_preset
+from pdgan_infer.engine import redraw_zero_init
 from pdgan_infer.kernels.reference import adagn_silu_ref
 from pdgan_infer.networks.layers import AdaGNAct, AttnBlock, ConvDownsample, FIRDownsample, FIRUpsample
 
@@ -24,6 +25,7 @@ def test_cifar10_generator_is_ddgan_size():
 def test_forward_every_preset(preset):
     cfg = get_preset(preset)
     g, e, lat = build_generator(preset), build_encoder(preset), build_latent(preset)
+    redraw_zero_init(g)  # training's 1e-10 layers would make G(x) ~ 1e-5 whatever the rest computes
     e.eval()  # inference: a standardising code norm (digits) uses its running statistics, any batch size
     x = torch.randn(1, cfg.channels, cfg.resolution, cfg.resolution)
     with torch.no_grad():
@@ -31,8 +33,49 @@ def test_forward_every_preset(preset):
         assert z_T.shape == (1, cfg.generator.nz)
         for t in range(1, cfg.schedule.T + 1):
             y = g(x, z_T, torch.tensor([float(t)]))
-            assert y.shape == x.shape and torch.isfinite(y).all() and y.abs().max() <= 1
+            assert y.shape == x.shape and torch.isfinite(y).all()
+            assert y.std() > 0.05, "the output is (nearly) constant"
         assert lat(z_T, torch.tensor([10.0])).shape == z_T.shape
+
+
+def _ddgan_sinusoid(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """By hand: DDPM's sinusoid of DDGAN's 0-based index s = t - 1 for the paper's step t (1..T):
+    [sin(s w_0) .. sin(s w_{h-1}), cos(s w_0) .. cos(s w_{h-1})], w_i = 10000^(-i / (h - 1)), h = dim / 2."""
+    import math
+    h = dim // 2
+    rows = [[math.sin((step - 1) * 10000.0 ** (-i / (h - 1))) for i in range(h)]
+            + [math.cos((step - 1) * 10000.0 ** (-i / (h - 1))) for i in range(h)] for step in t.tolist()]
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def test_generator_embeds_paper_step_t_as_ddgan_index_t_minus_1():
+    """Paper step t is DDGAN's index t - 1 (the networks were designed, and DDGAN's weights trained, that way):
+    the generator's sinusoid equals the hand-computed one (t = 1: [0] * nf/2 + [1] * nf/2), and the generator's
+    output is the same when its embedding is replaced by the hand-computed function, different with the
+    paper's index unshifted."""
+    torch.manual_seed(0)
+    g = build_generator("digits").eval()
+    redraw_zero_init(g)
+    t, nf = torch.tensor([1.0, 2.0, 4.0]), g.cfg.nf
+    emb = g.time_embed(t)
+    torch.testing.assert_close(emb[0], torch.cat([torch.zeros(nf // 2), torch.ones(nf // 2)]), atol=0, rtol=0)
+    torch.testing.assert_close(emb, _ddgan_sinusoid(t, nf), atol=2e-6, rtol=0)
+
+    class Hand(torch.nn.Module):
+        def __init__(self, shift: float):
+            super().__init__()
+            self.shift = shift
+
+        def forward(self, steps):
+            return _ddgan_sinusoid(steps + self.shift, nf)
+
+    x, z = torch.randn(3, 3, 32, 32), torch.randn(3, 32)
+    with torch.no_grad():
+        y = g(x, z, t)
+        g.time_embed = Hand(0.0)
+        torch.testing.assert_close(g(x, z, t), y, atol=1e-5, rtol=0)
+        g.time_embed = Hand(1.0)  # paper index t unshifted
+        assert (g(x, z, t) - y).abs().max() > 1e-2
 
 
 def _randomise(m: torch.nn.Module) -> None:

@@ -25,6 +25,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 DIGITS_FP32_ATOL = 1e-4  # measured ~5e-6
+DIGITS_FP16_ATOL = 1e-2  # measured 4-6e-3 on the step graph: about one uint8 level (7.8e-3) of the fp32 output
 
 
 def _perturbed(preset: str) -> PDGAN:
@@ -60,8 +61,8 @@ def test_onnxruntime_matches_torch(exported, graph, dtype):
     assert set(r.max_abs_err) == {1, 5}
     for n, err in r.max_abs_err.items():
         assert err <= r.tolerance[n], (n, err, r.tolerance[n])
-    if dtype == "float32":
-        assert max(r.max_abs_err.values()) <= DIGITS_FP32_ATOL
+    # a fixed bound too: r.tolerance is computed by the code under test (from its own fp16 torch run)
+    assert max(r.max_abs_err.values()) <= (DIGITS_FP32_ATOL if dtype == "float32" else DIGITS_FP16_ATOL)
 
 
 def test_graph_structure_and_metadata(exported, model):

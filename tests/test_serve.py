@@ -151,6 +151,14 @@ def test_request_checks():
         check_request(np.array([[1]]), np.full((1, 4), np.nan, np.float32), 4)
 
 
+def test_default_max_batch_is_the_engines_cpu_batch():
+    """Without --max-batch-size the server batches like Engine: 64 * 32 * 32 pixels on the CPU (by hand: 64 images at
+    32x32, 4 at 128x128, 1 at 256x256)."""
+    from pdgan_infer.serve.server import default_max_batch
+
+    assert [default_max_batch(r, "cpu") for r in (32, 128, 256)] == [64, 4, 1]
+
+
 def test_python_problem_names_shared_libpython(monkeypatch):
     import sysconfig
     monkeypatch.setattr(sysconfig, "get_config_var", lambda name: 0 if name == "Py_ENABLE_SHARED" else None)

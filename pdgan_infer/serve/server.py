@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from ..engine import DEFAULT_PIXELS_PER_BATCH, Engine, resolve_dtype
+from ..engine import Engine, resolve_dtype
+from ..optimize import default_batch_size
 from ..errors import PDGANError
 from . import config as cfg
 from .tritonserver import HARMLESS, ServeError, TritonServer, find_tritonserver
@@ -53,9 +54,11 @@ def warmup_batches(device: str, max_batch_size: int) -> list[int]:
     return [1, max_batch_size] if device == "cuda" else [1]
 
 
-def default_max_batch(resolution: int, device: str) -> int:
-    """The Engine's default batch for the device (64 at 32x32 on the CPU, 256 on a GPU)."""
-    return max(1, DEFAULT_PIXELS_PER_BATCH["cuda" if device == "cuda" else "cpu"] // (resolution * resolution))
+def default_max_batch(resolution: int, device: str, gpus: list[int] | None = None) -> int:
+    """Triton's max_batch_size when none is given: the Engine's own default batch for the device
+    (optimize.default_batch_size: 64 images at 32x32 on the CPU; on a GPU scaled by the first serving GPU's memory)."""
+    return default_batch_size(resolution, torch.device(f"cuda:{gpus[0]}" if gpus else "cuda") if device == "cuda"
+                              else torch.device("cpu"))
 
 
 def resolve_serving_device(device: str) -> tuple[str, list[int] | None]:
@@ -108,7 +111,7 @@ def _engine_repo(tmp, model, backend, dtype, device, max_batch_size, instances, 
         if reason:
             raise ServeError(f"backend {backend!r} cannot run on {kind}: {reason}")
     r, nz = network.config.resolution, network.config.generator.nz
-    batch = max_batch_size or default_max_batch(r, kind)
+    batch = max_batch_size or default_max_batch(r, kind, gpus)
     if threads is None:  # the CPU's cores shared by the instances
         threads = max(1, (os.cpu_count() or 1) // instances) if kind == "cpu" else 0
     engine_repository(tmp, path, resolution=r, nz=nz, backend=backend, dtype=dtype, device=kind, gpus=gpus,

@@ -74,7 +74,7 @@ def table(results: dict) -> str:
             lines.append(f"| **{row}: mean of {len(runs)} seeds** | | | {cells(mean)} |")
     real = {k: results["real"].get(k) for k, _, _ in COLUMNS}
     lines.append(f"| held-out real digits (reference) | | | {cells(real)} |")
-    lines.append(f"| untrained encoder (reference) | | 0 | " + " | ".join(
+    lines.append("| untrained encoder (reference) | | 0 | " + " | ".join(
         format(results["untrained_encoder_probe"], ".1%") if k == "probe_accuracy" else "-"
         for k, _, _ in COLUMNS) + " |")
     return "\n".join(lines)

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from ..engine import Engine, resolve_dtype
-from ..optimize import default_batch_size
 from ..errors import PDGANError
+from ..optimize import default_batch_size
 from . import config as cfg
 from .tritonserver import HARMLESS, ServeError, TritonServer, find_tritonserver
 

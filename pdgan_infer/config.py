@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from .errors import PDGANError
 
 FORMAT_VERSION = 1
 
@@ -93,35 +96,131 @@ class PDGANConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PDGANConfig:
+        """The config of a JSON mapping (a checkpoint's), every field type- and range-checked
+        (`LIMITS`): ConfigError (a ValueError, one line naming the field) for wrong types, values out
+        of range, unknown keys, an unknown `format_version` or a label naming one preset on another
+        preset's config. Keys missing from older files take their defaults."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"config must be a mapping, got {type(d).__name__}")
         d = dict(d)
-        d.pop("format_version", None)
+        version = d.pop("format_version", FORMAT_VERSION)
+        if isinstance(version, bool) or not isinstance(version, int) or version not in READABLE_FORMAT_VERSIONS:
+            raise ConfigError(f"config format_version {version!r} is not one this pdgan reads "
+                              f"({sorted(READABLE_FORMAT_VERSIONS)}); it was written by a newer pdgan: upgrade pdgan")
         sub = {"generator": GeneratorConfig, "encoder": EncoderConfig, "latent": LatentConfig,
                "schedule": ScheduleConfig}
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown config keys {sorted(map(str, unknown))}; this file was written by another "
+                              "pdgan version?")
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
-            if f.name not in d:
-                continue
-            v = d.pop(f.name)
-            kwargs[f.name] = _build(sub[f.name], v, f.name) if f.name in sub else v
-        if d:
-            raise ValueError(f"unknown config keys {sorted(d)}; this file was written by another pdgan version?")
-        return cls(**kwargs)
+            if f.name in d:
+                v = d[f.name]
+                kwargs[f.name] = _build(sub[f.name], v, f.name) if f.name in sub else _check(cls, f.name, v, "config")
+        cfg = cls(**kwargs)
+        _check_consistency(cfg)
+        return cfg
 
     def replace(self, **changes: Any) -> PDGANConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+class ConfigError(PDGANError, ValueError):
+    """A config mapping (a checkpoint's JSON) is malformed; the message names the field."""
+
+
+READABLE_FORMAT_VERSIONS = frozenset({FORMAT_VERSION})
+
+# Accepted values of every field of a config read from JSON (`from_dict`): ("int"/"float", low, high)
+# for numbers (inclusive, so NaN and infinities fail; "float" accepts integers too, never booleans),
+# ("bool",), ("choice", names), ("preset",) (a key of PRESETS) and ("ints", "integer"/"number", min
+# length, max length, low, high) for lists (stored as tuples). The bounds are far above every preset
+# (cifar10: nf 128, celebahq256: 256 px) and keep building a model from an untrusted file cheap: the
+# module count, every non-persistent buffer (the latent DDPM's `alphas_cumprod` has train_steps
+# entries) and the schedule's T_hat search stay small. The weights themselves are bounded by the file:
+# their shapes are compared with the file before anything is built.
+LIMITS: dict[type, dict[str, tuple]] = {}  # filled below the dataclasses
+
+
+def _build(cls: type, values: Any, where: str) -> Any:
     if not isinstance(values, dict):
-        raise ValueError(f"config section '{where}' must be a mapping, got {type(values).__name__}")
-    names = {f.name: f for f in fields(cls)}
-    unknown = set(values) - set(names)
+        raise ConfigError(f"config section '{where}' must be a mapping, got {type(values).__name__}")
+    names = {f.name for f in fields(cls)}
+    unknown = set(values) - names
     if unknown:
-        raise ValueError(f"unknown keys {sorted(unknown)} in config section '{where}'")
-    out = {}
-    for k, v in values.items():
-        out[k] = tuple(v) if isinstance(v, list) else v
-    return cls(**out)
+        raise ConfigError(f"unknown keys {sorted(map(str, unknown))} in config section '{where}'")
+    return cls(**{k: _check(cls, k, v, f"config.{where}") for k, v in values.items()})
+
+
+def _check(cls: type, name: str, v: Any, where: str) -> Any:
+    """`v` as the field `cls.name` stores it (lists -> tuples), or ConfigError."""
+    kind, *limits = LIMITS[cls][name]
+    what = f"{where}.{name}"
+    if kind == "int":
+        lo, hi = limits
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ConfigError(f"{what} must be an integer in [{lo}, {hi}], got {_show(v)}")
+        return v
+    if kind == "float":
+        lo, hi = limits
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:  # NaN fails lo <= v
+            raise ConfigError(f"{what} must be a finite number in [{lo}, {hi}], got {_show(v)}")
+        return float(v)
+    if kind == "bool":
+        if not isinstance(v, bool):
+            raise ConfigError(f"{what} must be true or false, got {_show(v)}")
+        return v
+    if kind in ("choice", "preset"):
+        choices = tuple(PRESETS) if kind == "preset" else limits[0]  # PRESETS as it is now (tests add some)
+        if not isinstance(v, str) or v not in choices:
+            raise ConfigError(f"{what} must be one of {list(choices)}, got {_show(v)}")
+        return v
+    item, min_len, max_len, lo, hi = limits  # a list of numbers
+    if not isinstance(v, (list, tuple)) or not min_len <= len(v) <= max_len:
+        raise ConfigError(f"{what} must be a list of {min_len} to {max_len} {item}s, got {_show(v)}")
+    for x in v:
+        ok = not isinstance(x, bool) and isinstance(x, int if item == "integer" else (int, float)) and lo <= x <= hi
+        if not ok:
+            raise ConfigError(f"{what} must hold {item}s in [{lo}, {hi}], got {_show(v)}")
+    return tuple(v)
+
+
+def _check_consistency(cfg: PDGANConfig) -> None:
+    """What single fields cannot say: sizes that only fit together, a schedule whose T_hat search is
+    bounded, and a preset label on another preset's exact config."""
+    lat, sch = cfg.latent, cfg.schedule
+    if cfg.channels not in (1, 3):
+        raise ConfigError(f"config.channels must be 1 (grey) or 3 (RGB), got {cfg.channels}")
+    if lat.ddim_steps > lat.train_steps:
+        raise ConfigError(f"config.latent.ddim_steps ({lat.ddim_steps}) must be <= train_steps ({lat.train_steps})")
+    if sch.beta_min > sch.beta_max:
+        raise ConfigError(f"config.schedule.beta_min ({sch.beta_min}) must be <= beta_max ({sch.beta_max})")
+    for name, ch_mult in (("generator", cfg.generator.ch_mult), ("encoder", cfg.encoder.ch_mult)):
+        if cfg.resolution % (1 << (len(ch_mult) - 1)):
+            raise ConfigError(f"config.resolution {cfg.resolution} is not divisible by 2^{len(ch_mult) - 1} "
+                              f"(config.{name}.ch_mult has {len(ch_mult)} levels)")
+    if sum(cfg.generator.fir_kernel) <= 0:
+        raise ConfigError(f"config.generator.fir_kernel must have a positive sum, got {list(cfg.generator.fir_kernel)}")
+    if sch.kind == "pdgan":
+        from .schedule import MAX_CONFIG_T_HAT, t_hat_estimate
+        estimate = t_hat_estimate(sch.T, sch.beta_min, sch.beta_max, sch.snr_threshold)
+        if not estimate <= MAX_CONFIG_T_HAT:
+            raise ConfigError(
+                f"config.schedule: T={sch.T}, beta_min={sch.beta_min}, beta_max={sch.beta_max}, "
+                f"snr_threshold={sch.snr_threshold} need T_hat ~ {estimate:.3g} steps in the Appendix-A search "
+                f"(at most {MAX_CONFIG_T_HAT}); "
+                + ("the threshold is at or below the SNR at the end of the schedule, so no T_hat exists"
+                   if math.isinf(estimate) else "use a smaller T or a threshold nearer 0.1"))
+    for name, preset in PRESETS.items():
+        if name != cfg.preset and dataclasses.replace(preset, preset=cfg.preset) == cfg:
+            raise ConfigError(f"config.preset says {cfg.preset!r}, but the config is preset {name!r}'s exactly; "
+                              "the label is wrong")
+
+
+def _show(v: Any) -> str:
+    text = repr(v)
+    return (text if len(text) <= 60 else text[:57] + "...") + f" ({type(v).__name__})"
 
 
 # --- presets ---------------------------------------------------------------------------------
@@ -152,6 +251,27 @@ PRESETS: dict[str, PDGANConfig] = {
         latent=LatentConfig(hidden=256, num_layers=6, ddim_steps=10),
     ),
 }
+
+
+LIMITS.update({
+    PDGANConfig: {"preset": ("preset",), "resolution": ("int", 1, 1024), "channels": ("int", 1, 3)},
+    GeneratorConfig: {
+        "nf": ("int", 1, 1024), "ch_mult": ("ints", "integer", 1, 8, 1, 16), "num_res_blocks": ("int", 1, 16),
+        "attn_resolutions": ("ints", "integer", 0, 16, 1, 4096), "dropout": ("float", 0.0, 1.0),
+        "fir_kernel": ("ints", "number", 4, 4, 0.0, 1e6), "skip_rescale": ("bool",), "nz": ("int", 1, 4096),
+        "z_emb_dim": ("int", 1, 4096), "n_mlp": ("int", 0, 16), "use_tanh": ("bool",)},
+    EncoderConfig: {
+        "nf": ("int", 1, 1024), "ch_mult": ("ints", "integer", 1, 8, 1, 16), "num_res_blocks": ("int", 1, 16),
+        "attn_resolutions": ("ints", "integer", 0, 16, 1, 4096), "pool": ("choice", ("mean", "flatten")),
+        "code_norm": ("choice", ("none", "batch"))},
+    LatentConfig: {
+        "hidden": ("int", 1, 16384), "num_layers": ("int", 1, 64), "time_emb_dim": ("int", 2, 4096),
+        "train_steps": ("int", 1, 100_000), "beta": ("float", 1e-8, 0.5), "ddim_steps": ("int", 1, 100_000)},
+    ScheduleConfig: {
+        "kind": ("choice", ("pdgan", "ddgan")), "T": ("int", 1, 1000), "beta_min": ("float", 0.0, 100.0),
+        "beta_max": ("float", 1e-6, 100.0), "snr_threshold": ("float", 1e-12, 1e12),
+        "t_hat_rule": ("choice", ("largest", "smallest"))},
+})
 
 
 def get_preset(name: str) -> PDGANConfig:

@@ -111,8 +111,8 @@ def resolve_model(name: str | os.PathLike | None, revision: str | None = None,
     if isinstance(name, str) and name in pretrained_models():
         return pretrained_path(name)
     local = Path(text).expanduser()
-    if local.exists() or local.with_name(local.name + ".safetensors").exists():
-        return local
+    if local.exists() or os.path.lexists(local) or local.with_name(local.name + ".safetensors").exists():
+        return local  # a dangling link or a symlink loop too: the loader names what is wrong with it
     if isinstance(name, str) and _REPO_ID.match(text) and not text.endswith((".safetensors", ".json")):
         return hub_download(text, revision, hub_cache_dir)
     if "/" in text or os.sep in text or text.startswith((".", "~")) or text.endswith((".safetensors", ".json")):

@@ -36,12 +36,30 @@ def _vp_alphas_cumprod(T_hat: int, beta_min: float, beta_max: float) -> torch.Te
 
 
 def _t_hat(abar: torch.Tensor, snr_threshold: float) -> int | None:
-    """t_hat with SNR(t_hat) > threshold > SNR(t_hat + 1) (abar indexed from t = 0), or None."""
+    """t_hat with SNR(t_hat) > threshold > SNR(t_hat + 1) (abar indexed from t = 0), or None: the first
+    such t in 1..len(abar) - 2."""
     snr = abar / (1.0 - abar)
-    for t in range(1, len(abar) - 1):
-        if snr[t] > snr_threshold and snr[t + 1] < snr_threshold:
-            return t
-    return None
+    hits = ((snr[1:-1] > snr_threshold) & (snr[2:] < snr_threshold)).nonzero()
+    return int(hits[0, 0]) + 1 if len(hits) else None
+
+
+# The Appendix-A search tries T_hat = T + 1, T + 2, ... and costs O(T_hat^2): configs read from files
+# must not need more than this (`t_hat_estimate`); `pdgan_betas` stops at its `max_T_hat`.
+MAX_CONFIG_T_HAT = 20_000
+
+
+def t_hat_estimate(T: int, beta_min: float, beta_max: float, snr_threshold: float) -> float:
+    """The T_hat the search will reach, from the continuous schedule: SNR(s) = threshold at
+    s* = t / T_hat solves beta_min s + (beta_max - beta_min) s^2 / 2 = log(1 + 1 / threshold), so
+    t_hat = T needs T_hat ~ T / s*. inf when the threshold is at or below the SNR at the end of the
+    schedule (s* >= 1), which SNR(T_hat) equals for every T_hat: then no T_hat exists at all."""
+    if not (snr_threshold > 0 and math.isfinite(snr_threshold)):
+        return math.inf
+    a, b, target = 0.5 * (beta_max - beta_min), beta_min, math.log1p(1.0 / snr_threshold)
+    if target >= a + b:
+        return math.inf
+    s = target / b if a <= 0 else 2.0 * target / (b + math.sqrt(b * b + 4.0 * a * target))
+    return T / s if s > 0 else math.inf
 
 
 def pdgan_betas(T: int, beta_min: float = 0.1, beta_max: float = 20.0, snr_threshold: float = 0.1,
@@ -51,6 +69,12 @@ def pdgan_betas(T: int, beta_min: float = 0.1, beta_max: float = 20.0, snr_thres
         raise ValueError(f"t_hat_rule must be 'largest' or 'smallest', got {t_hat_rule!r}")
     if not (0.0 < snr_threshold):
         raise ValueError(f"snr_threshold must be positive, got {snr_threshold}")
+    no_t_hat = (f"no T_hat gives t_hat = T = {T} for beta_min={beta_min}, beta_max={beta_max}, "
+                f"snr_threshold={snr_threshold}; pick another T or threshold")
+    # Fail fast with the loop's own verdict: every T_hat with t_hat = T lies in (T / s*, (T + 1) / s*).
+    estimate = t_hat_estimate(T, beta_min, beta_max, snr_threshold)
+    if math.isinf(estimate) or estimate * (T - 1) / T > max_T_hat + 2:
+        raise ValueError(no_t_hat + ("" if math.isinf(estimate) else f" (it would need T_hat > {max_T_hat})"))
     found = []
     for T_hat in range(T + 1, max_T_hat):
         abar = _vp_alphas_cumprod(T_hat, beta_min, beta_max)
@@ -60,8 +84,7 @@ def pdgan_betas(T: int, beta_min: float = 0.1, beta_max: float = 20.0, snr_thres
         elif found or (t_hat is not None and t_hat > T):
             break  # t_hat grows with T_hat: no later T_hat can give t_hat = T
     if not found:
-        raise ValueError(f"no T_hat gives t_hat = T = {T} for beta_min={beta_min}, beta_max={beta_max}, "
-                         f"snr_threshold={snr_threshold}; pick another T or threshold")
+        raise ValueError(no_t_hat)
     T_hat = found[-1] if t_hat_rule == "largest" else found[0]
     abar = _vp_alphas_cumprod(T_hat, beta_min, beta_max)
     betas = 1.0 - abar[1:T + 1] / abar[:T]  # Eq. (12) for t < T

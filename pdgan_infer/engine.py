@@ -36,8 +36,10 @@ optimized bf16 12.3 s; native bf16 8.9 s (0.18x).
 for no measurable gain over `optimized`. On a small or shared CPU, torch.set_num_threads(1) can be
 faster than more threads (OpenMP regions wait for descheduled threads).
 
-Memory: `generate` holds one batch of activations and the (n, H, W, 3) uint8 result; `iter_batches`
-yields uint8 batches for callers that write them out instead (memory independent of n).
+Memory: `generate` holds one batch of activations and the (n, H, W, 3) uint8 result, and refuses a
+result above `MAX_GENERATE_BYTES` (4 GiB: 1.4 M images of 32x32) before allocating anything; `iter_batches`
+yields uint8 batches for callers that write them out instead (memory independent of n), as
+`pdgan-generate` does. Options a backend does not know (a misspelt keyword) raise TypeError.
 """
 from __future__ import annotations
 
@@ -46,13 +48,14 @@ import numbers
 import os
 import secrets
 import sys
-from collections.abc import Iterable, Iterator
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from .backends import AUTO_ORDER, BACKENDS, BackendUnavailable, create, probe_all
+from .backends import AUTO_ORDER, BACKENDS, BackendUnavailable, check_options, create, probe_all
 from .backends import check_name as _check_backend_name
 from .checkpoint import load_checkpoint
 from .config import PDGANConfig
@@ -65,7 +68,10 @@ from .seeds import MAX_BLOCK_SEED, SEED_LIMIT, SEED_STRIDE, check_seeds, image_s
 
 log = logging.getLogger("pdgan")
 
-DEFAULT_PIXELS_PER_BATCH = {"cpu": 64 * 32 * 32, "cuda": 256 * 32 * 32}  # batch = this // (R * R)
+ENGINE_KEYWORDS = ("backend", "device", "dtype", "batch_size", "latent_steps", "progress", "verbose")
+# `generate` returns one array of every image; beyond this many bytes it refuses (iter_batches and
+# pdgan-generate stream any number of images in constant memory).
+MAX_GENERATE_BYTES = 4 << 30
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
@@ -94,6 +100,7 @@ class Engine:
             model.latent.ddim_timesteps(latent_steps)  # validates (ValueError with the valid range)
         self.latent_steps = latent_steps
         self.last_seed: int | None = None
+        check_options(backend_options, engine_keywords=ENGINE_KEYWORDS)
         self.backend, self.runner = self._build_backend(backend, backend_options)
 
     # --- construction ------------------------------------------------------------------------
@@ -180,6 +187,11 @@ class Engine:
         (default: drawn by the latent denoiser). Same seeds and backend => same images."""
         seeds = self._image_seeds(n, seed, seeds)
         batches = self._iter(seeds, batch_size, z_T, progress)  # checks the arguments first
+        size = len(seeds) * int(np.prod(self.image_shape))
+        if size > MAX_GENERATE_BYTES:
+            raise ValueError(f"generate({len(seeds)}) would hold {size / 2**30:.1f} GiB of images in memory (the limit "
+                             f"is {MAX_GENERATE_BYTES / 2**30:.0f} GiB); stream them with engine.iter_batches(n, seed) "
+                             "or write files with pdgan-generate MODEL --seeds A-B --outdir DIR")
         out = np.empty((len(seeds), *self.image_shape), np.uint8)
         start = 0
         for images in batches:
@@ -201,7 +213,7 @@ class Engine:
         """`generate` as a stream of (b, H, W, 3) uint8 batches (memory independent of n)."""
         return self._iter(self._image_seeds(n, seed, seeds), batch_size, z_T, progress)
 
-    def _iter(self, seeds: list[int], batch_size: int | None, z_T, progress: bool | None) -> Iterator[np.ndarray]:
+    def _iter(self, seeds: Sequence[int], batch_size: int | None, z_T, progress: bool | None) -> Iterator[np.ndarray]:
         n = len(seeds)
         bs = self.batch_size if batch_size is None else _check_count(batch_size, "batch_size", minimum=1)
         z_T = None if z_T is None else self._check_latents(z_T, n)
@@ -210,12 +222,12 @@ class Engine:
         show = (sys.stderr.isatty() if self.progress is None else self.progress) if progress is None else progress
         return self._batches(seeds, max(1, min(bs, n)), z_T, bool(show))
 
-    def _batches(self, seeds: list[int], bs: int, z_T: torch.Tensor | None, show: bool) -> Iterator[np.ndarray]:
+    def _batches(self, seeds: Sequence[int], bs: int, z_T: torch.Tensor | None, show: bool) -> Iterator[np.ndarray]:
         from tqdm.auto import tqdm
         n = len(seeds)
         with tqdm(total=n, unit="img", desc=f"pdgan {self.backend}", disable=not show, leave=False) as bar:
             for start in range(0, n, bs):
-                part = seeds[start:start + bs]
+                part = list(seeds[start:start + bs])
                 zb = None if z_T is None else z_T[start:start + len(part)]
                 x0 = self._sample_batch(part, zb, pad_to=bs)
                 yield to_uint8(x0).cpu().numpy()
@@ -246,13 +258,13 @@ class Engine:
         bs = self.batch_size if batch_size is None else _check_count(batch_size, "batch_size", minimum=1)
         c, parts = self.config, []
         for start in range(0, len(seeds), bs):
-            noise = draw_noise(seeds[start:start + bs], self.model.schedule.T, c.channels, c.resolution,
+            noise = draw_noise(list(seeds[start:start + bs]), self.model.schedule.T, c.channels, c.resolution,
                                c.generator.nz)
             with torch.no_grad():
                 parts.append(self._latents(noise.latent.to(self.device)).cpu())
         return torch.cat(parts) if parts else torch.zeros(0, c.generator.nz)
 
-    def _image_seeds(self, n: int | None, seed: int | None, seeds: Iterable[int] | None) -> list[int]:
+    def _image_seeds(self, n: int | None, seed: int | None, seeds: Iterable[int] | None) -> Sequence[int]:
         """The per-image seeds of a call: `seeds` as given, or image_seeds(seed, 0, n)."""
         if seeds is not None:
             if seed is not None:
@@ -264,7 +276,11 @@ class Engine:
         if n is None:
             raise TypeError("n must be an integer (or pass seeds=[...]), got None")
         n = _check_count(n, "n")
-        return image_seeds(self._resolve_seed(seed, n), 0, n)
+        if n > SEED_LIMIT:
+            raise ValueError(f"n={n} is more than the 2**32 per-image seeds; generate at most 2**32 images "
+                             "(in parts: seeds=range(a, b), or pdgan-generate --seeds A-B)")
+        first = self._resolve_seed(seed, n) * SEED_STRIDE
+        return range(first, first + n)  # image_seeds(seed, 0, n), without a list of n ints
 
     def _resolve_seed(self, seed: int | None, n: int) -> int:
         if seed is None:
@@ -324,6 +340,9 @@ class Engine:
             x = images.float()
             if x.numel() and (not bool(torch.isfinite(x).all()) or x.abs().max() > 1.0 + 1e-3):
                 raise ValueError("float images must be finite and in [-1, 1] (uint8 images go in as NHWC uint8)")
+            if x.numel() > 1 and float(x.min()) >= 0.0 and float(x.max()) > 0.0:
+                warnings.warn("encode: these float images have no negative value, as if they were in [0, 1]; "
+                              "encode wants [-1, 1] (pass images * 2 - 1, or uint8 NHWC images)", stacklevel=3)
         else:
             raise TypeError(f"images must be uint8 (NHWC) or float (NCHW in [-1, 1]), got {images.dtype}")
         if x.shape[1] != c:  # grey <-> RGB (the digits preset is RGB)

@@ -281,3 +281,55 @@ def test_progress_bar_off_without_tty(engine, capsys):
     engine.generate(2, seed=0)
     if not sys.stderr.isatty():
         assert "img/s" not in capsys.readouterr().err
+
+
+def test_misspelt_keywords_are_refused(engine):
+    """Reliability review, defect 14: Engine(..., bach_size=4) ignored the misspelt keyword."""
+    with pytest.raises(TypeError, match=r"unknown option 'bach_size'; backend options are cuda_graph .*"
+                                        r"the Engine's own: backend, device, dtype, batch_size"):
+        Engine(engine.model, backend="torch", device="cpu", bach_size=4)
+    with pytest.raises(TypeError, match="unknown options 'cuda_grpah', 'x'"):
+        create("torch", engine.model, CPU, torch.float32, cuda_grpah=False, x=1)
+    create("torch", engine.model, CPU, torch.float32, cache_dir=None)  # a known option is fine anywhere
+
+
+@pytest.mark.parametrize("n, seed, match", [
+    (10**7, 0, r"generate\(10000000\) would hold 28.6 GiB .*iter_batches\(n, seed\) or .*pdgan-generate"),
+    (2**31, 0, r"generate\(2147483648\) would hold 6144.0 GiB .*iter_batches"),
+    (10**12, None, r"n=1000000000000 is more than the 2\*\*32 per-image seeds"),
+    (2**32 + 1, 0, r"more than the 2\*\*32 per-image seeds")])
+def test_huge_n_fails_before_allocating(engine, monkeypatch, n, seed, match):
+    """Defect 21: generate(10**7) died in MemoryError after allocating; 2**31 passed the seed check and
+    asked numpy for 6 TiB; 10**12 with seed=None failed in secrets.randbelow ('Upper bound must be
+    positive'). One line now, before any allocation or sampling, naming the streaming ways."""
+    monkeypatch.setattr(np, "empty", lambda *a, **k: pytest.fail("generate allocated its result"))
+    monkeypatch.setattr(engine, "_sample_batch", lambda *a, **k: pytest.fail("generate sampled"))
+    with pytest.raises(ValueError, match=match) as e:
+        engine.generate(n, seed=seed)
+    assert "\n" not in str(e.value)
+
+
+def test_iter_batches_streams_a_run_generate_refuses(engine, monkeypatch):
+    """The message points at iter_batches: it must take the same n without building n seeds."""
+    seen = []
+    monkeypatch.setattr(engine, "_sample_batch", lambda seeds, z, pad_to: seen.append(list(seeds))
+                        or torch.zeros(len(seeds), 3, 32, 32))
+    batches = engine.iter_batches(2**31, seed=0, batch_size=4)
+    assert next(batches).shape == (4, 32, 32, 3) and next(batches).shape == (4, 32, 32, 3)
+    assert seen == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+
+def test_encode_warns_on_images_in_0_1(engine):
+    """Defect 21: float images in [0, 1] were encoded as if in [-1, 1], without a word."""
+    x = torch.rand(2, 3, 32, 32)
+    with pytest.warns(UserWarning, match=r"as if they were in \[0, 1\]; encode wants \[-1, 1\]"):
+        engine.encode(x)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        engine.encode(x * 2 - 1)  # [-1, 1]: no warning
+
+
+def test_backend_unavailable_is_a_pdgan_error():
+    from pdgan_infer import PDGANError
+    assert issubclass(BackendUnavailable, PDGANError) and issubclass(BackendUnavailable, RuntimeError)

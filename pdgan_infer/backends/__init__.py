@@ -30,7 +30,8 @@ import torch
 
 from .base import BackendUnavailable, Runner, chain
 
-__all__ = ["BACKENDS", "AUTO_ORDER", "BackendUnavailable", "Runner", "chain", "probe", "probe_all", "create"]
+__all__ = ["BACKENDS", "AUTO_ORDER", "OPTIONS", "BackendUnavailable", "Runner", "chain", "probe", "probe_all",
+           "create", "check_options"]
 
 BACKENDS = ("torch", "optimized", "compile", "triton", "native", "onnxruntime", "tensorrt")
 
@@ -39,6 +40,21 @@ AUTO_ORDER = {
     "cpu": ("native", "optimized", "torch"),
     "cuda": ("native", "triton", "optimized", "torch"),
 }
+
+# Options `create` (and Engine(..., **options)) passes on, by backend; anything else is a TypeError.
+OPTIONS = {"cuda_graph": "optimized/compile/triton/native", "opts": "optimized/compile/triton/native",
+           "cache_dir": "onnxruntime/tensorrt", "batch_size": "tensorrt (the Engine passes its own)"}
+
+
+def check_options(options: dict, engine_keywords: tuple[str, ...] = ()) -> None:
+    """TypeError naming the valid options when `options` has a name no backend takes (a misspelt
+    keyword such as `bach_size` would otherwise be ignored)."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        valid = ", ".join(f"{k} ({v})" for k, v in OPTIONS.items() if k != "batch_size")
+        own = f"; the Engine's own: {', '.join(engine_keywords)}" if engine_keywords else ""
+        raise TypeError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                        f"backend options are {valid}{own}")
 
 
 def _has(module: str) -> bool:
@@ -141,7 +157,8 @@ def create(name: str, model, device: torch.device, dtype: torch.dtype, **options
     """Build backend `name` for `model` (already on `device`). Raises BackendUnavailable naming the
     fix when it cannot run here. `options`: `cuda_graph` (optimized/compile/triton/native),
     `opts` (an `optimize.Optimizations`), `cache_dir` (onnxruntime/tensorrt), `batch_size` (tensorrt:
-    the batch its engine is built and tuned for)."""
+    the batch its engine is built and tuned for). An unknown option raises TypeError."""
+    check_options(options)
     reason = probe(name, device)
     if reason is not None:
         raise BackendUnavailable(f"backend {name!r} is unavailable on {device}: {reason}")

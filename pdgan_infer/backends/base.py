@@ -11,13 +11,14 @@ from collections.abc import Callable
 
 import torch
 
+from ..errors import PDGANError
 from ..schedule import Schedule
 
 # step(x0, x_t, t, noise) -> x_{t-1}; noise is None at t = 1
 StepFn = Callable[[torch.Tensor, torch.Tensor, int, "torch.Tensor | None"], torch.Tensor]
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(PDGANError, RuntimeError):
     """A backend cannot run here; the message names what to install or which backend to use."""
 
 

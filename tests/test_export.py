@@ -8,6 +8,7 @@ weights are perturbed first to make the outputs O(1) and the comparison meaningf
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import shutil
@@ -186,11 +187,9 @@ def test_engine_cache_key_changes_with_each_field():
         tensorrt.BatchProfile(8, 4, 16)
 
 
-def test_tensorrt_engine_cache_rebuilds_stale_engines(exported, tmp_path, monkeypatch):
-    """The load-or-build logic with TensorRT faked: builds once, reuses, rebuilds a corrupt engine,
-    a new TensorRT version, and an explicit engine path whose sidecar names another key."""
-    onnx_path = tmp_path / "m.onnx"
-    shutil.copy(exported["sampler", "float32"].path, onnx_path)
+def _fake_tensorrt(monkeypatch):
+    """TensorRT 'installed' (version fake.__version__): builds return b'engine:<version>' and are
+    recorded (their timing-cache paths), loads refuse other bytes."""
     fake = type("trt", (), {"__version__": "10.0.0"})
     builds = []
 
@@ -207,12 +206,21 @@ def test_tensorrt_engine_cache_rebuilds_stale_engines(exported, tmp_path, monkey
     monkeypatch.setattr(tensorrt, "build_engine", fake_build)
     monkeypatch.setattr(tensorrt.TensorRTRunner, "__init__", fake_init)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    return fake, builds
+
+
+def test_tensorrt_engine_cache_rebuilds_stale_engines(exported, tmp_path, monkeypatch):
+    """The load-or-build logic with TensorRT faked: builds once, reuses, rebuilds a corrupt engine,
+    a new TensorRT version, and an explicit engine path whose sidecar names another key."""
+    onnx_path = tmp_path / "m.onnx"
+    shutil.copy(exported["sampler", "float32"].path, onnx_path)
+    fake, builds = _fake_tensorrt(monkeypatch)
     logs = []
     load = lambda **kw: tensorrt.TensorRTRunner.from_onnx(onnx_path, tensorrt.BatchProfile(1, 8, 16), "w" * 64,
                                                            torch.device("cuda"), log=logs.append, **kw)
     load()
     engines = list(tmp_path.glob("m-*.engine"))
-    assert len(builds) == 1 and len(engines) == 1 and engines[0].with_suffix(".json").exists()
+    assert len(builds) == 1 and len(engines) == 1 and tensorrt.engine_sidecar(engines[0]).exists()
     load()
     assert len(builds) == 1  # cached
     engines[0].write_bytes(b"truncated")
@@ -223,9 +231,30 @@ def test_tensorrt_engine_cache_rebuilds_stale_engines(exported, tmp_path, monkey
     assert builds[2] != builds[0]  # the timing cache is per TensorRT version
     explicit = tmp_path / "out.engine"
     explicit.write_bytes(b"engine:old")
-    explicit.with_suffix(".json").write_text(json.dumps({"key": "0" * 64, "fields": {"tensorrt": "9.0"}}))
+    tensorrt.engine_sidecar(explicit).write_text(json.dumps({"key": "0" * 64, "fields": {"tensorrt": "9.0"}}))
     assert load(engine_path=explicit).engine_bytes == b"engine:10.1.0" and len(builds) == 4
-    assert json.loads(explicit.with_suffix(".json").read_text())["fields"]["tensorrt"] == "10.1.0"
+    assert json.loads(tensorrt.engine_sidecar(explicit).read_text())["fields"]["tensorrt"] == "10.1.0"
+
+
+def test_tensorrt_sidecar_never_replaces_the_checkpoint_json(exported, tmp_path, monkeypatch):
+    """Reliability review, defect 4: `pdgan-export ... --format tensorrt --out runs/x/model.engine` wrote
+    its cache sidecar to path.with_suffix('.json'): runs/x/model.json, the checkpoint's own sidecar.
+    Defect 17 for engines: an engine whose bytes were replaced (same key) was deserialized as is."""
+    _, builds = _fake_tensorrt(monkeypatch)
+    ckpt_json = tmp_path / "model.json"
+    ckpt_json.write_text('{"format": "pdgan-checkpoint"}')
+    engine = tmp_path / "model.engine"
+    logs = []
+    load = lambda: tensorrt.TensorRTRunner.from_onnx(exported["sampler", "float32"].path,  # noqa: E731
+                                                      tensorrt.BatchProfile(1, 4, 4), "w" * 64, torch.device("cuda"),
+                                                      engine_path=engine, log=logs.append)
+    load()
+    sidecar = tensorrt.engine_sidecar(engine)
+    assert sidecar.name == "model.engine.json" and ckpt_json.read_text() == '{"format": "pdgan-checkpoint"}'
+    assert json.loads(sidecar.read_text())["sha256"] == hashlib.sha256(engine.read_bytes()).hexdigest()
+    assert load().engine_bytes == b"engine:10.0.0" and len(builds) == 1  # reused
+    engine.write_bytes(b"engine:forged")  # deserializable, but not what was built
+    assert load().engine_bytes == b"engine:10.0.0" and len(builds) == 2 and "sha256 differs" in logs[-1]
 
 
 def test_input_shapes_from_metadata(exported):

@@ -68,6 +68,7 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16}
 # flash-attention rule): |ort16 - ref32| <= 2 * |torch16 - ref32| + FP16_ATOL.
 FP32_ATOL = 5e-4
 FP16_ATOL = 2e-3
+CUDA_PROVIDER = "CUDAExecutionProvider"
 
 
 class OnnxLoadError(PDGANError, ValueError):
@@ -225,6 +226,7 @@ class ExportResult:
     tolerance: dict[int, float] = field(default_factory=dict)  # batch size -> allowed error
     ref_max_abs: dict[int, float] = field(default_factory=dict)  # batch size -> max |torch output|
     ok: bool = True
+    written: bool = True  # False: the verification failed and `path` was left as it was
 
     def summary(self) -> str:
         s = f"{self.path} ({self.graph}, {self.dtype}) exported in {self.export_s:.1f} s"
@@ -238,7 +240,9 @@ def export_onnx(model: PDGAN, path: str | os.PathLike, graph: str = "sampler",
                 verify: bool = True, verify_batches: tuple[int, ...] = (1, 5),
                 extra_metadata: dict[str, str] | None = None) -> ExportResult:
     """Export `graph` ("step" or "sampler") of `model` to PATH (atomically), check it with
-    onnx.checker and, with `verify`, compare ONNX Runtime (CPU) with torch at `verify_batches`."""
+    onnx.checker and, with `verify`, compare ONNX Runtime (CPU) with torch at `verify_batches`. The
+    checks run on the temporary file: an export that fails them never replaces PATH (`result.ok` and
+    `result.written` are False)."""
     onnx = require("onnx")
     name = dtype_name(dtype)
     dtype = DTYPES[name]
@@ -249,35 +253,44 @@ def export_onnx(model: PDGAN, path: str | os.PathLike, graph: str = "sampler",
     names = INPUTS[graph]
     dynamic_axes = {k: {batch_axis(graph, k): "N"} for k in (*names, OUTPUT)}
     t0 = time.perf_counter()
-    with atomic_path(path) as tmp_path:
-        tmp = str(tmp_path)
-        with _symbolics(), warnings.catch_warnings(), torch.no_grad():
-            # The TorchScript exporter warns that it is deprecated, and its tracer warns about
-            # Python-int shapes that it records as constants (channels, resolution: static here).
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, tuple(inputs[k] for k in names), tmp, dynamo=False,
-                              opset_version=OPSET, input_names=list(names), output_names=[OUTPUT],
-                              dynamic_axes=dynamic_axes, do_constant_folding=True)
-        proto = onnx.load(tmp)
-        wsha = weights_sha256(model.generator)
-        meta = {"pdgan.format": FORMAT, "pdgan.graph": graph, "pdgan.dtype": name,
-                "pdgan.weights_sha256": wsha, "pdgan.checkpoint_sha256": checkpoint_sha256 or "",
-                "pdgan.config": model.config.to_json(), "pdgan.T": str(model.schedule.T),
-                "pdgan.latent_slot": model.latent_slot,
-                "pdgan.opset": str(OPSET), "pdgan.version": _pdgan_version(), "pdgan.torch": torch.__version__,
-                "pdgan.inputs": json.dumps(list(names)), **(extra_metadata or {})}
-        del proto.metadata_props[:]
-        for k, v in meta.items():
-            proto.metadata_props.add(key=k, value=v)
-        proto.producer_name, proto.doc_string = "pdgan", f"PDGAN {graph} graph ({name}), see pdgan.* metadata"
-        onnx.save(proto, tmp)
-        onnx.checker.check_model(tmp, full_check=True)  # by path: also works for files > 2 GB
-    result = ExportResult(path, graph, name, time.perf_counter() - t0, wsha)
-    if verify:
-        result.max_abs_err, result.tolerance, result.ref_max_abs = verify_against_torch(
-            OnnxRunner(path), model, graph, dtype, verify_batches)
-        result.ok = all(result.max_abs_err[n] <= result.tolerance[n] for n in verify_batches)
+    try:
+        with atomic_path(path) as tmp_path:
+            tmp = str(tmp_path)
+            with _symbolics(), warnings.catch_warnings(), torch.no_grad():
+                # The TorchScript exporter warns that it is deprecated, and its tracer warns about
+                # Python-int shapes that it records as constants (channels, resolution: static here).
+                warnings.simplefilter("ignore")
+                torch.onnx.export(module, tuple(inputs[k] for k in names), tmp, dynamo=False,
+                                  opset_version=OPSET, input_names=list(names), output_names=[OUTPUT],
+                                  dynamic_axes=dynamic_axes, do_constant_folding=True)
+            proto = onnx.load(tmp)
+            wsha = weights_sha256(model.generator)
+            meta = {"pdgan.format": FORMAT, "pdgan.graph": graph, "pdgan.dtype": name,
+                    "pdgan.weights_sha256": wsha, "pdgan.checkpoint_sha256": checkpoint_sha256 or "",
+                    "pdgan.config": model.config.to_json(), "pdgan.T": str(model.schedule.T),
+                    "pdgan.latent_slot": model.latent_slot,
+                    "pdgan.opset": str(OPSET), "pdgan.version": _pdgan_version(), "pdgan.torch": torch.__version__,
+                    "pdgan.inputs": json.dumps(list(names)), **(extra_metadata or {})}
+            del proto.metadata_props[:]
+            for k, v in meta.items():
+                proto.metadata_props.add(key=k, value=v)
+            proto.producer_name, proto.doc_string = "pdgan", f"PDGAN {graph} graph ({name}), see pdgan.* metadata"
+            onnx.save(proto, tmp)
+            onnx.checker.check_model(tmp, full_check=True)  # by path: also works for files > 2 GB
+            result = ExportResult(path, graph, name, time.perf_counter() - t0, wsha)
+            if verify:  # the temporary file, before it replaces anything
+                result.max_abs_err, result.tolerance, result.ref_max_abs = verify_against_torch(
+                    OnnxRunner(tmp_path), model, graph, dtype, verify_batches)
+                result.ok = all(result.max_abs_err[n] <= result.tolerance[n] for n in verify_batches)
+                if not result.ok:
+                    raise _Rejected
+    except _Rejected:
+        result.written = False  # `path` is untouched: a previous good export survives a failed one
     return result
+
+
+class _Rejected(Exception):
+    """A verified export that failed its comparison: abort the atomic write."""
 
 
 def verify_against_torch(runner: OnnxRunner, model: PDGAN, graph: str, dtype: torch.dtype,
@@ -341,16 +354,18 @@ def providers_for(device: str | torch.device) -> list[str]:
     """ONNX Runtime execution providers for a torch device: CUDA when asked for and available."""
     ort = require("onnxruntime")
     available = ort.get_available_providers()
-    if torch.device(device).type == "cuda" and "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if torch.device(device).type == "cuda" and CUDA_PROVIDER in available:
+        return [CUDA_PROVIDER, "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 
 
 class OnnxRunner:
     """An ONNX Runtime session over an exported file. `runner(**inputs) -> x0` on torch tensors
     (float32 I/O); the result is on the device of the first input. `threads`: intra-op threads
-    (default: torch.get_num_threads()). CUDA inputs on the CUDA provider
-    are bound in place (I/O binding, untested here: no GPU onnxruntime on our machines)."""
+    (default: torch.get_num_threads()). `providers` are the ones the session really runs
+    (`session.get_providers()`), `requested_providers` what was asked for. CUDA inputs are bound in
+    place (I/O binding, untested here: no GPU onnxruntime on our machines) only when the session runs
+    the CUDA provider; otherwise they are copied to the CPU."""
 
     def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu",
                  threads: int | None = None):
@@ -363,20 +378,33 @@ class OnnxRunner:
         # As many intra-op threads as torch uses (torch.set_num_threads / OMP_NUM_THREADS), so that the
         # backends of one process compare like for like; ONNX Runtime's own default is every core.
         opts.intra_op_num_threads = threads or torch.get_num_threads()
-        self.providers = providers_for(self.device)
+        self.requested_providers = providers_for(self.device)
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=self.providers)
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts,
+                                                providers=self.requested_providers)
         except Exception as e:  # noqa: BLE001 - onnxruntime's pybind errors (Fail, InvalidProtobuf, ...)
             raise OnnxLoadError(f"onnxruntime cannot open {self.path} ({_short(e)}); re-export it "
                                 "with pdgan-export") from None
+        # What the session really runs on: a CUDA provider that fails to load (onnxruntime-gpu built for
+        # another CUDA, a CPU wheel beside it) is dropped silently by ONNX Runtime.
+        self.providers = list(self.session.get_providers())
+        if CUDA_PROVIDER in self.requested_providers and CUDA_PROVIDER not in self.providers:
+            warnings.warn(f"onnxruntime could not load its CUDA provider: {self.path.name} runs on {self.providers} "
+                          "(CUDA inputs are copied to the CPU); install an onnxruntime-gpu built for this CUDA",
+                          stacklevel=2)
         self.input_names = [i.name for i in self.session.get_inputs()]
+
+    @property
+    def binds_cuda(self) -> bool:
+        """Whether CUDA inputs are bound in place: only when the session really runs the CUDA provider."""
+        return bool(self.providers) and self.providers[0] == CUDA_PROVIDER
 
     def __call__(self, **inputs: torch.Tensor) -> torch.Tensor:
         missing = set(self.input_names) - set(inputs)
         if missing:
             raise ValueError(f"{self.path.name} needs inputs {self.input_names}; missing {sorted(missing)}")
         first = next(iter(inputs.values()))
-        if first.is_cuda and self.providers[0] == "CUDAExecutionProvider":
+        if first.is_cuda and self.binds_cuda:
             return self._run_cuda(inputs)
         feed = {k: inputs[k].detach().to("cpu", torch.float32).contiguous().numpy() for k in self.input_names}
         out = self.session.run([OUTPUT], feed)[0]

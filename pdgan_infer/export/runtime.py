@@ -2,7 +2,8 @@
 
 Both take a `PDGAN`, export its sampler graph once (cached under `cache_dir`, default
 `pdgan_infer.hub.cache_dir()`: $PDGAN_CACHE or ~/.cache/pdgan, keyed by the generator weights' hash,
-the config, the dtype, the opset and the torch version) and are called like the reference sampler with explicit noise:
+the config, the dtype, the opset and the torch version; the file's sha256 is recorded beside it and
+checked before reuse) and are called like the reference sampler with explicit noise:
 
     sampler = OnnxRuntimeSampler(model)                 # or TensorRTSampler(model) on a GPU
     x0 = sampler(x_T, z_T, z, eps)                      # shapes of `pdgan_infer.sampler.SamplerNoise`
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import OutputPathError, atomic_write_bytes, sha256_file
 from ..networks import PDGAN
 from .onnx import OPSET, OnnxLoadError, OnnxRunner, dtype_name, export_onnx, read_metadata, require, weights_sha256
 
@@ -48,22 +50,68 @@ def onnx_cache_key(weights_hash: str, config_json: str, dtype: str, graph: str =
 
 
 def cached_onnx(model: PDGAN, dtype: str, cache_dir: str | os.PathLike | None = None,
-                graph: str = "sampler") -> tuple[Path, str]:
-    """(path, weights hash) of the exported `graph`, exporting it unless a valid cached copy exists."""
+                graph: str = "sampler", force: bool = False) -> tuple[Path, str]:
+    """(path, weights hash) of the exported `graph`, exporting it unless a valid cached copy exists
+    (`force`: export anyway). Valid: the file's sha256 is the one recorded beside it (NAME.onnx.json)
+    when it was exported, and its metadata names these weights and this dtype. Anything else is
+    re-exported with a warning."""
     wsha = weights_sha256(model.generator)
     key = onnx_cache_key(wsha, model.config.to_json(), dtype, graph)
-    path = Path(cache_dir or default_cache_dir()) / "onnx" / f"{model.config.preset}-{graph}-{dtype}-{key[:16]}.onnx"
-    if path.exists():
-        try:
-            meta = read_metadata(path)
-            if meta.get("pdgan.weights_sha256") == wsha and meta.get("pdgan.dtype") == dtype:
-                return path, wsha
-            reason = "it was exported from other weights"
-        except OnnxLoadError as e:
-            reason = str(e)
+    path = _cache_folder(cache_dir) / f"{model.config.preset}-{graph}-{dtype}-{key[:16]}.onnx"
+    record = cache_record_path(path)
+    for p in (path, record):
+        if p.is_dir():
+            raise OutputPathError(f"the export cache entry {p} is a folder; remove it, or point $PDGAN_CACHE "
+                                  "(or cache_dir=) at another folder")
+    if path.exists() and not force:
+        reason = _cache_problem(path, record, wsha, dtype)
+        if reason is None:
+            return path, wsha
         warnings.warn(f"re-exporting the cached graph {path}: {reason}", stacklevel=3)
     export_onnx(model, path, graph, dtype, verify=False)
+    atomic_write_bytes(record, (json.dumps({"sha256": sha256_file(path), "key": key}, indent=2) + "\n").encode())
     return path, wsha
+
+
+def cache_record_path(onnx_path: str | os.PathLike) -> Path:
+    """NAME.onnx.json: the sha256 of a cached export, recorded when it was written."""
+    p = Path(onnx_path)
+    return p.with_name(p.name + ".json")
+
+
+def _cache_folder(cache_dir: str | os.PathLike | None) -> Path:
+    base = Path(cache_dir) if cache_dir else default_cache_dir()
+    folder = base / "onnx"
+    for p in (base, folder):
+        if p.exists() and not p.is_dir():
+            raise OutputPathError(f"the pdgan cache {p} is a file, not a folder; remove it, or point $PDGAN_CACHE "
+                                  "(or cache_dir=) at another folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputPathError(f"cannot create the export cache folder {folder} ({e.strerror or e}); point "
+                              "$PDGAN_CACHE (or cache_dir=) at a writable folder") from None
+    return folder
+
+
+def _cache_problem(path: Path, record: Path, wsha: str, dtype: str) -> str | None:
+    """Why a cached export cannot be used, or None. The content is checked first (a file whose metadata
+    was rewritten to name these weights must not pass)."""
+    try:
+        recorded = json.loads(record.read_text()).get("sha256") if record.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if not isinstance(recorded, str):
+        return f"no record of its sha256 ({record.name})"
+    try:
+        if sha256_file(path) != recorded:
+            return f"its content is not what was exported (sha256 differs from {record.name})"
+        meta = read_metadata(path)
+    except (OSError, OnnxLoadError) as e:
+        return str(e)
+    if meta.get("pdgan.weights_sha256") != wsha or meta.get("pdgan.dtype") != dtype:
+        return "it was exported from other weights"
+    return None
 
 
 def _check_model(model: PDGAN) -> None:
@@ -90,13 +138,16 @@ class OnnxRuntimeSampler:
         require("onnxruntime")
         self.device, self.dtype = torch.device(device), dtype_name(dtype)
         self.onnx_path, self.weights_sha256 = cached_onnx(model, self.dtype, cache_dir)
-        try:
-            self.runner = OnnxRunner(self.onnx_path, self.device, threads)
-        except OnnxLoadError as e:  # e.g. a file replaced between the check and the open
-            warnings.warn(f"re-exporting {self.onnx_path}: {e}", stacklevel=2)
-            export_onnx(model, self.onnx_path, "sampler", self.dtype, verify=False)
-            self.runner = OnnxRunner(self.onnx_path, self.device, threads)
-        requested, actual = list(self.runner.providers), list(self.runner.session.get_providers())
+        with warnings.catch_warnings():  # a CUDA provider that did not load is reported below, as an error
+            warnings.filterwarnings("ignore", message="onnxruntime could not load")
+            try:
+                self.runner = OnnxRunner(self.onnx_path, self.device, threads)
+            except OnnxLoadError as e:  # e.g. a file replaced between the check and the open
+                warnings.warn(f"re-exporting {self.onnx_path}: {e}", stacklevel=2)
+                self.onnx_path, _ = cached_onnx(model, self.dtype, cache_dir, force=True)
+                self.runner = OnnxRunner(self.onnx_path, self.device, threads)
+        requested = list(getattr(self.runner, "requested_providers", self.runner.providers))
+        actual = list(self.runner.session.get_providers())
         self.runner.providers = actual  # what the runner's CUDA I/O binding path is decided from
         if self.device.type == "cuda" and "CUDAExecutionProvider" not in actual:
             from ..backends.base import BackendUnavailable

@@ -11,9 +11,11 @@ Strongly typed: the precision of every layer comes from the ONNX types, so the f
 (`export.onnx`, generator in float16, GroupNorm statistics and the posterior step in float32) builds
 the same arithmetic TensorRT runs; no FP16 builder flag is involved.
 
-Engine cache: NAME-KEY.engine plus NAME-KEY.json holding the key's fields. The key hashes (GPU model,
-TensorRT version, batch profile, weights sha256, dtype, graph); an engine whose sidecar does not
-match, or that TensorRT cannot deserialize (a stale or truncated file), is rebuilt. The timing cache
+Engine cache: NAME-KEY.engine plus NAME-KEY.engine.json holding the key's fields and the engine's
+sha256 (`engine_sidecar`; never NAME.json, which beside a checkpoint is the checkpoint's own). The key
+hashes (GPU model, TensorRT version, batch profile, weights sha256, dtype, graph); an engine whose
+sidecar does not match, whose bytes are not the ones recorded, or that TensorRT cannot deserialize (a
+stale or truncated file), is rebuilt. The timing cache
 (timing-HASH.cache beside the engines, one per GPU model and TensorRT version) makes rebuilds for new
 weights or profiles faster. Builds log their phases to stderr (IProgressMonitor).
 """
@@ -164,6 +166,12 @@ def engine_path_for(onnx_path: str | os.PathLike, key: str) -> Path:
     return p.with_name(f"{p.stem}-{key[:16]}.engine")
 
 
+def engine_sidecar(engine_path: str | os.PathLike) -> Path:
+    """NAME.engine.json: the key, its fields and the sha256 of engine NAME.engine."""
+    p = Path(engine_path)
+    return p.with_name(p.name + ".json")
+
+
 class TensorRTRunner:
     """A deserialized engine and an execution context; `runner(**inputs) -> x0` on CUDA tensors."""
 
@@ -192,23 +200,30 @@ class TensorRTRunner:
                 meta["pdgan.dtype"], meta["pdgan.graph"])
         fields, key = engine_key_fields(*args), engine_cache_key(*args)
         path = Path(engine_path) if engine_path else engine_path_for(onnx_path, key)
-        sidecar = path.with_suffix(".json")
-        if path.exists() and sidecar.exists():
+        sidecar = engine_sidecar(path)
+        if path.is_file() and sidecar.is_file():
             try:
                 stored = json.loads(sidecar.read_text())
-            except (OSError, json.JSONDecodeError):
+                stored = stored if isinstance(stored, dict) else {}
+            except (OSError, ValueError):
                 stored = {}
             if stored.get("key") == key:
-                try:
-                    return cls(path.read_bytes(), meta, profile, device)
-                except RuntimeError as e:
-                    log(f"rebuilding {path.name}: {e}")
+                blob = path.read_bytes()
+                if hashlib.sha256(blob).hexdigest() != stored.get("sha256"):
+                    log(f"rebuilding {path.name}: its bytes are not the engine that was built (sha256 differs "
+                        f"from {sidecar.name})")
+                else:
+                    try:
+                        return cls(blob, meta, profile, device)
+                    except RuntimeError as e:
+                        log(f"rebuilding {path.name}: {e}")
             else:
                 log(f"rebuilding {path.name}: it was built for {stored.get('fields')}, now {fields}")
         timing = hashlib.sha256(f"{args[0]}|{args[1]}".encode()).hexdigest()[:12]  # per GPU model + TensorRT
         engine = build_engine(onnx_path, profile, path.parent / f"timing-{timing}.cache", log=log)
         _atomic_write(path, engine)
-        _atomic_write(sidecar, json.dumps({"key": key, "fields": fields}, indent=2).encode())
+        _atomic_write(sidecar, json.dumps({"key": key, "fields": fields, "sha256": hashlib.sha256(engine).hexdigest()},
+                                          indent=2).encode())
         return cls(engine, meta, profile, device)
 
     def __call__(self, **inputs: torch.Tensor) -> torch.Tensor:

@@ -1,34 +1,84 @@
-"""What the command-line tools share: argument types, `--version` / `-q` / `-v`, logging and exit codes.
+"""What the command-line tools share: the parser, argument types, output checks, `--version` / `-q` / `-v`,
+logging and exit codes.
 
-    parser = argparse.ArgumentParser(prog="pdgan-x")
-    add_common_arguments(parser)            # --version, -q/--quiet, -v/--verbose
-    args = parser.parse_args(argv)          # a wrong command line exits with status 2 (argparse)
+    parser = ArgumentParser(prog="pdgan-x")   # a wrong command line: one line on stderr, status 2
+    add_common_arguments(parser)              # --version, -q/--quiet, -v/--verbose
+    args = parser.parse_args(argv)
     return run_cli("pdgan-x", args, lambda: work(args))   # a failed run: one line on stderr, status 1
+
+Every number an option takes is range-checked by its type (`int_range`, `float_range`, `block_seed`), so
+NaN, infinities and sizes that would exhaust memory are usage errors. `check_outputs` runs before the
+work: an output that is the input checkpoint (or another input), a folder where a file is expected, or a
+path that cannot be created fails at once instead of after a long run.
 
 Library code logs to `logging.getLogger("pdgan")` (children "pdgan.*") and never prints; `run_cli`
 attaches a stderr handler to that logger for the duration of the command: INFO by default, WARNING
-with -q, DEBUG with -v. Results go to stdout, everything else to stderr.
+with -q, DEBUG with -v. Results go to stdout, everything else to stderr. No exception escapes `run_cli`
+as a traceback unless -v is given.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
+import pickle
 import sys
-from collections.abc import Callable
+import traceback
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 
 from ._version import __version__
-from .seeds import parse_seeds
+from .errors import PDGANError
+from .seeds import MAX_BLOCK_SEED, parse_seeds
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 LOGGER = "pdgan"
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error, 'PROG: error: MESSAGE (see --help)', and exit status 2 (argparse
+    prints the whole usage first). Subcommand parsers are of this class too."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def int_range(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """argparse type: an integer in [lo, hi] (no upper bound when hi is None)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {value}" if hi is None
+                                             else f"must be in [{lo}, {hi}], got {value}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def float_range(lo: float = -math.inf, hi: float = math.inf) -> Callable[[str], float]:
+    """argparse type: a finite number in [lo, hi] ('nan', 'inf' and overflowing values are refused)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be in [{lo:g}, {hi:g}], got {value:g}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+positive_int = int_range(1)
+block_seed = int_range(0, MAX_BLOCK_SEED - 1)  # `seed=s`: image i uses the per-image seed s * 2**16 + i
 
 
 def seed_list(text: str) -> list[int]:
@@ -37,6 +87,66 @@ def seed_list(text: str) -> list[int]:
         return parse_seeds(text)
     except (TypeError, ValueError) as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+# --- outputs are checked before the work -----------------------------------------------------------------
+class OutputError(PDGANError, ValueError):
+    """An output path that must not or cannot be written (the input itself, a folder, below a file)."""
+
+
+def model_files(model: str | os.PathLike | None) -> list[Path]:
+    """The local files a model argument (bundled name, checkpoint file or folder) reads: weights and JSON.
+    Nothing for a Hub id or a missing path (nothing is downloaded here)."""
+    from .checkpoint import FOLDER_CONFIG, _paths
+    from .hub import pretrained_models, pretrained_path
+
+    if model is None:
+        return []
+    text = os.fspath(model)
+    if text in pretrained_models():
+        local = Path(pretrained_path(text))
+    else:
+        local = Path(text).expanduser()
+        if not (local.exists() or local.with_name(local.name + ".safetensors").exists()):
+            return []
+    weights, sidecar = _paths(local)
+    if local.is_dir():  # a run folder (model.json) or a save_pretrained one (config.json)
+        return [weights, weights.with_name("model.json"), weights.with_name(FOLDER_CONFIG)]
+    return [weights, sidecar]
+
+
+def check_outputs(outputs: Mapping[str, str | os.PathLike | None], inputs: Iterable[str | os.PathLike | None] = (),
+                  folders: Iterable[str] = ()) -> None:
+    """OutputError unless every output {flag: path} can be written without touching an input: not one of
+    `inputs` (symlinks resolved), not an existing folder (or, for the flags in `folders`, an existing
+    non-folder), not below a file, in a folder this process may write, and no two flags on one file."""
+    protected = {Path(p).expanduser().resolve(): Path(p) for p in inputs if p is not None}
+    folders, seen = set(folders), {}
+    for flag, raw in outputs.items():
+        if raw is None:
+            continue
+        path = Path(raw).expanduser()
+        real = path.resolve()
+        if real in protected:
+            raise OutputError(f"{flag} {path} is the input {protected[real]}: writing it would destroy the input; "
+                              "choose another output path")
+        if real in seen:
+            raise OutputError(f"{seen[real]} and {flag} name the same file {path}; give each its own")
+        seen[real] = flag
+        if flag in folders:
+            if path.exists() and not path.is_dir():
+                raise OutputError(f"{flag} {path} exists and is not a folder; give a folder")
+        elif path.is_dir():
+            raise OutputError(f"{flag} {path} is a folder; give a file name (e.g. {path / 'out'}{path.suffix})")
+        elif path.exists() and not path.is_file():
+            raise OutputError(f"{flag} {path} exists and is not a regular file; give another file name")
+        parent = path.absolute().parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise OutputError(f"{flag} {path}: {parent} is not a folder, so {path.name} cannot be created there")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError(f"{flag} {path}: no permission to write in {parent}")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, version: bool = True, verbosity: bool = True) -> None:
@@ -76,32 +186,45 @@ def setup_logging(prog: str, quiet: bool = False, verbose: bool = False) -> logg
 
 
 def one_line(err: BaseException) -> str:
-    text = str(err).strip()
+    """The exception's message as one line (a multi-line message is joined; an empty one is its type)."""
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    if isinstance(err, MemoryError):
+        return f"out of memory{': ' + text if text else ''}; ask for fewer or smaller images"
     return text if text else type(err).__name__
 
 
-# What a command reports as a failed run (exit 1) instead of a traceback: pdgan's own errors (all
-# PDGANError, most also ValueError), bad files and environments. Anything else is a bug: traceback.
-RUNTIME_ERRORS = (ValueError, OSError, ImportError, RuntimeError, TypeError)
+# What a command reports as a failed run (exit 1, one line): pdgan's own errors (all PDGANError) and what
+# bad files, data and environments raise. Anything else is a bug: still exit 1 and one line (which says
+# so and points to -v), the traceback only with -v.
+RUNTIME_ERRORS = (ValueError, OSError, ImportError, RuntimeError, TypeError, EOFError, MemoryError,
+                  pickle.UnpicklingError, zipfile.BadZipFile)
 
 
 def run_cli(prog: str, args: argparse.Namespace, body: Callable[[], int | None]) -> int:
     """Run `body` with logging set up from args.quiet / args.verbose; exit status 0, 1 (failure, one
-    line on stderr) or 130 (Ctrl-C)."""
-    from .errors import PDGANError
-
+    line on stderr, the traceback before it with -v) or 130 (Ctrl-C)."""
+    verbose = getattr(args, "verbose", False)
     previous_level = logging.getLogger(LOGGER).level
-    logger = setup_logging(prog, getattr(args, "quiet", False), getattr(args, "verbose", False))
+    previous = [h for h in logging.getLogger(LOGGER).handlers if isinstance(h, _Handler)]  # a command run by one
+    logger = setup_logging(prog, getattr(args, "quiet", False), verbose)
     try:
         status = body()
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (PDGANError, *RUNTIME_ERRORS) as err:
-        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+    except Exception as err:  # noqa: BLE001 - the one place a command turns an exception into exit status 1
+        if verbose:
+            traceback.print_exc()
+        if isinstance(err, (PDGANError, *RUNTIME_ERRORS)):
+            print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+        else:
+            print(f"{prog}: error: unexpected {type(err).__name__}: {one_line(err)} (a bug in pdgan: run again "
+                  "with -v for the traceback and report it)", file=sys.stderr)
         return EXIT_FAILURE
     finally:  # a main() called in-process (tests, notebooks) leaves the library's logging as it was
         for h in [h for h in logger.handlers if isinstance(h, _Handler)]:
             logger.removeHandler(h)
+        for h in previous:
+            logger.addHandler(h)
         logger.setLevel(previous_level)
     return EXIT_OK if status is None else int(status)

@@ -52,11 +52,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._cli import add_common_arguments, run_cli
+from ._cli import ArgumentParser, add_common_arguments, block_seed, check_outputs, int_range, model_files, run_cli
 from ._cli import positive_int as _positive
 from .checkpoint import atomic_write_bytes
 from .config import PRESETS
 from .device import resolve_device
+from .seeds import SEED_STRIDE
 
 log = logging.getLogger("pdgan")
 
@@ -65,6 +66,7 @@ PAPER_GPU = "V100"
 REFERENCE = ("torch", "float32")
 SLOW_ON_CUDA = ("compile", "tensorrt")  # only when named in --backends on CUDA
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+MAX_THREADS = os.cpu_count() or 1  # --threads: more threads than CPUs only slows the timing down
 
 
 # --- environment -----------------------------------------------------------------------------
@@ -424,20 +426,22 @@ def write_png(result: dict[str, Any], path: str | os.PathLike) -> None:
 
 # --- command line ----------------------------------------------------------------------------------
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pdgan-bench", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(prog="pdgan-bench", description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--backends", help="comma-separated NAME or NAME:DTYPE (default: every backend available "
                    "here); the torch float32 reference always runs first")
     p.add_argument("--preset", choices=sorted(PRESETS), default="cifar10", help="model size (random weights)")
     p.add_argument("--checkpoint", help="time a checkpoint's weights instead (its preset is used)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="compute dtype (NAME:DTYPE overrides)")
-    p.add_argument("--n", type=_positive, default=100, help="images per timed call")
+    p.add_argument("--n", type=int_range(1, SEED_STRIDE), default=100, help=f"images per timed call (at most "
+                   f"{SEED_STRIDE})")
     p.add_argument("--batch-size", type=_positive, default=None, help="images per sampler call (default: n, "
                    "one batch, as the paper's per-100-images timing)")
     p.add_argument("--repeats", type=_positive, default=5, help="timed calls per backend, after one warm-up")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and of the images")
-    p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--seed", type=block_seed, default=0, help="seed of the random weights and of the images")
+    p.add_argument("--threads", type=int_range(1, MAX_THREADS), default=None,
+                   help=f"torch CPU threads, at most {MAX_THREADS} (the CPUs here; default: torch's)")
     p.add_argument("--json", type=Path, help="write the header and records here")
     p.add_argument("--png", type=Path, help="write a bar chart of images/s (with error bars) here; needs "
                    "matplotlib: pip install 'pdgan[plot]'")
@@ -459,8 +463,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace, argv: list[str]) -> int:
+    # Everything that can be checked is checked before minutes of benchmarking, not after.
+    resolve_device(args.device)
+    check_outputs({"--json": args.json, "--png": args.png}, model_files(args.checkpoint))
     if args.png:
-        require_matplotlib()  # before minutes of benchmarking, not after
+        require_matplotlib()
+    if args.checkpoint:  # a damaged checkpoint is one error, not one "unavailable" per backend
+        from .checkpoint import load_checkpoint
+        load_checkpoint(args.checkpoint)
     result = run(args, argv)
     print(table(result))
     if args.json:
@@ -469,8 +479,12 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     if args.png:
         write_png(result, args.png)
         log.info(f"wrote {args.png}")
-    ok = any(r.get("median_s") for r in result["records"])
-    return 0 if ok else 1
+    failed = [r for r in result["records"] if not r.get("median_s")]
+    if failed:  # a backend that was asked for and did not run is a failed run, even if the reference ran
+        log.error(f"error: {len(failed)} of {len(result['records'])} runs failed: "
+                  + "; ".join(f"{r['backend']} {r['dtype']}: {r.get('error', 'no timing')}" for r in failed))
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

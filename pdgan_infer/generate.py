@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._cli import add_common_arguments, positive_int, run_cli, seed_list
+from ._cli import ArgumentParser, add_common_arguments, check_outputs, model_files, positive_int, run_cli, seed_list
 from .checkpoint import atomic_path
 from .device import resolve_device
 from .errors import PDGANError
@@ -92,7 +92,6 @@ def generate_to_folder(model: str, seeds: list[int], outdir: str | os.PathLike, 
     dev = resolve_device(device)
     rank, world, started = _init_distributed(dev)
     try:
-        out.mkdir(parents=True, exist_ok=True)
         if fmt == "npz" and rank == 0 and _npz_done(out / NPZ_NAME, seeds):
             log.info(f"{out / NPZ_NAME} already holds these {len(seeds)} seeds; nothing to do")
             done = 1
@@ -109,6 +108,7 @@ def generate_to_folder(model: str, seeds: list[int], outdir: str | os.PathLike, 
         if not engine.model.can_draw_z_T:
             from .networks import NO_LATENT
             raise GenerateError(NO_LATENT)
+        out.mkdir(parents=True, exist_ok=True)  # once the model loaded: a failed load leaves no empty folder
         bs = max(1, min(engine.batch_size, len(seeds)))
         batches = [seeds[i:i + bs] for i in range(0, len(seeds), bs)][rank::world]
         mine = sum(len(b) for b in batches)
@@ -189,9 +189,9 @@ def _write_npz(out: Path, seeds: list[int], parts, rank: int, world: int, shape:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pdgan-generate", description="Write one image per seed into a folder "
-                                "({seed:06d}.png, or images.npz): the input of pytorch-fid, clean-fid, "
-                                "torch-fidelity and EDM's fid.py. Runs under torchrun too.")
+    p = ArgumentParser(prog="pdgan-generate", description="Write one image per seed into a folder "
+                       "({seed:06d}.png, or images.npz): the input of pytorch-fid, clean-fid, "
+                       "torch-fidelity and EDM's fid.py. Runs under torchrun too.")
     p.add_argument("model", help="a bundled model name (digits), a checkpoint file, a model folder "
                    "(save_pretrained / pdgan-train --out) or a Hugging Face Hub id org/repo")
     p.add_argument("--seeds", type=seed_list, default=seed_list("0-63"), metavar="SPEC",
@@ -217,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_outputs({"--outdir": args.outdir}, model_files(args.model), folders={"--outdir"})
     generate_to_folder(args.model, args.seeds, args.outdir, args.format, batch_size=args.batch_size,
                        backend=args.backend, dtype=args.dtype, device=args.device, revision=args.revision,
                        progress=not args.quiet)

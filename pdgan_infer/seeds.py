@@ -19,6 +19,7 @@ from collections.abc import Iterable
 SEED_STRIDE = 1 << 16  # image i of seed s draws from per-image seed s * SEED_STRIDE + i
 SEED_LIMIT = 1 << 32  # per-image seeds are in [0, SEED_LIMIT)
 MAX_BLOCK_SEED = SEED_LIMIT // SEED_STRIDE  # `seed=s` is in [0, MAX_BLOCK_SEED)
+MAX_SEEDS = 10_000_000  # parse_seeds: seeds in one spec (a Python list of them is ~0.4 GB)
 
 
 def image_seeds(seed: int, start: int, count: int) -> list[int]:
@@ -55,6 +56,10 @@ def parse_seeds(spec: str) -> list[int]:
             raise ValueError(f"bad seed {part!r} in {spec!r}: expected N or A-B, e.g. 0-49999 or 0-9,20") from None
         if b < a:
             raise ValueError(f"bad seed range {part!r}: the end is below the start")
+        if b >= SEED_LIMIT:  # checked before the list is built: '0-4294967295' would not fit in memory
+            raise ValueError(f"bad seed {part!r}: {b} is outside [0, 2**32)")
+        if len(seeds) + b - a + 1 > MAX_SEEDS:
+            raise ValueError(f"more than {MAX_SEEDS:,} seeds in {spec!r}; split the run")
         seeds.extend(range(a, b + 1))
     if not seeds:
         raise ValueError(f"no seeds in {spec!r}: expected e.g. 0-49999 or 0-9,20,30-39")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pdgan_infer._cli import ArgumentParser, add_common_arguments, check_outputs, model_files, run_cli
 from pdgan_infer.checkpoint import CheckpointError, load_checkpoint, read_header, save_checkpoint
 from pdgan_infer.hub import PRETRAINED_DIR
 
@@ -39,7 +40,7 @@ def bundle(checkpoint: str | Path, name: str, description: str, command: str | N
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pdgan_train.bundle", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m pdgan_train.bundle", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="a pdgan-train model.safetensors (its model.json beside it)")
     p.add_argument("--name", required=True, help="the name Engine.from_pretrained takes, e.g. digits")
     p.add_argument("--description", default="", help="one line shown by Engine.pretrained() and make demo")
@@ -47,13 +48,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval", dest="eval_json",
                    help="a pdgan-eval --json (or digits_metrics) result whose numbers to record")
     p.add_argument("--dest", help=f"output folder (default {PRETRAINED_DIR})")
+    add_common_arguments(p)
     args = p.parse_args(argv)
-    try:
-        metrics = json.loads(Path(args.eval_json).read_text()) if args.eval_json else None
-        path = bundle(args.checkpoint, args.name, args.description, args.command, metrics, args.dest)
-    except (CheckpointError, ValueError, OSError) as e:
-        print(f"bundle: error: {e}", file=sys.stderr)
-        return 2
+    if not args.name.isidentifier():
+        p.error(f"--name {args.name!r} must be a plain identifier such as 'digits'")
+    return run_cli("bundle", args, lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> int:
+    dest = Path(args.dest or PRETRAINED_DIR) / args.name
+    check_outputs({"--name": dest.with_suffix(".safetensors"), "--name's JSON": dest.with_suffix(".json")},
+                  [*model_files(args.checkpoint), args.eval_json])
+    metrics = json.loads(Path(args.eval_json).read_text()) if args.eval_json else None
+    if metrics is not None and not isinstance(metrics, dict):
+        raise ValueError(f"--eval {args.eval_json} holds a JSON {type(metrics).__name__}, not the object that "
+                         "pdgan-eval --json writes")
+    path = bundle(args.checkpoint, args.name, args.description, args.command, metrics, args.dest)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return 0
 

@@ -45,7 +45,16 @@ import numpy as np
 import torch
 
 from pdgan_infer import load_checkpoint
-from pdgan_infer._cli import add_common_arguments, run_cli
+from pdgan_infer._cli import (
+    ArgumentParser,
+    add_common_arguments,
+    block_seed,
+    check_outputs,
+    float_range,
+    int_range,
+    model_files,
+    run_cli,
+)
 from pdgan_infer.device import resolve_device
 from pdgan_infer.errors import PDGANError
 from pdgan_infer.hub import resolve_model
@@ -54,6 +63,8 @@ from pdgan_infer.sampler import SamplerNoise, draw_noise, sample, to_uint8
 from pdgan_infer.seeds import MAX_BLOCK_SEED, SEED_LIMIT, SEED_STRIDE, image_seeds
 
 BATCH = 64  # images per forward pass; results do not depend on it (one seed per image)
+MAX_GRID = 4096  # images in one pdgan-edit grid (rows x columns): the grid is built in memory
+MAX_STRENGTH = 1000.0  # |strength| and |--scale| in proj_stds (beyond it the codes leave any trained range)
 VARY = ("z_T", "z", "x_T")
 NO_LATENT = ("the checkpoint has no latent denoiser, so z_T cannot be sampled: give the codes (z_T=encode(model, "
              "images); CLI: --data SPEC) or train the latent stage (pdgan-train --latent-steps N)")
@@ -338,6 +349,8 @@ def manipulate(model, image, direction: AttributeDirection, strengths: Sequence[
         raise EditError(f"manipulate takes one image, got {len(z)}")
     if len(strengths) == 0:
         raise EditError("give at least one strength")
+    if not all(math.isfinite(float(s) * scale) for s in strengths):
+        raise EditError(f"strengths times scale must be finite numbers, got {list(strengths)} x {scale}")
     nz = model.config.generator.nz
     if direction.direction.shape != (nz,):
         raise EditError(f"the direction has {direction.direction.shape[0]} dimensions but the model's codes {nz}")
@@ -389,24 +402,6 @@ def _csv_int(text: str | None, where: str, what: str) -> int:
 
 
 # --- CLI -------------------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit code 2 (argparse would print the usage too)
-        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def _int_at_least(lo: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {value}")
-        return value
-    return parse
-
-
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -414,6 +409,8 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     if not values or min(values) < 0:
         raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
+    if len(values) > MAX_GRID:
+        raise argparse.ArgumentTypeError(f"at most {MAX_GRID} values, got {len(values)}")
     return values
 
 
@@ -422,21 +419,29 @@ def _float_list(text: str) -> list[float]:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values or not all(math.isfinite(v) for v in values):
-        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    if not values or not all(math.isfinite(v) and abs(v) <= MAX_STRENGTH for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers in [-{MAX_STRENGTH:g}, {MAX_STRENGTH:g}], "
+                                         f"got {text!r}")
+    if len(values) > MAX_GRID:
+        raise argparse.ArgumentTypeError(f"at most {MAX_GRID} values, got {len(values)}")
     return values
 
 
+def count(lo: int):
+    """argparse type: images per row / rows / frames, in [lo, MAX_GRID]."""
+    return int_range(lo, MAX_GRID)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="pdgan-edit", description="Reconstruct, interpolate, vary one input or move along an "
-                "attribute direction with a pdgan checkpoint; writes one PNG grid and prints its path.")
+    p = ArgumentParser(prog="pdgan-edit", description="Reconstruct, interpolate, vary one input or move along an "
+                       "attribute direction with a pdgan checkpoint; writes one PNG grid and prints its path.")
     p.add_argument("checkpoint", metavar="MODEL", help="a bundled model name, a checkpoint file "
                    "(NAME.safetensors with NAME.json beside it), a model folder or a Hub id org/repo")
     add_common_arguments(p, verbosity=False)
-    common = _Parser(add_help=False)
+    common = ArgumentParser(add_help=False)
     add_common_arguments(common, version=False)
     common.add_argument("--out", required=True, metavar="PATH", help="the PNG grid to write")
-    common.add_argument("--seed", type=_seed_arg, default=0, help="noise seed s: the noises of Engine.generate(n, "
+    common.add_argument("--seed", type=block_seed, default=0, help="noise seed s: the noises of Engine.generate(n, "
                         "seed=s), per-image seeds s * 65536 + i (default %(default)s)")
     common.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ... "
                         "(default %(default)s)")
@@ -447,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Rows of dataset images, each followed by its reconstruction (image i "
                        "uses the noises of image i of SEED).")
     r.add_argument("--data", required=True, help=data_help)
-    r.add_argument("--n", type=_int_at_least(1), default=8, help="the first N images (default %(default)s)")
+    r.add_argument("--n", type=count(1), default=8, help="the first N images (default %(default)s)")
     r.add_argument("--indices", type=_int_list, metavar="I,J,..", help="these dataset images instead of the first N")
 
     i = sub.add_parser("interpolate", parents=[common], help="paper Fig. 3: latent- or pixel-space interpolation",
@@ -455,11 +460,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "pixel: slerp of x_T between the noises of seeds I and J, with z_T from the latent "
                        "denoiser (seed I) or SE of dataset image --index K. One row per --pair.")
     i.add_argument("--space", choices=("latent", "pixel"), default="latent", help="(default %(default)s)")
-    i.add_argument("--pair", nargs=2, type=_int_at_least(0), action="append", metavar=("I", "J"),
+    i.add_argument("--pair", nargs=2, type=int_range(0), action="append", metavar=("I", "J"),
                    help="dataset indices (latent) or x_T seeds (pixel); repeat for more rows (default 0 1)")
-    i.add_argument("--steps", type=_int_at_least(2), default=8, help="frames, endpoints included (default %(default)s)")
+    i.add_argument("--steps", type=count(2), default=8, help="frames, endpoints included (default %(default)s)")
     i.add_argument("--data", help=data_help + " (latent space; pixel space with --index)")
-    i.add_argument("--index", type=_int_at_least(0), help="pixel space: z_T = SE(dataset image K)")
+    i.add_argument("--index", type=int_range(0), help="pixel space: z_T = SE(dataset image K)")
     i.add_argument("--method", choices=("slerp", "lerp"), default="slerp", help="pixel space (default %(default)s)")
 
     v = sub.add_parser("vary", parents=[common], help="paper Fig. 5: change one of z_T, z, x_T",
@@ -467,8 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "image i of the row's seed. z_T comes from the latent denoiser, or without one from SE "
                        "of random --data images.")
     v.add_argument("--which", required=True, choices=VARY, help="the input that changes")
-    v.add_argument("--n", type=_int_at_least(1), default=8, help="images per row (default %(default)s)")
-    v.add_argument("--rows", type=_int_at_least(1), default=4, help="rows (default %(default)s)")
+    v.add_argument("--n", type=count(1), default=8, help="images per row (default %(default)s)")
+    v.add_argument("--rows", type=count(1), default=4, help="rows (default %(default)s)")
     v.add_argument("--data", help=data_help + " (codes for checkpoints without a latent denoiser)")
 
     a = sub.add_parser("attribute", parents=[common], help="move SE(x0) along a label's direction",
@@ -483,8 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "each (default 0)")
     a.add_argument("--strengths", type=_float_list, default=[-2.0, -1.0, 0.0, 1.0, 2.0], metavar="S,S,..",
                    help="steps along the direction (default -2,-1,0,1,2)")
-    a.add_argument("--scale", type=float, default=1.0, help="multiplies every strength (default %(default)s)")
-    a.add_argument("--fit-max", type=_int_at_least(10), default=2000,
+    a.add_argument("--scale", type=float_range(-MAX_STRENGTH, MAX_STRENGTH), default=1.0,
+                   help="multiplies every strength (default %(default)s)")
+    a.add_argument("--fit-max", type=int_range(10), default=2000,
                    help="at most this many labelled images to fit on (default %(default)s)")
     return p
 
@@ -597,20 +603,36 @@ def _join_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
-def _seed_arg(text: str) -> int:
-    value = _int_at_least(0)(text)
-    if value >= MAX_BLOCK_SEED:
-        raise argparse.ArgumentTypeError(f"must be < {MAX_BLOCK_SEED}, got {value}")
-    return value
+def grid_shape(args: argparse.Namespace) -> tuple[int, int]:
+    """(images in the grid at most, rows) of a pdgan-edit command line; row r uses seed --seed + r."""
+    if args.command == "reconstruct":  # each row of originals is followed by its reconstructions
+        n = len(args.indices) if args.indices else args.n
+        return 2 * n, 1
+    if args.command == "interpolate":
+        rows = len(args.pair or [[0, 1]])
+        return rows * args.steps, 1
+    if args.command == "vary":
+        return args.rows * args.n, args.rows
+    return len(args.index) * len(args.strengths), len(args.index)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
+    p = build_parser()
+    args = p.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
+    images, rows = grid_shape(args)
+    if images > MAX_GRID:
+        p.error(f"the grid would hold {images} images; at most {MAX_GRID} (fewer --n, --rows, --steps, --pair, "
+                "--index or --strengths)")
+    if args.seed + rows > MAX_BLOCK_SEED:
+        p.error(f"--seed {args.seed} with {rows} rows runs past seed {MAX_BLOCK_SEED - 1} (row r uses --seed + r); "
+                "use a smaller --seed")
     return run_cli("pdgan-edit", args, lambda: _main(args))
 
 
 def _main(args: argparse.Namespace) -> int:
-    model = load_checkpoint(resolve_model(args.checkpoint), device=resolve_device(args.device))
+    device = resolve_device(args.device)  # the device and the output are checked before the model is loaded
+    check_outputs({"--out": args.out}, [*model_files(args.checkpoint), getattr(args, "labels", None)])
+    model = load_checkpoint(resolve_model(args.checkpoint), device=device)
     grid, nrow = COMMANDS[args.command](args, model)
     print(save_grid(grid, args.out, nrow=nrow))
     return 0

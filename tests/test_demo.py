@@ -43,4 +43,4 @@ def test_demo_rejects_bad_arguments(tmp_path, capsys):
 
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path), "--n", "0"])
-    assert "--n must be >= 1" in capsys.readouterr().err
+    assert "argument --n: must be in [1, 65536], got 0" in capsys.readouterr().err

@@ -19,14 +19,15 @@ from pathlib import Path
 
 import torch
 
-from .._cli import add_common_arguments, run_cli
-from .._cli import positive_int as _positive
+from .._cli import ArgumentParser, add_common_arguments, check_outputs, int_range, model_files, run_cli
 from ..checkpoint import _paths, load_checkpoint, read_header, sha256_file
 from ..config import PRESETS
 from ..networks import PDGAN
+from ..seeds import SEED_LIMIT
 from .onnx import GRAPHS
 
 log = logging.getLogger("pdgan")
+MAX_PROFILE_BATCH = 65536
 
 
 def load_model(checkpoint: str | None, preset: str | None, seed: int = 0) -> tuple[PDGAN, str | None]:
@@ -41,11 +42,11 @@ def load_model(checkpoint: str | None, preset: str | None, seed: int = 0) -> tup
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pdgan-export", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(prog="pdgan-export", description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("checkpoint", nargs="?", help="a .safetensors checkpoint or a run directory")
     p.add_argument("--preset", choices=sorted(PRESETS), help="random weights of a preset instead of a checkpoint")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (--preset)")
+    p.add_argument("--seed", type=int_range(0, SEED_LIMIT - 1), default=0, help="seed of the random weights (--preset)")
     p.add_argument("--format", choices=("onnx", "tensorrt", "triton"), default="onnx", help="what to write; "
                    "triton: a Triton Inference Server model repository in the folder --out (MODEL may be a bundled "
                    "name such as digits; --max-batch is the models' max_batch_size)")
@@ -58,22 +59,40 @@ def parser() -> argparse.ArgumentParser:
                    help="'sampler': the whole T-step chain; 'step': one generator call G(x_t, z, t)")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip the ONNX Runtime vs torch comparison (it runs unless this is given)")
-    p.add_argument("--min-batch", type=_positive, default=1, help="TensorRT profile: smallest batch")
-    p.add_argument("--opt-batch", type=_positive, default=100, help="TensorRT profile: batch tuned for")
-    p.add_argument("--max-batch", type=_positive, default=256, help="TensorRT profile: largest batch")
+    batch = int_range(1, MAX_PROFILE_BATCH)
+    p.add_argument("--min-batch", type=batch, default=1, help="TensorRT profile: smallest batch")
+    p.add_argument("--opt-batch", type=batch, default=100, help="TensorRT profile: batch tuned for")
+    p.add_argument("--max-batch", type=batch, default=256, help="TensorRT profile: largest batch")
     add_common_arguments(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if (args.checkpoint is None) == (args.preset is None):
+        p.error("give a checkpoint path or --preset NAME (not both)")
+    if args.format == "tensorrt" and not args.min_batch <= args.opt_batch <= args.max_batch:
+        p.error(f"the TensorRT batch profile needs --min-batch <= --opt-batch <= --max-batch, got {args.min_batch}, "
+                f"{args.opt_batch}, {args.max_batch}")
     return run_cli("pdgan-export", args, lambda: _run(args))
+
+
+def output_files(out: Path, fmt: str) -> dict[str, Path]:
+    """{what: path} of every file the export writes: the ONNX graph, and for TensorRT the engine, the
+    float16 graph it is built from and the engine's key sidecar (`TensorRTRunner.from_onnx`)."""
+    if fmt != "tensorrt":
+        return {"--out": out}
+    files = {"--out": out, "--out's ONNX graph": out.with_suffix(".onnx"),
+             "--out's engine sidecar": out.with_suffix(".json")}
+    return {what: path for what, path in files.items() if what == "--out" or path != out}
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.format == "triton":  # a repository folder, not one file: its own checks (pdgan_infer.export.triton)
         from .triton import run_export
         return run_export(args)
+    check_outputs(output_files(args.out, args.format), model_files(args.checkpoint))  # before the export
     dtype = "float16" if (args.fp16 or args.format == "tensorrt") else "float32"
     if args.format == "tensorrt":
         from .tensorrt import BatchProfile, require_tensorrt

@@ -21,10 +21,26 @@ generator calls and posterior steps, and the uint8 images on the host. Per backe
   build (Linux: VmHWM after resetting it through /proc/self/clear_refs; elsewhere ru_maxrss, which
   cannot be reset, so later backends may show 0);
 * speedup_vs_torch: the eager `torch` float32 reference's median over this one's (the reference is
-  always run, first); max_pixel_diff_vs_torch: largest uint8 difference from its images (same seeds).
+  always run, first); max_pixel_diff_vs_torch: largest uint8 difference from its images (same seeds);
+* latency_b1_s: batch-1 latency, the median of --latency-repeats `generate(1)` calls after one
+  untimed call (not for compile / tensorrt, whose batch 1 is a new compilation / engine profile);
+* gflop_per_image: the generator's FLOPs per image (convolutions and matrix products, counted by
+  torch.utils.flop_counter.FlopCounterMode on one batch-1 generator call) times the NFE;
+  achieved_gflops: gflop_per_image * n / median_s; CPU only: fraction_of_conv_peak = achieved_gflops
+  over conv_peak_gflops, the measured peak of a 3x3 convolution (PEAK_SHAPE, in the row's dtype: the
+  float32 peak for float32 rows, the bfloat16 peak for bfloat16 rows; best of NCHW and channels-last)
+  measured in this process with the same threads (header["conv_peak"]);
+* peer: True for the rows of other runtimes on the project's exported sampler graph (`onnxruntime`,
+  `tensorrt`, and `openvino`: float32 and bfloat16 inference precision over the float32 ONNX graph,
+  `pdgan_infer.export.openvino`, extra `pdgan[openvino]`); pdgan's own backends are False. On the CPU
+  the default list has both openvino rows; without openvino installed they are listed as unavailable
+  (with the pip command) and do not fail the run, unless named in --backends.
 
 The paper's targets (V100, per 100 images): 0.16 s on CIFAR-10 and 2.3 s on CelebA-HQ 256. JSON:
 {"header": {device, versions, git commit, date, load average, command}, "records": [...]}.
+
+To time a CPU without AMX on one that has it, cap oneDNN's instruction set for torch and OpenVINO
+alike: `ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 pdgan-bench ...` (AVX-512 with avx512_bf16, as a Zen 4).
 
 On CUDA the default backend list leaves out `compile` (minutes of max-autotune per batch size) and
 `tensorrt` (an engine build); name them in --backends to time them. Each backend runs in its own
@@ -35,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import gc
 import importlib.util
 import inspect
@@ -66,6 +83,10 @@ PAPER_GPU = "V100"
 REFERENCE = ("torch", "float32")
 SLOW_ON_CUDA = ("compile", "tensorrt")  # only when named in --backends on CUDA
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+PEERS = ("onnxruntime", "openvino", "tensorrt")  # other runtimes on the project's exported sampler graph
+CPU_PEER_ROWS = ("openvino:float32", "openvino:bfloat16")  # peers that are not Engine backends, default on CPU
+NO_LATENCY = ("compile", "tensorrt")  # batch 1 would cost a compilation / engine profile of its own
+PEAK_SHAPE = (64, 256, 16, 16)  # conv peak micro-benchmark: N, C (in = out), H, W of a 3x3 conv, padding 1
 MAX_THREADS = os.cpu_count() or 1  # --threads: more threads than CPUs only slows the timing down
 
 
@@ -111,10 +132,12 @@ def header(device: torch.device, argv: list[str]) -> dict[str, Any]:
             "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
             "versions": {"python": platform.python_version(), "torch": torch.__version__,
                          "triton": _version("triton"), "onnxruntime": _version("onnxruntime"),
-                         "onnx": _version("onnx"), "tensorrt": _version("tensorrt"), "numpy": np.__version__,
+                         "onnx": _version("onnx"), "openvino": _version("openvino"),
+                         "tensorrt": _version("tensorrt"), "numpy": np.__version__,
                          "cuda": torch.version.cuda},
             "git_commit": git_commit(), "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "platform": platform.platform(), "command": "pdgan-bench " + " ".join(argv)}
+            "platform": platform.platform(), "command": "pdgan-bench " + " ".join(argv),
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA")}
 
 
 # --- memory ------------------------------------------------------------------------------------
@@ -190,6 +213,11 @@ def timed(fn, device: torch.device) -> tuple[float, Any]:
 def make_engine(backend: str, dtype: torch.dtype, device: torch.device, preset: str, checkpoint: str | None,
                 seed: int):
     from .engine import Engine
+    if backend == "openvino":  # a peer, not an Engine backend: the reference engine with OpenVINO's runner
+        from .export.openvino import OpenVinoRunner
+        engine = make_engine("torch", torch.float32, device, preset, checkpoint, seed)
+        engine.runner, engine.backend = OpenVinoRunner(engine.model, device, dtype), "openvino"
+        return engine
     kwargs = {"backend": backend, "device": device, "dtype": dtype}
     factory = Engine.from_checkpoint if checkpoint else Engine.from_preset
     params = inspect.signature(factory).parameters
@@ -229,6 +257,77 @@ def _time_runner(engine, args: argparse.Namespace, device: torch.device) -> list
         return [timed(lambda: engine.runner(*inputs), device)[0] for _ in range(args.repeats)]
 
 
+def _time_latency(engine, args: argparse.Namespace, device: torch.device) -> list[float]:
+    """Seconds of `latency_repeats` single-image generate calls, after one untimed call."""
+    engine.generate(1, seed=args.seed)
+    return [timed(lambda: engine.generate(1, seed=args.seed), device)[0] for _ in range(args.latency_repeats)]
+
+
+def count_flops(fn, *inputs) -> int:
+    """FLOPs of fn(*inputs) as torch.utils.flop_counter.FlopCounterMode counts them (convolutions and
+    matrix products, 2 per multiply-add; elementwise work and norms are not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        fn(*inputs)
+    return counter.get_total_flops()
+
+
+def model_flops_per_image(model) -> int:
+    """FLOPs of one image through the whole sampler: one batch-1 generator call times the NFE (T)."""
+    c = model.config
+    x = torch.zeros(1, c.channels, c.resolution, c.resolution)
+    z, t = torch.zeros(1, c.generator.nz), torch.full((1,), float(model.schedule.T))
+    generator = model.generator.to("cpu").eval()
+    return count_flops(generator, x, z, t) * model.schedule.T
+
+
+def conv_peak_gflops(dtype: torch.dtype, shape: tuple[int, int, int, int] | None = None, repeats: int = 3) -> float:
+    """GFLOP/s of a 3x3 convolution (padding 1, C -> C channels) on the CPU with torch's threads: the best
+    of NCHW and channels-last, the median of `repeats` calls after one warm-up each."""
+    n, ch, h, w = shape or PEAK_SHAPE
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n, ch, h, w, generator=gen).to(dtype)
+    weight = (torch.randn(ch, ch, 3, 3, generator=gen) / (3 * ch ** 0.5)).to(dtype)
+    flops = 2 * n * ch * ch * 9 * h * w
+    best = 0.0
+    with torch.no_grad():
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            conv = functools.partial(torch.nn.functional.conv2d, x.contiguous(memory_format=fmt),
+                                     weight.contiguous(memory_format=fmt), padding=1)
+            conv()
+            times = [timed(conv, torch.device("cpu"))[0] for _ in range(repeats)]
+            best = max(best, flops / float(np.median(times)) / 1e9)
+    return best
+
+
+def conv_peak(shape: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
+    """header["conv_peak"]: the measured float32 and bfloat16 3x3-conv peaks (GFLOP/s) on this CPU."""
+    shape = shape or PEAK_SHAPE
+    return {"shape": list(shape), "kernel": [3, 3], "threads": torch.get_num_threads(),
+            "gflops": {name: conv_peak_gflops(DTYPES[name], shape) for name in ("float32", "bfloat16")}}
+
+
+def _flop_model(args: argparse.Namespace, preset: str):
+    from .networks import PDGAN
+    if args.checkpoint:
+        from .checkpoint import load_checkpoint
+        return load_checkpoint(args.checkpoint, device="cpu")
+    with torch.random.fork_rng(devices=[]):  # the weights do not matter; the global RNG is left alone
+        return PDGAN(preset, with_latent=False)
+
+
+def add_flop_rates(rec: dict[str, Any], gflop_per_image: float | None, peaks: dict[str, float] | None) -> None:
+    """achieved_gflops and fraction_of_conv_peak of one record (see the module doc)."""
+    rec["gflop_per_image"] = gflop_per_image
+    rec["achieved_gflops"] = rec["conv_peak_gflops"] = rec["fraction_of_conv_peak"] = None
+    if gflop_per_image and rec.get("median_s"):
+        rec["achieved_gflops"] = gflop_per_image * rec["n"] / rec["median_s"]
+        peak = (peaks or {}).get(rec["dtype"])
+        if peak:
+            rec["conv_peak_gflops"], rec["fraction_of_conv_peak"] = peak, rec["achieved_gflops"] / peak
+
+
 def bench_one(backend: str, dtype_name: str, args: argparse.Namespace, device: torch.device,
               preset: str) -> tuple[dict[str, Any], np.ndarray | None]:
     rec: dict[str, Any] = {"backend": backend, "dtype": dtype_name, "device": str(device), "preset": preset,
@@ -239,6 +338,8 @@ def bench_one(backend: str, dtype_name: str, args: argparse.Namespace, device: t
                                                         args.checkpoint, args.seed), device)
             times, images = _time_generate(engine, args, device)
             runner_times = _time_runner(engine, args, device) if device.type == "cuda" else None
+        latency = (_time_latency(engine, args, device) if args.latency_repeats and backend not in NO_LATENCY
+                   else None)
         warmup_s = times.pop(0)
     except Exception as e:  # noqa: BLE001 - one backend failing must not stop the others
         rec["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
@@ -249,6 +350,9 @@ def bench_one(backend: str, dtype_name: str, args: argparse.Namespace, device: t
                s_per_100_images=float(med) * 100 / args.n, peak_mem_mb=mem.peak_mb, device_mem_mb=mem.device_mb)
     if runner_times:
         rec.update(runner_median_s=float(np.median(runner_times)), runner_times_s=runner_times)
+    rec["latency_b1_s"] = float(np.median(latency)) if latency else None
+    if latency:
+        rec["latency_b1_times_s"] = latency
     images = np.asarray(images.cpu() if torch.is_tensor(images) else images)
     rec["image_shape"] = list(images.shape)
     return rec, images
@@ -262,6 +366,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         cfg = read_header(args.checkpoint)["config"]
         preset, nfe = cfg["preset"], cfg["schedule"]["T"]
     probed = probe_backends(device)
+    from .export import openvino
+    peer_probe = {"openvino": openvino.probe(device)}
     if args.backends:
         wanted = [b.strip() for b in args.backends.split(",") if b.strip()]
     else:
@@ -271,15 +377,26 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     for _, dt in runs:
         if dt not in DTYPES:
             raise ValueError(f"unknown dtype {dt!r}; choose one of {sorted(DTYPES)}")
-    out = {"header": {**header(device, argv), "unavailable": {k: v for k, v in probed.items() if v}},
-           "records": []}
+    unavailable = {k: v for k, v in {**probed, **peer_probe}.items() if v}
+    out = {"header": {**header(device, argv), "unavailable": unavailable}, "records": []}
+    flop_model = _flop_model(args, preset)
+    gflop_per_image = model_flops_per_image(flop_model) / 1e9
+    del flop_model
+    peaks = None
+    if device.type == "cpu":
+        log.info(f"3x3 conv peak {'x'.join(map(str, PEAK_SHAPE))} ...")
+        out["header"]["conv_peak"] = conv_peak()
+        peaks = out["header"]["conv_peak"]["gflops"]
+    out["header"]["gflop_per_image"] = gflop_per_image
     ref_images, ref_median = None, None
     target = PAPER_TARGET_S_PER_100.get(preset)
     for backend, dt in runs:
         log.info(f"{backend} ({dt}) ...")
         isolate = device.type == "cuda" if args.isolate is None else args.isolate
         rec, images = (bench_isolated if isolate else bench_one)(backend, dt, args, device, preset)
-        rec["reference"], rec["nfe"] = (backend, dt) == REFERENCE, nfe
+        rec["reference"], rec["nfe"], rec["peer"] = (backend, dt) == REFERENCE, nfe, backend in PEERS
+        if not args.backends and backend in peer_probe:
+            rec["optional"] = True  # a peer of the default list: missing is reported, not a failed run
         rec["paper_target_s"] = target * args.n / 100 if target else None
         rec["paper_target_s_per_100"], rec["paper_gpu"] = target, PAPER_GPU if target else None
         if rec["reference"] and images is not None:
@@ -291,20 +408,24 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                                               if same else None)
         else:
             rec.update(median_s=None, images_per_s=None, peak_mem_mb=None, speedup_vs_torch=None)
+        add_flop_rates(rec, gflop_per_image, peaks)
         out["records"].append(rec)
         log.info(f"  {_summary(rec)}")
     return out
 
 
 def default_backends(probed: dict[str, str | None], device: torch.device) -> list[str]:
-    """The backends timed without --backends: every available one, less SLOW_ON_CUDA on CUDA."""
-    return [name for name, why in probed.items()
-            if why is None and not (device.type == "cuda" and name in SLOW_ON_CUDA)]
+    """The backends timed without --backends: every available one, less SLOW_ON_CUDA on CUDA, and on the
+    CPU the openvino peer rows (float32 and bfloat16), installed or not (a missing one says so)."""
+    names = [name for name, why in probed.items()
+             if why is None and not (device.type == "cuda" and name in SLOW_ON_CUDA)]
+    return names + (list(CPU_PEER_ROWS) if device.type == "cpu" else [])
 
 
 def _worker_argv(backend: str, dtype_name: str, args: argparse.Namespace, device: torch.device, out: str) -> list[str]:
     argv = ["--worker", out, "--backends", f"{backend}:{dtype_name}", "--device", str(device), "--preset", args.preset,
-            "--n", str(args.n), "--repeats", str(args.repeats), "--seed", str(args.seed), "--dtype", dtype_name]
+            "--n", str(args.n), "--repeats", str(args.repeats), "--seed", str(args.seed), "--dtype", dtype_name,
+            "--latency-repeats", str(args.latency_repeats)]
     for flag, value in (("--batch-size", args.batch_size), ("--checkpoint", args.checkpoint),
                         ("--threads", args.threads)):
         if value:
@@ -349,8 +470,10 @@ def _worker(args: argparse.Namespace) -> int:
 def _summary(rec: dict[str, Any]) -> str:
     if rec.get("error"):
         return f"unavailable: {rec['error']}"
+    latency = f", batch-1 {rec['latency_b1_s'] * 1e3:.0f} ms" if rec.get("latency_b1_s") else ""
     return (f"median {rec['median_s']:.3f} s ({rec['min_s']:.3f}-{rec['max_s']:.3f}), {rec['images_per_s']:.1f} img/s, "
-            f"build {rec['build_s']:.1f} s, warm-up {rec['warmup_s']:.1f} s, peak {rec['peak_mem_mb']:.0f} MB")
+            f"build {rec['build_s']:.1f} s, warm-up {rec['warmup_s']:.1f} s, peak {rec['peak_mem_mb']:.0f} MB"
+            + latency)
 
 
 # --- output --------------------------------------------------------------------------------------
@@ -362,21 +485,32 @@ def table(result: dict[str, Any]) -> str:
     """The records as a Markdown table (also the printed form)."""
     h = result["header"]
     lines = [f"{h['device_name']} ({h['device']}), torch {h['versions']['torch']}, {h['torch_threads']} threads, "
-             f"{h['date']}, commit {h['git_commit'] or '?'}", "",
-             "| backend | dtype | n | batch | build s | warm-up s | median s | min-max s | img/s | s/100 img "
-             "| paper s/100 (V100) | peak MB | speedup | max px diff |",
-             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             f"{h['date']}, commit {h['git_commit'] or '?'}"]
+    if h.get("onednn_max_cpu_isa"):
+        lines.append(f"ONEDNN_MAX_CPU_ISA={h['onednn_max_cpu_isa']}")
+    if h.get("conv_peak"):
+        p = h["conv_peak"]
+        lines.append(f"3x3 conv peak ({'x'.join(map(str, p['shape']))}): "
+                     + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in p["gflops"].items())
+                     + (f"; the model: {h['gflop_per_image']:.2f} GFLOP per image" if h.get("gflop_per_image") else ""))
+    lines += ["", "| backend | dtype | n | batch | build s | warm-up s | median s | min-max s | img/s | s/100 img "
+              "| paper s/100 (V100) | peak MB | speedup | max px diff | batch-1 ms | GFLOP/s | of conv peak |",
+              "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in result["records"]:
+        name = f"{r['backend']} (peer)" if r.get("peer") else r["backend"]
         if r.get("error"):
-            lines.append(f"| {r['backend']} | {r['dtype']} | {r['n']} | {r['batch_size']} | "
-                         f"unavailable: {r['error']} |||||||||")
+            lines.append(f"| {name} | {r['dtype']} | {r['n']} | {r['batch_size']} | "
+                         f"unavailable: {r['error']} ||||||||||||")
             continue
+        latency = r.get("latency_b1_s")
         lines.append(
-            f"| {r['backend']} | {r['dtype']} | {r['n']} | {r['batch_size']} | {_fmt(r['build_s'], '.2f')} "
+            f"| {name} | {r['dtype']} | {r['n']} | {r['batch_size']} | {_fmt(r['build_s'], '.2f')} "
             f"| {_fmt(r['warmup_s'], '.2f')} | {_fmt(r['median_s'], '.3f')} | {r['min_s']:.3f}-{r['max_s']:.3f} "
             f"| {_fmt(r['images_per_s'], '.1f')} | {_fmt(r['s_per_100_images'], '.3f')} "
             f"| {_fmt(r['paper_target_s_per_100'], '.2f')} | {_fmt(r['peak_mem_mb'], '.0f')} "
-            f"| {_fmt(r['speedup_vs_torch'], '.2f')}x | {_fmt(r.get('max_pixel_diff_vs_torch'), 'd')} |")
+            f"| {_fmt(r['speedup_vs_torch'], '.2f')}x | {_fmt(r.get('max_pixel_diff_vs_torch'), 'd')} "
+            f"| {_fmt(latency * 1e3 if latency else None, '.1f')} | {_fmt(r.get('achieved_gflops'), '.1f')} "
+            f"| {_fmt(r.get('fraction_of_conv_peak'), '.0%')} |")
     return "\n".join(lines)
 
 
@@ -439,6 +573,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive, default=None, help="images per sampler call (default: n, "
                    "one batch, as the paper's per-100-images timing)")
     p.add_argument("--repeats", type=_positive, default=5, help="timed calls per backend, after one warm-up")
+    p.add_argument("--latency-repeats", type=int_range(0, 1000), default=5, help="single-image generate calls "
+                   "timed per backend for the batch-1 latency (after one untimed call; 0: none)")
     p.add_argument("--seed", type=block_seed, default=0, help="seed of the random weights and of the images")
     p.add_argument("--threads", type=int_range(1, MAX_THREADS), default=None,
                    help=f"torch CPU threads, at most {MAX_THREADS} (the CPUs here; default: torch's)")
@@ -479,7 +615,7 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     if args.png:
         write_png(result, args.png)
         log.info(f"wrote {args.png}")
-    failed = [r for r in result["records"] if not r.get("median_s")]
+    failed = [r for r in result["records"] if not r.get("median_s") and not r.get("optional")]
     if failed:  # a backend that was asked for and did not run is a failed run, even if the reference ran
         log.error(f"error: {len(failed)} of {len(result['records'])} runs failed: "
                   + "; ".join(f"{r['backend']} {r['dtype']}: {r.get('error', 'no timing')}" for r in failed))

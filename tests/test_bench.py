@@ -30,11 +30,12 @@ def _png_size(path: Path) -> tuple[int, int]:
 def test_bench_digits_torch_onnxruntime(tmp_path, monkeypatch, capsys):
     pytest.importorskip("pdgan_infer.engine")
     monkeypatch.setenv("PDGAN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(bench, "PEAK_SHAPE", (16, 128, 16, 16))  # the peak micro-benchmark, smaller
     out, png = tmp_path / "out.json", tmp_path / "out.png"
     threads = torch.get_num_threads()
     try:  # one thread: small batches gain nothing from two, and it is immune to a busy machine
         rc = bench.main(["--preset", "digits", "--n", "20", "--backends", "torch,onnxruntime", "--repeats", "1",
-                         "--threads", "1", "--json", str(out), "--png", str(png)])
+                         "--threads", "1", "--latency-repeats", "2", "--json", str(out), "--png", str(png)])
     finally:
         torch.set_num_threads(threads)
     printed = capsys.readouterr().out
@@ -55,7 +56,17 @@ def test_bench_digits_torch_onnxruntime(tmp_path, monkeypatch, capsys):
         assert r["paper_target_s"] is None  # no paper number for the digits preset
     assert recs["torch"]["reference"] and recs["torch"]["speedup_vs_torch"] == pytest.approx(1.0)
     assert recs["onnxruntime"]["max_pixel_diff_vs_torch"] <= 2  # same seeds, same images (rounding aside)
-    assert "| torch | float32 |" in printed and "| onnxruntime | float32 |" in printed
+    assert recs["onnxruntime"]["peer"] is True and recs["torch"]["peer"] is False
+    peaks = h["conv_peak"]["gflops"]
+    assert h["conv_peak"]["shape"] == [16, 128, 16, 16] and peaks["float32"] > 0 and peaks["bfloat16"] > 0
+    for r in recs.values():
+        assert 0 < r["latency_b1_s"] < r["median_s"] * 20 and len(r["latency_b1_times_s"]) == 2
+        assert r["gflop_per_image"] == pytest.approx(h["gflop_per_image"]) and r["gflop_per_image"] > 0
+        assert r["achieved_gflops"] == pytest.approx(r["gflop_per_image"] * 20 / r["median_s"])
+        assert r["conv_peak_gflops"] == peaks["float32"]
+        assert 0 < r["fraction_of_conv_peak"] <= 1.5
+    assert "| torch | float32 |" in printed and "| onnxruntime (peer) | float32 |" in printed
+    assert "3x3 conv peak (16x128x16x16)" in printed and "GFLOP per image" in printed
     assert _png_size(png)[0] > 0
 
 
@@ -105,6 +116,87 @@ def test_cli_conventions(capsys):
     assert bench.parser().parse_args([]).device == "auto"
     assert bench.main(["--preset", "digits", "--device", "tpu", "-q"]) == 1
     assert "tpu" in capsys.readouterr().err
+
+
+def test_flop_count_of_a_tiny_net_is_the_hand_formula():
+    from types import SimpleNamespace
+
+    class Tiny(torch.nn.Module):  # the generator's call signature: (x, z, t)
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.fc = torch.nn.Linear(8 * 10 * 10, 5)
+
+        def forward(self, x, z, t):
+            return self.fc(self.conv(x).flatten(1)) + z.sum() + t.sum()
+
+    net = Tiny()
+    conv = 2 * 8 * 10 * 10 * 3 * 3 * 3  # 2 * (output elements) * (C_in * kh * kw) multiply-adds, per image
+    fc = 2 * 800 * 5
+    x, z, t = torch.zeros(2, 3, 10, 10), torch.zeros(2, 4), torch.zeros(2)
+    assert bench.count_flops(net, x, z, t) == 2 * (conv + fc)
+    model = SimpleNamespace(config=SimpleNamespace(channels=3, resolution=10, generator=SimpleNamespace(nz=4)),
+                            schedule=SimpleNamespace(T=2), generator=net)
+    assert bench.model_flops_per_image(model) == 2 * (conv + fc)  # one image, times T = 2 NFE
+
+
+def test_flop_rates_against_hand_numbers():
+    rec = {"n": 100, "median_s": 10.0, "dtype": "float32"}
+    bench.add_flop_rates(rec, 28.16, {"float32": 238.0, "bfloat16": 484.0})
+    assert rec["achieved_gflops"] == pytest.approx(281.6) and rec["conv_peak_gflops"] == 238.0
+    assert rec["fraction_of_conv_peak"] == pytest.approx(281.6 / 238.0)
+    rec = {"n": 100, "median_s": 5.0, "dtype": "bfloat16"}
+    bench.add_flop_rates(rec, 28.16, {"float32": 238.0, "bfloat16": 484.0})
+    assert rec["fraction_of_conv_peak"] == pytest.approx(563.2 / 484.0)
+    rec = {"n": 100, "median_s": 5.0, "dtype": "float16"}  # no float16 peak measured: no fraction
+    bench.add_flop_rates(rec, 28.16, {"float32": 238.0, "bfloat16": 484.0})
+    assert rec["achieved_gflops"] == pytest.approx(563.2) and rec["fraction_of_conv_peak"] is None
+    rec = {"n": 100, "median_s": None, "dtype": "float32"}  # a failed row
+    bench.add_flop_rates(rec, 28.16, None)
+    assert rec["achieved_gflops"] is None and rec["fraction_of_conv_peak"] is None
+
+
+def test_conv_peak_is_the_measured_rate(monkeypatch):
+    monkeypatch.setattr(bench, "timed", lambda fn, device: (0.5, fn()))  # every call "takes" 0.5 s
+    shape = (2, 16, 4, 4)
+    assert bench.conv_peak_gflops(torch.float32, shape, repeats=2) == pytest.approx(
+        2 * 2 * 16 * 16 * 9 * 4 * 4 / 0.5 / 1e9)
+
+
+def _without_openvino(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+
+
+def test_openvino_missing_named_is_a_failed_run_with_the_pip_command(monkeypatch, tmp_path, capsys):
+    _without_openvino(monkeypatch)
+    monkeypatch.setattr(bench, "PEAK_SHAPE", (2, 16, 4, 4))
+    out = tmp_path / "out.json"
+    rc = bench.main(["--preset", "digits", "--n", "2", "--repeats", "1", "--latency-repeats", "0", "--device", "cpu",
+                     "--backends", "openvino:bfloat16", "--json", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 1 and "Traceback" not in captured.err
+    assert "pip install 'pdgan[openvino]'" in captured.err
+    rec = json.loads(out.read_text())["records"][1]
+    assert rec["backend"] == "openvino" and rec["peer"] and "pip install 'pdgan[openvino]'" in rec["error"]
+    assert "| openvino (peer) | bfloat16 | 2 | 2 | unavailable: " in captured.out
+
+
+def test_openvino_missing_in_the_default_list_is_reported_not_failed(monkeypatch, tmp_path, capsys):
+    _without_openvino(monkeypatch)
+    monkeypatch.setattr(bench, "PEAK_SHAPE", (2, 16, 4, 4))
+    monkeypatch.setattr(bench, "probe_backends", lambda device: {"torch": None, "tensorrt": "needs a GPU"})
+    out = tmp_path / "out.json"
+    rc = bench.main(["--preset", "digits", "--n", "2", "--repeats", "1", "--latency-repeats", "0", "--device", "cpu",
+                     "--json", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    rows = [(r["backend"], r["dtype"]) for r in data["records"]]
+    assert rows == [("torch", "float32"), ("openvino", "float32"), ("openvino", "bfloat16")]
+    for r in data["records"][1:]:
+        assert r["optional"] and "pip install 'pdgan[openvino]'" in r["error"]
+    assert "pip install 'pdgan[openvino]'" in data["header"]["unavailable"]["openvino"]
+    assert "| openvino (peer) | float32 | 2 | 2 | unavailable: " in capsys.readouterr().out
 
 
 def test_table_lists_unavailable_backends():

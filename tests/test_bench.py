@@ -216,10 +216,40 @@ def test_peak_memory_sees_a_temporary_allocation():
     assert mem.peak_mb >= 48
 
 
+def _load_benchmark_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_profile_op_classes():
+    from types import SimpleNamespace as Event
+
+    prof = _load_benchmark_script("profile_cpu")
+    cases = {("aten::mkldnn_convolution", ((8, 64, 16, 16), (64, 64, 3, 3))): "convolution",
+             ("aten::mkldnn_convolution", ((8, 64, 16, 16), (64, 1, 4, 4))): "fir resampling",  # depthwise FIR
+             ("aten::convolution", ((8, 64, 16, 16), (64, 1, 4, 4))): "fir resampling",
+             ("aten::upsample_bilinear2d", ()): "fir resampling", ("aten::native_group_norm", ()): "adagn/group norm",
+             ("pdgan::adagn_silu", ()): "adagn/group norm", ("aten::silu", ()): "adagn/group norm",
+             ("aten::bmm", ()): "attention", ("aten::_softmax", ()): "attention",
+             ("aten::copy_", ()): "reorders/copies", ("aten::cat", ()): "reorders/copies",
+             ("aten::empty", ()): "allocation", ("aten::empty_strided", ()): "allocation",
+             ("aten::addmm", ()): "other", ("aten::add_", ()): "other"}
+    for (name, shapes), cls in cases.items():
+        assert prof.op_class(name, [list(s) for s in shapes]) == cls, name
+    conv = "aten::mkldnn_convolution"
+    events = [Event(key=conv, input_shapes=[[1, 8, 4, 4], [8, 8, 3, 3]], self_cpu_time_total=70.0),
+              Event(key=conv, input_shapes=[[1, 8, 4, 4], [8, 1, 4, 4]], self_cpu_time_total=5.0),
+              Event(key="aten::addmm", input_shapes=[], self_cpu_time_total=20.0),
+              Event(key="aten::empty", input_shapes=[], self_cpu_time_total=5.0)]
+    by_class, other = prof.group(events)
+    assert by_class == {"convolution": 70.0, "fir resampling": 5.0, "other": 20.0, "allocation": 5.0}
+    assert other == {"aten::addmm": 20.0}
+
+
 def test_make_table_reads_both_formats(tmp_path):
-    spec = importlib.util.spec_from_file_location("make_table", ROOT / "benchmarks" / "make_table.py")
-    make_table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_table)
+    make_table = _load_benchmark_script("make_table")
     rec = {"backend": "torch", "dtype": "float32", "n": 100, "batch_size": 100, "median_s": 2.0, "min_s": 1.9,
            "max_s": 2.2, "images_per_s": 50.0, "s_per_100_images": 2.0, "paper_target_s_per_100": 0.16,
            "warmup_s": 2.5, "build_s": 0.1, "peak_mem_mb": 800.0, "speedup_vs_torch": 1.0}

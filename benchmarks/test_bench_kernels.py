@@ -134,6 +134,10 @@ def test_adagn_silu(benchmark, name, label, layout, dtype):
     benchmark.group = f"adagn_silu {label} {layout} {str(dtype).replace('torch.', '')}"
     benchmark.extra_info.update(op="adagn_silu", provider=name, shape=[n, c, h, w], layout=layout, dtype=str(dtype),
                                 device=str(DEVICE), bytes=2 * x.numel() * x.element_size())
+    if name == "triton":  # review 2.2: Cg = 4 in channels_last runs G_BLOCK > 1 groups per program
+        plan = importlib.import_module("pdgan_infer.kernels.adagn").adagn_plan(x.shape, dtype, groups,
+                                                                               layout == "channels_last")
+        benchmark.extra_info.update(path=plan.path, g_block=plan.g_block)
     y = run(benchmark, lambda: fn(x, gamma, beta, groups, 1e-6))
     assert y.shape == x.shape and y.dtype == dtype
     assert y.is_contiguous(memory_format=LAYOUTS[layout]) or name == "torch"

@@ -24,7 +24,7 @@ pytest.importorskip("triton", reason="triton is not installed: pip install 'pdga
 
 from pdgan_infer.kernels import _triton  # noqa: E402
 from pdgan_infer.kernels import adagn as adagn_module  # noqa: E402
-from pdgan_infer.kernels.adagn import adagn_silu  # noqa: E402
+from pdgan_infer.kernels.adagn import adagn_plan, adagn_silu  # noqa: E402
 from pdgan_infer.kernels.posterior import posterior_step  # noqa: E402
 from pdgan_infer.kernels.reference import (  # noqa: E402
     FP32_SLACK,
@@ -106,12 +106,118 @@ def test_adagn_silu_eps_on_near_constant_groups(eps, channels_last, dtype, max_u
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
     gamma, beta = torch.randn(n, c, device=DEVICE) * 0.5 + 1.0, torch.randn(n, c, device=DEVICE)
-    for split in (False, True):
-        y = adagn_silu(x, gamma, beta, g, eps=eps, split=split, tile=16)
+    if channels_last:  # Cg = 2: the automatic single path is the wide kernel, all 4 groups in one program
+        assert adagn_plan(x.shape, dtype, g, True).g_block == 4
+    paths = [dict(split=False), dict(split=True, tile=16)]  # single: the wide kernel in channels_last
+    for path in paths + ([dict(split=False, g_block=2)] if channels_last else []):
+        y = adagn_silu(x, gamma, beta, g, eps=eps, **path)
         assert_adagn_close(y, x, gamma, beta, g, max_ulps, eps=eps)
         if eps == 0.1 and dtype == torch.float32:  # the exact value depends on eps at this scale
             wrong, _ = adagn_silu_f64(x.cpu(), gamma.cpu(), beta.cpu(), g, 1e-6)
             assert (y.cpu().double() - wrong).abs().max().item() > 1e-2
+
+
+# channels_last groups narrower than a 32-byte sector: one program covers G_BLOCK whole groups, a run of
+# G_BLOCK * Cg contiguous channels per pixel. Expected G_BLOCK by hand: double while G_BLOCK <= G, the run
+# <= 128 bytes and next_pow2(G_BLOCK * Cg) * next_pow2(H * W) <= SINGLE_MAX (8192).
+PLAN_CASES = [  # (N, C, H, W, G), dtype, channels_last, expected (path, g_block)
+    pytest.param((100, 128, 32, 32, 32), torch.float32, True, ("single", 2), id="cifar10-128x32x32-fp32"),
+    pytest.param((100, 128, 32, 32, 32), torch.bfloat16, True, ("single", 2), id="cifar10-128x32x32-bf16"),
+    pytest.param((8, 64, 16, 16, 16), torch.float32, True, ("single", 8), id="c64-g16-16x16-fp32"),
+    pytest.param((8, 64, 16, 16, 16), torch.float16, True, ("single", 8), id="c64-g16-16x16-fp16"),
+    pytest.param((2, 64, 8, 8, 16), torch.bfloat16, True, ("single", 16), id="c64-g16-8x8-bf16"),
+    pytest.param((2, 24, 5, 3, 6), torch.float32, True, ("single", 4), id="g6-fp32"),
+    pytest.param((100, 256, 8, 8, 32), torch.bfloat16, True, ("single", 8), id="cg8-bf16"),
+    pytest.param((100, 256, 8, 8, 32), torch.float32, True, ("single", 1), id="cg8-fp32-is-a-sector"),
+    pytest.param((100, 128, 32, 32, 32), torch.float32, False, ("single", 1), id="nchw-unchanged"),
+    pytest.param((8, 64, 256, 256, 16), torch.bfloat16, True, ("split", 16), id="celebahq-split"),
+]
+
+
+@pytest.mark.parametrize("shape, dtype, channels_last, expected", PLAN_CASES)
+def test_adagn_plan_widens_narrow_channels_last_groups(shape, dtype, channels_last, expected):
+    assert tuple(adagn_plan(shape[:4], dtype, shape[4], channels_last)) == expected
+
+
+WIDE_CASES = [  # (N, C, H, W, G), g_block (None: the plan's)
+    pytest.param((2, 64, 8, 8, 16), None, id="c64-g16"),
+    pytest.param((2, 24, 5, 3, 6), None, id="g6-blocks-of-4"),
+    pytest.param((3, 12, 7, 5, 3), 2, id="odd-g3-blocks-of-2"),
+]
+
+
+@pytest.mark.parametrize("dtype, max_ulps", DTYPES)
+@pytest.mark.parametrize("shape, g_block", WIDE_CASES)
+def test_adagn_silu_wide_single_path(monkeypatch, shape, g_block, dtype, max_ulps):
+    """The wide kernel (seen by its launch grid: N * cdiv(G, G_BLOCK) programs), including a last program with
+    fewer than G_BLOCK groups, within half an ulp of float64 (the cifar10 128x32x32 case is in test_adagn_silu)."""
+    launched, real = [], adagn_module._adagn_silu_wide_kernel
+
+    class Spy:
+        def __getitem__(self, grid):
+            launched.append(grid)
+            return real[grid]
+    monkeypatch.setattr(adagn_module, "_adagn_silu_wide_kernel", Spy())
+    x, gamma, beta = make_adagn_inputs(shape, dtype, True)
+    gb = g_block or adagn_plan(x.shape, dtype, shape[-1], True).g_block
+    assert gb > 1
+    y = adagn_silu(x, gamma, beta, shape[-1], g_block=g_block)
+    assert launched == [(shape[0] * -(-shape[-1] // gb),)]
+    assert_adagn_close(y, x, gamma, beta, shape[-1], max_ulps)
+
+
+def test_adagn_silu_rejects_bad_g_block():
+    x, gamma, beta = make_adagn_inputs((2, 16, 4, 4, 4), torch.float32, False)
+    with pytest.raises(ValueError, match="g_block must be a power of two"):
+        adagn_silu(x, gamma, beta, 4, g_block=2)  # NCHW
+    with pytest.raises(ValueError, match="g_block must be a power of two"):
+        adagn_silu(x.to(memory_format=torch.channels_last), gamma, beta, 4, g_block=3)
+
+
+AOT_STORES = r"""
+import re, sys, torch, triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from pdgan_infer.kernels import adagn as m
+dtype, cg, hw, gb = torch.bfloat16, 4, 1024, m.adagn_plan((100, 128, 32, 32), torch.bfloat16, 32, True).g_block
+ptr = "*bf16"
+common = {"X": ptr, "Y": ptr, "GAMMA": "*fp32", "BETA": "*fp32", "stride_n": "i32", "stride_c": "constexpr",
+          "stride_p": "i32", "stride_gamma": "i32", "stride_beta": "i32"}
+if gb == 1:
+    fn, ct = m._adagn_silu_single_kernel, cg
+    sig = {**common, "G": "i32", "HW": "i32", "eps": "fp32", "Cg": "constexpr", "CG_BLOCK": "constexpr",
+           "P_BLOCK": "constexpr"}
+    consts = {"stride_c": 1, "Cg": cg, "CG_BLOCK": cg, "P_BLOCK": hw}
+else:
+    fn, ct = m._adagn_silu_wide_kernel, m._pow2(gb * cg)
+    sig = {**common, "C": "i32", "G": "i32", "HW": "i32", "n_gb": "i32", "eps": "fp32", "Cg": "constexpr",
+           "G_BLOCK": "constexpr", "CT": "constexpr", "P_BLOCK": "constexpr"}
+    consts = {"stride_c": 1, "Cg": cg, "G_BLOCK": gb, "CT": ct, "P_BLOCK": hw}
+# what Triton's launcher specialises at run time: 16-byte aligned pointers, integers divisible by 16
+div16 = [n for n in ("X", "Y", "GAMMA", "BETA", "stride_n", "stride_p", "stride_gamma", "stride_beta", "C", "HW")
+         if n in sig]
+attrs = {(fn.arg_names.index(n),): [["tt.divisibility", 16]] for n in div16}
+k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs), target=GPUTarget("cuda", 90, 32),
+                   options={"num_warps": m._warps(ct * hw)})
+print(sorted(set(re.findall(r"st\.global[.a-z0-9]*", k.asm["ptx"]))))
+"""
+
+
+@pytest.mark.slow
+def test_adagn_wide_kernel_stores_16_bytes_per_thread_on_sm90():
+    """Compiled ahead of time for sm_90 (no GPU needed): at cifar10's 128x32x32 in bf16 channels_last, every
+    store of y is 16 bytes (st.global.v4.b32); the one-group-per-program kernel stored 8 (its 4 channels)."""
+    pytest.importorskip("triton.backends.nvidia")
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
+    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    result = subprocess.run([sys.executable, "-c", AOT_STORES], cwd=root, env=env, capture_output=True, text=True,
+                            timeout=600, check=False)
+    if result.returncode and "ptxas" in result.stderr and "not found" in result.stderr:
+        pytest.skip("triton's bundled ptxas is missing")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "['st.global.v4.b32']"
 
 
 SPLIT_CASES = [  # (N, C, H, W, G), tile: several tiles per group; groups wider than a tile

@@ -11,7 +11,10 @@ specialisation of unit strides makes the accesses contiguous and vectorised alon
 dense in memory. Two paths, chosen by group size:
 
 * single (padded group Cg x HW <= SINGLE_MAX): one program per (n, g) holds the whole group in
-  registers: exact two-pass mean and variance, then the output. x is read once.
+  registers: exact two-pass mean and variance, then the output. x is read once. In channels_last a
+  group narrower than a 32-byte sector (Cg = 4: C = 128 / G = 32, C = 64 / G = 16) is widened: one
+  program (`_adagn_silu_wide_kernel`) holds G_BLOCK whole groups, i.e. a run of G_BLOCK * Cg contiguous
+  channels per pixel (up to a 128-byte line), with per-group sums; same arithmetic.
 * split (bigger groups, e.g. celebahq256's 4 x 65536): three launches so the whole GPU works on
   every group. `_stats_kernel` writes (count, mean, M2) per tile of about `tile` elements; a tile is
   a contiguous channel range x a pixel range: one group's channels in NCHW, G_BLOCK whole groups in
@@ -25,6 +28,8 @@ float32 rounding of the mean itself.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from ._triton import check_device, import_triton, on_device
@@ -35,6 +40,8 @@ SINGLE_MAX = 8192  # largest padded group (Cg x HW, each rounded up to a power o
 TILE = 4096  # elements per program of the split path's stats and apply kernels
 MERGE_BLOCK = 1024  # partials merged / channels written per step of the split path's finalize
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+WIDE_MIN_BYTES = 32  # channels_last groups whose pixel run is narrower than a sector are widened ...
+WIDE_MAX_BYTES = 128  # ... to G_BLOCK groups, a run of at most a cache line
 
 
 @triton.jit
@@ -77,6 +84,54 @@ def _adagn_silu_single_kernel(
     beta = tl.load(BETA + n * stride_beta + g * Cg + c, mask=cmask, other=0.0).to(tl.float32)
     a = rstd * gamma
     d = beta - mean * a
+    y = _silu(x * a[:, None] + d[:, None])
+    tl.store(Y + offs, y.to(Y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _adagn_silu_wide_kernel(
+    X,  # (N, C, H, W) input, channels_last: element (n, c, p) at n*sn + c*sc + p*sp
+    Y,  # (N, C, H, W) output, dtype and strides of X
+    GAMMA,  # (N, C) float, unit column stride
+    BETA,  # (N, C) float, unit column stride
+    stride_n, stride_c, stride_p,  # strides of X and Y, in elements
+    stride_gamma, stride_beta,  # row strides of GAMMA and BETA
+    C, G, HW, n_gb,  # channels, groups, pixels, group blocks per image (cdiv(G, G_BLOCK))
+    eps,  # float
+    Cg: tl.constexpr,  # channels per group
+    G_BLOCK: tl.constexpr,  # whole groups per program, power of two
+    CT: tl.constexpr,  # next_power_of_2(G_BLOCK * Cg): the channel run of one pixel
+    P_BLOCK: tl.constexpr,  # next_power_of_2(HW)
+):
+    pid = tl.program_id(0)  # one program per (n, run of G_BLOCK groups)
+    n = pid // n_gb
+    g_first = (pid % n_gb) * G_BLOCK
+    lo = g_first * Cg
+    ch = lo + tl.arange(0, CT)  # (CT,) contiguous channels: G_BLOCK groups (fewer in the last block)
+    p = tl.arange(0, P_BLOCK)
+    chmask = ch < tl.minimum(lo + G_BLOCK * Cg, C)
+    mask = chmask[:, None] & (p[None, :] < HW)
+    offs = n.to(tl.int64) * stride_n + ch[:, None] * stride_c + p[None, :] * stride_p
+    x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)  # (CT, P_BLOCK)
+    lg = tl.arange(0, G_BLOCK)
+    gmask = g_first + lg < G
+    # channel -> group of the run, as a (G_BLOCK, CT) one-hot matrix (tiny next to the tile)
+    onehot = ((ch // Cg - g_first)[None, :] == lg[:, None]) & chmask[None, :]
+    pivot = tl.load(X + n.to(tl.int64) * stride_n + (g_first + lg) * Cg * stride_c, mask=gmask,
+                    other=0.0).to(tl.float32)  # x[n, g*Cg, 0] per group
+    pivot_ch = tl.sum(tl.where(onehot, pivot[:, None], 0.0), axis=0)  # (CT,)
+    count = HW * Cg * 1.0
+    shifted = tl.where(mask, x - pivot_ch[:, None], 0.0)  # sums of x - pivot: no rounding of a large |mean|
+    mean_s = tl.sum(tl.where(onehot, tl.sum(shifted, axis=1)[None, :], 0.0), axis=1) / count  # (G_BLOCK,)
+    mean_s_ch = tl.sum(tl.where(onehot, mean_s[:, None], 0.0), axis=0)
+    diff = tl.where(mask, shifted - mean_s_ch[:, None], 0.0)
+    var = tl.sum(tl.where(onehot, tl.sum(diff * diff, axis=1)[None, :], 0.0), axis=1) / count
+    rstd = tl.rsqrt(var + eps)
+    rstd_ch = tl.sum(tl.where(onehot, rstd[:, None], 0.0), axis=0)
+    gamma = tl.load(GAMMA + n * stride_gamma + ch, mask=chmask, other=0.0).to(tl.float32)
+    beta = tl.load(BETA + n * stride_beta + ch, mask=chmask, other=0.0).to(tl.float32)
+    a = rstd_ch * gamma
+    d = beta - (pivot_ch + mean_s_ch) * a
     y = _silu(x * a[:, None] + d[:, None])
     tl.store(Y + offs, y.to(Y.dtype.element_ty), mask=mask)
 
@@ -255,54 +310,109 @@ def _check(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, num_groups:
         raise ValueError(f"adagn_silu: eps must be >= 0, got {eps}")
 
 
-def adagn_silu(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, num_groups: int,
-               eps: float = 1e-6, *, split: bool | None = None, tile: int = TILE) -> torch.Tensor:
-    """silu(group_norm(x) * gamma + beta) (see `_adagn_silu`), launched on x's device."""
-    with on_device(x.device):  # Triton launches on the current device
-        return _adagn_silu(x, gamma, beta, num_groups, eps, split=split, tile=tile)
+class AdaGNPlan(NamedTuple):
+    """How `adagn_silu` runs one call: path "single" (one launch, the group in registers) or "split"
+    (stats / finalize / apply); g_block: whole groups per program (single path: > 1 only for the wide
+    channels_last kernel; split path: groups per stats tile)."""
+    path: str
+    g_block: int
 
 
-def _adagn_silu(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, num_groups: int,
-                eps: float = 1e-6, *, split: bool | None = None, tile: int = TILE) -> torch.Tensor:
-    """silu(group_norm(x) * gamma + beta), reading x once (twice for groups over SINGLE_MAX).
-
-    x: (N, C, H, W) float32/float16/bfloat16, NCHW or channels_last (other layouts are copied to
-    NCHW), C * H * W < 2**31; gamma, beta: (N, C) float, rows may be strided (e.g. the two halves
-    of the style Linear's output). Returns y with x's dtype and memory format.
-    split: None picks the path by group size; True/False force the split/single path (tests,
-    benchmarks). tile: elements per program of the split path (a power of two)."""
-    _check(x, gamma, beta, num_groups, eps)
-    check_device("adagn_silu", _adagn_silu_single_kernel, x, gamma, beta)
-    if not _dense(x):
-        x = x.contiguous()
-    gamma, beta = (t if t.stride(1) == 1 or t.shape[1] == 1 else t.contiguous() for t in (gamma, beta))
-    y = torch.empty_like(x)  # dense x: the same strides
-    if y.numel() == 0:
-        return y
-    n, c, h, w = x.shape
-    g, cg, hw = num_groups, c // num_groups, h * w
-    stride_p = x.stride(3) if w > 1 else x.stride(2)
-    strides = (x.stride(0), x.stride(1), stride_p)
-    channels_last = not (hw > 1 and stride_p == 1)  # channels are the dense axis
+def adagn_plan(shape, dtype: torch.dtype, num_groups: int, channels_last: bool, *, split: bool | None = None,
+               tile: int = TILE, g_block: int | None = None) -> AdaGNPlan:
+    """The launch plan for x of `shape` (N, C, H, W) and `dtype`, laid out channels_last (channels the
+    dense axis) or NCHW. split / tile as in `adagn_silu`; g_block forces the single path's groups per
+    program (benchmarks, tests; a power of two, channels_last only)."""
+    _, c, h, w = shape
+    g, hw = num_groups, h * w
+    cg = c // g
     single_elems = _pow2(cg) * _pow2(hw)
     if split is None:
         split = single_elems > SINGLE_MAX
     if not split:
         if single_elems > SINGLE_MAX:
             raise ValueError(f"adagn_silu: a group of {cg} x {hw} is too big for the single path")
-        _adagn_silu_single_kernel[(n * g,)](
-            x, y, gamma, beta, *strides, gamma.stride(0), beta.stride(0), g, hw, eps,
-            Cg=cg, CG_BLOCK=_pow2(cg), P_BLOCK=_pow2(hw), num_warps=_warps(single_elems))
-        return y
+        if g_block is not None:
+            if g_block < 1 or g_block & (g_block - 1) or (g_block > 1 and not channels_last):
+                raise ValueError(f"adagn_silu: g_block must be a power of two (1 in NCHW), got {g_block}")
+            if _pow2(g_block * cg) * _pow2(hw) > SINGLE_MAX:
+                raise ValueError(f"adagn_silu: {g_block} groups of {cg} x {hw} are too big for the single path")
+            return AdaGNPlan("single", g_block)
+        # channels_last runs of one group narrower than a sector: widen to gb groups while the run stays
+        # within a cache line and the padded tile within SINGLE_MAX
+        esize, gb = dtype.itemsize, 1
+        if channels_last and cg * esize < WIDE_MIN_BYTES:
+            while (2 * gb <= g and 2 * gb * cg * esize <= WIDE_MAX_BYTES
+                   and _pow2(2 * gb * cg) * _pow2(hw) <= SINGLE_MAX):
+                gb *= 2
+        return AdaGNPlan("single", gb)
     if tile < 1 or tile & (tile - 1):
         raise ValueError(f"adagn_silu: tile must be a power of two, got {tile}")
     # stats tiles: a contiguous channel range (G_BLOCK whole groups, or 1/n_cb of a big group)
     if cg > tile:
-        g_block, ct, n_cb = 1, tile, _cdiv(cg, tile)
+        return AdaGNPlan("split", 1)
+    gb = _pow2(g) if channels_last else 1
+    while gb > 1 and gb * _pow2(gb * cg) > tile:  # the (G_BLOCK, CT) one-hot too
+        gb //= 2
+    return AdaGNPlan("split", gb)
+
+
+def adagn_silu(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, num_groups: int,
+               eps: float = 1e-6, *, split: bool | None = None, tile: int = TILE,
+               g_block: int | None = None) -> torch.Tensor:
+    """silu(group_norm(x) * gamma + beta) (see `_adagn_silu`), launched on x's device."""
+    with on_device(x.device):  # Triton launches on the current device
+        return _adagn_silu(x, gamma, beta, num_groups, eps, split=split, tile=tile, g_block=g_block)
+
+
+def _layout(x: torch.Tensor) -> tuple[tuple[int, int, int], bool]:
+    """((stride_n, stride_c, stride_p), channels_last) of a dense x: channels_last when channels are the
+    dense axis (also for a single pixel)."""
+    h, w = x.shape[2:]
+    stride_p = x.stride(3) if w > 1 else x.stride(2)
+    return (x.stride(0), x.stride(1), stride_p), not (h * w > 1 and stride_p == 1)
+
+
+def _adagn_silu(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, num_groups: int,
+                eps: float = 1e-6, *, split: bool | None = None, tile: int = TILE,
+                g_block: int | None = None) -> torch.Tensor:
+    """silu(group_norm(x) * gamma + beta), reading x once (twice for groups over SINGLE_MAX).
+
+    x: (N, C, H, W) float32/float16/bfloat16, NCHW or channels_last (other layouts are copied to
+    NCHW), C * H * W < 2**31; gamma, beta: (N, C) float, rows may be strided (e.g. the two halves
+    of the style Linear's output). Returns y with x's dtype and memory format.
+    split: None picks the path by group size; True/False force the split/single path (tests,
+    benchmarks). tile: elements per program of the split path (a power of two). g_block: groups per
+    program of the single path (None: `adagn_plan`'s choice). The plan: `adagn_plan`."""
+    _check(x, gamma, beta, num_groups, eps)
+    check_device("adagn_silu", _adagn_silu_single_kernel, x, gamma, beta)
+    if not _dense(x):
+        x = x.contiguous()
+    gamma, beta = (t if t.stride(1) == 1 or t.shape[1] == 1 else t.contiguous() for t in (gamma, beta))
+    strides, channels_last = _layout(x)
+    plan = adagn_plan(x.shape, x.dtype, num_groups, channels_last, split=split, tile=tile, g_block=g_block)
+    y = torch.empty_like(x)  # dense x: the same strides
+    if y.numel() == 0:
+        return y
+    n, c, h, w = x.shape
+    g, cg, hw = num_groups, c // num_groups, h * w
+    if plan.path == "single" and plan.g_block == 1:
+        single_elems = _pow2(cg) * _pow2(hw)
+        _adagn_silu_single_kernel[(n * g,)](
+            x, y, gamma, beta, *strides, gamma.stride(0), beta.stride(0), g, hw, eps,
+            Cg=cg, CG_BLOCK=_pow2(cg), P_BLOCK=_pow2(hw), num_warps=_warps(single_elems))
+        return y
+    if plan.path == "single":
+        ct, n_gb = _pow2(plan.g_block * cg), _cdiv(g, plan.g_block)
+        _adagn_silu_wide_kernel[(n * n_gb,)](
+            x, y, gamma, beta, *strides, gamma.stride(0), beta.stride(0), c, g, hw, n_gb, eps,
+            Cg=cg, G_BLOCK=plan.g_block, CT=ct, P_BLOCK=_pow2(hw), num_warps=_warps(ct * _pow2(hw)))
+        return y
+    # stats tiles: a contiguous channel range (G_BLOCK whole groups, or 1/n_cb of a big group)
+    g_block = plan.g_block
+    if cg > tile:
+        ct, n_cb = tile, _cdiv(cg, tile)
     else:
-        g_block = _pow2(g) if channels_last else 1
-        while g_block > 1 and g_block * _pow2(g_block * cg) > tile:  # the (G_BLOCK, CT) one-hot too
-            g_block //= 2
         ct, n_cb = _pow2(g_block * cg), 1
     p_block = max(1, min(_pow2(hw), tile // ct))
     n_gb, s = _cdiv(g, g_block), _cdiv(hw, p_block)

@@ -32,6 +32,7 @@ import argparse
 import datetime
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -83,7 +84,7 @@ def steps(py: str, work: Path) -> list[Step]:
         Step("train", [py, "-m", "pdgan_train.cli", "--preset", "cifar10", "--data", "digits", "--allow-upscale",
                        "--max-steps", "20", "--batch-size", "64", "--amp", "bf16", "--no-feature-loss",
                        "--latent-steps", "0", "--log-every", "5", "--sample-every", "1000", "--ckpt-every", "1000",
-                       "--out", str(train_out)], 60,
+                       "--out", str(train_out), "--overwrite"], 60,  # a rerun replaces the last check's run
              "20 cifar10-preset training steps, batch 64, bf16 autocast, digits upscaled (no data sets offline)",
              records=str(train_out / "metrics.jsonl")),
         Step("pytest", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu and not slow",
@@ -104,6 +105,8 @@ def _cuda_tool(name: str) -> str | None:
 def run_step(step: Step, time_left: float) -> dict:
     """Run one step (stdout + stderr streamed with a prefix and kept), never raising."""
     rec = {"name": step.name, "what": step.what, "cmd": step.cmd, "env": step.env}
+    if step.records and step.records.endswith(".json"):  # a previous check's records are never read as this one's
+        Path(step.records).unlink(missing_ok=True)  # (the train run's metrics.jsonl: --overwrite deletes them)
     limit = min(step.timeout_s, int(time_left))
     if limit < MIN_STEP_S:
         print(f"gpu-check: [{step.name}] skipped: {int(time_left)} s of the budget left, the step needs "
@@ -175,7 +178,7 @@ def summarize(results: list[dict]) -> dict:
                                                                "noise_ms", "generate_ms", "max_pixel_diff")}
             out[f"{preset}_meets_goal"] = best["ms"] <= GOALS[f"{preset}_ms"]
     adagn = [r for r in (by.get("kernels", {}).get("records") or []) if r.get("kind") == "adagn" and
-             r.get("fraction_hbm") and r.get("impl") != "triton split"]
+             r.get("fraction_hbm") and r.get("impl") in ("native", "triton")]  # not the forced variants
     if adagn:
         big = [r for r in adagn if r["shape"][0] * r["shape"][1] * r["shape"][2] * r["shape"][3] >= 2**24]
         best = max(big or adagn, key=lambda r: r["fraction_hbm"])
@@ -246,9 +249,10 @@ def write_results(header: dict, results: list[dict], out_dir: Path = RESULTS) ->
 def print_plan(plan: list[Step], why: str) -> None:
     print(f"gpu-check: {why}; it would run these steps (budget {BUDGET_S} s, each step in its own process):")
     for s in plan:
-        env = " ".join(f"{k}={v}" for k, v in s.env.items())
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in s.env.items())
+        cmd = shlex.join(s.cmd)  # as a shell would take it
         print(f"  [{s.name}] {s.what} (limit {s.timeout_s} s)\n      {env + ' ' if env else ''}"
-              f"{' '.join(s.cmd) if len(' '.join(s.cmd)) < 400 else ' '.join(s.cmd)[:400] + ' ...'}")
+              f"{cmd if len(cmd) < 400 else cmd[:400] + ' ...'}")
     print(f"gpu-check: results would go to {RESULTS}/gpu-<date>.json and .md")
 
 

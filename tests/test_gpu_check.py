@@ -67,6 +67,27 @@ def test_steps_cover_the_issue_and_their_commands_exist():
     assert args.batch_size == 64 and args.amp == "bf16" and args.max_steps == 20 and args.data == "digits"
 
 
+def test_a_rerun_in_the_same_work_folder_is_not_refused_nor_reads_old_records(tmp_path, monkeypatch):
+    """The train step's --out survives from the last check: pdgan-train refuses an --out holding a run unless
+    --overwrite (deletes it); gpu_smoke's records of the last check are removed before the step runs."""
+    from pdgan_train import rundir
+    from pdgan_train.cli import build_parser
+    from pdgan_train.config import TrainingError
+    train = {s.name: s for s in gpu_check.steps(sys.executable, tmp_path)}["train"]
+    args = build_parser().parse_args(train.cmd[train.cmd.index("pdgan_train.cli") + 1:])
+    out = Path(args.out)
+    out.mkdir(parents=True)
+    (out / "train_state.pt").write_bytes(b"last check's run")
+    with pytest.raises(TrainingError):  # what a rerun without --overwrite got
+        rundir.claim_out(out, False)
+    assert args.overwrite and rundir.claim_out(out, args.overwrite)
+    old = tmp_path / "kernels.json"
+    old.write_text(json.dumps([{"check": "last time", "ok": True}]))
+    monkeypatch.setattr(gpu_check, "MIN_STEP_S", 1)
+    step = gpu_check.Step("kernels", [sys.executable, "-c", "raise SystemExit(1)"], 30, "k", records=str(old))
+    assert gpu_check.run_step(step, 100)["status"] == "failed" and gpu_check.load_records(step) is None
+
+
 def test_a_failing_or_hanging_step_does_not_stop_the_next(capsys, monkeypatch):
     monkeypatch.setattr(gpu_check, "MIN_STEP_S", 1)
     py = sys.executable
@@ -87,7 +108,10 @@ def test_results_and_goal_summary_are_written(tmp_path):
                 "shape": [100, 128, 32, 32], "dtype": "bf16", "layout": "channels_last", "us": 10.0,
                 "fraction_hbm": 0.81, "err": 0.01, "tol": 0.05, "ok": True},
                {"check": "adagn triton x", "kind": "adagn", "impl": "triton", "shape": [2, 4, 4, 4], "dtype": "fp32",
-                "layout": "nchw", "us": 3.0, "fraction_hbm": 0.05, "ok": False, "error": "mismatch"}]
+                "layout": "nchw", "us": 3.0, "fraction_hbm": 0.05, "ok": False, "error": "mismatch"},
+               {"check": "adagn triton single g_block=1 y", "kind": "adagn", "impl": "triton g_block=1",  # forced
+                "shape": [100, 128, 32, 32], "dtype": "fp32", "layout": "channels_last", "us": 1.0,
+                "fraction_hbm": 0.95, "ok": True}]
     engine = [{"check": "engine cifar10 native bfloat16", "kind": "engine", "preset": "cifar10", "backend": "native",
                "dtype": "bfloat16", "ms": 6.5, "runner_ms": 5.0, "latent_ms": 1.2, "noise_ms": 0.3, "ok": True},
               {"check": "engine celebahq256 native bfloat16", "kind": "engine", "preset": "celebahq256",
@@ -105,6 +129,7 @@ def test_results_and_goal_summary_are_written(tmp_path):
     s = data["summary"]
     assert s["cifar10_meets_goal"] is True and s["celebahq256_meets_goal"] is False
     assert s["adagn_meets_goal"] is True and s["train_images_per_s"] == 900.0
+    assert s["adagn_best"]["impl"] == "native"  # a forced variant (split, g_block=1) is not what the engine runs
     assert s["checks_failed"] == ["adagn triton x"] and s["steps"]["train"] == "timeout"
     md = md_path.read_text()
     assert "| cifar10, 100 images" in md and "6.50 (native bfloat16)" in md and "## train: timeout" in md
@@ -117,6 +142,13 @@ def test_smoke_kernel_checks_run_on_the_cpu(tmp_path):
     kinds = {r.get("kind") for r in records}
     assert {"adagn", "posterior", "noise"} <= kinds, records
     assert rc == 0 and all(r["ok"] for r in records), [r for r in records if not r["ok"]]
+    from pdgan_infer.kernels import _triton
+    if _triton.HAS_TRITON and _triton.interpreting():  # review 2.2: the table shows Triton's wide single path
+        cg4 = {(r["impl"], r["dtype"]): r for r in records if r.get("kind") == "adagn" and r["shape"] == [2, 16, 8, 8]
+               and r["layout"] == "channels_last"}
+        for dtype in ("fp32", "bf16"):
+            assert (cg4[("triton", dtype)]["path"], cg4[("triton", dtype)]["g_block"]) == ("single", 4)
+            assert cg4[("triton g_block=1", dtype)]["g_block"] == 1 and ("triton split", dtype) in cg4
 
 
 def test_smoke_engine_checks_run_on_the_cpu(tmp_path, monkeypatch):

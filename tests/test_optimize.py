@@ -132,6 +132,64 @@ def test_adagn_kernel_hook_sees_the_merged_style(model, inputs):
     assert all(m.kernel is None for m in fast.modules() if isinstance(m, AdaGNAct))
 
 
+class _FakeCuda:
+    """torch.cuda's stream / graph API as recorded calls, so CUDAGraphSampler's capture logic runs on the CPU."""
+
+    def __init__(self, monkeypatch):
+        import contextlib
+
+        import pdgan_infer.optimize as optimize_mod
+        self.log, self.pools = [], []
+        fake = self
+
+        class Stream:
+            def wait_stream(self, other):
+                fake.log.append("wait")
+
+        class Graph:
+            def replay(self):
+                fake.log.append("replay")
+
+        @contextlib.contextmanager
+        def graph(g, pool=None):
+            fake.pools.append(pool)
+            fake.log.append("capture")
+            yield
+
+        @contextlib.contextmanager
+        def on_device(device):
+            fake.log.append(("device", str(device)))
+            yield
+        monkeypatch.setattr(torch.cuda, "Stream", Stream)
+        monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
+        monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+        monkeypatch.setattr(torch.cuda, "graph_pool_handle", object)
+        monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+        monkeypatch.setattr(torch.cuda, "graph", graph)
+        monkeypatch.setattr(optimize_mod, "_on_device", on_device)
+
+
+def test_cuda_graph_sampler_device_pool_and_cudnn_warmup(monkeypatch):
+    """Review 3.3 / 3.4 / 3.6, the wiring a CPU can see (fake torch.cuda): capture and replay run with the
+    inputs' device current (not device 0), every captured shape shares one memory pool, and the warm-up runs
+    with cuDNN's benchmark mode on (off again afterwards)."""
+    fake = _FakeCuda(monkeypatch)
+    benchmark_seen = []
+
+    def fn(a):
+        benchmark_seen.append(torch.backends.cudnn.benchmark)
+        return a * 2
+    before = torch.backends.cudnn.benchmark
+    sampler = CUDAGraphSampler(fn, warmup=2)
+    sampler(torch.ones(3))
+    sampler(torch.ones(5))  # a second shape: a second graph
+    sampler(torch.ones(3))  # replay of the first
+    assert fake.log.count("capture") == 2 and len(sampler.graphs) == 2
+    assert [e for e in fake.log if isinstance(e, tuple)] == [("device", "cpu")] * 3  # around capture and replay
+    assert len(fake.pools) == 2 and fake.pools[0] is not None and fake.pools[0] is fake.pools[1]
+    assert benchmark_seen[:2] == [True, True] and torch.backends.cudnn.benchmark == before
+
+
 @pytest.mark.skipif(not BF16_OK, reason="this CPU has no native bfloat16")
 @torch.no_grad()
 def test_fused_kernels_get_float32_style_in_bf16(model, inputs):

@@ -415,6 +415,29 @@ def test_posterior_step_rejects_bad_input(kwargs, match):
         posterior_step(x0, xt, C1, C2, SIGMA, **args)
 
 
+def test_launches_enter_the_tensors_device(monkeypatch):
+    """Review 2.1: Triton launches on the *current* CUDA device, so tensors on cuda:1 with device 0 current
+    faulted. Every launcher enters its tensors' device (on_device: torch.cuda.device for CUDA tensors)."""
+    import contextlib
+
+    from pdgan_infer.kernels import philox as philox_module
+    from pdgan_infer.kernels import posterior as posterior_module
+    entered = []
+
+    def spy(device):
+        entered.append(torch.device(device))
+        return contextlib.nullcontext()
+    for module in (adagn_module, posterior_module, philox_module):
+        monkeypatch.setattr(module, "on_device", spy)
+    x, gamma, beta = make_adagn_inputs((1, 4, 2, 2, 2), torch.float32, False)
+    adagn_silu(x, gamma, beta, 2)
+    posterior_step(x, x, C1, C2, SIGMA, noise=x)
+    philox_module.philox_normal_rows(torch.tensor([1, 2]), 8)
+    assert entered == [x.device] * 3
+    assert isinstance(_triton.on_device(torch.device("cuda:1")), torch.cuda.device)
+    assert isinstance(_triton.on_device(torch.device("cpu")), contextlib.nullcontext)
+
+
 # --- packaging: torch.library ops, optional dependency ------------------------------------------
 def test_custom_ops_trace_under_torch_compile():
     x, gamma, beta = make_adagn_inputs((2, 8, 3, 5, 4), torch.float32, True)

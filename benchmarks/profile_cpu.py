@@ -69,20 +69,6 @@ def group(events) -> tuple[dict[str, float], dict[str, float]]:
     return dict(by_class), dict(other)
 
 
-def conv_flops_per_image(model) -> int:
-    """FLOPs of the convolutions alone for one image over the sampler (one generator call x T)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    c = model.config
-    x = torch.zeros(1, c.channels, c.resolution, c.resolution)
-    z, t = torch.zeros(1, c.generator.nz), torch.full((1,), float(model.schedule.T))
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model.generator.to("cpu").eval()(x, z, t)
-    counts = counter.get_flop_counts().get("Global", {})
-    return sum(v for op, v in counts.items() if "conv" in str(op)) * model.schedule.T
-
-
 def render(info: dict, by_class: dict[str, float], other: dict[str, float], op_table: str) -> str:
     calls = info["repeats"]
     total = sum(by_class.values()) or 1.0
@@ -149,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "command": "python benchmarks/profile_cpu.py " + " ".join(argv), "wall_s": float(np.median(walls)),
             "load": [round(x, 2) for x in os.getloadavg()],
-            "conv_gflop": conv_flops_per_image(engine.model) * args.n / 1e9}
+            "conv_gflop": bench.model_flops_per_image(engine.model, only="conv") * args.n / 1e9}
     text = render(info, by_class, other,
                   prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
     out = args.out or (ROOT / "benchmarks" / "results" / f"{datetime.date.today().isoformat()}-profile-cpu-"

@@ -263,23 +263,26 @@ def _time_latency(engine, args: argparse.Namespace, device: torch.device) -> lis
     return [timed(lambda: engine.generate(1, seed=args.seed), device)[0] for _ in range(args.latency_repeats)]
 
 
-def count_flops(fn, *inputs) -> int:
+def count_flops(fn, *inputs, only: str | None = None) -> int:
     """FLOPs of fn(*inputs) as torch.utils.flop_counter.FlopCounterMode counts them (convolutions and
-    matrix products, 2 per multiply-add; elementwise work and norms are not counted)."""
+    matrix products, 2 per multiply-add; elementwise work and norms are not counted); `only`: just the
+    ops whose name contains it (e.g. "conv")."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         fn(*inputs)
-    return counter.get_total_flops()
+    if only is None:
+        return counter.get_total_flops()
+    return sum(v for op, v in counter.get_flop_counts().get("Global", {}).items() if only in str(op))
 
 
-def model_flops_per_image(model) -> int:
+def model_flops_per_image(model, only: str | None = None) -> int:
     """FLOPs of one image through the whole sampler: one batch-1 generator call times the NFE (T)."""
     c = model.config
     x = torch.zeros(1, c.channels, c.resolution, c.resolution)
     z, t = torch.zeros(1, c.generator.nz), torch.full((1,), float(model.schedule.T))
     generator = model.generator.to("cpu").eval()
-    return count_flops(generator, x, z, t) * model.schedule.T
+    return count_flops(generator, x, z, t, only=only) * model.schedule.T
 
 
 def conv_peak_gflops(dtype: torch.dtype, shape: tuple[int, int, int, int] | None = None, repeats: int = 3) -> float:

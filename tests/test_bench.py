@@ -138,6 +138,7 @@ def test_flop_count_of_a_tiny_net_is_the_hand_formula():
     model = SimpleNamespace(config=SimpleNamespace(channels=3, resolution=10, generator=SimpleNamespace(nz=4)),
                             schedule=SimpleNamespace(T=2), generator=net)
     assert bench.model_flops_per_image(model) == 2 * (conv + fc)  # one image, times T = 2 NFE
+    assert bench.model_flops_per_image(model, only="conv") == 2 * conv
 
 
 def test_flop_rates_against_hand_numbers():

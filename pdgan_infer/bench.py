@@ -536,7 +536,8 @@ def bar_chart(result: dict[str, Any]):
     from matplotlib.figure import Figure  # no pyplot: the caller's matplotlib backend is left alone
 
     recs = [r for r in result["records"] if r.get("images_per_s")]
-    labels = [f"{r['backend']} {r['dtype']}" for r in recs][::-1]  # the reference on top
+    # the reference on top; peers marked
+    labels = [f"{r['backend']} {r['dtype']}{' (peer)' if r.get('peer') else ''}" for r in recs][::-1]
     values = [r["images_per_s"] for r in recs][::-1]
     low = [r["images_per_s"] - r["n"] / r["max_s"] for r in recs][::-1]
     high = [r["n"] / r["min_s"] - r["images_per_s"] for r in recs][::-1]

@@ -11,9 +11,11 @@ recorded and the next one runs):
     build      setup.py build_ext --inplace with PDGAN_CUDA_ARCH="8.0;9.0" (two architectures: the comma that
                broke every default build), torch's own flags; then _C.WITH_CUDA and _C.CUDA_ARCH_LIST
     kernels    gpu_smoke.py kernels: native / Triton AdaGN at the real cifar10 / celebahq256 shapes, fp32 / bf16 /
-               fp16, NCHW and channels_last, against the fp32 reference (2 x torch + atol), time against the
-               unfused torch sequence and as a fraction of HBM bandwidth; posterior step (noise and seed mode);
-               draw_noise on the GPU against the CPU; the kernels in a CUDA graph replayed with fresh inputs
+               fp16, NCHW and channels_last, within half an ulp of float64, time against the unfused torch
+               sequence and as a fraction of HBM bandwidth (Triton: its plan, and g_block=1 beside the wide
+               kernel); posterior step (noise and seed mode); draw_noise on the GPU against the CPU; the SDPA
+               kernel of the attention block and F.group_norm's layout; the kernels in a CUDA graph replayed
+               with fresh inputs
     engine     gpu_smoke.py engine: every runner backend against torch fp32 on the same noise (cifar10 and
                celebahq256, 100 images), replay determinism, GPU time of the 2-NFE chain + latent sampler + noise
                against the goals (cifar10 <= 8 ms, celebahq256 <= 60 ms), generate() end to end, peak memory
@@ -21,6 +23,8 @@ recorded and the next one runs):
     train      20 training steps of the cifar10 preset (batch 64, bf16 autocast) on the bundled digits upscaled
     pytest     the GPU-marked tests of the kernel, noise and optimisation test files (on a GPU every Triton test
                is GPU-marked: they run on CUDA, bf16 held to half an ulp), CUDA-graph replay with fresh inputs
+    extra      gpu_smoke.py extra: onnxruntime (requested vs the session's providers), tensorrt fp16 and compile
+               on the digits preset against torch fp32 (last: runs when the budget has time left)
 
 Results: benchmarks/results/gpu-<date>.json (every step: command, exit status, seconds, output tail, parsed
 records) and gpu-<date>.md (a summary with the goals). Without a GPU the plan is printed and the exit
@@ -92,6 +96,10 @@ def steps(py: str, work: Path) -> list[Step]:
                         "tests/test_triton_kernels.py"], 90,
              "the GPU-marked unit tests (CUDA and Triton kernels within half an ulp of float64, bf16 included; "
              "CPU/GPU noise; CUDA-graph replay with fresh inputs and two batch sizes for optimized/native/triton)"),
+        Step("extra", [py, smoke, "extra", "--out", str(work / "extra.json")], 120,
+             "the backends run only by name, on digits: onnxruntime (the providers its session runs), tensorrt fp16 "
+             "(parse + build), compile (max-autotune + graph capture), each vs torch fp32 (skipped when absent)",
+             records=str(work / "extra.json")),
     ]
 
 

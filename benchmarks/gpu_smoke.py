@@ -5,6 +5,7 @@
     python benchmarks/gpu_smoke.py kernels  --out kernels.json   # AdaGN / posterior / noise / graph checks + timings
     python benchmarks/gpu_smoke.py engine   --out engine.json    # every backend vs torch fp32; 2-NFE + latent timings
     python benchmarks/gpu_smoke.py sanitize                      # small launches for compute-sanitizer memcheck
+    python benchmarks/gpu_smoke.py extra    --out extra.json     # onnxruntime / tensorrt / compile on digits
 
 Each check is one record {"check", ..., "ok": bool, "error"?: str}; a failing check is recorded and the
 rest still run. Progress goes to stderr, one line per check. `--device cpu --quick` runs the same code on
@@ -69,7 +70,8 @@ def check(name: str, **fields):
 
 
 def _short(rec: dict) -> str:
-    keys = ("err", "tol", "us", "fraction_hbm", "ms", "max_pixel_diff", "error")
+    keys = ("err", "tol", "us", "fraction_hbm", "ms", "max_pixel_diff", "g_block", "supported", "keeps_channels_last",
+            "providers", "build_s", "skipped", "error")
     return " ".join(f"{k}={rec[k]:.3g}" if isinstance(rec.get(k), float) else f"{k}={rec[k]}"
                     for k in keys if k in rec)
 
@@ -176,8 +178,72 @@ def kernel_checks(device: torch.device, quick: bool) -> None:
                           groups=groups, dtype=dname, layout=layout, **fields)(run)
     posterior_checks(device, quick)
     noise_checks(device, quick)
+    torch_path_checks(device, quick)
     if device.type == "cuda":
         graph_checks(device)
+
+
+def torch_path_checks(device: torch.device, quick: bool) -> None:
+    """Review 3.7, what the optimized path leaves to torch: which SDPA kernel serves FastAttnBlock's attention
+    (one head of dim 256 over cifar10's 16x16 pixels) in bf16 and fp32, each kernel's time and error against
+    float64; whether F.group_norm keeps channels_last (else layout copies around every torch-path norm).
+    Informational: a kernel that does not support the case is recorded (supported: false), not failed."""
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    n, length, dim = (2, 16, 8) if quick else (100, 256, 256)
+    reps, warmup = (2, 1) if quick else (20, 3)
+    for dname, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        q, k, v = (torch.randn(n, 1, length, dim, device=device).to(dtype) for _ in range(3))
+        ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
+        tol = 2e-2 if dtype == torch.bfloat16 else 1e-3  # fp32 may run TF32 matmuls
+        backends = {"default": None, **{b.name.lower(): b for b in (
+            SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.MATH)}}
+        for name, backend in backends.items():
+            def run(q=q, k=k, v=v, ref=ref, tol=tol, backend=backend):
+                def attend():
+                    return F.scaled_dot_product_attention(q, k, v)
+                ctx = sdpa_kernel(backend) if backend is not None else _nullcontext()
+                with ctx:
+                    try:
+                        out = attend()
+                    except RuntimeError as e:  # this kernel does not take the case
+                        return {"supported": False, "note": str(e).splitlines()[0][:200]}
+                    err = (out.double() - ref).abs().max().item()
+                    rec = {"supported": True, "err": err, "tol": tol, "ok": err <= tol,
+                           "us": gpu_time(attend, device, reps, warmup) * 1e6}
+                    if backend is None and device.type == "cuda":
+                        rec["kernels"] = _cuda_kernel_names(attend)
+                return rec
+            check(f"sdpa {name} 1x{length}x{dim} {dname}", kind="sdpa", dtype=dname, backend=name)(run)
+    shape = (2, 32, 8, 8) if quick else (100, 128, 32, 32)
+    for dname, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        def run(dtype=dtype):
+            x = torch.randn(shape, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+            y = F.group_norm(x, 32 if not quick else 8)
+            rec = {"keeps_channels_last": y.is_contiguous(memory_format=torch.channels_last),
+                   "us": gpu_time(lambda: F.group_norm(x, 32 if not quick else 8), device, reps, warmup) * 1e6,
+                   "nchw_us": gpu_time(lambda: F.group_norm(x.contiguous(), 32 if not quick else 8), device, reps,
+                                       warmup) * 1e6}
+            if device.type == "cuda":
+                rec["kernels"] = _cuda_kernel_names(lambda: F.group_norm(x, 32 if not quick else 8))
+            return rec
+        check(f"group_norm channels_last {'x'.join(map(str, shape))} {dname}", kind="layout", dtype=dname)(run)
+
+
+def _nullcontext():
+    import contextlib
+    return contextlib.nullcontext()
+
+
+def _cuda_kernel_names(fn) -> list[str]:
+    """The CUDA kernels fn() launches (torch.profiler), in order, names cut to 80 characters."""
+    from torch.profiler import ProfilerActivity, profile
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return [e.name[:80] for e in prof.events() if e.device_type.name == "CUDA"][:12]
 
 
 def _triton_interpreted() -> bool:
@@ -354,6 +420,55 @@ def engine_checks(device: torch.device, quick: bool) -> None:
                   dtype=dtype)(run)
 
 
+# --- extra: the backends that run only by name -----------------------------------------------------------
+EXTRA_RUNS = [("onnxruntime", "float32"), ("tensorrt", "float16"), ("compile", "float32")]
+
+
+def extra_checks(device: torch.device, quick: bool) -> None:
+    """Review 4.5, 4.7, 5 and 7: onnxruntime (the providers its session really runs against the ones asked
+    for), tensorrt (strongly typed parse and build of the fp16 digits sampler, build seconds) and compile
+    (max-autotune, then CUDA-graph capture) on the digits preset, each against the torch fp32 runner on the
+    same noise. A backend that is not installed is recorded as skipped (ok)."""
+    from pdgan_infer.backends import probe
+    from pdgan_infer.engine import Engine
+    from pdgan_infer.sampler import draw_noise
+    n = 4 if quick else 16
+    runs = [r for r in EXTRA_RUNS if not (quick and r[0] == "compile")]  # compiling takes minutes on a CPU
+    ref_engine = Engine.from_preset("digits", backend="torch", device=device, dtype="float32", batch_size=n,
+                                    verbose=False)
+    c, T = ref_engine.config, ref_engine.model.schedule.T
+    noise = draw_noise(list(range(n)), T, c.channels, c.resolution, c.generator.nz, device=device)
+    with torch.no_grad():
+        z_T = ref_engine.model.draw_z_T(noise.latent)
+        ref = ref_engine.runner(noise.x_T, z_T, noise.z, noise.eps)
+    for backend, dtype in runs:
+        why = probe(backend, device)
+        if why is not None:
+            RECORDS.append({"check": f"extra {backend} {dtype}", "kind": "extra", "backend": backend, "ok": True,
+                            "skipped": why})
+            log(f"skip {backend}: {why}")
+            continue
+
+        def run(backend=backend, dtype=dtype):
+            t0 = time.perf_counter()
+            engine = Engine.from_preset("digits", backend=backend, device=device, dtype=dtype, batch_size=n,
+                                        verbose=False)
+            with torch.no_grad():
+                x0 = engine.runner(noise.x_T, z_T, noise.z, noise.eps)
+                build_s = time.perf_counter() - t0
+                ms = gpu_time(lambda: engine.runner(noise.x_T, z_T, noise.z, noise.eps), device, 2 if quick else 10,
+                              1) * 1e3
+            diff = (x0.float() - ref).abs()
+            rec = {"build_s": build_s, "ms": ms, "max_err": diff.max().item(), "mean_err": diff.mean().item()}
+            if backend == "onnxruntime":  # Engine runner -> OnnxRuntimeSampler -> OnnxRunner (its session)
+                sampler = engine.runner.sampler
+                rec["providers"] = list(sampler.runner.session.get_providers())
+                rec["requested_providers"] = list(sampler.runner.requested_providers)
+            rec["ok"] = rec["mean_err"] <= (1e-3 if dtype == "float32" else 0.05)
+            return rec
+        check(f"extra {backend} {dtype}", kind="extra", backend=backend, dtype=dtype)(run)
+
+
 # --- sanitize ------------------------------------------------------------------------------------------
 def sanitize_launches(device: torch.device) -> None:
     """Small launches covering every CUDA code path (fused / split plans, packed / scalar loads, Cg = 6 and
@@ -415,7 +530,7 @@ def check_native() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("group", choices=["env", "native", "kernels", "engine", "sanitize"])
+    p.add_argument("group", choices=["env", "native", "kernels", "engine", "sanitize", "extra"])
     p.add_argument("--device", default="cuda")
     p.add_argument("--quick", action="store_true", help="small shapes (CPU unit tests)")
     p.add_argument("--out", type=Path, help="write the records here (JSON)")
@@ -429,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.group == "sanitize":
         sanitize_launches(device)
         return 0
-    {"kernels": kernel_checks, "engine": engine_checks}[args.group](device, args.quick)
+    {"kernels": kernel_checks, "engine": engine_checks, "extra": extra_checks}[args.group](device, args.quick)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(RECORDS, indent=1, default=_json_default))

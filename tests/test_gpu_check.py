@@ -44,7 +44,7 @@ def test_make_gpu_check_without_a_gpu_prints_the_plan_and_exits_0():
 def test_steps_cover_the_issue_and_their_commands_exist():
     plan = gpu_check.steps(sys.executable, Path("/tmp/w"))
     names = [s.name for s in plan]
-    assert names == ["env", "build", "native", "kernels", "engine", "sanitize", "train", "pytest"]
+    assert names == ["env", "build", "native", "kernels", "engine", "sanitize", "train", "pytest", "extra"]
     assert gpu_check.BUDGET_S <= 8 * 60  # the global budget caps the sum of the steps
     first = sum(s.timeout_s for s in plan if s.name in ("env", "build", "native", "kernels", "engine"))
     assert first <= gpu_check.BUDGET_S  # the most valuable steps always get their full limit
@@ -60,7 +60,7 @@ def test_steps_cover_the_issue_and_their_commands_exist():
             assert importlib.util.find_spec(module) is not None, module
         if "gpu_smoke.py" in " ".join(s.cmd):
             group = s.cmd[s.cmd.index(next(a for a in s.cmd if a.endswith("gpu_smoke.py"))) + 1]
-            assert group in ("env", "native", "kernels", "engine", "sanitize")
+            assert group in ("env", "native", "kernels", "engine", "sanitize", "extra")
     train = by["train"].cmd
     from pdgan_train.cli import build_parser
     args = build_parser().parse_args(train[train.index("pdgan_train.cli") + 1:])
@@ -140,7 +140,7 @@ def test_smoke_kernel_checks_run_on_the_cpu(tmp_path):
     rc = gpu_smoke.main(["kernels", "--device", "cpu", "--quick", "--out", str(out)])
     records = json.loads(out.read_text())
     kinds = {r.get("kind") for r in records}
-    assert {"adagn", "posterior", "noise"} <= kinds, records
+    assert {"adagn", "posterior", "noise", "sdpa", "layout"} <= kinds, records
     assert rc == 0 and all(r["ok"] for r in records), [r for r in records if not r["ok"]]
     from pdgan_infer.kernels import _triton
     if _triton.HAS_TRITON and _triton.interpreting():  # review 2.2: the table shows Triton's wide single path
@@ -159,6 +159,19 @@ def test_smoke_engine_checks_run_on_the_cpu(tmp_path, monkeypatch):
     records = json.loads(out.read_text())
     assert [r["backend"] for r in records] == ["torch", "optimized"]
     assert records[1]["max_pixel_diff"] <= 2 and records[1]["deterministic"] and records[1]["ms"] > 0
+
+
+def test_smoke_extra_backends_run_on_the_cpu(tmp_path):
+    """Review 4.5 / 4.7: the exported backends against torch fp32, ONNX Runtime's providers as its session
+    reports them; TensorRT (CUDA only) is recorded as skipped with the reason."""
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "x.json"
+    assert gpu_smoke.main(["extra", "--device", "cpu", "--quick", "--out", str(out)]) == 0
+    records = {r["backend"]: r for r in json.loads(out.read_text())}
+    ort = records["onnxruntime"]
+    assert ort["providers"] == ["CPUExecutionProvider"] and ort["requested_providers"]
+    assert ort["mean_err"] <= 1e-3 and ort["ms"] > 0
+    assert records["tensorrt"]["ok"] and "CUDA" in records["tensorrt"]["skipped"]
 
 
 def test_smoke_sanitize_launches_run_on_the_cpu():

@@ -169,6 +169,17 @@ def _without_openvino(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
 
 
+def test_openvino_probe_names_the_extra_for_each_missing_module(monkeypatch):
+    from pdgan_infer.export import openvino
+
+    real = importlib.util.find_spec
+    for missing in ("openvino", "onnx"):
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a, m=missing: None if name == m else real(name, *a))
+        why = openvino.probe(torch.device("cpu"))
+        assert why.startswith(missing) and why.endswith("pip install 'pdgan[openvino]'"), why
+
+
 def test_openvino_missing_named_is_a_failed_run_with_the_pip_command(monkeypatch, tmp_path, capsys):
     _without_openvino(monkeypatch)
     monkeypatch.setattr(bench, "PEAK_SHAPE", (2, 16, 4, 4))

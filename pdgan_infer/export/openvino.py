@@ -29,8 +29,9 @@ PRECISIONS = {"float32": "f32", "bfloat16": "bf16"}  # torch dtype name -> openv
 
 def probe(device: torch.device, dtype: str = "float32") -> str | None:
     """None when OpenVINO can run the sampler graph on `device` in `dtype`, else why not (with the fix)."""
-    if importlib.util.find_spec("openvino") is None:
-        return f"openvino is not installed; install it with: {INSTALL}"
+    for module, role in (("openvino", ""), ("onnx", " (it exports the graph OpenVINO reads)")):
+        if importlib.util.find_spec(module) is None:
+            return f"{module}{role} is not installed; install it with: {INSTALL}"
     if torch.device(device).type != "cpu":
         return "the openvino peer row runs on the CPU only; use --device cpu"
     if dtype not in PRECISIONS:

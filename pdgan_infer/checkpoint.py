@@ -354,6 +354,9 @@ def _inspect(path: str | os.PathLike) -> _Checkpoint:
     else:
         raise CheckpointError(f"{weights} has no pdgan config (no {config_path.name} and no embedded header); "
                               "it was not written by pdgan")
+    if digest is None and file_sha is None:  # an older checkpoint with no sha256 beside it: nothing to verify
+        log.warning(f"checkpoint {weights} carries no digest and no sha256 in {config_path.name}: a damaged or "
+                    "altered file cannot be detected; re-save it (pdgan_infer.save_checkpoint) to add one")
     config = _config(header["config"], where)
     components = header.get("components", ["generator", "encoder"])
     return _Checkpoint(weights, header, config, components, _latent_slot(header, weights), tensors,
@@ -363,6 +366,11 @@ def _inspect(path: str | os.PathLike) -> _Checkpoint:
 def _safetensors_header(weights: Path) -> tuple[dict[str, str], dict[str, tuple[str, tuple[int, ...]]]]:
     """The metadata and the tensor index (name -> dtype, shape) of a safetensors file (header only)."""
     from safetensors import safe_open
+    try:  # safe_open reports an unreadable file as "No such file or directory"
+        with open(weights, "rb"):
+            pass
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {weights} ({e.strerror or _short(e)})") from None
     try:
         with safe_open(str(weights), "pt") as f:
             meta = f.metadata() or {}

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -244,6 +246,26 @@ def test_unreadable_files_are_a_checkpoint_error(saved, tmp_path, monkeypatch):
     refused(path, r"cannot read checkpoint .* \(Permission denied\)")
 
 
+@pytest.mark.skipif(os.name != "posix", reason="file modes")
+def test_unreadable_weights_are_named_as_unreadable(saved, tmp_path):
+    """Review re-run (ck.*.noperm): weights without read permission were reported as "truncated or corrupt
+    (No such file or directory)". Run in a subprocess; as root, with the capabilities that bypass file
+    modes dropped (as the review did)."""
+    _, src = saved
+    path = tmp_path / "noperm.safetensors"
+    shutil.copy(src, path)
+    shutil.copy(src.with_suffix(".json"), path.with_suffix(".json"))
+    path.chmod(0)
+    cmd = [sys.executable, "-c", "import sys\nfrom pdgan_infer import load_checkpoint, CheckpointError\n"
+           "try:\n    load_checkpoint(sys.argv[1])\nexcept CheckpointError as e:\n    print(e)", str(path)]
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("root without setpriv: file modes do not apply")
+        cmd = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search", "--", *cmd]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == f"cannot read checkpoint {path} (Permission denied)", out.stdout + out.stderr
+
+
 # --- integrity -------------------------------------------------------------------------------------
 def _flip_last_byte(path: Path) -> None:
     data = bytearray(path.read_bytes())
@@ -285,6 +307,28 @@ def test_old_checkpoints_keep_their_checks(tmp_path):
     side = {**side, "sha256": ck.sha256_file(path), "content_sha256": "0" * 64}
     path.with_suffix(".json").write_text(json.dumps(side))
     refused(path, "content digest does not match")  # a digest named anywhere is checked
+
+
+@pytest.mark.parametrize("sidecar", ["none", "without-sha256"])
+def test_unverifiable_old_checkpoint_says_so(tmp_path, caplog, sidecar):
+    """Review re-run (ck.*.tampered_nojson, tampered_sha_removed): an older checkpoint (no embedded digest)
+    with no sidecar, or a sidecar without its sha256, loaded a flipped byte silently. Nothing can verify
+    it, so loading says that in one warning; a verifiable checkpoint loads without it."""
+    path = tmp_path / "digits.safetensors"
+    path.write_bytes(BUNDLED.read_bytes())
+    with caplog.at_level(logging.WARNING, logger="pdgan"):
+        read_header(BUNDLED)
+    assert not [r for r in caplog.records if "cannot be detected" in r.getMessage()]
+    if sidecar == "without-sha256":
+        side = json.loads(BUNDLED.with_suffix(".json").read_text())
+        del side["sha256"]
+        path.with_suffix(".json").write_text(json.dumps(side))
+    _flip_last_byte(path)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pdgan"):
+        read_header(path)
+    msgs = [r.getMessage() for r in caplog.records if "cannot be detected" in r.getMessage()]
+    assert len(msgs) == 1 and "\n" not in msgs[0] and "re-save it" in msgs[0], caplog.text
 
 
 def test_stale_sidecar_cannot_make_the_weights_unloadable(saved, tmp_path, caplog):

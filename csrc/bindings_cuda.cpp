@@ -38,8 +38,13 @@ at::Tensor adagn_silu_cuda(const at::Tensor& x, const at::Tensor& gamma, const a
   at::Tensor y = at::empty(x.sizes(), x.options(),
                            layout == Layout::kNCHW ? at::MemoryFormat::Contiguous : at::MemoryFormat::ChannelsLast);
   if (x.numel() == 0) return y;
-  const at::Tensor g32 = gamma.to(at::kFloat).contiguous();
-  const at::Tensor b32 = beta.to(at::kFloat).contiguous();
+  // float32 rows with unit column stride are read in place (the fused backends pass the two halves of the
+  // style Linear's float32 output: rows 2C apart); anything else is converted once here
+  const auto rows = [](const at::Tensor& t) {
+    return t.scalar_type() == at::kFloat && t.stride(1) == 1 && t.stride(0) > 0 ? t : t.to(at::kFloat).contiguous();
+  };
+  const at::Tensor g32 = rows(gamma);
+  const at::Tensor b32 = rows(beta);
   PdganAdaGNParams p{};
   p.x = x.data_ptr();
   p.y = y.data_ptr();
@@ -52,6 +57,8 @@ at::Tensor adagn_silu_cuda(const at::Tensor& x, const at::Tensor& gamma, const a
   p.eps = static_cast<float>(eps);
   p.channels_last = layout == Layout::kNHWC ? 1 : 0;
   p.dtype = dtype_code(x.scalar_type());
+  p.gamma_stride = g32.stride(0);
+  p.beta_stride = b32.stride(0);
   const size_t ws_bytes = pdgan_adagn_cuda_workspace_bytes(&p);
   at::Tensor workspace;
   if (ws_bytes > 0) {

@@ -309,7 +309,8 @@ def _adagn_params():
         _fields_ = [("x", ctypes.c_void_p), ("y", ctypes.c_void_p), ("gamma", ctypes.c_void_p),
                     ("beta", ctypes.c_void_p), ("N", ctypes.c_int64), ("C", ctypes.c_int64), ("HW", ctypes.c_int64),
                     ("G", ctypes.c_int64), ("eps", ctypes.c_float), ("channels_last", ctypes.c_int),
-                    ("dtype", ctypes.c_int), ("workspace", ctypes.c_void_p)]
+                    ("dtype", ctypes.c_int), ("workspace", ctypes.c_void_p), ("gamma_stride", ctypes.c_int64),
+                    ("beta_stride", ctypes.c_int64)]
     return Params
 
 
@@ -362,8 +363,9 @@ def _emulated_adagn(emulated, x, gamma, beta, groups, channels_last, eps=1e-6):
     import torch
     n, c, h, w = x.shape
     y = torch.empty_like(x)
+    assert gamma.dtype == beta.dtype == torch.float32 and gamma.stride(1) == beta.stride(1) == 1
     p = _adagn_params()(x.data_ptr(), y.data_ptr(), gamma.data_ptr(), beta.data_ptr(), n, c, h * w, groups, eps,
-                        int(channels_last), _dtype_code(x.dtype), None)
+                        int(channels_last), _dtype_code(x.dtype), None, gamma.stride(0), beta.stride(0))
     info = (ctypes.c_int64 * 4)()
     err = emulated.pdgan_adagn_cuda_plan(ctypes.byref(p), info)
     assert err is None, err.decode()
@@ -410,6 +412,27 @@ def test_emulated_adagn_kernels(emulated, label, channels_last, offset_bytes):
         if label == "split-33-pieces":
             assert plan["pieces"] > 32  # the finalize warp merges several pieces per lane
         _assert_half_ulp(y, x, gamma, beta, groups, 1e-6, f"{label} {dtype}")
+
+
+@needs_nvcc
+@pytest.mark.parametrize("label, channels_last", [("fused-odd", False), ("cg4-odd", True), ("split", True)])
+def test_emulated_adagn_reads_strided_style_rows(emulated, label, channels_last):
+    """Review 1.3: gamma / beta are the two halves of the style Linear's float32 output (rows 2C apart). The
+    binding copied them (gamma.to(kFloat).contiguous(): two allocations and copy kernels per AdaGN call);
+    the launcher now reads the rows in place (gamma_stride / beta_stride), in the fused, wide and split plans."""
+    import torch
+    shape, groups = ((2, 8, 64, 64), 2) if label == "split" else EMU_SHAPES[label]  # two images: a second row
+    n, c = shape[:2]
+    style = torch.randn(n, 2 * c) * 0.5 + torch.cat([torch.ones(c), torch.zeros(c)])
+    gamma, beta = style.chunk(2, dim=1)
+    assert gamma.stride(0) == 2 * c and not gamma.is_contiguous()
+    for dtype in (torch.float32, torch.bfloat16):
+        x = _place((torch.randn(shape) * 2 + 0.5).to(dtype), channels_last)
+        y, plan = _emulated_adagn(emulated, x, gamma, beta, groups, channels_last)
+        assert plan["fused"] == (label != "split") and (plan["gb"] > 1) == (label == "cg4-odd"), plan
+        _assert_half_ulp(y, x, gamma.contiguous(), beta.contiguous(), groups, 1e-6, f"{label} {dtype}")
+    bindings = (CSRC / "bindings_cuda.cpp").read_text()  # the binding passes the row strides, copies no float32 rows
+    assert "p.gamma_stride = g32.stride(0);" in bindings and "p.beta_stride = b32.stride(0);" in bindings
 
 
 @needs_nvcc

@@ -37,6 +37,7 @@ constexpr int kWideMaxBytes = 128;          // ... which widens them up to a cac
 
 struct Shape {
   int C, HW, G, Cg, M;  // M = Cg * HW
+  int64_t gs, bs;       // row strides of gamma and beta (elements)
 };
 
 template <bool CL>
@@ -87,8 +88,8 @@ __global__ void __launch_bounds__(kThreads, 2) adagn_fused_kernel(const T* __res
     }
   }
   const float rstd = rsqrtf(block_sum(sq, smem) / static_cast<float>(s.M) + eps);
-  const float* gn = gamma + n * s.C;
-  const float* bn = beta + n * s.C;
+  const float* gn = gamma + n * s.gs;
+  const float* bn = beta + n * s.bs;
 #pragma unroll
   for (int it = 0; it < ITEMS; ++it) {
     const int k = (it * blockDim.x + threadIdx.x) * VEC;
@@ -164,8 +165,8 @@ __global__ void __launch_bounds__(kThreads, 2) adagn_fused_wide_kernel(const T* 
   float a[VEC], d[VEC];
 #pragma unroll
   for (int j = 0; j < VEC; ++j) {
-    a[j] = rstd * __ldg(gamma + n * s.C + c0 + j);
-    d[j] = __ldg(beta + n * s.C + c0 + j) - mean * a[j];
+    a[j] = rstd * __ldg(gamma + n * s.gs + c0 + j);
+    d[j] = __ldg(beta + n * s.bs + c0 + j) - mean * a[j];
   }
 #pragma unroll
   for (int it = 0; it < ITEMS; ++it) {
@@ -261,9 +262,10 @@ __global__ void adagn_finalize_kernel(const float2* __restrict__ partial, const 
   const int64_t n = ng / s.G;
   const int g = static_cast<int>(ng - n * s.G);
   for (int cc = lane; cc < s.Cg; cc += 32) {
-    const int64_t c = n * s.C + g * s.Cg + cc;
-    const double a = rstd * static_cast<double>(gamma[c]);
-    ad[c] = make_float2(static_cast<float>(a), static_cast<float>(static_cast<double>(beta[c]) - mean * a));
+    const int ch = g * s.Cg + cc;
+    const double a = rstd * static_cast<double>(gamma[n * s.gs + ch]);
+    ad[n * s.C + ch] = make_float2(static_cast<float>(a),
+                                   static_cast<float>(static_cast<double>(beta[n * s.bs + ch]) - mean * a));
   }
 }
 
@@ -326,6 +328,9 @@ inline const char* make_plan(const PdganAdaGNParams& p, Plan* plan) {
   s.G = static_cast<int>(p.G);
   s.Cg = s.C / s.G;
   s.M = s.Cg * s.HW;
+  if (p.gamma_stride < 0 || p.beta_stride < 0) return "pdgan_adagn_cuda: negative gamma / beta row stride";
+  s.gs = p.gamma_stride ? p.gamma_stride : p.C;
+  s.bs = p.beta_stride ? p.beta_stride : p.C;
   // widest pack (16 bytes, else 8) that is aligned and never straddles a channel (NCHW) / group (NHWC)
   plan->vec = 1;
   for (const int bytes : {16, 8}) {

@@ -14,13 +14,16 @@ extern "C" {
 typedef struct {
   const void* x;        // (N, C, H, W) storage, NCHW-contiguous or channels_last (NHWC in memory)
   void* y;              // same shape, dtype and memory format as x
-  const float* gamma;   // (N, C) float32, contiguous
-  const float* beta;    // (N, C) float32, contiguous
+  const float* gamma;   // (N, C) float32, unit column stride, rows gamma_stride apart
+  const float* beta;    // (N, C) float32, unit column stride, rows beta_stride apart
   int64_t N, C, HW, G;  // HW = H * W; G divides C
   float eps;
   int channels_last;    // 0: NCHW, 1: NHWC
   int dtype;            // PdganDType
   void* workspace;      // pdgan_adagn_cuda_workspace_bytes(params) bytes, 16-byte aligned (or NULL if 0)
+  // row strides of gamma / beta in elements, e.g. 2 * C for the two halves of the style Linear's output
+  // (read in place: no copy per call); 0 means C (contiguous rows)
+  int64_t gamma_stride, beta_stride;
 } PdganAdaGNParams;
 
 // Scratch bytes the launch needs (0 when one (n, group) fits one thread block).

@@ -300,6 +300,7 @@ class Engine:
             z_T = torch.from_numpy(z_T)
         if not isinstance(z_T, torch.Tensor):
             raise TypeError(f"z_T must be a torch tensor or numpy array of shape (N, {nz}), got {type(z_T).__name__}")
+        _has_values(z_T, "z_T")
         if not z_T.dtype.is_floating_point:
             raise TypeError(f"z_T must be a floating-point tensor, got {z_T.dtype}")
         if n is not None and z_T.shape in ((nz,), (1, nz)):
@@ -328,6 +329,7 @@ class Engine:
             images = torch.from_numpy(images)
         if not isinstance(images, torch.Tensor):
             raise TypeError(f"images must be a numpy array or torch tensor, got {type(images).__name__}")
+        _has_values(images, "images")
         if images.dtype == torch.uint8:
             if images.ndim != 4 or images.shape[1:3] != (r, r) or images.shape[3] not in (1, 3):
                 raise ValueError(f"uint8 images must be (N, {r}, {r}, 3) (NHWC, as generate() returns), "
@@ -421,3 +423,9 @@ def redraw_zero_init(model: torch.nn.Module, threshold: float = 1e-4) -> None:
 
 __all__ = ["Engine", "BACKENDS", "BackendUnavailable", "image_seeds", "redraw_zero_init", "resolve_device",
            "resolve_dtype"]
+
+
+def _has_values(t: torch.Tensor, what: str) -> None:
+    """A tensor on the meta device has a shape but no values (every check of them would raise)."""
+    if t.is_meta:
+        raise ValueError(f"{what} is on the meta device and holds no values; pass a CPU or CUDA tensor")

@@ -19,7 +19,7 @@ recorded and the next one runs):
     engine     gpu_smoke.py engine: every runner backend against torch fp32 on the same noise (cifar10 and
                celebahq256, 100 images), replay determinism, GPU time of the 2-NFE chain + latent sampler + noise
                against the goals (cifar10 <= 8 ms, celebahq256 <= 60 ms), generate() end to end, peak memory
-    sanitize   compute-sanitizer --tool memcheck over gpu_smoke.py sanitize (every CUDA code path, small shapes)
+    sanitize   compute-sanitizer --tool memcheck over gpu_smoke.py sanitize (every native and Triton code path)
     train      20 training steps of the cifar10 preset (batch 64, bf16 autocast) on the bundled digits upscaled
     pytest     the GPU-marked tests of the kernel, noise and optimisation test files (on a GPU every Triton test
                is GPU-marked: they run on CUDA, bf16 held to half an ulp), CUDA-graph replay with fresh inputs
@@ -83,8 +83,8 @@ def steps(py: str, work: Path) -> list[Step]:
              "every backend vs torch fp32, 2-NFE + latent timings for cifar10 and celebahq256 (100 images)",
              records=str(work / "engine.json")),
         Step("sanitize", [sanitizer, "--tool", "memcheck", "--error-exitcode", "1", py, smoke, "sanitize"], 75,
-             "compute-sanitizer memcheck over every CUDA code path (torch's caching allocator off, so an access "
-             "past a tensor is past an allocation)", env={"PYTORCH_NO_CUDA_MEMORY_CACHING": "1"}),
+             "compute-sanitizer memcheck over every CUDA code path, native and Triton (torch's caching allocator "
+             "off, so an access past a tensor is past an allocation)", env={"PYTORCH_NO_CUDA_MEMORY_CACHING": "1"}),
         Step("train", [py, "-m", "pdgan_train.cli", "--preset", "cifar10", "--data", "digits", "--allow-upscale",
                        "--max-steps", "20", "--batch-size", "64", "--amp", "bf16", "--no-feature-loss",
                        "--latent-steps", "0", "--log-every", "5", "--sample-every", "1000", "--ckpt-every", "1000",

@@ -484,6 +484,12 @@ def sanitize_launches(device: torch.device) -> None:
                                   groups)
     base = torch.randn(2 * 12 * 7 * 5 + 1, device=device)[1:].view(2, 12, 7, 5)  # 4-byte aligned only
     native.adagn_silu(base, torch.ones(2, 12, device=device), torch.zeros(2, 12, device=device), 3)
+    for shape, groups in ((2, 128, 32, 32), 32), ((1, 64, 128, 128), 16):  # gamma/beta rows read in place, 2C apart
+        gamma, beta = torch.randn(shape[0], 2 * shape[1], device=device).chunk(2, dim=1)
+        x = torch.randn(shape, device=device).contiguous(memory_format=torch.channels_last)
+        native.adagn_silu(x, gamma, beta, groups)
+        if device.type == "cuda":
+            _sanitize_triton(x, gamma, beta, groups)
     x = torch.randn(1_000_003, device=device)
     native.posterior_step(x, x, 0.5, 0.5, 0.1, seed=3, offset=5)
     native.posterior_step(x[1:], x[1:], 0.5, 0.5, 0.1, noise=x[:-1].contiguous())
@@ -492,6 +498,27 @@ def sanitize_launches(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     log("sanitize launches done")
+
+
+def _sanitize_triton(x, gamma, beta, groups) -> None:
+    """The Triton kernels' paths under memcheck: wide single (channels_last Cg = 4), g_block=1, split, and the
+    NCHW single path, in bf16; posterior seed mode; noise rows."""
+    try:
+        from pdgan_infer.kernels.adagn import adagn_silu
+        from pdgan_infer.kernels.philox import philox_normal_rows
+        from pdgan_infer.kernels.posterior import posterior_step
+    except ImportError as e:
+        log(f"sanitize: no Triton launches ({e})")
+        return
+    xb = x.bfloat16()
+    single = x.shape[2] * x.shape[3] <= 1024
+    adagn_silu(xb, gamma, beta, groups)
+    if single:
+        adagn_silu(xb, gamma, beta, groups, g_block=1)
+    adagn_silu(xb, gamma, beta, groups, split=True)
+    adagn_silu(xb.contiguous(), gamma, beta, groups)
+    posterior_step(x, x, 0.5, 0.5, 0.1, seed=3, offset=5)
+    philox_normal_rows(torch.tensor([1, 2, 3], device=x.device), 1001, offset=7)
 
 
 def print_env() -> int:

@@ -46,6 +46,7 @@ MAX_ULPS, GPU_SLACK = 0.5, 2
 HBM = {"H200": 4.8e12, "H100 PCIe": 2.0e12, "H100 NVL": 3.9e12, "H100": 3.35e12, "A100-SXM4-80GB": 2.04e12,
        "A100": 1.56e12, "B200": 8.0e12}
 RECORDS: list[dict] = []
+SETTINGS: dict = {"out": None}  # --out: rewritten after every check, so a step killed at its limit keeps its records
 
 
 def log(msg: str) -> None:
@@ -64,9 +65,19 @@ def check(name: str, **fields):
             rec.update(ok=False, error=f"{type(e).__name__}: {e}"[:500], trace=traceback.format_exc()[-1500:])
         rec["seconds"] = round(time.perf_counter() - t0, 3)
         RECORDS.append(rec)
+        write_records()
         log(f"{'ok  ' if rec['ok'] else 'FAIL'} {name} {_short(rec)}")
         return rec
     return run
+
+
+def write_records() -> None:
+    out = SETTINGS["out"]
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(RECORDS, indent=1, default=_json_default))
+        tmp.replace(out)
 
 
 def _short(rec: dict) -> str:
@@ -564,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     device = torch.device(args.device)
     RECORDS.clear()
+    SETTINGS["out"] = args.out
     if args.group == "env":
         return print_env()
     if args.group == "native":
@@ -572,9 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         sanitize_launches(device)
         return 0
     {"kernels": kernel_checks, "engine": engine_checks, "extra": extra_checks}[args.group](device, args.quick)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(RECORDS, indent=1, default=_json_default))
+    write_records()
     failed = [r["check"] for r in RECORDS if not r["ok"]]
     log(f"{len(RECORDS) - len(failed)}/{len(RECORDS)} checks passed" + (f"; failed: {failed}" if failed else ""))
     return 1 if failed else 0

@@ -151,6 +151,17 @@ def test_smoke_kernel_checks_run_on_the_cpu(tmp_path):
             assert cg4[("triton g_block=1", dtype)]["g_block"] == 1 and ("triton split", dtype) in cg4
 
 
+def test_smoke_records_survive_a_step_killed_at_its_limit(tmp_path, monkeypatch):
+    """gpu_check kills a step at its time limit; the records of the checks done so far are on disk already."""
+    monkeypatch.setitem(gpu_smoke.SETTINGS, "out", tmp_path / "k.json")
+    monkeypatch.setattr(gpu_smoke, "RECORDS", [])
+    gpu_smoke.check("first", kind="x")(lambda: {"err": 0.0})
+    assert [r["check"] for r in json.loads((tmp_path / "k.json").read_text())] == ["first"]
+    gpu_smoke.check("second", kind="x")(lambda: 1 / 0)
+    records = json.loads((tmp_path / "k.json").read_text())
+    assert [r["ok"] for r in records] == [True, False] and "ZeroDivisionError" in records[1]["error"]
+
+
 def test_smoke_engine_checks_run_on_the_cpu(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_smoke, "QUICK_ENGINE_RUNS", {"digits": (2, [("torch", "float32"),
                                                                         ("optimized", "float32")])})

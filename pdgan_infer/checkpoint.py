@@ -166,10 +166,20 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, PDGANError) or e.filename is not None or e.errno not in _WRITE_FAILURES:
+            raise
+        # a full disk or quota, a file-size limit: the writer's message names no file
+        raise OutputPathError(f"cannot write {path} ({e.strerror or _short(e)}); free space or choose another "
+                              "output") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     sweep_stale_temporaries(path, suffix)
+
+
+_WRITE_FAILURES = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO, errno.EROFS}
 
 
 def sweep_stale_temporaries(path: str | os.PathLike, suffix: str = ".tmp") -> list[Path]:

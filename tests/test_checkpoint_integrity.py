@@ -445,6 +445,27 @@ def test_atomic_path_refuses_a_folder_before_the_work(tmp_path):
         ck.atomic_write_bytes(tmp_path / "afile" / "x.bin", b"")
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="RLIMIT_FSIZE is POSIX")
+def test_a_full_disk_names_the_file(tmp_path):
+    """Review re-run (edit.disk.8kb, export.disk.1mb): a write that hits a full disk or a file-size
+    limit said only "[Errno 27] File too large"; it names the output, and leaves no temporary. The limit
+    is real (RLIMIT_FSIZE in a subprocess: CPython ignores SIGXFSZ, so the write gets EFBIG)."""
+    code = ("import resource, sys\nfrom pdgan_infer.checkpoint import atomic_write_bytes, OutputPathError\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+            "try:\n    atomic_write_bytes(sys.argv[1], bytes(100_000))\n"
+            "except OutputPathError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "big.bin")], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip() == f"cannot write {tmp_path / 'big.bin'} (File too large); free space or choose " \
+                                 "another output", out.stdout + out.stderr
+    assert list(tmp_path.iterdir()) == []
+    # other errors of the writer pass through unchanged
+    with pytest.raises(ValueError, match="not a write failure"):
+        with ck.atomic_path(tmp_path / "x.bin"):
+            raise ValueError("not a write failure")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_save_refuses_what_it_could_not_load(tmp_path):
     cfg = PRESETS["digits"]
     bad = cfg.replace(generator=dataclasses.replace(cfg.generator, nz=5000))

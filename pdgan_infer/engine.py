@@ -62,7 +62,7 @@ from .config import PDGANConfig
 from .device import resolve_device
 from .hub import pretrained_models, resolve_model
 from .networks import NO_LATENT, PDGAN
-from .optimize import default_batch_size, reduced_dtype_supported
+from .optimize import CUDAGraphSampler, default_batch_size, reduced_dtype_supported
 from .sampler import draw_noise, to_uint8, with_latent_slot
 from .seeds import MAX_BLOCK_SEED, SEED_LIMIT, SEED_STRIDE, check_seeds, image_seeds
 
@@ -102,6 +102,7 @@ class Engine:
         self.last_seed: int | None = None
         check_options(backend_options, engine_keywords=ENGINE_KEYWORDS)
         self.backend, self.runner = self._build_backend(backend, backend_options)
+        self._latent_fn = self._latent_sampler()
 
     # --- construction ------------------------------------------------------------------------
     @classmethod
@@ -237,17 +238,34 @@ class Engine:
     def _sample_batch(self, seeds: list[int], z_T: torch.Tensor | None, pad_to: int) -> torch.Tensor:
         c = self.config
         noise = draw_noise(seeds, self.model.schedule.T, c.channels, c.resolution, c.generator.nz, device=self.device)
-        z_T = self._latents(noise.latent) if z_T is None else z_T.to(self.device, torch.float32)
+        count = len(seeds)
+        if z_T is None:
+            start = noise.latent
+            if getattr(self.runner, "cuda_graph", False) and count < pad_to:  # the latent graph is captured per batch size too
+                start = _pad(start, pad_to, dim=0)
+            z_T = self._latents(start)[:count]
+        else:
+            z_T = z_T.to(self.device, torch.float32)
         noise = with_latent_slot(noise, z_T, self.model.latent_slot)
         inputs = [noise.x_T, z_T, noise.z, noise.eps]
-        count = len(seeds)
         if self.runner.static_shapes and count < pad_to:  # no recompilation / recapture for the last batch
             inputs = [_pad(t, pad_to, dim=1 if i >= 2 else 0) for i, t in enumerate(inputs)]
         return self.runner(*inputs)[:count]
 
     @torch.no_grad()
     def _latents(self, start: torch.Tensor) -> torch.Tensor:
-        return self.model.draw_z_T(start.float(), self.latent_steps)
+        return self._latent_fn(start.float())
+
+    def _draw_z_T(self, start: torch.Tensor) -> torch.Tensor:
+        return self.model.draw_z_T(start, self.latent_steps)
+
+    def _latent_sampler(self):
+        """The latent DDIM as the runner runs the image chain: replayed from a CUDA graph when the runner
+        replays graphs (10 DDIM steps of a small MLP are ~700 kernel launches per batch, more than the
+        graphed 2-NFE chain costs on a GPU), else eager."""
+        if getattr(self.runner, "cuda_graph", False) and self.model.latent is not None and self.model.latent_slot != "none":
+            return CUDAGraphSampler(self._draw_z_T)
+        return self._draw_z_T
 
     def sample_latents(self, n: int | None = None, seed: int | None = None, batch_size: int | None = None, *,
                        seeds: Iterable[int] | None = None) -> torch.Tensor:
@@ -259,9 +277,9 @@ class Engine:
         c, parts = self.config, []
         for start in range(0, len(seeds), bs):
             noise = draw_noise(list(seeds[start:start + bs]), self.model.schedule.T, c.channels, c.resolution,
-                               c.generator.nz)
+                               c.generator.nz, device=self.device)  # on the device, as generate draws it
             with torch.no_grad():
-                parts.append(self._latents(noise.latent.to(self.device)).cpu())
+                parts.append(self._latents(noise.latent).cpu())
         return torch.cat(parts) if parts else torch.zeros(0, c.generator.nz)
 
     def _image_seeds(self, n: int | None, seed: int | None, seeds: Iterable[int] | None) -> Sequence[int]:

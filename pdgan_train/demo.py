@@ -60,8 +60,8 @@ def _main(args: argparse.Namespace) -> int:
     if trained and args.eval_n:
         from .digits_metrics import evaluate_model, format_report
         print(format_report(evaluate_model(engine.model, n=args.eval_n, seed=0)))
-    bench_args = ["--preset", "digits", "--n", str(args.n), "--repeats", str(args.repeats),
-                  "--json", str(out / "bench.json")]
+    bench_args = ["--preset", "digits", "--n", str(args.n), "--repeats", str(args.repeats), "--device", "cpu",
+                  "--json", str(out / "bench.json")]  # the CPU backends probed below, timed on the CPU
     if trained:
         bench_args += ["--checkpoint", str(bundled["path"])]
     available = {name for name, why in Engine.backends("cpu").items() if why is None}

@@ -34,8 +34,21 @@ def test_demo_writes_grid_and_timings(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "wrote" in out and "speedup" in out.lower()
     assert (tmp_path / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    records = json.loads((tmp_path / "bench.json").read_text())["records"]
-    assert any(r.get("median_s") for r in records)
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert any(r.get("median_s") for r in result["records"])
+
+
+def test_demo_times_on_the_cpu_it_probed(tmp_path, monkeypatch):
+    """GPU review 6.1: the demo probes Engine.backends("cpu") but called pdgan-bench without --device, whose
+    default is the GPU when there is one: CUDA timings under a CPU-probed list. Now --device cpu is passed."""
+    from pdgan_infer import bench
+    from pdgan_train import demo
+
+    seen = []
+    monkeypatch.setattr(bench, "main", lambda argv: seen.append(list(argv)) or 0)
+    assert demo.main(["--out", str(tmp_path), "--n", "2", "--repeats", "1", "--eval-n", "0",
+                      "--backends", "torch"]) == 0
+    assert seen and seen[0][seen[0].index("--device") + 1] == "cpu"
 
 
 def test_demo_rejects_bad_arguments(tmp_path, capsys):

@@ -78,3 +78,63 @@ def test_kernel_benchmarks_time_the_engines_layout():
     marks = {m.args[0]: m.args[1] for m in module.test_adagn_silu.pytestmark if m.name == "parametrize"}
     assert list(marks["layout"])[0] == "channels_last" and set(marks["layout"]) == {"channels_last", "nchw"}
     assert module.LAYOUTS["channels_last"] == torch.channels_last
+
+
+def test_engine_graphs_the_latent_ddim_when_the_runner_replays_graphs(monkeypatch):
+    """Review 3.1: the latent DDIM (10 steps of the MLP, ~700 launches per batch) ran eagerly outside the CUDA
+    graph. With a graph-replaying runner the Engine now replays it from a CUDAGraphSampler too, padded to the
+    batch size so one capture serves the last batch. CPU stand-in: a fake graph sampler that records its input
+    shapes and runs the function; the images must equal an Engine without graphs (the reference)."""
+    import numpy as np
+
+    from pdgan_infer import Engine, engine as engine_module
+    from pdgan_infer.config import PRESETS
+    from pdgan_infer.networks import PDGAN
+
+    captured = []
+
+    class FakeGraphSampler:
+        def __init__(self, fn):
+            self.fn = fn
+
+        def __call__(self, *inputs):
+            captured.append(tuple(t.shape for t in inputs))
+            return self.fn(*inputs)
+
+    torch.manual_seed(0)
+    model = PDGAN(PRESETS["digits"], with_latent=True)
+    reference = Engine(model, backend="optimized", device="cpu", batch_size=4).generate(6, seed=3)
+    monkeypatch.setattr(engine_module, "CUDAGraphSampler", FakeGraphSampler)
+    engine = Engine(model, backend="optimized", device="cpu", batch_size=4)
+    assert captured == [] and not isinstance(engine._latent_fn, FakeGraphSampler)  # no graphs on this runner
+    engine.runner.cuda_graph = True  # as on CUDA
+    engine._latent_fn = engine._latent_sampler()
+    assert isinstance(engine._latent_fn, FakeGraphSampler)
+    images = engine.generate(6, seed=3)
+    nz = model.config.generator.nz
+    assert captured == [((4, nz),), ((4, nz),)]  # 4 + 2 images: the last batch padded to the captured shape
+    np.testing.assert_array_equal(images, reference)
+
+
+def test_onnx_export_copies_the_generator_straight_to_the_cpu(monkeypatch):
+    """Review 4.4 (minor): the ONNX export deep-copied the generator on its own device (a second copy of every
+    weight on the GPU) and moved it to the CPU after. The tensors are now copied straight to host memory:
+    deep-copying any parameter or buffer of the source fails this test; the copy holds equal, separate tensors."""
+    from pdgan_infer.export.onnx import cpu_copy
+    from pdgan_infer.networks import build_generator
+    from pdgan_infer.config import PRESETS
+
+    torch.manual_seed(0)
+    g = build_generator(PRESETS["digits"])
+    sources = {id(t) for t in [*g.parameters(), *g.buffers()]}
+    real = torch.Tensor.__deepcopy__
+
+    def guarded(self, memo):
+        assert id(self) not in sources, "a tensor of the source module was deep-copied"
+        return real(self, memo)
+    monkeypatch.setattr(torch.Tensor, "__deepcopy__", guarded)
+    monkeypatch.setattr(torch.nn.Parameter, "__deepcopy__", guarded)
+    c = cpu_copy(g)
+    for (name, a), (_, b) in zip(g.state_dict().items(), c.state_dict().items()):
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr(), name
+    assert all(p.device.type == "cpu" for p in c.parameters())

@@ -27,6 +27,7 @@ class Runner:
 
     name = "?"
     static_shapes = False  # True: every new batch size costs a compilation / capture (pad batches)
+    cuda_graph = False  # True: the sampler replays CUDA graphs (the Engine then graphs the latent DDIM too)
 
     def __init__(self, device: torch.device, dtype: torch.dtype):
         self.device, self.dtype = device, dtype

@@ -45,6 +45,7 @@ class OptimizedRunner(Runner):
         if use_graph and device.type != "cuda":
             raise ValueError("cuda_graph=True needs a CUDA device")
         self._run = CUDAGraphSampler(self._chain) if use_graph else self._chain
+        self.cuda_graph = use_graph
         self.static_shapes = type(self).static_shapes or use_graph  # graphs are captured per batch size
 
     def setup(self) -> None:

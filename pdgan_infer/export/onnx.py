@@ -106,12 +106,23 @@ def weights_sha256(module: nn.Module) -> str:
 
 
 # --- the exported modules --------------------------------------------------------------------
+def cpu_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of `module` on the CPU whose tensors are copied straight to host memory: deep-copying a
+    CUDA module first and moving it after would hold a second copy of every weight on the GPU."""
+    memo: dict[int, object] = {}
+    for p in module.parameters():
+        memo[id(p)] = nn.Parameter(p.detach().to("cpu", copy=True), requires_grad=p.requires_grad)
+    for b in module.buffers():
+        memo[id(b)] = b.detach().to("cpu", copy=True)
+    return copy.deepcopy(module, memo)
+
+
 class GeneratorStep(nn.Module):
     """G(x_t, z, t) -> x0 with float32 I/O and a private copy of the generator in `dtype`."""
 
     def __init__(self, generator: nn.Module, dtype: torch.dtype = torch.float32):
         super().__init__()
-        self.generator = copy.deepcopy(generator).to(device="cpu", dtype=dtype).eval()
+        self.generator = cpu_copy(generator).to(dtype=dtype).eval()
         self.dtype = dtype
         for m in self.generator.modules():  # export the torch AdaGN, never a fused kernel set on it
             if isinstance(m, AdaGNAct):

@@ -241,7 +241,7 @@ class Engine:
         count = len(seeds)
         if z_T is None:
             start = noise.latent
-            if getattr(self.runner, "cuda_graph", False) and count < pad_to:  # the latent graph is captured per batch size too
+            if getattr(self.runner, "cuda_graph", False) and count < pad_to:  # one latent graph per batch size
                 start = _pad(start, pad_to, dim=0)
             z_T = self._latents(start)[:count]
         else:
@@ -263,7 +263,8 @@ class Engine:
         """The latent DDIM as the runner runs the image chain: replayed from a CUDA graph when the runner
         replays graphs (10 DDIM steps of a small MLP are ~700 kernel launches per batch, more than the
         graphed 2-NFE chain costs on a GPU), else eager."""
-        if getattr(self.runner, "cuda_graph", False) and self.model.latent is not None and self.model.latent_slot != "none":
+        graphs = getattr(self.runner, "cuda_graph", False)
+        if graphs and self.model.latent is not None and self.model.latent_slot != "none":
             return CUDAGraphSampler(self._draw_z_T)
         return self._draw_z_T
 

@@ -87,7 +87,8 @@ def test_engine_graphs_the_latent_ddim_when_the_runner_replays_graphs(monkeypatc
     shapes and runs the function; the images must equal an Engine without graphs (the reference)."""
     import numpy as np
 
-    from pdgan_infer import Engine, engine as engine_module
+    from pdgan_infer import Engine
+    from pdgan_infer import engine as engine_module
     from pdgan_infer.config import PRESETS
     from pdgan_infer.networks import PDGAN
 
@@ -120,9 +121,9 @@ def test_onnx_export_copies_the_generator_straight_to_the_cpu(monkeypatch):
     """Review 4.4 (minor): the ONNX export deep-copied the generator on its own device (a second copy of every
     weight on the GPU) and moved it to the CPU after. The tensors are now copied straight to host memory:
     deep-copying any parameter or buffer of the source fails this test; the copy holds equal, separate tensors."""
+    from pdgan_infer.config import PRESETS
     from pdgan_infer.export.onnx import cpu_copy
     from pdgan_infer.networks import build_generator
-    from pdgan_infer.config import PRESETS
 
     torch.manual_seed(0)
     g = build_generator(PRESETS["digits"])

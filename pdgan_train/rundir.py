@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
+from pdgan_infer.checkpoint import OutputPathError
+
 from .config import TrainConfig, TrainingError
 
 STATE_FILE = "train_state.pt"
@@ -152,6 +154,8 @@ def writing(path: Path) -> Iterator[None]:
         yield
     except TrainingError:
         raise
+    except OutputPathError as e:  # atomic_path's own message names the file (a full disk, a size limit)
+        raise TrainingError(str(e)) from e
     except (OSError, RuntimeError, SafetensorError) as e:  # what file systems, torch.save and safetensors raise
         if isinstance(e, OSError) and e.strerror:
             reason = e.strerror

@@ -262,7 +262,7 @@ def test_unreadable_weights_are_named_as_unreadable(saved, tmp_path):
         if not shutil.which("setpriv"):
             pytest.skip("root without setpriv: file modes do not apply")
         cmd = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search", "--", *cmd]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == f"cannot read checkpoint {path} (Permission denied)", out.stdout + out.stderr
 
 
@@ -454,8 +454,8 @@ def test_a_full_disk_names_the_file(tmp_path):
             "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
             "try:\n    atomic_write_bytes(sys.argv[1], bytes(100_000))\n"
             "except OutputPathError as e:\n    print(e)\n")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "big.bin")], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "big.bin")], check=False,
+                         capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == f"cannot write {tmp_path / 'big.bin'} (File too large); free space or choose " \
                                  "another output", out.stdout + out.stderr
     assert list(tmp_path.iterdir()) == []

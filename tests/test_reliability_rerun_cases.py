@@ -3,6 +3,9 @@ benchmarks/results/2026-11-30-reliability-rerun.md) still found unclean on the l
 here as it was found: the case id of the re-run, then what must hold."""
 from __future__ import annotations
 
+import errno
+import os
+
 import pytest
 import torch
 from test_edit import tiny_config  # tests/ is on sys.path: the edit tests' shrunken digits model
@@ -31,3 +34,19 @@ def test_encode_meta_images_is_a_value_error(engine):
     r = engine.config.resolution
     with pytest.raises(ValueError, match="images is on the meta device"):
         engine.encode(torch.zeros(2, 3, r, r, device="meta"))
+
+
+def test_failed_training_write_names_the_file_once(tmp_path):
+    """train.disk.100mb.resume, train.disk.40kb.samples: a training write that hits a full disk or a
+    file-size limit said "cannot write P (cannot write P (File too large); ...)": atomic_path names the file
+    now, and the training wrapper must not wrap that message again."""
+    from pdgan_infer.checkpoint import atomic_path
+    from pdgan_train.config import TrainingError
+    from pdgan_train.rundir import writing
+
+    path = tmp_path / "config.json"
+    with pytest.raises(TrainingError) as e:
+        with writing(path), atomic_path(path):
+            raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+    assert str(e.value) == f"cannot write {path} (File too large); free space or choose another output"
+    assert list(tmp_path.iterdir()) == []  # no temporary left

@@ -163,7 +163,20 @@ def writing(path: Path) -> Iterator[None]:
             reason = short(e)
             with contextlib.suppress(OSError):
                 reason += f"; {shutil.disk_usage(path.parent).free >> 20} MiB free on its disk"
+            limit = _file_size_limit()
+            if limit is not None:  # torch.save's message has no errno: say what else can cut a write short
+                reason += f"; this process may write files of at most {limit} bytes (ulimit -f)"
         raise TrainingError(f"cannot write {path} ({reason}); free disk space or make {path.parent} writable") from e
+
+
+def _file_size_limit() -> int | None:
+    """RLIMIT_FSIZE in bytes, None when unlimited (or not POSIX)."""
+    try:
+        import resource
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 # --- reading the resume state --------------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -50,3 +52,20 @@ def test_failed_training_write_names_the_file_once(tmp_path):
             raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
     assert str(e.value) == f"cannot write {path} (File too large); free space or choose another output"
     assert list(tmp_path.iterdir()) == []  # no temporary left
+
+
+@pytest.mark.skipif(os.name != "posix", reason="RLIMIT_FSIZE is POSIX")
+def test_torch_save_cut_short_by_a_file_size_limit_says_so(tmp_path):
+    """train.disk.1mb under a file-size limit: torch.save's "[enforce fail ...] unexpected pos" has no
+    errno, and the message then only gave the free disk space (plenty); it names the limit too. A real
+    RLIMIT_FSIZE in a subprocess (CPython ignores SIGXFSZ, so the write fails instead of killing it)."""
+    code = ("import resource, sys, torch\nfrom pathlib import Path\n"
+            "from pdgan_train.config import TrainingError\nfrom pdgan_train.rundir import writing\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))\np = Path(sys.argv[1])\n"
+            "try:\n    with writing(p):\n        torch.save({'w': torch.zeros(100_000)}, p)\n"
+            "except TrainingError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "train_state.pt")], check=False,
+                         capture_output=True, text=True, timeout=120)
+    msg = out.stdout.strip()
+    assert msg.startswith(f"cannot write {tmp_path / 'train_state.pt'} (") and "\n" not in msg, out.stdout + out.stderr
+    assert "files of at most 65536 bytes (ulimit -f)" in msg, msg

@@ -132,32 +132,25 @@ def _limits(fsize: int | None):
     return pre
 
 
-def run(cmd: list[str], cwd: Path, timeout: float = T_CLI, fsize: int | None = None, env: dict | None = None,
-        signals: list[tuple[float, int, bool]] = ()) -> dict:
-    """Run `cmd`; `signals`: (seconds after start, signal, to the group?) sent in order."""
+def run(cmd: list[str], cwd: Path, timeout: float = T_CLI, fsize: int | None = None, env: dict | None = None) -> dict:
+    """Run `cmd` in its own process group (killed at `timeout`: a hang), files limited to `fsize` bytes."""
     e = {**os.environ, "PYTHONUNBUFFERED": "1", "PDGAN_CACHE": str(cwd / "cache"), **(env or {})}
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, cwd=cwd, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          errors="replace", preexec_fn=_limits(fsize))  # noqa: PLW1509 - no threads here
-    sent = []
+    out, err, rc = _finish(p, timeout)
+    return {"rc": rc, "stdout": out, "stderr": err, "s": round(time.monotonic() - t0, 1), "sent": []}
+
+
+def _finish(p: subprocess.Popen, timeout: float) -> tuple[str, str, int | str]:
+    """(stdout, stderr, exit status) of `p`, its process group killed and "timeout" after `timeout` s."""
     try:
-        for at, sig, group in signals:
-            wait = at - (time.monotonic() - t0)
-            if wait > 0:
-                try:
-                    p.wait(wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
-            (os.killpg if group else os.kill)(p.pid, sig)
-            sent.append(sig)
-        out, err = p.communicate(timeout=max(1.0, timeout - (time.monotonic() - t0)))
-        rc = p.returncode
+        out, err = p.communicate(timeout=timeout)
+        return out, err, p.returncode
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         out, err = p.communicate()
-        rc = "timeout"
-    return {"rc": rc, "stdout": out, "stderr": err, "s": round(time.monotonic() - t0, 1), "sent": sent}
+        return out, err, "timeout"
 
 
 def message(r: dict) -> str:
@@ -867,13 +860,7 @@ def _run_signalled(case, cwd) -> dict:
         time.sleep(max(0.0, at - (time.monotonic() - t1)))
         (os.killpg if group else os.kill)(p.pid, sig)
         sent.append(sig)
-    try:
-        rest, _ = p.communicate(timeout=case["timeout"])
-        rc = p.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        rest, _ = p.communicate()
-        rc = "timeout"
+    rest, _, rc = _finish(p, case["timeout"])
     text = "".join(out) + (rest or "")
     return {"rc": rc, "stdout": text, "stderr": text, "s": round(time.monotonic() - t0, 1), "sent": sent}
 
@@ -885,13 +872,7 @@ def _run_pair(case, cwd):
     time.sleep(1.0)
     cmd2 = [x if x != "0" or i == 0 else "1" for i, x in enumerate(case["cmd"])]
     r2 = run(cmd2, cwd, case["timeout"])
-    try:
-        o, er = p1.communicate(timeout=case["timeout"])
-        rc = p1.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(p1.pid, signal.SIGKILL)
-        o, er = p1.communicate()
-        rc = "timeout"
+    o, er, rc = _finish(p1, case["timeout"])
     return {"rc": rc, "stdout": o, "stderr": er, "s": 0, "sent": []}, r2
 
 
@@ -927,7 +908,12 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", help="scratch folder (default: a new temporary folder, removed at the end)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "2026-11-30-reliability-rerun"),
                     help="results path without extension (.json and .md are written)")
+    ap.add_argument("--render", metavar="JSON", help="only write the .json/.md again from this result")
     args = ap.parse_args(argv)
+    if args.render:
+        doc = json.loads(Path(args.render).read_text())
+        write({c["id"]: c for c in doc["cases"]}, Path(args.out), Path("/nonexistent"), (doc["date"], doc["commit"]))
+        return 0
     rows = parse_review()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="pdgan-rerun-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -955,7 +941,8 @@ def main(argv=None) -> int:
                  "now": "harness error"}
         res = {"id": c["id"], "review_case": c.get("review_case", c["id"]), "then": c["then"], "now": r["now"],
                "rc": r["rc"], "seconds": r["s"], "message": message(r) if r["now"] != "not reproducible here"
-               else c.get("note", ""), "info": r.get("info", {})}
+               else c.get("note", ""), "info": r.get("info", {}),
+               "stderr_tail": [x[:300] for x in (r["stderr"] or "").splitlines() if x.strip()][-6:]}
         results[c["id"]] = res
         print(f"[{i}/{len(cases)}] {c['id']}: then {c['then']} -> now {res['now']} ({r['s']} s) {res['message'][:150]}",
               flush=True)
@@ -972,19 +959,42 @@ def main(argv=None) -> int:
     return 0
 
 
-def write(results: dict, out: Path, work: Path) -> None:
+def then_class(then: str) -> str:
+    """The review's outcome as one of the classes of the re-run (a bare exit status 1/2 was clean, 0 worked)."""
+    if then in ("1", "2", "-9", "wrong message (clean)"):  # -9: the review's own kill, nothing lost
+        return "clean"
+    if then in ("0", "OK", "control", "clean (control)"):
+        return "clean (worked)"
+    return then
+
+
+def write(results: dict, out: Path, work: Path, stamp: tuple[str, str] | None = None) -> None:
+    """The .json and .md of `results`; `stamp` (date, commit) of the run when re-rendering an older one."""
     cases = list(results.values())
+    for c in cases:
+        c["then_class"] = then_class(c["then"])
     count = lambda key: {k: sum(1 for c in cases if c[key] == k) for k in sorted({c[key] for c in cases})}  # noqa
     now_clean = lambda c: c["now"].startswith("clean") or c["now"] in ("not reproducible here",)  # noqa
-    doc = {"review": str(REVIEW), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], check=False,
-                                    capture_output=True, text=True).stdout.strip(),
+    date, commit = stamp or (datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                             subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], check=False,
+                                            capture_output=True, text=True).stdout.strip())
+    doc = {"review": str(REVIEW), "date": date, "commit": commit,
            "command": "nice -n 10 .venv/bin/python benchmarks/reliability_rerun.py",
-           "counts_then": count("then"), "counts_now": count("now"),
+           "counts_then": count("then_class"), "counts_now": count("now"),
            "not_clean_now": [c["id"] for c in cases if not now_clean(c)], "cases": cases}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
     md = [f"# Reliability review re-run ({doc['date']}, commit {doc['commit']})", "",
+          f"`{doc['command']}` re-ran every case of the reliability review ({REVIEW.name}) whose outcome was "
+          "not clean (traceback, hang, bad input accepted, data lost), per loader for the checkpoint fixtures, "
+          "plus controls, one at a time under a timeout, through the installed CLIs and the Engine API in a "
+          "subprocess. Full disks are a per-process file-size limit (RLIMIT_FSIZE: \"File too large\") instead "
+          "of the review's small tmpfs mounts; unreadable files run with the DAC capabilities dropped (setpriv). "
+          "`then` is the review's outcome (for a checkpoint fixture: that loader's), `now` this run's: clean = "
+          "exit 1/2 or a documented exception, one line, no traceback (or, for a control, it worked); warned = "
+          "it worked and said what is wrong; the kill -9 rows are the slow fault-injection test "
+          "(tests/test_train_faults.py). `*_v2` fixtures are the same damage to a checkpoint written by the "
+          "current save_checkpoint (content digest embedded).", "",
           f"Cases: {len(cases)}. Then: {doc['counts_then']}. Now: {doc['counts_now']}.", "",
           "| case | then | now | message |", "|---|---|---|---|"]
     for c in cases:

@@ -293,14 +293,39 @@ def test_flipped_byte_is_caught_without_the_sidecar(saved, tmp_path):
     refused(forged, "content digest does not match")
 
 
-def test_old_checkpoints_keep_their_checks(tmp_path):
-    """The shipped digits checkpoint (no embedded digest) loads; its sidecar sha256 still guards it."""
-    header = read_header(BUNDLED)
-    assert header["config"]["preset"] == "digits" and "sha256" in header
+def _old_format_copy(folder: Path, sidecar: str = "with-sha256") -> Path:
+    """The bundled model as checkpoints were written before the embedded digest: safetensors metadata
+    {"format": "pt", "pdgan": header} and a sidecar with the file's sha256 (or none / one without it)."""
+    with safe_open(str(BUNDLED), framework="pt") as f:
+        header = json.loads(f.metadata()["pdgan"])
+    path = folder / "digits.safetensors"
+    save_file(load_file(str(BUNDLED)), str(path), metadata={"format": "pt", "pdgan": json.dumps(header, sort_keys=True)})
+    if sidecar != "none":
+        side = {**header, "sha256": ck.sha256_file(path)}
+        if sidecar == "without-sha256":
+            del side["sha256"]
+        path.with_suffix(".json").write_text(json.dumps(side))
+    return path
+
+
+def test_bundled_checkpoint_carries_its_digest(tmp_path):
+    """The shipped digits checkpoint is in the current format: a flipped byte is refused by the weights'
+    own digest even without its sidecar (review re-run: tampered_nojson / tampered_sha_removed)."""
+    with safe_open(str(BUNDLED), framework="pt") as f:
+        assert ck._is_sha256(f.metadata().get(ck.DIGEST_KEY))
     assert load_checkpoint(BUNDLED).latent is not None
     path = tmp_path / "digits.safetensors"
-    path.write_bytes(BUNDLED.read_bytes())
-    path.with_suffix(".json").write_text(BUNDLED.with_suffix(".json").read_text())
+    path.write_bytes(BUNDLED.read_bytes())  # no sidecar
+    _flip_last_byte(path)
+    refused(path, "content digest does not match")
+
+
+def test_old_checkpoints_keep_their_checks(tmp_path):
+    """A checkpoint without an embedded digest loads; its sidecar sha256 still guards it."""
+    path = _old_format_copy(tmp_path)
+    header = read_header(path)
+    assert header["config"]["preset"] == "digits" and "sha256" in header
+    assert load_checkpoint(path).latent is not None
     _flip_last_byte(path)
     refused(path, r"sha256 differs from digits.json")
     side = json.loads(path.with_suffix(".json").read_text())
@@ -314,15 +339,10 @@ def test_unverifiable_old_checkpoint_says_so(tmp_path, caplog, sidecar):
     """Review re-run (ck.*.tampered_nojson, tampered_sha_removed): an older checkpoint (no embedded digest)
     with no sidecar, or a sidecar without its sha256, loaded a flipped byte silently. Nothing can verify
     it, so loading says that in one warning; a verifiable checkpoint loads without it."""
-    path = tmp_path / "digits.safetensors"
-    path.write_bytes(BUNDLED.read_bytes())
     with caplog.at_level(logging.WARNING, logger="pdgan"):
         read_header(BUNDLED)
     assert not [r for r in caplog.records if "cannot be detected" in r.getMessage()]
-    if sidecar == "without-sha256":
-        side = json.loads(BUNDLED.with_suffix(".json").read_text())
-        del side["sha256"]
-        path.with_suffix(".json").write_text(json.dumps(side))
+    path = _old_format_copy(tmp_path, sidecar)
     _flip_last_byte(path)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="pdgan"):

@@ -6,6 +6,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "dtypes.h"
 
@@ -71,6 +72,17 @@ __device__ __forceinline__ float block_sum(float v, float* smem) {
 }
 
 __device__ __forceinline__ float silu(float v) { return __fdividef(v, 1.0f + __expf(-v)); }
+
+// A CUDA error left pending by earlier work on this thread (another library's kernel, an earlier fault) is
+// taken before a launch and reported as such, so that last_error() after the launch reports only that launch.
+inline const char* earlier_error() {
+  const cudaError_t e = cudaGetLastError();
+  if (e == cudaSuccess) return nullptr;
+  static thread_local char msg[256];
+  snprintf(msg, sizeof msg, "a CUDA error from earlier work was pending (%s); nothing was launched",
+           cudaGetErrorString(e));
+  return msg;
+}
 
 inline const char* last_error() {
   const cudaError_t e = cudaGetLastError();

@@ -299,7 +299,8 @@ def _old_format_copy(folder: Path, sidecar: str = "with-sha256") -> Path:
     with safe_open(str(BUNDLED), framework="pt") as f:
         header = json.loads(f.metadata()["pdgan"])
     path = folder / "digits.safetensors"
-    save_file(load_file(str(BUNDLED)), str(path), metadata={"format": "pt", "pdgan": json.dumps(header, sort_keys=True)})
+    metadata = {"format": "pt", "pdgan": json.dumps(header, sort_keys=True)}  # no content digest
+    save_file(load_file(str(BUNDLED)), str(path), metadata=metadata)
     if sidecar != "none":
         side = {**header, "sha256": ck.sha256_file(path)}
         if sidecar == "without-sha256":

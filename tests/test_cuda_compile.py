@@ -376,6 +376,32 @@ def _emulated_adagn(emulated, x, gamma, beta, groups, channels_last, eps=1e-6):
     return y, dict(zip(("fused", "vec", "gb", "pieces"), info))
 
 
+@needs_nvcc
+def test_emulated_launchers_do_not_take_the_blame_for_an_earlier_error(emulated):
+    """tests-and-kernels review D18: last_error() after a launch read and cleared any CUDA error pending from
+    earlier work (another library's kernel) and reported it as pdgan's launch failure. Now the launchers take a
+    pending error first, say it came from earlier work and launch nothing; the next call runs normally."""
+    import ctypes
+
+    import torch
+    x = torch.randn(1, 8, 4, 4)
+    gamma, beta = torch.ones(1, 8), torch.zeros(1, 8)
+    y = torch.full_like(x, 7.0)
+    p = _adagn_params()(x.data_ptr(), y.data_ptr(), gamma.data_ptr(), beta.data_ptr(), 1, 8, 16, 2, 1e-6, 0,
+                        _dtype_code(x.dtype), None, 8, 8)
+    emulated.pdgan_emu_set_pending_error(700)  # cudaErrorIllegalAddress, left by someone else's kernel
+    err = emulated.pdgan_adagn_cuda(ctypes.byref(p), None)
+    assert err is not None and b"earlier work" in err, err
+    assert torch.equal(y, torch.full_like(x, 7.0))  # nothing was launched
+    assert emulated.pdgan_adagn_cuda(ctypes.byref(p), None) is None  # the pending error was taken
+    assert not torch.equal(y, torch.full_like(x, 7.0))
+    out, numel = torch.full((10,), 7.0), 10
+    q = _posterior_params()(None, None, None, out.data_ptr(), numel, 0.0, 0.0, 1.0, 0, 1, 5, 0)
+    emulated.pdgan_emu_set_pending_error(700)
+    err = emulated.pdgan_posterior_cuda(ctypes.byref(q), None)
+    assert err is not None and b"earlier work" in err and torch.equal(out, torch.full((10,), 7.0))
+
+
 def _assert_half_ulp(y, x, gamma, beta, groups, eps, what):
     from pdgan_infer.kernels.reference import adagn_silu_ulp_error
     worst = adagn_silu_ulp_error(y, x, gamma, beta, groups, eps).max().item()

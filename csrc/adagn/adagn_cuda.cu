@@ -452,6 +452,7 @@ extern "C" const char* pdgan_adagn_cuda(const PdganAdaGNParams* p, void* stream)
     return "pdgan_adagn_cuda: workspace missing or not 16-byte aligned";
   if (p->N * p->G * (plan.fused ? 1 : plan.pieces) > INT32_MAX)
     return "pdgan_adagn_cuda: too many thread blocks (N * G * pieces >= 2^31)";
+  if (const char* err = earlier_error()) return err;
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   switch (p->dtype) {
     case PDGAN_FLOAT32: launch_typed<float>(*p, plan, s); break;

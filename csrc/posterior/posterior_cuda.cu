@@ -132,6 +132,7 @@ extern "C" const char* pdgan_posterior_cuda(const PdganPosteriorParams* p, void*
   if ((p->x0 == nullptr) != (p->xt == nullptr)) return "pdgan_posterior_cuda: pass both x0 and xt or neither";
   if (p->use_philox && p->noise != nullptr) return "pdgan_posterior_cuda: noise and use_philox are exclusive";
   if (!p->use_philox && p->x0 == nullptr) return "pdgan_posterior_cuda: x0 is NULL";
+  if (const char* err = earlier_error()) return err;
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   switch (p->dtype) {
     case PDGAN_FLOAT32: launch_typed<float>(*p, s); break;
@@ -148,6 +149,7 @@ extern "C" const char* pdgan_philox_rows_cuda(const PdganPhiloxRowsParams* p, vo
   if (p->out == nullptr || p->seeds == nullptr) return "pdgan_philox_rows_cuda: out or seeds is NULL";
   const int64_t per_row = static_cast<int64_t>(((p->offset & 3u) + static_cast<uint64_t>(p->cols) + 3u) >> 2);
   const int64_t total = per_row * p->rows;
+  if (const char* err = earlier_error()) return err;
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   const unsigned grid = grid_for(total);
   switch (p->dtype) {

@@ -23,7 +23,17 @@
 #include <thread>
 #include <vector>
 
-extern "C" inline cudaError_t pdgan_emu_cudaGetLastError(void) { return cudaSuccess; }
+// What cudaGetLastError reports next (and clears), as the runtime does for an error left by earlier work;
+// tests set it through pdgan_emu_set_pending_error.
+inline cudaError_t pdgan_emu_pending_error = cudaSuccess;
+extern "C" inline cudaError_t pdgan_emu_cudaGetLastError(void) {
+  const cudaError_t e = pdgan_emu_pending_error;
+  pdgan_emu_pending_error = cudaSuccess;
+  return e;
+}
+extern "C" __attribute__((weak, visibility("default"))) void pdgan_emu_set_pending_error(int e) {
+  pdgan_emu_pending_error = static_cast<cudaError_t>(e);
+}
 extern "C" inline const char* pdgan_emu_cudaGetErrorString(cudaError_t) { return "emulated CUDA error"; }
 
 namespace pdgan_emu {

@@ -28,7 +28,6 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs onnxruntime")
 def test_bench_digits_torch_onnxruntime(tmp_path, monkeypatch, capsys):
-    pytest.importorskip("pdgan_infer.engine")
     monkeypatch.setenv("PDGAN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(bench, "PEAK_SHAPE", (16, 128, 16, 16))  # the peak micro-benchmark, smaller
     out, png = tmp_path / "out.json", tmp_path / "out.png"

@@ -72,6 +72,17 @@ def test_backend_matches_torch_fp32(engine, explicit, name):
     assert (out - ref).abs().max().item() <= 1e-4
 
 
+@pytest.mark.skipif(AVAILABLE["triton"] is not None, reason=f"triton: {AVAILABLE['triton']}")
+def test_triton_engine_one_image_matches_torch(engine, explicit):
+    """The Triton backend end to end in the default suite (tests-and-kernels review D7: TritonRunner and
+    kernel_step with the Triton posterior ran only with -m slow on a CPU): one image through Triton's
+    interpreter (a few seconds), against the torch reference on the same explicit noise."""
+    args, ref = explicit
+    runner = create("triton", engine.model, CPU, torch.float32)
+    out = runner(*(t[:1] if i < 2 else t[:, :1] for i, t in enumerate(args)))
+    assert (out - ref[:1]).abs().max().item() <= 1e-4
+
+
 @pytest.mark.skipif(not BF16_OK, reason="this CPU has no native bfloat16")
 @pytest.mark.parametrize("name", [p for p in _backend_params() if p.values[0] not in ("torch", "onnxruntime")])
 def test_backend_matches_torch_bf16(engine, explicit, name):

@@ -37,6 +37,15 @@ NVCC = _nvcc()
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found (set CUDA_HOME or put nvcc on PATH)")
 
 
+def test_nvcc_is_there():
+    """The CUDA sources must compile on the development machines, which have nvcc (tests-and-kernels review D15:
+    without it every check below skipped and the suite stayed green). A machine without a CUDA toolkit says so
+    with PDGAN_SKIP_NVCC=1; then the nvcc checks skip with that reason."""
+    if NVCC is None and os.environ.get("PDGAN_SKIP_NVCC") != "1":
+        pytest.fail("nvcc not found: the CUDA sources cannot be checked. Install the CUDA toolkit (set CUDA_HOME or "
+                    "put nvcc on PATH), or set PDGAN_SKIP_NVCC=1 to run the suite without these checks")
+
+
 def test_cuda_sources_exist():
     assert {p.name for p in CU_FILES} >= {"adagn_cuda.cu", "posterior_cuda.cu"}
 

@@ -240,10 +240,7 @@ class Engine:
         noise = draw_noise(seeds, self.model.schedule.T, c.channels, c.resolution, c.generator.nz, device=self.device)
         count = len(seeds)
         if z_T is None:
-            start = noise.latent
-            if getattr(self.runner, "cuda_graph", False) and count < pad_to:  # one latent graph per batch size
-                start = _pad(start, pad_to, dim=0)
-            z_T = self._latents(start)[:count]
+            z_T = self._latents(noise.latent, pad_to)
         else:
             z_T = z_T.to(self.device, torch.float32)
         noise = with_latent_slot(noise, z_T, self.model.latent_slot)
@@ -253,8 +250,13 @@ class Engine:
         return self.runner(*inputs)[:count]
 
     @torch.no_grad()
-    def _latents(self, start: torch.Tensor) -> torch.Tensor:
-        return self._latent_fn(start.float())
+    def _latents(self, start: torch.Tensor, pad_to: int = 0) -> torch.Tensor:
+        """z_T from the (N, nz) starts; with graph runners a short last batch is padded to `pad_to` rows, so
+        generate and sample_latents replay the same graph (same shapes: same sums) for every batch."""
+        count = start.shape[0]
+        if getattr(self.runner, "cuda_graph", False) and count < pad_to:
+            start = _pad(start, pad_to, dim=0)
+        return self._latent_fn(start.float())[:count]
 
     def _draw_z_T(self, start: torch.Tensor) -> torch.Tensor:
         return self.model.draw_z_T(start, self.latent_steps)
@@ -280,7 +282,7 @@ class Engine:
             noise = draw_noise(list(seeds[start:start + bs]), self.model.schedule.T, c.channels, c.resolution,
                                c.generator.nz, device=self.device)  # on the device, as generate draws it
             with torch.no_grad():
-                parts.append(self._latents(noise.latent).cpu())
+                parts.append(self._latents(noise.latent, bs).cpu())
         return torch.cat(parts) if parts else torch.zeros(0, c.generator.nz)
 
     def _image_seeds(self, n: int | None, seed: int | None, seeds: Iterable[int] | None) -> Sequence[int]:

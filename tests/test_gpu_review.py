@@ -115,6 +115,10 @@ def test_engine_graphs_the_latent_ddim_when_the_runner_replays_graphs(monkeypatc
     nz = model.config.generator.nz
     assert captured == [((4, nz),), ((4, nz),)]  # 4 + 2 images: the last batch padded to the captured shape
     np.testing.assert_array_equal(images, reference)
+    captured.clear()  # sample_latents replays the same shapes, so its codes are the ones generate used
+    codes = engine.sample_latents(6, seed=3, batch_size=4)
+    assert captured == [((4, nz),), ((4, nz),)] and codes.shape == (6, nz)
+    np.testing.assert_array_equal(engine.generate_from(codes, seed=3), reference)
 
 
 def test_onnx_export_copies_the_generator_straight_to_the_cpu(monkeypatch):

@@ -16,8 +16,12 @@ class _ExportedRunner(Runner):
     def __init__(self, model: PDGAN, device: torch.device, dtype: torch.dtype = torch.float32,
                  cache_dir: str | None = None, **options):
         super().__init__(device, dtype)
+        self.sampler = self.sampler_class()(model, device, dtype, cache_dir=cache_dir, **options)
+
+    def sampler_class(self) -> type:
+        """The runtime class that builds or loads the graph (imported on use: the runtimes are extras)."""
         from ..export import runtime
-        self.sampler = getattr(runtime, self.runtime_class)(model, device, dtype, cache_dir=cache_dir, **options)
+        return getattr(runtime, self.runtime_class)
 
     @torch.no_grad()
     def __call__(self, x_T, z_T, z, eps):

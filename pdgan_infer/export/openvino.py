@@ -20,7 +20,8 @@ import os
 import numpy as np
 import torch
 
-from ..backends.base import BackendUnavailable, Runner
+from ..backends.base import BackendUnavailable
+from ..backends.exported import _ExportedRunner
 from ..networks import PDGAN
 
 INSTALL = "pip install 'pdgan[openvino]'"
@@ -93,16 +94,10 @@ class OpenVinoSampler:
                 f"threads={self.threads})")
 
 
-class OpenVinoRunner(Runner):
+class OpenVinoRunner(_ExportedRunner):
     """`OpenVinoSampler` as a `Runner` (`runner(x_T, z_T, z, eps) -> x0`), for pdgan-bench's peer rows."""
 
     name = "openvino"
 
-    def __init__(self, model: PDGAN, device: torch.device, dtype: torch.dtype = torch.float32,
-                 cache_dir: str | None = None, threads: int | None = None):
-        super().__init__(device, dtype)
-        self.sampler = OpenVinoSampler(model, device, dtype, cache_dir=cache_dir, threads=threads)
-
-    @torch.no_grad()
-    def __call__(self, x_T, z_T, z, eps):
-        return self.sampler(x_T, z_T, z, eps)
+    def sampler_class(self) -> type:
+        return OpenVinoSampler

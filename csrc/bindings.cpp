@@ -3,6 +3,7 @@
 //   torch.ops.pdgan.posterior_step(x0, xt, c1, c2, sigma, noise, seed, offset) -> out
 //   torch.ops.pdgan.philox_normal_(out, seed, offset)          (fills out in place)
 //   torch.ops.pdgan.philox_normal_rows_(out, seeds, offset)    (row n of out from seeds[n]; in place)
+//   torch.ops.pdgan.winograd_conv3x3(x, u, bias, residual, alpha, tile_block) -> y   (CPU only)
 // CPU kernels are registered here, CUDA kernels in bindings_cuda.cpp (CUDA builds only). Fake (meta)
 // kernels for torch.compile / export are registered from Python (pdgan_infer/kernels/native.py).
 // The Python module itself is empty apart from build facts (WITH_CUDA, CUDA_ARCH_LIST, SOURCE_DIGEST); importing
@@ -18,6 +19,8 @@ TORCH_LIBRARY(pdgan, m) {
         "int? seed=None, int offset=0) -> Tensor");
   m.def("philox_normal_(Tensor(a!) out, int seed, int offset=0) -> ()");
   m.def("philox_normal_rows_(Tensor(a!) out, Tensor seeds, int offset=0) -> ()");
+  m.def("winograd_conv3x3(Tensor x, Tensor u, Tensor bias, Tensor? residual=None, float alpha=1.0, "
+        "int tile_block=0) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(pdgan, CPU, m) {
@@ -25,6 +28,7 @@ TORCH_LIBRARY_IMPL(pdgan, CPU, m) {
   m.impl("posterior_step", &pdgan::cpu::posterior_step_cpu);
   m.impl("philox_normal_", &pdgan::cpu::philox_normal_cpu_);
   m.impl("philox_normal_rows_", &pdgan::cpu::philox_normal_rows_cpu_);
+  m.impl("winograd_conv3x3", &pdgan::cpu::winograd_conv3x3_cpu);
 }
 
 // setup.py passes the architectures as bare tokens to the C++ compiler only (-DPDGAN_CUDA_ARCH_LIST=8.0,9.0+PTX;

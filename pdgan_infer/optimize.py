@@ -26,6 +26,11 @@ exactly the same function with:
   weights of its last convolution (and of its 1x1 skip convolution), and the sum is one in-place
   `add_(x, alpha)` (the time-embedding bias likewise in place): two full passes over the
   activations and two allocations fewer per block. Same for the attention block's output.
+* Winograd 3x3 convolutions (CPU, float32; the `native` backend installs them with
+  `FastGenerator.set_conv3x3_kernel`): every 3x3 stride-1 padding-1 convolution of the trunk becomes a
+  `WinogradConv2d` holding its filters transformed once (F(4x4, 3x3): a quarter of the direct
+  convolution's multiply-adds, csrc/winograd); a residual block's last convolution also adds the
+  block's identity/skip path in its output pass (no separate `add_`).
 * reduced precision: convolutions, attention and norms in `dtype` (bf16 / fp16); the tiny
   precision-sensitive parts (time embedding and MLP, mapping network, the merged GEMMs, the output
   GroupNorm and convolution) stay in float32; inputs are cast at the model boundary and the output
@@ -60,6 +65,7 @@ class Optimizations:
     fast_fir: bool = True  # bilinear-based exact FIR x2 upsampling (kernel (1, 3, 3, 1) only)
     fast_attention: bool = True  # attention through SDPA's fused (flash) kernel, no layout copies
     fold_scales: bool = True  # residual 1/sqrt(2) folded into the last conv; in-place epilogues
+    winograd: bool = True  # native backend, CPU, float32: Winograd F(4x4, 3x3) 3x3 convolutions
     dtype: torch.dtype = torch.float32  # compute dtype of the convolutional trunk
 
     def __post_init__(self):
@@ -68,7 +74,7 @@ class Optimizations:
 
 
 NONE = Optimizations(merge_linears=False, channels_last=False, fast_fir=False, fast_attention=False,
-                     fold_scales=False)
+                     fold_scales=False, winograd=False)
 
 
 class ColumnSlice(nn.Module):
@@ -141,6 +147,37 @@ class FastAttnBlock(nn.Module):
         return h.add_(x, alpha=self.scale) if self.fold else (x + h) * self.scale
 
 
+class WinogradConv2d(nn.Module):
+    """A 3x3 stride-1 padding-1 `Conv2d` computed by `kernel(x, u, bias, residual, alpha)` from its filters
+    transformed once by `transform` (the native Winograd F(4x4, 3x3) kernel; float32)."""
+
+    def __init__(self, conv: nn.Conv2d, kernel, transform):
+        super().__init__()
+        if not is_winograd_conv(conv):
+            raise ValueError(f"WinogradConv2d needs a float32 3x3 stride-1 padding-1 ungrouped Conv2d, got {conv}")
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.kernel = kernel
+        self.register_buffer("u", transform(conv.weight.detach()))
+        bias = conv.bias.detach() if conv.bias is not None else conv.weight.new_zeros(conv.out_channels)
+        self.register_buffer("bias", bias.float().contiguous())
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None, alpha: float = 1.0) -> torch.Tensor:
+        return self.kernel(x, self.u, self.bias, residual, alpha)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, kernel_size=(3, 3), Winograd F(4x4, 3x3)"
+
+
+WINOGRAD_MIN_CHANNELS = 16  # below this the GEMMs are too thin to beat the direct convolution (RGB inputs)
+
+
+def is_winograd_conv(conv: nn.Module) -> bool:
+    """A Conv2d that `WinogradConv2d` can stand in for: float32, 3x3, stride 1, padding 1, dilation 1, groups 1."""
+    return (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+            and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
+            and conv.padding_mode == "zeros" and conv.weight.dtype == torch.float32)
+
+
 class FastResnetBlock(nn.Module):
     """`ResnetBlock` (same modules) with the output scale folded into conv_1 and the skip conv."""
 
@@ -163,10 +200,12 @@ class FastResnetBlock(nn.Module):
         h = self.conv_0(h)
         if self.temb_proj is not None:
             h.add_(self.temb_proj(temb)[:, :, None, None])  # h is the conv's fresh output
-        h = self.conv_1(self.dropout(self.norm_1(h, style)))
+        h = self.dropout(self.norm_1(h, style))
         if self.skip is not None:
             x = self.skip(x)
-        return h.add_(x, alpha=self.alpha)
+        if isinstance(self.conv_1, WinogradConv2d):  # the residual add in the convolution's output pass
+            return self.conv_1(h, x, self.alpha)
+        return self.conv_1(h).add_(x, alpha=self.alpha)
 
 
 class FastGenerator(nn.Module):
@@ -229,6 +268,20 @@ class FastGenerator(nn.Module):
         for m in self.g.modules():
             if isinstance(m, AdaGNAct):
                 m.kernel = hook
+
+
+    def set_conv3x3_kernel(self, kernel, transform) -> int:
+        """Replace every eligible 3x3 convolution of the trunk's blocks (`is_winograd_conv`: float32, at least
+        WINOGRAD_MIN_CHANNELS input channels) by a `WinogradConv2d` computed by `kernel` with filters
+        `transform(weight)`. Returns how many were replaced."""
+        count = 0
+        for part in (self.g.down, self.g.mid, self.g.up):
+            for parent in list(part.modules()):
+                for name, child in list(parent.named_children()):
+                    if is_winograd_conv(child) and child.in_channels >= WINOGRAD_MIN_CHANNELS:
+                        setattr(parent, name, WinogradConv2d(child, kernel, transform))
+                        count += 1
+        return count
 
 
 def _replace_modules(root: nn.Module, cls: type, make) -> None:

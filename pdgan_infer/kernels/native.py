@@ -25,6 +25,10 @@ Ops (references in `pdgan_infer.kernels.reference`):
     philox_normal(shape, seed, offset=0)  the stream's normals themselves (same numbers the kernels use).
     philox_normal_rows(seeds, count, offset=0)  (N, count): row n is philox_normal(count, seeds[n], offset),
         one launch for a batch; seeds is an int64 tensor on the output's device (read by the kernel).
+    winograd_conv3x3(x, u, bias, residual=None, alpha=1.0)   (CPU, float32)
+        conv2d(x, w, bias, padding=1) (+ alpha * residual) by Winograd F(4x4, 3x3) (csrc/winograd), with
+        u = winograd_weight(w) (36, C, K), transformed once. x and residual channels_last, y channels_last.
+        A quarter of the direct convolution's multiply-adds; float32 error a few times the direct one's.
 
 In-kernel noise: the Philox4x32-10 stream (csrc/philox.h), identical on CPU and CUDA
 --------------------------------------------------------------------------------------
@@ -50,10 +54,11 @@ from collections.abc import Sequence
 import torch
 
 __all__ = ["available", "unavailable_reason", "cuda_available", "skip_requested", "adagn_silu", "posterior_step",
-           "philox_normal", "philox_normal_rows"]
+           "philox_normal", "philox_normal_rows", "winograd_weight", "winograd_conv3x3"]
 
 _BUILD_CMD = "pip install --no-build-isolation -e ."
-OPS = ("adagn_silu", "posterior_step", "philox_normal_", "philox_normal_rows_")  # registered by csrc/bindings.cpp
+# registered by csrc/bindings.cpp
+OPS = ("adagn_silu", "posterior_step", "philox_normal_", "philox_normal_rows_", "winograd_conv3x3")
 
 
 def _load():
@@ -132,8 +137,12 @@ def _register_fakes() -> None:
     def philox_rows_fake(out, seeds, offset=0):
         return None
 
+    def winograd_fake(x, u, bias, residual=None, alpha=1.0, tile_block=0):
+        return x.new_empty((x.shape[0], u.shape[2], x.shape[2], x.shape[3])).contiguous(
+            memory_format=torch.channels_last)
+
     for name, fn in (("adagn_silu", adagn_fake), ("posterior_step", posterior_fake), ("philox_normal_", philox_fake),
-                     ("philox_normal_rows_", philox_rows_fake)):
+                     ("philox_normal_rows_", philox_rows_fake), ("winograd_conv3x3", winograd_fake)):
         try:
             torch.library.register_fake(f"pdgan::{name}", fn)
         except RuntimeError as e:  # already registered (module reloaded)
@@ -255,3 +264,35 @@ def philox_normal_rows(seeds: Sequence[int] | torch.Tensor, count: int, offset: 
     out = torch.empty((keys.shape[0], int(count)), dtype=dtype, device=device)
     torch.ops.pdgan.philox_normal_rows_(out, keys, _offset(offset))
     return out
+
+
+# Winograd F(4x4, 3x3) filter transform (Lavin & Gray 2016, points 0, +-1, +-2); B^T and A^T are in
+# csrc/winograd/winograd_cpu.cpp.
+WINOGRAD_G = ((1 / 4, 0.0, 0.0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6), (1 / 24, 1 / 12, 1 / 6),
+              (1 / 24, -1 / 12, 1 / 6), (0.0, 0.0, 1.0))
+
+
+def winograd_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The (36, C, K) float32 transformed filters G g G^T of a (K, C, 3, 3) convolution weight, computed in
+    float64 (component i * 6 + j is entry (i, j) of the 6x6 transformed filter)."""
+    if weight.dim() != 4 or tuple(weight.shape[2:]) != (3, 3):
+        raise ValueError(f"winograd_weight: needs a (K, C, 3, 3) weight, got {tuple(weight.shape)}")
+    g = torch.tensor(WINOGRAD_G, dtype=torch.float64, device=weight.device)
+    u = torch.einsum("ij,kcjl,ml->imck", g, weight.detach().double(), g)
+    return u.reshape(36, weight.shape[1], weight.shape[0]).float().contiguous()
+
+
+def winograd_conv3x3(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None = None,
+                     residual: torch.Tensor | None = None, alpha: float = 1.0, tile_block: int = 0) -> torch.Tensor:
+    """F.conv2d(x, w, bias, padding=1) (+ alpha * residual), stride 1, by Winograd F(4x4, 3x3) on the CPU,
+    float32, with u = winograd_weight(w). x (N, C, H, W) in any memory format (made channels_last); residual
+    (N, K, H, W); the result is channels_last. tile_block: 4x4 tiles per GEMM block (0: automatic)."""
+    _require(x.device)
+    if x.device.type != "cpu":
+        raise RuntimeError(f"winograd_conv3x3 runs on the CPU only (x is on {x.device}); use F.conv2d there")
+    if bias is None:
+        bias = x.new_zeros(u.shape[2])
+    x = x.contiguous(memory_format=torch.channels_last)
+    if residual is not None:
+        residual = residual.contiguous(memory_format=torch.channels_last)
+    return torch.ops.pdgan.winograd_conv3x3(x, u, bias, residual, float(alpha), int(tile_block))

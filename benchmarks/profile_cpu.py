@@ -6,7 +6,8 @@
 One engine (random weights, as pdgan-bench), one untimed generate call, then --repeats profiled calls.
 Every op's self CPU time (the calling thread's; intra-op threads work inside it) goes into one class:
 
-    convolution         aten convolutions (cuDNN/oneDNN/slow paths), less the depthwise FIR ones
+    convolution         aten convolutions (cuDNN/oneDNN/slow paths), less the depthwise FIR ones, and the
+                        native Winograd 3x3 convolutions (pdgan::winograd_conv3x3, its GEMMs included)
     adagn/group norm    group_norm, the native adagn_silu kernel, SiLU, the scale-shift (addcmul)
     fir resampling      depthwise (groups = C) convolutions / transposed convolutions: the FIR
                         up/down sampling; bilinear upsampling (the optimized FIR path)
@@ -35,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("convolution", "adagn/group norm", "fir resampling", "attention", "reorders/copies", "allocation", "other")
 CONV_OPS = ("convolution", "conv2d", "conv_transpose", "mkldnn_convolution", "slow_conv", "conv_depthwise",
-            "thnn_conv", "mkldnn_reorder_conv")
+            "thnn_conv", "mkldnn_reorder_conv", "winograd_conv3x3")
 ADAGN_OPS = ("group_norm", "adagn", "silu", "addcmul", "native_group_norm")
 FIR_OPS = ("upsample_bilinear", "upfirdn", "fir")
 ATTENTION_OPS = ("bmm", "baddbmm", "softmax", "scaled_dot_product", "flash_attention", "_efficient_attention")

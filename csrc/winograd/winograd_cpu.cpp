@@ -7,21 +7,26 @@
 // the matrices are Lavin & Gray's ("Fast Algorithms for Convolutional Neural Networks", 2016) with the
 // interpolation points 0, +-1, +-2 (B^T, A^T below; G in pdgan_infer/kernels/native.py, which transforms
 // the weights once, in float64, into U (36, C, K)). The elementwise products summed over input
-// channels are 36 matrix products V_i (tiles x C) @ U_i (C x K): 36 * 16 / (16 * 9) = 1/4 of the
-// direct convolution's multiply-adds, in at::bmm (oneDNN / MKL SGEMM).
+// channels are 36 matrix products V_i (tiles x C) @ U_i (C x K): 36 multiply-adds per 4x4 tile and
+// (input, output) channel pair against the direct convolution's 16 * 9 = 144, in at::bmm (MKL SGEMM).
 //
 // The tiles are processed in blocks of `tile_block` (default: V and M of a block fill ~4 MiB, so they
 // stay in cache between the transforms and the GEMM): input transform (parallel over tiles, vectorised
-// across channels), one batched GEMM, output transform with bias and the optional residual add
-// (parallel over tiles). Rounding: the transforms multiply values by up to 5 (B) and 8 (A), so the
+// across channels, reading the patch straight from x), one batched GEMM (multi-threaded by MKL), output
+// transform with bias and the optional residual add (parallel over tiles). V and M are a per-thread
+// scratch kept between calls. Tried and slower here (2-core Xeon): each thread running whole blocks with
+// single-threaded GEMMs, the 36 GEMMs split between threads, tile-major V/M with a strided GEMM. Rounding: the transforms multiply values by up to 5 (B) and 8 (A), so the
 // float32 result differs from a direct convolution's by a few times its rounding error (tests bound it
 // against float64). Only float32: reduced precision would put the transformed values through bf16.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/record_function.h>
 #include <ATen/ops/bmm.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "../cpu_math.h"
 
@@ -30,33 +35,27 @@ namespace cpu {
 namespace {
 
 constexpr int64_t kCB = 64;                      // channels per vector block of the transforms
-constexpr int64_t kBlockBytes = 4 * 1024 * 1024;  // V + M of one tile block
+constexpr int64_t kBlockBytes = 4 * 1024 * 1024;   // V + M of one tile block (automatic size)
+constexpr int64_t kScratchMax = 16 * 1024 * 1024;  // largest per-thread scratch kept between calls
 
 // V_i[p, c] for the tile whose 6x6 input patch starts at (r0, c0) (may be -1: the zero padding).
 // V is (36, pb, C); `v` points at V[0, p, 0] and `cstride` = pb * C is one component's size.
 PDGAN_CPU_CLONES void input_tile(const float* x, int64_t H, int64_t W, int64_t C, int64_t r0, int64_t c0,
-                                 float* v, int64_t cstride) {
-  float d[6][6][kCB];
+                                 const float* zeros, float* v, int64_t cstride) {
   float t[6][6][kCB];
   for (int64_t cb0 = 0; cb0 < C; cb0 += kCB) {
     const int64_t cb = std::min(kCB, C - cb0);
-    for (int i = 0; i < 6; ++i) {
-      const int64_t r = r0 + i;
-      for (int j = 0; j < 6; ++j) {
-        const int64_t col = c0 + j;
-        if (r < 0 || r >= H || col < 0 || col >= W) {
-          for (int64_t c = 0; c < cb; ++c) d[i][j][c] = 0.0f;
-        } else {
-          const float* src = x + (r * W + col) * C + cb0;
-          for (int64_t c = 0; c < cb; ++c) d[i][j][c] = src[c];
-        }
+    // t = B^T d (combine rows), reading the patch's column j straight from x (zeros outside the image)
+    for (int j = 0; j < 6; ++j) {
+      const int64_t col = c0 + j;
+      const float* rp[6];
+      for (int i = 0; i < 6; ++i) {
+        const int64_t r = r0 + i;
+        rp[i] = (r < 0 || r >= H || col < 0 || col >= W) ? zeros : x + (r * W + col) * C + cb0;
       }
-    }
-    // t = B^T d (combine rows)
-    for (int j = 0; j < 6; ++j)
+      const float *p0 = rp[0], *p1 = rp[1], *p2 = rp[2], *p3 = rp[3], *p4 = rp[4], *p5 = rp[5];
       for (int64_t c = 0; c < cb; ++c) {
-        const float d0 = d[0][j][c], d1 = d[1][j][c], d2 = d[2][j][c], d3 = d[3][j][c], d4 = d[4][j][c],
-                    d5 = d[5][j][c];
+        const float d0 = p0[c], d1 = p1[c], d2 = p2[c], d3 = p3[c], d4 = p4[c], d5 = p5[c];
         t[0][j][c] = 4.0f * d0 - 5.0f * d2 + d4;
         t[1][j][c] = -4.0f * (d1 + d2) + d3 + d4;
         t[2][j][c] = 4.0f * (d1 - d2) - d3 + d4;
@@ -64,6 +63,7 @@ PDGAN_CPU_CLONES void input_tile(const float* x, int64_t H, int64_t W, int64_t C
         t[4][j][c] = 2.0f * (d1 - d3) - d2 + d4;
         t[5][j][c] = 4.0f * d1 - 5.0f * d3 + d5;
       }
+    }
     // V = t B (combine columns); component i * 6 + l
     for (int i = 0; i < 6; ++i) {
       float* o = v + (i * 6) * cstride + cb0;
@@ -167,36 +167,55 @@ at::Tensor winograd_conv3x3_cpu(const at::Tensor& x, const at::Tensor& u, const 
   at::Tensor y = at::empty({N, K, H, W}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
   const int64_t th = (H + 3) / 4, tw = (W + 3) / 4, per_image = th * tw, P = N * per_image;
   if (P == 0 || K == 0) return y;
-  int64_t pb_max = tile_block > 0 ? tile_block : std::max<int64_t>(16, kBlockBytes / (36 * 4 * (C + K)));
-  pb_max = std::min(pb_max, P);
-  at::Tensor vbuf = at::empty({36 * pb_max * C}, x.options());
-  at::Tensor mbuf = at::empty({36 * pb_max * K}, x.options());
   const float* xp = x.data_ptr<float>();
   const float* bp = bias.data_ptr<float>();
   const float* rp = residual.has_value() ? residual->data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
   const float a = static_cast<float>(alpha);
+  const std::vector<float> zero_row(static_cast<size_t>(std::min(C, kCB)), 0.0f);
+  const float* zp = zero_row.data();
+  // tiles [p0, p0 + pb) of the whole batch through V (36, pb, C) -> M = V @ U -> y; in_tiles / out_tiles
+  // run the transforms of tiles [b, e) of the block
+  auto in_tiles = [&](float* vp, int64_t p0, int64_t pb, int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) {
+      const int64_t q = p0 + p, n = q / per_image, r = q % per_image;
+      input_tile(xp + n * H * W * C, H, W, C, (r / tw) * 4 - 1, (r % tw) * 4 - 1, zp, vp + p * C, pb * C);
+    }
+  };
+  auto out_tiles = [&](const float* mp, int64_t p0, int64_t pb, int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) {
+      const int64_t q = p0 + p, n = q / per_image, r = q % per_image;
+      const int64_t off = n * H * W * K;
+      output_tile(mp + p * K, pb * K, K, bp, rp ? rp + off : nullptr, a, yp + off, H, W, (r / tw) * 4, (r % tw) * 4);
+    }
+  };
+  const int64_t pb_max =
+      std::min(tile_block > 0 ? tile_block : std::max<int64_t>(16, kBlockBytes / (36 * 4 * (C + K))), P);
+  // V and M live in this thread's scratch, kept between calls (up to kScratchMax): a fresh 4 MiB buffer per
+  // call would be page-faulted in again every time (dozens of calls per generator pass)
+  const int64_t need = 36 * pb_max * (C + K);
+  thread_local std::vector<float> scratch;
+  at::Tensor owned;
+  float* buf;
+  if (need * 4 <= kScratchMax) {
+    if (scratch.size() < static_cast<size_t>(need)) scratch.resize(static_cast<size_t>(need));
+    buf = scratch.data();
+  } else {  // an explicit huge tile_block: a buffer of this call's own
+    owned = at::empty({need}, x.options());
+    buf = owned.data_ptr<float>();
+  }
+  float* vp = buf;
+  float* mp = buf + 36 * pb_max * C;
   for (int64_t p0 = 0; p0 < P; p0 += pb_max) {
     const int64_t pb = std::min(pb_max, P - p0);
-    at::Tensor v = vbuf.narrow(0, 0, 36 * pb * C).view({36, pb, C});
-    at::Tensor m = mbuf.narrow(0, 0, 36 * pb * K).view({36, pb, K});
-    float* vp = v.data_ptr<float>();
-    at::parallel_for(0, pb, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t p = begin; p < end; ++p) {
-        const int64_t q = p0 + p, n = q / per_image, r = q % per_image;
-        input_tile(xp + n * H * W * C, H, W, C, (r / tw) * 4 - 1, (r % tw) * 4 - 1, vp + p * C, pb * C);
-      }
-    });
-    at::bmm_out(m, v, u);
-    const float* mp = m.data_ptr<float>();
-    at::parallel_for(0, pb, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t p = begin; p < end; ++p) {
-        const int64_t q = p0 + p, n = q / per_image, r = q % per_image;
-        const int64_t off = n * H * W * K;
-        output_tile(mp + p * K, pb * K, K, bp, rp ? rp + off : nullptr, a, yp + off, H, W, (r / tw) * 4,
-                    (r % tw) * 4);
-      }
-    });
+    at::parallel_for(0, pb, 1, [&](int64_t b, int64_t e) { in_tiles(vp, p0, pb, b, e); });
+    {
+      at::DisableRecordFunctionGuard no_profile;  // profilers see one op: this convolution, not a bmm
+      at::Tensor v = at::from_blob(vp, {36, pb, C}, x.options());
+      at::Tensor m = at::from_blob(mp, {36, pb, K}, x.options());
+      at::bmm_out(m, v, u);
+    }
+    at::parallel_for(0, pb, 1, [&](int64_t b, int64_t e) { out_tiles(mp, p0, pb, b, e); });
   }
   return y;
 }

@@ -137,17 +137,18 @@ def test_fake_kernel_gives_the_output_metadata():
 
 def test_module_swap_keeps_ineligible_convolutions():
     """set_conv3x3_kernel replaces exactly the float32 3x3 stride-1 padding-1 ungrouped convolutions with
-    >= WINOGRAD_MIN_CHANNELS inputs, and the prepared generator computes the same function."""
+    >= WINOGRAD_MIN_CHANNELS channels in and out, and the prepared generator computes the same function."""
     from pdgan_infer.networks import PDGAN
-    from pdgan_infer.optimize import WINOGRAD_MIN_CHANNELS, WinogradConv2d, is_winograd_conv, prepare_generator
+    from pdgan_infer.optimize import WINOGRAD_MIN_CHANNELS, WinogradConv2d, prepare_generator
     torch.manual_seed(0)
-    model = PDGAN("digits", with_latent=False)
+    model = PDGAN("cifar10", with_latent=False)
     fast = prepare_generator(model.generator)
     trunk = [m for part in (fast.g.down, fast.g.mid, fast.g.up) for m in part.modules()]
-    eligible = sum(is_winograd_conv(m) and m.in_channels >= WINOGRAD_MIN_CHANNELS for m in trunk)
-    others = sum(isinstance(m, nn.Conv2d) for m in trunk) - eligible
-    assert eligible > 0 and others > 0
-    n, c, r = 3, model.config.channels, model.config.resolution
+    convs = [m for m in trunk if type(m) is nn.Conv2d]
+    eligible = sum(m.kernel_size == (3, 3) and m.stride == (1, 1) and m.groups == 1
+                   and min(m.in_channels, m.out_channels) >= WINOGRAD_MIN_CHANNELS for m in convs)
+    assert 0 < eligible < len(convs)  # 1x1 skips and stride-2 convolutions stay
+    n, c, r = 2, model.config.channels, model.config.resolution
     x, z, t = torch.randn(n, c, r, r), torch.randn(n, model.config.generator.nz), torch.full((n,), 2.0)
     with torch.no_grad():
         before = fast(x, z, t)
@@ -155,19 +156,30 @@ def test_module_swap_keeps_ineligible_convolutions():
         after = fast(x, z, t)
     trunk = [m for part in (fast.g.down, fast.g.mid, fast.g.up) for m in part.modules()]
     assert sum(isinstance(m, WinogradConv2d) for m in trunk) == eligible
-    assert sum(isinstance(m, nn.Conv2d) for m in trunk) == others
+    assert sum(type(m) is nn.Conv2d for m in trunk) == len(convs) - eligible
     torch.testing.assert_close(after, before, rtol=0, atol=1e-4)
+
+
+def test_thin_convolutions_keep_the_direct_path():
+    """64 x 64 and 128 x 64 layers are faster direct (see optimize.WINOGRAD_MIN_CHANNELS): not replaced."""
+    from pdgan_infer.optimize import is_winograd_conv
+    assert is_winograd_conv(nn.Conv2d(128, 128, 3, padding=1))
+    assert not is_winograd_conv(nn.Conv2d(128, 64, 3, padding=1))
+    assert not is_winograd_conv(nn.Conv2d(64, 256, 3, padding=1))
+    assert not is_winograd_conv(nn.Conv2d(256, 256, 3, padding=1, stride=2))
+    assert not is_winograd_conv(nn.Conv2d(256, 256, 3, padding=1).bfloat16())
 
 
 def test_native_cpu_backend_uses_winograd_in_float32_only():
     from pdgan_infer import Engine
     from pdgan_infer.optimize import Optimizations, WinogradConv2d, reduced_dtype_supported
 
-    def count(dtype, **kw):
-        engine = Engine.from_preset("digits", backend="native", device="cpu", dtype=dtype, with_latent=False, **kw)
+    def count(preset, dtype, **kw):
+        engine = Engine.from_preset(preset, backend="native", device="cpu", dtype=dtype, with_latent=False, **kw)
         return sum(isinstance(m, WinogradConv2d) for m in engine.runner.generator.modules())
 
-    assert count("float32") > 0
-    assert count("float32", opts=Optimizations(winograd=False)) == 0
+    assert count("cifar10", "float32") > 0
+    assert count("cifar10", "float32", opts=Optimizations(winograd=False)) == 0
+    assert count("digits", "float32") == 0  # every digits layer is thinner than WINOGRAD_MIN_CHANNELS
     if reduced_dtype_supported(torch.bfloat16, torch.device("cpu")) is None:
-        assert count("bfloat16") == 0
+        assert count("cifar10", "bfloat16") == 0

@@ -87,7 +87,8 @@ def render(info: dict, by_class: dict[str, float], other: dict[str, float], op_t
     if conv_s and info["conv_gflop"]:
         lines += ["", f"convolutions: {info['conv_gflop']:.1f} GFLOP per call ({info['conv_gflop'] / info['n']:.2f} "
                   "per image; the small depthwise FIR convolutions included) in the convolution class's "
-                  f"{conv_s:.3f} s: {info['conv_gflop'] / conv_s:.1f} GFLOP/s"]
+                  f"{conv_s:.3f} s: {info['conv_gflop'] / conv_s:.1f} GFLOP/s (direct-convolution FLOPs: Winograd "
+                  "layers do a quarter of the multiply-adds, so this can exceed the direct-convolution peak)"]
     top = sorted(other.items(), key=lambda kv: -kv[1])[:8]
     if top:
         lines += ["", "biggest ops in 'other': " + ", ".join(f"{k} {v / calls / 1e3:.1f} ms" for k, v in top)]

@@ -1,0 +1,115 @@
+"""Per layer: oneDNN's direct 3x3 convolution (F.conv2d, channels_last) against the native Winograd F(4x4, 3x3)
+kernel, on every distinct 3x3 stride-1 layer shape of a model at its real batch, float32, CPU.
+
+    python benchmarks/winograd_layers.py --preset cifar10 --n 100 --threads 2
+    python benchmarks/winograd_layers.py --checkpoint pdgan_infer/pretrained/digits.safetensors --n 100
+
+Prints (and writes to --out, default benchmarks/results/DATE-winograd-layers-<model>-<cpu>.txt) one row per
+(C in, C out, resolution): how many calls per generator pass, best-of-`--repeats` milliseconds of each, the
+speedup, and the largest difference from a float64 convolution relative to the |x| * |w| scale. This is the
+measurement behind `optimize.WINOGRAD_MIN_CHANNELS`.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def best_ms(fn, args: tuple, repeats: int) -> float:
+    fn(*args)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(*args)
+        best = min(best, time.perf_counter() - t)
+    return best * 1e3
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--preset", default="cifar10")
+    src.add_argument("--checkpoint", type=Path)
+    p.add_argument("--n", type=int, default=100, help="batch of the timed convolutions")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", type=Path)
+    args = p.parse_args(argv)
+
+    import torch
+    import torch.nn.functional as F
+
+    sys.path.insert(0, str(ROOT))
+    from pdgan_infer import Engine, bench
+    from pdgan_infer.kernels import native
+    from pdgan_infer.optimize import Optimizations
+
+    if not native.available():
+        print(f"winograd_layers: {native.unavailable_reason()}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    opts = Optimizations(winograd=False)
+    kw = {"backend": "optimized", "device": "cpu", "opts": opts}
+    engine = Engine.from_checkpoint(args.checkpoint, **kw) if args.checkpoint else Engine.from_preset(args.preset, **kw)
+    layers: dict[tuple[int, int, int], list] = {}
+
+    def hook(module, inputs):
+        key = (module.in_channels, module.out_channels, inputs[0].shape[2])
+        layers.setdefault(key, [module, 0])[1] += 1
+
+    convs = [m for m in engine.runner.generator.modules() if type(m) is torch.nn.Conv2d and m.kernel_size == (3, 3)
+             and m.stride == (1, 1) and m.padding == (1, 1) and m.groups == 1 and m.weight.dtype == torch.float32]
+    handles = [m.register_forward_pre_hook(hook) for m in convs]
+    engine.generate(1, seed=0)
+    for h in handles:
+        h.remove()
+    name = args.checkpoint.stem if args.checkpoint else args.preset
+    cpu = bench.device_name(torch.device("cpu"))
+    lines = [f"# Winograd F(4x4, 3x3) vs direct 3x3 convolution per layer: {name}, batch {args.n}, float32",
+             f"cpu: {cpu}; torch {torch.__version__}; {torch.get_num_threads()} threads; commit {bench.git_commit()}; "
+             f"{datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+             "command: python benchmarks/winograd_layers.py " + " ".join(argv), "",
+             "| C in | C out | res | calls per pass | direct ms | winograd ms | speedup | rel. error (direct) |",
+             "|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    total = [0.0, 0.0]
+    gen = torch.Generator().manual_seed(0)
+    for (cin, cout, res), (conv, calls) in sorted(layers.items()):
+        x = torch.randn(args.n, cin, res, res, generator=gen).contiguous(memory_format=torch.channels_last)
+        w, b = conv.weight.detach(), conv.bias.detach().float().contiguous()
+        wc = w.contiguous(memory_format=torch.channels_last)
+        u = native.winograd_weight(w)
+        with torch.no_grad():
+            direct = best_ms(lambda *a: F.conv2d(*a, padding=1), (x, wc, b), args.repeats)
+            wino = best_ms(native.winograd_conv3x3, (x, u, b), args.repeats)
+            ref = F.conv2d(x[:4].double(), w.double(), b.double(), padding=1)
+            scale = F.conv2d(x[:4].double().abs(), w.double().abs(), b.double().abs(), padding=1).amax()
+            err_w = ((native.winograd_conv3x3(x[:4], u, b).double() - ref).abs().amax() / scale).item()
+            err_d = ((F.conv2d(x[:4], wc, b, padding=1).double() - ref).abs().amax() / scale).item()
+        total[0] += direct * calls
+        total[1] += wino * calls
+        lines.append(f"| {cin} | {cout} | {res} | {calls} | {direct:.2f} | {wino:.2f} | {direct / wino:.2f}x | "
+                     f"{err_w:.1e} ({err_d:.1e}) |")
+    lines += ["", f"per generator pass (calls x time): direct {total[0]:.0f} ms, winograd {total[1]:.0f} ms "
+              f"({total[0] / max(total[1], 1e-9):.2f}x); load average {[round(v, 2) for v in os.getloadavg()]}"]
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    out = args.out or ROOT / "benchmarks" / "results" / (
+        f"{datetime.date.today().isoformat()}-winograd-layers-{name}-{cpu.replace(' ', '-')}.txt")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, out)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

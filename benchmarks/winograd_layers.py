@@ -5,8 +5,8 @@ kernel, on every distinct 3x3 stride-1 layer shape of a model at its real batch,
     python benchmarks/winograd_layers.py --checkpoint pdgan_infer/pretrained/digits.safetensors --n 100
 
 Prints (and writes to --out, default benchmarks/results/DATE-winograd-layers-<model>-<cpu>.txt) one row per
-(C in, C out, resolution): how many calls per generator pass, best-of-`--repeats` milliseconds of each, the
-speedup, and the largest difference from a float64 convolution relative to the |x| * |w| scale. This is the
+(C in, C out, resolution): calls per generate(1) (T = 2 generator passes), best-of-`--repeats` milliseconds
+of each, the speedup, and the largest difference from a float64 convolution relative to the |x| * |w| scale. This is the
 measurement behind `optimize.WINOGRAD_MIN_CHANNELS`.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
              f"cpu: {cpu}; torch {torch.__version__}; {torch.get_num_threads()} threads; commit {bench.git_commit()}; "
              f"{datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
              "command: python benchmarks/winograd_layers.py " + " ".join(argv), "",
-             "| C in | C out | res | calls per pass | direct ms | winograd ms | speedup | rel. error (direct) |",
+             "| C in | C out | res | calls per generate (2 NFE) | direct ms | winograd ms | speedup "
+             "| rel. error (direct) |",
              "|--:|--:|--:|--:|--:|--:|--:|--:|"]
     total = [0.0, 0.0]
     gen = torch.Generator().manual_seed(0)
@@ -97,12 +99,14 @@ def main(argv: list[str] | None = None) -> int:
         total[1] += wino * calls
         lines.append(f"| {cin} | {cout} | {res} | {calls} | {direct:.2f} | {wino:.2f} | {direct / wino:.2f}x | "
                      f"{err_w:.1e} ({err_d:.1e}) |")
-    lines += ["", f"per generator pass (calls x time): direct {total[0]:.0f} ms, winograd {total[1]:.0f} ms "
+    lines += ["", "per generate call, all 3x3 stride-1 layers (calls x time): "
+              f"direct {total[0]:.0f} ms, winograd {total[1]:.0f} ms "
               f"({total[0] / max(total[1], 1e-9):.2f}x); load average {[round(v, 2) for v in os.getloadavg()]}"]
     text = "\n".join(lines) + "\n"
     print(text, end="")
-    out = args.out or ROOT / "benchmarks" / "results" / (
-        f"{datetime.date.today().isoformat()}-winograd-layers-{name}-{cpu.replace(' ', '-')}.txt")
+    tag = re.sub(r"[^A-Za-z0-9]+", "-", cpu).strip("-")
+    stem = f"{datetime.date.today().isoformat()}-winograd-layers-{name}-{tag}.txt"
+    out = args.out or ROOT / "benchmarks" / "results" / stem
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
     tmp.write_text(text)

@@ -6,7 +6,8 @@
                   fast FIR, reduced precision; CUDA graph on GPU)
     compile       optimized + torch.compile                               a C++ compiler (CPU) / triton (CUDA)
     triton        optimized + Triton AdaGN / posterior kernels            triton + CUDA (CPU: TRITON_INTERPRET=1)
-    native        optimized + csrc C++ / CUDA kernels                     the built extension
+    native        optimized + csrc C++ / CUDA kernels (CPU float32:       the built extension
+                  Winograd F(4x4, 3x3) 3x3 convolutions)
     onnxruntime   exported ONNX graph of the whole sampler                pip install 'pdgan[onnx]' (CUDA: [gpu])
     tensorrt      TensorRT engine of the whole sampler                    pip install 'pdgan[gpu]', CUDA
 

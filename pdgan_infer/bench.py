@@ -156,6 +156,7 @@ class PeakMemory:
             self.base = torch.cuda.memory_allocated(self.device)
             self.free0 = torch.cuda.mem_get_info(self.device)[0]
         else:
+            _release_free_heap()
             self.hwm_reset = _reset_hwm()
             self.base = _rss_kb() if self.hwm_reset else _maxrss_kb()
         return self
@@ -175,6 +176,17 @@ def _status_kb(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise KeyError(field)
+
+
+def _release_free_heap() -> None:
+    """Hand the C heap's free pages back to the OS (glibc malloc_trim) so that a block's allocations show up in
+    its RSS peak: memory freed by earlier work (an earlier backend's batches) is otherwise reused without
+    raising the RSS, and the block would look smaller than it is. No-op without glibc."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _rss_kb() -> int:

@@ -38,7 +38,8 @@ exactly the same function with:
   is returned in float32 NCHW.
 
 `CUDAGraphSampler` captures a whole T-step sampler function once per batch size (GPU only);
-`default_batch_size` is the engine's batch size per device when none is given.
+`default_batch_size` is the engine's batch size per device when none is given; `cpu_micro_batch` the
+images per pass into which the CPU runners split a batch.
 """
 from __future__ import annotations
 
@@ -333,6 +334,19 @@ def reduced_dtype_supported(dtype: torch.dtype, device: torch.device) -> str | N
 CPU_PIXELS_PER_BATCH = 64 * 32 * 32  # 64 cifar10-size images: the CPU gains nothing from bigger batches
 CUDA_PIXELS_PER_16GIB = 256 * 32 * 32  # per 16 GiB of GPU memory (256 cifar10 images, 4 celebahq256 ones)
 MAX_DEFAULT_BATCH = 256  # bigger batches add latency and CUDA-graph memory, not throughput
+
+
+# CPU micro-batch: the optimized/native runners split a sampler batch into passes of about this many pixels.
+# Each pass's activations then stay small enough for glibc to reuse freed heap memory (blocks over its mmap
+# threshold, at most 32 MiB, are mapped fresh and page-faulted in by every op) and closer to the caches.
+# Measured (cifar10, 100 images, 2-core Xeon, native): fp32 8.5 s in one pass against 7.7-8.1 s in passes of
+# 25-50 images; bf16 3.35-3.5 s against 3.05-3.1 s at 25-34.
+CPU_PIXELS_PER_MICRO_BATCH = 25 * 32 * 32
+
+
+def cpu_micro_batch(resolution: int) -> int:
+    """Images per CPU sampler pass for `resolution` (at least 1); see CPU_PIXELS_PER_MICRO_BATCH."""
+    return max(1, CPU_PIXELS_PER_MICRO_BATCH // (resolution * resolution))
 
 
 def default_batch_size(resolution: int, device: torch.device | str) -> int:

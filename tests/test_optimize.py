@@ -323,3 +323,26 @@ def test_cuda_graph_replays_fresh_inputs_and_batch_sizes(backend):  # pragma: no
         args = (noise.x_T, torch.randn(n, 32, device=dev), noise.z, noise.eps)
         torch.testing.assert_close(graphed(*args), eager(*args), atol=1e-4, rtol=0)
     assert graphed._run.eager_reason is None and len(graphed._run.graphs) == 2
+
+
+def test_cpu_micro_batches_are_near_equal_and_change_nothing():
+    """The CPU runner splits a batch into near-equal passes of at most `micro_batch` images; the images are
+    those of the torch reference chain run on the whole batch (each image's chain is independent)."""
+    from pdgan_infer.backends.eager import OptimizedRunner, TorchRunner
+    from pdgan_infer.optimize import CPU_PIXELS_PER_MICRO_BATCH, cpu_micro_batch
+    assert cpu_micro_batch(32) == CPU_PIXELS_PER_MICRO_BATCH // 1024 and cpu_micro_batch(256) == 1
+    torch.manual_seed(0)
+    model = PDGAN("digits", with_latent=False).eval()
+    runner = OptimizedRunner(model, torch.device("cpu"))
+    assert runner.micro_batch == cpu_micro_batch(model.config.resolution)
+    runner.micro_batch = 3
+    sizes = []
+    run = runner._run
+    runner._run = lambda x, *rest: sizes.append(x.shape[0]) or run(x, *rest)
+    c = model.config
+    noise = draw_noise(list(range(7)), model.schedule.T, c.channels, c.resolution, c.generator.nz)
+    z_T = torch.randn(7, c.generator.nz, generator=torch.Generator().manual_seed(1))
+    out = runner(noise.x_T, z_T, noise.z, noise.eps)
+    ref = TorchRunner(model, torch.device("cpu"))(noise.x_T, z_T, noise.z, noise.eps)
+    assert sizes == [2, 2, 3]
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-4)

@@ -4,14 +4,16 @@
   `dtype` runs under `torch.autocast` (weights stay float32).
 * `optimized`: the prepared `optimize.FastGenerator` (merged style/time GEMMs, channels-last, fast
   FIR upsampling, the trunk cast to `dtype`) in the same chain; on CUDA the whole T-step sampler is
-  replayed from a CUDA graph per batch size. Subclassed by the fused-kernel backends.
+  replayed from a CUDA graph per batch size; on the CPU a batch runs in near-equal passes of at most
+  `optimize.cpu_micro_batch(resolution)` images (every image's chain is independent of the others').
+  Subclassed by the fused-kernel backends.
 """
 from __future__ import annotations
 
 import torch
 
 from ..networks import PDGAN
-from ..optimize import CUDAGraphSampler, Optimizations, prepare_generator
+from ..optimize import CUDAGraphSampler, Optimizations, cpu_micro_batch, prepare_generator
 from ..sampler import SamplerNoise, sample
 from .base import Runner, StepFn, chain, torch_step
 
@@ -47,6 +49,10 @@ class OptimizedRunner(Runner):
         self._run = CUDAGraphSampler(self._chain) if use_graph else self._chain
         self.cuda_graph = use_graph
         self.static_shapes = type(self).static_shapes or use_graph  # graphs are captured per batch size
+        # CPU: images per sampler pass (None: the whole batch in one pass); not with static shapes, where
+        # every new pass size would compile again
+        self.micro_batch = (cpu_micro_batch(model.config.resolution)
+                            if device.type == "cpu" and not self.static_shapes else None)
 
     def setup(self) -> None:
         """Subclasses install kernel hooks / compile here."""
@@ -56,4 +62,10 @@ class OptimizedRunner(Runner):
 
     @torch.no_grad()
     def __call__(self, x_T, z_T, z, eps):
-        return self._run(x_T, z_T, z, eps)
+        n, mb = x_T.shape[0], self.micro_batch
+        if mb is None or n <= mb:
+            return self._run(x_T, z_T, z, eps)
+        parts = -(-n // mb)  # near-equal passes: 100 images at 25 per pass -> 4 x 25 (not 32+32+32+4 at 32)
+        bounds = [n * i // parts for i in range(parts + 1)]
+        return torch.cat([self._run(x_T[a:b], z_T[a:b], z[:, a:b], eps[:, a:b])
+                          for a, b in zip(bounds[:-1], bounds[1:])])

@@ -172,8 +172,9 @@ class WinogradConv2d(nn.Module):
 
 
 # Winograd pays when both channel counts are at least this: its transforms cost ~(C + K) per tile, its GEMMs
-# C * K. Measured per layer (2-core Xeon, fp32, 100 images): C = K = 128 1.2-1.4x faster than oneDNN's direct
-# convolution, 256 1.7-2.9x; 64 x 64 0.8-0.9x and 128 x 64 0.9x (slower), as every layer of the digits model.
+# C * K. Measured per layer (2-core Xeon, fp32, 100 images, benchmarks/winograd_layers.py): C = K = 128 1.2-1.4x
+# faster than oneDNN's direct convolution, 256 1.7-3.0x; 64 x 64 0.8-1.05x and 128 x 64 0.8-1.0x, the digits
+# model's widest layers; 32 channels 0.55x.
 WINOGRAD_MIN_CHANNELS = 128
 
 

@@ -282,15 +282,14 @@ class FastGenerator(nn.Module):
     def set_conv3x3_kernel(self, kernel, transform) -> int:
         """Replace every eligible 3x3 convolution of the trunk's blocks (`is_winograd_conv`: float32, at least
         WINOGRAD_MIN_CHANNELS channels in and out) by a `WinogradConv2d` computed by `kernel` with filters
-        `transform(weight)`. Returns how many were replaced."""
-        count = 0
-        for part in (self.g.down, self.g.mid, self.g.up):
-            for parent in list(part.modules()):
-                for name, child in list(parent.named_children()):
-                    if is_winograd_conv(child):
-                        setattr(parent, name, WinogradConv2d(child, kernel, transform))
-                        count += 1
-        return count
+        `transform(weight)`. Returns how many trunk convolutions are Winograd afterwards."""
+        def make(conv: nn.Conv2d) -> nn.Module:
+            return WinogradConv2d(conv, kernel, transform) if is_winograd_conv(conv) else conv
+
+        trunk = (self.g.down, self.g.mid, self.g.up)
+        for part in trunk:
+            _replace_modules(part, nn.Conv2d, make)
+        return sum(isinstance(m, WinogradConv2d) for part in trunk for m in part.modules())
 
 
 def _replace_modules(root: nn.Module, cls: type, make) -> None:

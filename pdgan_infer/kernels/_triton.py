@@ -72,7 +72,9 @@ class _MissingTriton:
     still be imported: only the names evaluated at definition time (the `jit` decorator and
     `tl.constexpr` annotations) exist; the launchers call `require()` before touching a kernel."""
 
-    constexpr = None
+    @staticmethod
+    def constexpr(value=None):
+        return value
 
     @staticmethod
     def jit(fn=None, **_kwargs):

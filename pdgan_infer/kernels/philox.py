@@ -20,8 +20,8 @@ triton, tl = import_triton()
 
 BLOCKS = 256  # Philox blocks (4 normals each) per program
 MAX_ROWS = 65535  # grid axis 1
-TWO_PI = 6.283185307179586476925286766559
-INV_2_32 = 2.3283064365386962890625e-10  # 2**-32
+TWO_PI = tl.constexpr(6.283185307179586476925286766559)  # module values read in @triton.jit code are constexprs
+INV_2_32 = tl.constexpr(2.3283064365386962890625e-10)  # 2**-32
 
 
 @triton.jit
@@ -40,13 +40,33 @@ def _philox4x32_10(c0, c1, c2, c3, k0, k1):
 
 
 @triton.jit
+def _cos_sin_2pi(u):
+    """(cos, sin)(2 pi u) for float64 u in (0, 1), without libdevice's trigonometric slow path (its
+    Payne-Hanek tables live in local memory): q = round(4u) quarter turns, r = u - q / 4 in [-1/8, 1/8]
+    (exact), a = 2 pi r, |a| <= pi / 4, Taylor polynomials to a**16 / a**17 (truncation < 1e-18), then
+    the quarter-turn rotation. Float64 throughout: a few ulps of float64 from libm's cos / sin."""
+    q = (u * 4.0 + 0.5).to(tl.int32)  # u > 0: truncation is floor
+    a = (u - q.to(tl.float64) * 0.25) * TWO_PI
+    a2 = a * a
+    s = a * (1.0 + a2 * (-1.0 / 6 + a2 * (1.0 / 120 + a2 * (-1.0 / 5040 + a2 * (1.0 / 362880 + a2 * (
+        -1.0 / 39916800 + a2 * (1.0 / 6227020800 + a2 * (-1.0 / 1307674368000 + a2 * (
+            1.0 / 355687428096000)))))))))
+    c = 1.0 + a2 * (-0.5 + a2 * (1.0 / 24 + a2 * (-1.0 / 720 + a2 * (1.0 / 40320 + a2 * (-1.0 / 3628800 + a2 * (
+        1.0 / 479001600 + a2 * (-1.0 / 87178291200 + a2 * (1.0 / 20922789888000))))))))
+    q = q & 3  # cos(a + q pi/2), sin(a + q pi/2)
+    cos = tl.where(q == 0, c, tl.where(q == 1, -s, tl.where(q == 2, -c, s)))
+    sin = tl.where(q == 0, s, tl.where(q == 1, c, tl.where(q == 2, -s, -c)))
+    return cos, sin
+
+
+@triton.jit
 def _box_muller(r_radius, r_angle):
     """Two float64 normals from two uint32 words."""
     u_radius = (r_radius.to(tl.float64) + 0.5) * INV_2_32
     u_angle = (r_angle.to(tl.float64) + 0.5) * INV_2_32
     radius = tl.sqrt(-2.0 * tl.log(u_radius))  # float64: sqrt.rn.f64, libdevice log
-    angle = tl.full(u_angle.shape, TWO_PI, tl.float64) * u_angle
-    return radius * tl.cos(angle), radius * tl.sin(angle)
+    cos, sin = _cos_sin_2pi(u_angle)
+    return radius * cos, radius * sin
 
 
 @triton.jit
@@ -66,12 +86,11 @@ def _philox_blocks(seed, b):
 
 
 @triton.jit
-def philox_normal_at(seed, p):
-    """Normal number p (int64 tensor of stream positions) of the stream of `seed`, float32."""
-    z0, z1, z2, z3 = _philox_blocks(seed, p >> 2)
-    lane = p & 3
-    z = tl.where(lane == 0, z0, tl.where(lane == 1, z1, tl.where(lane == 2, z2, z3)))
-    return z.to(tl.float32)
+def philox_normal_quads(seed, b, NB: tl.constexpr):
+    """The 4 * NB float32 normals of Philox blocks `b` (an (NB,) int64 tensor) of the stream of `seed`,
+    block by block: element 4 j + k is lane k of block b[j] (stream position 4 b[j] + k)."""
+    z0, z1, z2, z3 = _philox_blocks(seed, b)
+    return tl.reshape(tl.join(tl.join(z0, z2), tl.join(z1, z3)), [4 * NB]).to(tl.float32)
 
 
 @triton.jit
@@ -92,17 +111,16 @@ def _philox_rows_kernel(
     SEEDS,  # (rows,) int64 keys
     cols,  # int, row length
     first_block,  # int64, offset // 4
-    lead,  # int, offset % 4: the first block's lanes before the row starts
+    LEAD: tl.constexpr,  # offset % 4: the first block's lanes before the row starts (0: aligned stores)
     BLOCKS: tl.constexpr,  # Philox blocks per program
 ):
     row = tl.program_id(1)
     seed = tl.load(SEEDS + row)
     block = tl.program_id(0) * BLOCKS + tl.arange(0, BLOCKS)
-    z0, z1, z2, z3 = _philox_blocks(seed, first_block + block.to(tl.int64))
-    z = tl.reshape(tl.join(tl.join(z0, z2), tl.join(z1, z3)), [4 * BLOCKS])  # lanes 0..3 of each block in order
-    e = tl.program_id(0) * (4 * BLOCKS) + tl.arange(0, 4 * BLOCKS) - lead
+    z = philox_normal_quads(seed, first_block + block.to(tl.int64), BLOCKS)
+    e = tl.program_id(0) * (4 * BLOCKS) + tl.arange(0, 4 * BLOCKS) - LEAD
     mask = (e >= 0) & (e < cols)
-    tl.store(OUT + row.to(tl.int64) * cols + e, _round_to(z.to(tl.float32), OUT.dtype.element_ty), mask=mask)
+    tl.store(OUT + row.to(tl.int64) * cols + e, _round_to(z, OUT.dtype.element_ty), mask=mask)
 
 
 def philox_normal_rows(seeds: torch.Tensor, count: int, offset: int = 0, dtype: torch.dtype = torch.float32
@@ -126,6 +144,6 @@ def philox_normal_rows(seeds: torch.Tensor, count: int, offset: int = 0, dtype: 
     with on_device(seeds.device):
         for start in range(0, seeds.shape[0], MAX_ROWS):  # grid axis 1 holds at most 65535 rows
             rows = min(MAX_ROWS, seeds.shape[0] - start)
-            _philox_rows_kernel[(programs, rows)](out[start:], seeds[start:], count, offset >> 2, lead,
-                                                  BLOCKS=BLOCKS, num_warps=4)
+            _philox_rows_kernel[(programs, rows)](out[start:], seeds[start:], count, offset >> 2,
+                                                  LEAD=lead, BLOCKS=BLOCKS, num_warps=4)
     return out

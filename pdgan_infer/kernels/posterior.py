@@ -4,9 +4,11 @@
 
 a sample of q(x_{t-1} | x_t, x0), with c1, c2, sigma the schedule's posterior coefficients at t.
 z is either passed in (`noise`) or drawn in the kernel from the project's Philox4x32-10 stream
-(`philox.philox_normal_at`: normal offset + i of the stream keyed by `seed`, i = the element's index
-in memory order; the same numbers as `native.posterior_step(..., seed=, offset=)` and
-`native.philox_normal`), which saves writing and reading a noise tensor. sigma == 0 (the last step)
+(normal offset + i of the stream keyed by `seed`, i = the element's index in memory order; the same
+numbers as `native.posterior_step(..., seed=, offset=)` and `native.philox_normal`), which saves
+writing and reading a noise tensor. In seed mode a program covers whole Philox blocks
+(`philox.philox_normal_quads`: each block's 4 normals computed once) and its elements are shifted by
+offset % 4 to meet them. sigma == 0 (the last step)
 drops the noise term. Arithmetic in float32. Reference: `reference.posterior_step_ref`.
 Seed mode is refused during CUDA graph capture: the seed would be baked into the graph and every
 replay would add the same noise (pass `noise` instead, as the engine does).
@@ -16,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from ._triton import check_device, import_triton, on_device
-from .philox import philox_normal_at
+from .philox import philox_normal_quads
 
 triton, tl = import_triton()
 
@@ -25,7 +27,7 @@ DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 NO_NOISE, NOISE_TENSOR, NOISE_PHILOX = 0, 1, 2
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed", "first_block"])  # an int argument equal to 1 would become a constexpr
 def _posterior_step_kernel(
     X0,  # (numel,) predicted x0, memory order of the inputs
     XT,  # (numel,) x_t, dtype and strides of X0
@@ -34,19 +36,22 @@ def _posterior_step_kernel(
     numel,  # int
     c1, c2, sigma,  # float
     seed,  # int64, Philox key when NOISE_MODE == 2
-    offset,  # int64, stream position of element 0 when NOISE_MODE == 2
+    first_block,  # int64, offset // 4: the Philox block of element 0's normal when NOISE_MODE == 2
+    LEAD: tl.constexpr,  # offset % 4 when NOISE_MODE == 2 (element i = program position - LEAD), else 0
     NOISE_MODE: tl.constexpr,  # 0: none, 1: NOISE tensor, 2: the Philox stream of seed
-    BLOCK: tl.constexpr,  # elements per program, power of two
+    BLOCK: tl.constexpr,  # elements per program, power of two (a multiple of 4)
 ):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < numel
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK) - LEAD
+    mask = (offs >= 0) & (offs < numel)
     x0 = tl.load(X0 + offs, mask=mask, other=0.0).to(tl.float32)
     xt = tl.load(XT + offs, mask=mask, other=0.0).to(tl.float32)
     y = c1 * x0 + c2 * xt
     if NOISE_MODE == 1:
         y += sigma * tl.load(NOISE + offs, mask=mask, other=0.0).to(tl.float32)
-    if NOISE_MODE == 2:
-        y += sigma * philox_normal_at(seed, offset + offs.to(tl.int64))
+    if NOISE_MODE == 2:  # stream positions 4 * first_block + pid * BLOCK + k, k < BLOCK
+        blocks = first_block.to(tl.int64) + (pid * (BLOCK // 4) + tl.arange(0, BLOCK // 4)).to(tl.int64)
+        y += sigma * philox_normal_quads(seed, blocks, BLOCK // 4)
     tl.store(Y + offs, y.to(Y.dtype.element_ty), mask=mask)
 
 
@@ -96,11 +101,12 @@ def posterior_step(x0: torch.Tensor, xt: torch.Tensor, c1: float, c2: float, sig
     numel = y.numel()
     if numel == 0:
         return y
+    lead = offset & 3 if mode == NOISE_PHILOX else 0
     with on_device(x0.device):  # Triton launches on the current device
-        _posterior_step_kernel[(-(-numel // BLOCK),)](
+        _posterior_step_kernel[(-(-(numel + lead) // BLOCK),)](
             x0, xt, noise_arg, y, numel, float(c1), float(c2), float(sigma),
-            int(seed) if seed is not None else 0, int(offset),
-            NOISE_MODE=mode, BLOCK=BLOCK, num_warps=8)
+            int(seed) if seed is not None else 0, offset >> 2,
+            LEAD=lead, NOISE_MODE=mode, BLOCK=BLOCK, num_warps=8)
     return y
 
 

@@ -102,7 +102,7 @@ class Engine:
         self.last_seed: int | None = None
         check_options(backend_options, engine_keywords=ENGINE_KEYWORDS)
         self.backend, self.runner = self._build_backend(backend, backend_options)
-        self._latent_fn = self._latent_sampler()
+        self._latent_graph = self._latent_sampler()
 
     # --- construction ------------------------------------------------------------------------
     @classmethod
@@ -256,19 +256,20 @@ class Engine:
         count = start.shape[0]
         if getattr(self.runner, "cuda_graph", False) and count < pad_to:
             start = _pad(start, pad_to, dim=0)
-        return self._latent_fn(start.float())[:count]
+        draw = self._latent_graph if self._latent_graph is not None else self._draw_z_T
+        return draw(start.float())[:count]
 
     def _draw_z_T(self, start: torch.Tensor) -> torch.Tensor:
         return self.model.draw_z_T(start, self.latent_steps)
 
-    def _latent_sampler(self):
-        """The latent DDIM as the runner runs the image chain: replayed from a CUDA graph when the runner
-        replays graphs (10 DDIM steps of a small MLP are ~700 kernel launches per batch, more than the
-        graphed 2-NFE chain costs on a GPU), else eager."""
+    def _latent_sampler(self) -> CUDAGraphSampler | None:
+        """The latent DDIM's CUDA graphs when the runner replays graphs (10 DDIM steps of a small MLP are ~700
+        kernel launches per batch, more than the graphed 2-NFE chain costs on a GPU); None: eager. The
+        sampler holds `_draw_z_T` weakly (no reference cycle through the engine)."""
         graphs = getattr(self.runner, "cuda_graph", False)
         if graphs and self.model.latent is not None and self.model.latent_slot != "none":
             return CUDAGraphSampler(self._draw_z_T)
-        return self._draw_z_T
+        return None
 
     def sample_latents(self, n: int | None = None, seed: int | None = None, batch_size: int | None = None, *,
                        seeds: Iterable[int] | None = None) -> torch.Tensor:

@@ -45,7 +45,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import warnings
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -269,15 +271,14 @@ class FastGenerator(nn.Module):
 
     def set_adagn_kernel(self, kernel) -> None:
         """Route every AdaGN of the copy through `kernel(x, gamma, beta, num_groups, eps)` (None:
-        the torch ops). gamma/beta are made contiguous for the kernel (they are column slices). With
-        merged style GEMMs the style stays float32 for the kernels (they compute in float32): no
-        rounding of gamma/beta to the trunk dtype and no conversion back inside every AdaGN call."""
-        hook = None if kernel is None else _contiguous_style(kernel)
+        the torch ops). gamma/beta are passed as they are: with merged style GEMMs, column views of the
+        GEMM's output (rows strided, columns dense), which the CUDA and Triton kernels read in place. The
+        style then stays float32 for the kernels (they compute in float32): no rounding of gamma/beta to
+        the trunk dtype and no conversion back inside every AdaGN call."""
         self.style_dtype = torch.float32 if kernel is not None and self.style_gemm is not None else self.dtype
         for m in self.g.modules():
             if isinstance(m, AdaGNAct):
-                m.kernel = hook
-
+                m.kernel = kernel
 
     def set_conv3x3_kernel(self, kernel, transform) -> int:
         """Replace every eligible 3x3 convolution of the trunk's blocks (`is_winograd_conv`: float32, at least
@@ -298,13 +299,6 @@ def _replace_modules(root: nn.Module, cls: type, make) -> None:
         for name, child in list(parent.named_children()):
             if type(child) is cls:
                 setattr(parent, name, make(child))
-
-
-def _contiguous_style(kernel):
-    def adagn(x, gamma, beta, num_groups, eps):
-        return kernel(x, gamma.contiguous(), beta.contiguous(), num_groups, eps)
-    adagn.__name__ = getattr(kernel, "__name__", "adagn")
-    return adagn
 
 
 def prepare_generator(generator: Generator, opts: Optimizations = Optimizations()) -> FastGenerator:
@@ -377,10 +371,20 @@ class CUDAGraphSampler:
     reported once and the sampler then runs `fn` eagerly. Exercised on GPUs only (`make gpu-check`)."""
 
     def __init__(self, fn, warmup: int = 2, max_graphs: int = 4):
-        self.fn, self.warmup, self.max_graphs = fn, warmup, max_graphs
+        # a bound method (a runner's chain) is held weakly: owner -> sampler -> owner would be a reference
+        # cycle, and the owner, its graphs and their memory pool would wait for the cyclic garbage collector
+        self._fn = weakref.WeakMethod(fn) if inspect.ismethod(fn) else (lambda: fn)
+        self.warmup, self.max_graphs = warmup, max_graphs
         self.graphs: dict[tuple, tuple] = {}
         self.pool = None  # torch.cuda.graph_pool_handle(), made at the first capture
         self.eager_reason: str | None = None  # why captures failed; `fn` then runs eagerly
+
+    @property
+    def fn(self):
+        fn = self._fn()
+        if fn is None:
+            raise ReferenceError("CUDAGraphSampler: the object whose method it replays no longer exists")
+        return fn
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         if self.eager_reason is not None:
@@ -408,8 +412,8 @@ class CUDAGraphSampler:
     def _capture(self, inputs):
         static_in = [t.detach().clone() for t in inputs]
         cudnn = torch.backends.cudnn
-        with cudnn.flags(enabled=cudnn.enabled, benchmark=True, deterministic=cudnn.deterministic,
-                         allow_tf32=cudnn.allow_tf32):
+        benchmark, cudnn.benchmark = cudnn.benchmark, True  # only this flag: TF32 and the rest stay as the caller set
+        try:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):  # warm-up: allocator, cuDNN algorithm choice, lazy inits
@@ -421,6 +425,8 @@ class CUDAGraphSampler:
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=self.pool):
                 static_out = self.fn(*static_in)
+        finally:
+            cudnn.benchmark = benchmark
         return graph, static_in, static_out
 
 

@@ -49,6 +49,20 @@ def pytest_sessionstart(session):
                     "the suite without it on purpose.", returncode=1)
 
 
+@pytest.fixture
+def ieee_fp32():
+    """float32 convolutions and matmuls in IEEE float32 while the test runs (torch's cuDNN default is TF32, which
+    rounds inputs to 10 mantissa bits: paths that differ by the order of their roundings, e.g. a scale folded
+    into a convolution's weights, then disagree by far more than float32 rounding)."""
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    before = conv.fp32_precision, matmul.fp32_precision
+    conv.fp32_precision = matmul.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = before
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     random.seed(0)

@@ -107,10 +107,10 @@ def test_engine_graphs_the_latent_ddim_when_the_runner_replays_graphs(monkeypatc
     reference = Engine(model, backend="optimized", device="cpu", batch_size=4).generate(6, seed=3)
     monkeypatch.setattr(engine_module, "CUDAGraphSampler", FakeGraphSampler)
     engine = Engine(model, backend="optimized", device="cpu", batch_size=4)
-    assert captured == [] and not isinstance(engine._latent_fn, FakeGraphSampler)  # no graphs on this runner
+    assert captured == [] and engine._latent_graph is None  # no graphs on this runner
     engine.runner.cuda_graph = True  # as on CUDA
-    engine._latent_fn = engine._latent_sampler()
-    assert isinstance(engine._latent_fn, FakeGraphSampler)
+    engine._latent_graph = engine._latent_sampler()
+    assert isinstance(engine._latent_graph, FakeGraphSampler)
     images = engine.generate(6, seed=3)
     nz = model.config.generator.nz
     assert captured == [((4, nz),), ((4, nz),)]  # 4 + 2 images: the last batch padded to the captured shape

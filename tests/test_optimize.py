@@ -118,16 +118,19 @@ def test_fast_attention_matches(channels_last):
 
 @torch.no_grad()
 def test_adagn_kernel_hook_sees_the_merged_style(model, inputs):
+    """The kernels get the merged style GEMM's columns in place: views with strided rows and dense columns
+    (the CUDA and Triton kernels read them so), never copies made per AdaGN call."""
     calls = []
 
     def kernel(x, gamma, beta, groups, eps):
-        calls.append(gamma.is_contiguous() and beta.is_contiguous())
+        calls.append((gamma._base is not None and beta._base is not None, gamma.stride(0) > gamma.shape[1],
+                      gamma.stride(1), beta.stride(1)))
         return adagn_silu_ref(x, gamma, beta, groups, eps)
 
     fast = prepare_generator(model.generator, Optimizations())
     fast.set_adagn_kernel(kernel)
     torch.testing.assert_close(fast(*inputs), model.generator(*inputs), atol=2e-5, rtol=0)
-    assert calls and all(calls)
+    assert calls and all(c == (True, True, 1, 1) for c in calls)
     fast.set_adagn_kernel(None)
     assert all(m.kernel is None for m in fast.modules() if isinstance(m, AdaGNAct))
 
@@ -188,6 +191,57 @@ def test_cuda_graph_sampler_device_pool_and_cudnn_warmup(monkeypatch):
     assert [e for e in fake.log if isinstance(e, tuple)] == [("device", "cpu")] * 3  # around capture and replay
     assert len(fake.pools) == 2 and fake.pools[0] is not None and fake.pools[0] is fake.pools[1]
     assert benchmark_seen[:2] == [True, True] and torch.backends.cudnn.benchmark == before
+
+
+def test_cuda_graph_sampler_keeps_the_callers_tf32_setting(monkeypatch):
+    """Warm-up and capture switch on cuDNN's benchmark mode and nothing else: a caller who asked for IEEE
+    float32 convolutions (the new precision API) keeps them in the graph (cudnn.flags() reset the precision
+    and, reading the legacy flag beside the new one, raised, so every capture fell back to eager)."""
+    _FakeCuda(monkeypatch)
+    conv = torch.backends.cudnn.conv
+    before = conv.fp32_precision
+    conv.fp32_precision = "ieee"
+    try:
+        seen = []
+        sampler = CUDAGraphSampler(lambda a: seen.append(conv.fp32_precision) or a * 2, warmup=1)
+        sampler(torch.ones(3))
+        assert sampler.eager_reason is None and seen == ["ieee", "ieee"] and conv.fp32_precision == "ieee"
+    finally:
+        conv.fp32_precision = before
+
+
+def test_runners_and_engines_are_freed_without_the_cycle_collector(monkeypatch):
+    """No reference cycle through a CUDA-graph sampler (it holds its owner's method weakly) or a bound method
+    kept as an attribute: a dropped runner or engine, with its graphs and their memory pool, is freed at once."""
+    import gc
+    import weakref
+
+    from pdgan_infer.backends import create
+    from pdgan_infer.engine import Engine
+
+    class Owner:
+        def __init__(self):
+            self.sampler = CUDAGraphSampler(self.run)
+
+        def run(self, a):
+            return a
+    gc.collect()
+    gc.disable()
+    try:
+        owner = Owner()
+        assert owner.sampler.fn(3) == 3
+        sampler, ref = owner.sampler, weakref.ref(owner)
+        del owner
+        assert ref() is None
+        with pytest.raises(ReferenceError, match="no longer exists"):
+            sampler(torch.ones(1))
+        m = PDGAN("digits", with_latent=True)
+        for made in (lambda: create("optimized", m, torch.device("cpu"), torch.float32),
+                     lambda: Engine(m, backend="optimized", device="cpu")):
+            ref = weakref.ref(made())
+            assert ref() is None
+    finally:
+        gc.enable()
 
 
 @pytest.mark.skipif(not BF16_OK, reason="this CPU has no native bfloat16")
@@ -285,7 +339,7 @@ def test_fir_costs_less_than_a_conv():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (runs on the GPU box)")
-def test_cuda_graph_sampler_matches_eager():  # pragma: no cover - GPU only
+def test_cuda_graph_sampler_matches_eager(ieee_fp32):  # pragma: no cover - GPU only
     dev = torch.device("cuda")
     m = PDGAN("digits", with_latent=False).to(dev).eval()
     redraw_zero_init(m)
@@ -304,7 +358,7 @@ def test_cuda_graph_sampler_matches_eager():  # pragma: no cover - GPU only
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (runs on the GPU box)")
 @pytest.mark.parametrize("backend", ["optimized", "native", "triton"])
-def test_cuda_graph_replays_fresh_inputs_and_batch_sizes(backend):  # pragma: no cover - GPU only
+def test_cuda_graph_replays_fresh_inputs_and_batch_sizes(backend, ieee_fp32):  # pragma: no cover - GPU only
     """Each replay sees the new inputs (static buffers refilled), graphs of two batch sizes share one pool
     and both stay correct, and the fused backends capture (no host sync in their kernels)."""
     from pdgan_infer.backends import BackendUnavailable, create
@@ -337,8 +391,8 @@ def test_cpu_micro_batches_are_near_equal_and_change_nothing():
     assert runner.micro_batch == cpu_micro_batch(model.config.resolution)
     runner.micro_batch = 3
     sizes = []
-    run = runner._run
-    runner._run = lambda x, *rest: sizes.append(x.shape[0]) or run(x, *rest)
+    chain = runner._chain
+    runner._chain = lambda x, *rest: sizes.append(x.shape[0]) or chain(x, *rest)
     c = model.config
     noise = draw_noise(list(range(7)), model.schedule.T, c.channels, c.resolution, c.generator.nz)
     z_T = torch.randn(7, c.generator.nz, generator=torch.Generator().manual_seed(1))

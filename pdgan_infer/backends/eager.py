@@ -46,7 +46,9 @@ class OptimizedRunner(Runner):
         use_graph = device.type == "cuda" if cuda_graph is None else cuda_graph
         if use_graph and device.type != "cuda":
             raise ValueError("cuda_graph=True needs a CUDA device")
-        self._run = CUDAGraphSampler(self._chain) if use_graph else self._chain
+        # the CUDA graphs of the chain (None: eager). The sampler holds self._chain weakly and no attribute holds a
+        # bound method of self, so a dropped runner is freed at once with its graphs' memory pool
+        self._run = CUDAGraphSampler(self._chain) if use_graph else None
         self.cuda_graph = use_graph
         self.static_shapes = type(self).static_shapes or use_graph  # graphs are captured per batch size
         # CPU: images per sampler pass (None: the whole batch in one pass); not with static shapes, where
@@ -63,9 +65,10 @@ class OptimizedRunner(Runner):
     @torch.no_grad()
     def __call__(self, x_T, z_T, z, eps):
         n, mb = x_T.shape[0], self.micro_batch
+        run = self._run if self._run is not None else self._chain
         if mb is None or n <= mb:
-            return self._run(x_T, z_T, z, eps)
+            return run(x_T, z_T, z, eps)
         parts = -(-n // mb)  # near-equal passes: 100 images at 25 per pass -> 4 x 25 (not 32+32+32+4 at 32)
         bounds = [n * i // parts for i in range(parts + 1)]
-        return torch.cat([self._run(x_T[a:b], z_T[a:b], z[:, a:b], eps[:, a:b])
+        return torch.cat([run(x_T[a:b], z_T[a:b], z[:, a:b], eps[:, a:b])
                           for a, b in zip(bounds[:-1], bounds[1:])])

@@ -159,15 +159,16 @@ def work_dir() -> Path:
 
 
 # --- running --------------------------------------------------------------------------------------------
-def run_step(step: Step, limit: float, log_path: Path, extra_env: dict | None = None) -> dict:
+def run_step(step: Step, time_left: float, log_path: Path, extra_env: dict | None = None) -> dict:
     """Run one step with its output in log_path (not on stdout); never raises, except Cut (SIGTERM / SIGINT
     while the step runs), which stops the child first and carries the step's record (status "cut") as
     `Cut.record`."""
     rec = {"name": step.name, "what": step.what, "cmd": step.cmd, "env": step.env, "log": str(log_path)}
     if step.records and step.records.endswith((".json", ".jsonl")):  # never read the last run's records as these
         Path(step.records).unlink(missing_ok=True)
-    if limit < MIN_STEP_S:
-        print(f"gpu-check: [{step.name}] skipped: {limit:.0f} s of the budget left", flush=True)
+    limit = min(step.timeout_s, time_left)
+    if limit < min(MIN_STEP_S, step.timeout_s):  # the budget, not the step, is too short
+        print(f"gpu-check: [{step.name}] skipped: {time_left:.0f} s of the budget left", flush=True)
         return {**rec, "status": "skipped", "rc": None, "seconds": 0.0, "limit_s": round(limit), "tail": ""}
     limit = int(limit)
     print(f"gpu-check: [{step.name}] start (limit {limit} s): {step.what}", flush=True)

@@ -47,7 +47,7 @@ def engine_checks(device: torch.device, quick: bool) -> None:
     from pdgan_infer.engine import Engine
     from pdgan_infer.sampler import draw_noise
     runs = QUICK_ENGINE_RUNS if quick else ENGINE_RUNS
-    max_s = 0.05 if quick else ROW_TIME_S
+    reps, max_s = (2, None) if quick else (10, ROW_TIME_S)  # --quick: the fewest calls that give a p10 / p90
     first_ref: dict = {}
     with gt.tf32_off():
         for preset, (n, backends) in runs.items():
@@ -66,12 +66,13 @@ def engine_checks(device: torch.device, quick: bool) -> None:
                         x0 = engine.runner(noise.x_T, z_T, noise.z, noise.eps)
                         build_s = time.perf_counter() - t0
                         again = engine.runner(noise.x_T, z_T, noise.z, noise.eps)
-                        runner = bench(lambda: engine.runner(noise.x_T, z_T, noise.z, noise.eps), device, 10, 1,
+                        runner = bench(lambda: engine.runner(noise.x_T, z_T, noise.z, noise.eps), device, reps, 1,
                                        flush=False, max_s=max_s)
-                        latent = bench(lambda: engine._latents(noise.latent), device, 10, 1, flush=False, max_s=max_s)
+                        latent = bench(lambda: engine._latents(noise.latent), device, reps, 1, flush=False,
+                                       max_s=max_s)
                         drawn = bench(lambda: draw_noise(list(range(n)), T, c.channels, c.resolution,
-                                                         c.generator.nz, device=device), device, 10, 1, flush=False)
-                    gen = bench(lambda: engine.generate(n, seed=0), device, 2, 1, flush=False)
+                                                         c.generator.nz, device=device), device, reps, 1, flush=False)
+                    gen = bench(lambda: engine.generate(n, seed=0), device, min(reps, 2), 1, flush=False)
                     rec = {"n": n, "build_s": build_s, **timing_fields("runner_ms", runner, 1e3),
                            **timing_fields("latent_ms", latent, 1e3), **timing_fields("noise_ms", drawn, 1e3),
                            "ms": (runner["p50"] + latent["p50"] + drawn["p50"]) * 1e3,
@@ -110,14 +111,14 @@ def engine_checks(device: torch.device, quick: bool) -> None:
         preset = next(iter(runs))
         if preset in first_ref:
             def rerun(preset=preset):
-                rec = _measure_runner(Engine, draw_noise, preset, runs[preset][0], device, max_s)
+                rec = _measure_runner(Engine, draw_noise, preset, runs[preset][0], device, reps, max_s)
                 before = first_ref[preset]["runner_ms"]
                 return {**rec, "first_runner_ms": before, "drift": rec["runner_ms"] / before - 1}
             check(f"engine {preset} torch float32 rerun", kind="engine_rerun", preset=preset, backend="torch",
                   dtype="float32")(rerun)
 
 
-def _measure_runner(Engine, draw_noise, preset: str, n: int, device: torch.device, max_s: float):
+def _measure_runner(Engine, draw_noise, preset: str, n: int, device: torch.device, reps: int, max_s: float | None):
     """Runner timing only (torch float32), for the drift check at the end of the engine group."""
     _free(device)
     engine = Engine.from_preset(preset, backend="torch", device=device, dtype="float32", batch_size=n, verbose=False)
@@ -126,7 +127,7 @@ def _measure_runner(Engine, draw_noise, preset: str, n: int, device: torch.devic
         noise = draw_noise(list(range(n)), T, c.channels, c.resolution, c.generator.nz, device=device)
         with torch.no_grad():
             z_T = engine._latents(noise.latent)
-            t = bench(lambda: engine.runner(noise.x_T, z_T, noise.z, noise.eps), device, 10, 1, flush=False,
+            t = bench(lambda: engine.runner(noise.x_T, z_T, noise.z, noise.eps), device, reps, 1, flush=False,
                       max_s=max_s)
         return {**timing_fields("runner_ms", t, 1e3), **gt.tf32_state()}
     finally:
@@ -165,7 +166,7 @@ def crosscheck_checks(device: torch.device, quick: bool) -> None:
 
 # --- profile ---------------------------------------------------------------------------------------------
 KERNEL_CLASSES = [  # (class, pattern over the lower-cased kernel or op name); the first match wins
-    ("adagn/group-norm", r"adagn|group_?norm|groupnorm|welford|native_group_norm"),
+    ("adagn/group-norm", r"adagn|group_?norm|groupnorm|welford|rowwisemoments|computefusedparams"),
     ("attention", r"flash|fmha|attention|attn|sdpa|softmax"),
     ("convolution", r"conv|cudnn|xmma|implicit_?gemm|winograd|fprop|dgrad|wgrad|gemm|cutlass|sm\d\d_|mm\b|addmm|"
                     r"matmul|nchwtonhwc|nhwctonchw"),

@@ -53,12 +53,14 @@ demo: install  ## 100 images from the bundled model with the fastest backend, a 
 bench: install  ## pytest-benchmark suites (kernels, end to end)
 	$(BIN)/python -m pytest benchmarks -q
 
-# On a GPU machine (no network, no pip install: the Python that has torch + CUDA): build the extension, the GPU
-# checks and timings in under 8 minutes, results in benchmarks/results/gpu-<date>.{json,md}. Without a GPU it
-# prints what it would run and exits 0.
+# On a GPU machine (no network, no pip install: the Python that has torch + CUDA): build the extension, then the
+# GPU checks and timings in a default plan of at most 5 minutes; results in $OUT (when set, else benchmarks/results)
+# as gpu-check.json / gpu-check.md, rewritten after every step. Without a GPU it prints the plan and exits 0.
+# More: make gpu-check GPU_CHECK_ARGS="--only engine,train" (python benchmarks/gpu_check.py --help).
 GPU_PY ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+GPU_CHECK_ARGS ?=
 gpu-check:
-	$(GPU_PY) benchmarks/gpu_check.py
+	$(GPU_PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 lint: install
 	$(BIN)/python -m ruff check .

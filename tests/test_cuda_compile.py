@@ -337,16 +337,17 @@ def _entry(entries: dict[str, str], pattern: str) -> tuple[str, str]:
 def test_adagn_wide_kernels_move_16_byte_packs(builds, emulated, dtype):
     """In the sm_90 PTX of the kernels the plans launch for the presets' channels_last shapes with 4 channels per
     group, every global access of x and y is one 16-byte vector access: the wide fused kernel at cifar10's
-    (100, 128, 32, 32) with 32 groups (16-bit: packs of two groups, 4 packs per thread), and the wide statistics
+    (100, 128, 32, 32) with 32 groups (16-bit: packs of two groups), and the wide statistics
     kernel of celebahq256's split plan at (100, 64, 256, 256) with 16 groups. Their other loads are gamma's and
     beta's float32 elements; the statistics kernel's stores are its float2 partials."""
     import torch
     entries, t = _ptx_entries(builds, "adagn_cuda.cu"), MANGLED[dtype]
     cifar = _adagn_plan(emulated, (100, 128, 32, 32), 32, getattr(torch, dtype), True)
-    name, body = _entry(entries, rf"adagn_fused_wide_kernelI{t}Li{cifar['vec']}ELi4E(Li{cifar['span']}E)?E")
+    items = 8 if dtype == "float32" else 4  # packs per thread: 2 groups of 4096 elements, 256 threads
+    name, body = _entry(entries, rf"adagn_fused_wide_kernelI{t}Li{cifar['vec']}ELi{items}E(Li{cifar['span']}E)?E")
     loads, stores = _access_bytes(body, "ld"), _access_bytes(body, "st")
-    assert sorted(set(loads)) == [4, 16] and loads.count(16) == 4, f"{name}: loads of {loads} bytes"
-    assert stores == [16] * 4, f"{name}: stores of {stores} bytes"
+    assert sorted(set(loads)) == [4, 16] and loads.count(16) == items, f"{name}: loads of {loads} bytes"
+    assert stores == [16] * items, f"{name}: stores of {stores} bytes"
     celeba = _adagn_plan(emulated, (100, 64, 256, 256), 16, getattr(torch, dtype), True)
     name, body = _entry(entries, rf"adagn_stats_wide_kernelI{t}Li{celeba['vec']}ELi{celeba['span']}E")
     assert _access_bytes(body, "ld") == [16] * 4, f"{name}: loads of {_access_bytes(body, 'ld')} bytes"

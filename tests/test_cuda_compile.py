@@ -98,13 +98,14 @@ LAUNCH = re.compile(r"([A-Za-z_][\w:]*(?:<[^;{}]*?>)?)\s*<<<(.*?)>>>\s*\((.*?)\)
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory):
     """Every compile of this file, started at once (they are independent; 2 cores halve the wall time):
-    nvcc per .cu; g++ -fsyntax-only of the bindings as a CUDA build sees them; the .cu files built for the
-    host against csrc/testing/cuda_host_emu.h (key 'emu', a shared library)."""
+    nvcc per .cu (its sm_90 PTX kept in keep/); g++ -fsyntax-only of the bindings as a CUDA build sees them;
+    the .cu files built for the host against csrc/testing/cuda_host_emu.h (key 'emu', a shared library)."""
     if NVCC is None:
         pytest.skip("nvcc not found (set CUDA_HOME or put nvcc on PATH)")
     out = tmp_path_factory.mktemp("cuda_builds")
-    jobs = {cu.name: _Job([NVCC, "-arch=sm_90", "-std=c++17", "-O3", "-Xptxas", "-v", "-c", cu,
-                           "-o", out / f"{cu.stem}.o"], out) for cu in CU_FILES}
+    (out / "keep").mkdir()
+    jobs = {cu.name: _Job([NVCC, "-arch=sm_90", "-std=c++17", "-O3", "-Xptxas", "-v", "-keep", "-keep-dir",
+                           out / "keep", "-c", cu, "-o", out / f"{cu.stem}.o"], out) for cu in CU_FILES}
     cxx, cuda_include = shutil.which("g++") or shutil.which("c++"), _cuda_include()
     if cxx and cuda_include:
         from torch.utils.cpp_extension import include_paths
@@ -279,6 +280,95 @@ def test_cu_compiles_for_sm90(builds, cu):
     assert spills and not any(spills), f"register spills in {cu.name}:\n{log}"
 
 
+def _ptxas_kernels(log: str) -> dict[str, dict[str, int]]:
+    """{mangled kernel: {"regs": registers, "stack": stack frame bytes}} from nvcc -Xptxas -v output."""
+    kernels, props = {}, None
+    for line in log.splitlines():
+        if m := re.search(r"Compiling entry function '(\w+)'", line):
+            kernels[m.group(1)] = {}
+        elif m := re.search(r"Function properties for (\w+)", line):
+            props = m.group(1)
+        elif (m := re.search(r"(\d+) bytes stack frame", line)) and props in kernels:
+            kernels[props]["stack"] = int(m.group(1))
+        elif (m := re.search(r"Used (\d+) registers", line)) and kernels:
+            kernels[next(reversed(kernels))]["regs"] = int(m.group(1))
+    return kernels
+
+
+@needs_nvcc
+@pytest.mark.parametrize("cu", CU_FILES, ids=lambda p: p.name)
+def test_cu_kernels_use_no_stack_frame(builds, cu):
+    """No kernel keeps a stack frame, except the Philox ones: 40 bytes for libdevice's double-precision
+    sin / cos argument reduction (its slow path for huge arguments), which the normals never reach."""
+    jobs, _ = builds
+    kernels = _ptxas_kernels(jobs[cu.name].check())
+    assert kernels and all("stack" in k and "regs" in k for k in kernels.values()), kernels
+    for name, k in kernels.items():
+        assert k["stack"] <= (40 if "philox" in name else 0), f"{name}: {k}"
+
+
+# A global access in PTX: ld / st, optional .nc, optional .v2 / .v4, element type and width in bits
+PTX_ACCESS = re.compile(r"^\s*(ld|st)\.global(?:\.nc)?(?:\.v(\d))?\.[a-z](\d+)\s", re.MULTILINE)
+# Itanium-mangled template arguments of the kernels' storage types
+MANGLED = {"float32": "f", "float16": "6__half", "bfloat16": "13__nv_bfloat16"}
+
+
+def _ptx_entries(builds, cu_name: str) -> dict[str, str]:
+    """{mangled kernel name: its PTX body} of the sm_90 PTX that nvcc kept for csrc/**/cu_name."""
+    jobs, out = builds
+    jobs[cu_name].check()
+    ptx = (out / "keep" / (Path(cu_name).stem + ".ptx")).read_text()
+    return {m.group(1): m.group(2) for m in re.finditer(r"\.entry (\w+)\((.*?)\n}", ptx, re.S)}
+
+
+def _access_bytes(body: str, op: str, bits: int | None = None) -> list[int]:
+    """Bytes moved by each global load (op "ld") or store ("st") of a kernel's PTX (of elements of `bits`)."""
+    return [int(v or 1) * int(b) // 8 for o, v, b in PTX_ACCESS.findall(body) if o == op and bits in (None, int(b))]
+
+
+def _entry(entries: dict[str, str], pattern: str) -> tuple[str, str]:
+    found = [(k, v) for k, v in entries.items() if re.search(pattern, k)]
+    assert len(found) == 1, f"{pattern}: {len(found)} kernels match: {[k for k, _ in found]}"
+    return found[0]
+
+
+@needs_nvcc
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_adagn_wide_kernels_move_16_byte_packs(builds, emulated, dtype):
+    """In the sm_90 PTX of the kernels the plans launch for the presets' channels_last shapes with 4 channels per
+    group, every global access of x and y is one 16-byte vector access: the wide fused kernel at cifar10's
+    (100, 128, 32, 32) with 32 groups (16-bit: packs of two groups), and the wide statistics
+    kernel of celebahq256's split plan at (100, 64, 256, 256) with 16 groups. Their other loads are gamma's and
+    beta's float32 elements; the statistics kernel's stores are its float2 partials."""
+    import torch
+    entries, t = _ptx_entries(builds, "adagn_cuda.cu"), MANGLED[dtype]
+    cifar = _adagn_plan(emulated, (100, 128, 32, 32), 32, getattr(torch, dtype), True)
+    items = 8 if dtype == "float32" else 4  # packs per thread: 2 groups of 4096 elements, 256 threads
+    name, body = _entry(entries, rf"adagn_fused_wide_kernelI{t}Li{cifar['vec']}ELi{items}E(Li{cifar['span']}E)?E")
+    loads, stores = _access_bytes(body, "ld"), _access_bytes(body, "st")
+    assert sorted(set(loads)) == [4, 16] and loads.count(16) == items, f"{name}: loads of {loads} bytes"
+    assert stores == [16] * items, f"{name}: stores of {stores} bytes"
+    celeba = _adagn_plan(emulated, (100, 64, 256, 256), 16, getattr(torch, dtype), True)
+    name, body = _entry(entries, rf"adagn_stats_wide_kernelI{t}Li{celeba['vec']}ELi{celeba['span']}E")
+    assert _access_bytes(body, "ld") == [16] * 4, f"{name}: loads of {_access_bytes(body, 'ld')} bytes"
+
+
+@needs_nvcc
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_philox_kernels_store_a_block_as_one_pack(builds, dtype):
+    """The Philox kernels (posterior step with and without x, and the per-row fill) write a block's 4 normals
+    with one vector store (16 bytes in float32, 8 in 16-bit), and read x0 / xt as packs too; the scalar stores
+    are the ragged / unaligned path."""
+    entries, t = _ptx_entries(builds, "posterior_cuda.cu"), MANGLED[dtype]
+    esize = 4 if dtype == "float32" else 2
+    for pattern in (rf"philox_rows_kernelI{t}E", rf"posterior_philox_kernelI{t}Lb0E", rf"posterior_philox_kernelI{t}Lb1E"):
+        name, body = _entry(entries, pattern)
+        stores = _access_bytes(body, "st")
+        assert stores.count(4 * esize) == 1 and set(stores) == {esize, 4 * esize}, f"{name}: stores of {stores} bytes"
+        if "Lb1E" in pattern:  # x0 and xt: one pack each (8 * esize bits: not the sin / cos tables' f64)
+            assert _access_bytes(body, "ld", 8 * esize).count(4 * esize) == 2, f"{name}: {_access_bytes(body, 'ld')}"
+
+
 @needs_nvcc
 def test_bindings_syntax_as_cuda_build(builds):
     """bindings_cuda.cpp (and bindings.cpp's CUDA-only lines) are only compiled by CUDA builds; check them
@@ -353,20 +443,59 @@ def _place(x, channels_last: bool, offset_bytes: int = 0):
 
 
 # (shape, G): fused plan (slab <= 8192 elements), the wide fused plan (channels_last, Cg * element size < 32 bytes:
-# one block per run of groups) and the split plan (stats / finalize / apply)
+# one block per run of groups), the split plan (stats / finalize / apply) and its wide channels_last statistics
+# (cg4-celeba, cg4-split-odd: runs of groups by pieces of pixels, the last piece ragged)
 EMU_SHAPES = {"fused-odd": ((3, 12, 7, 5), 3), "fused": ((2, 32, 16, 16), 8), "split": ((1, 8, 64, 64), 2),
               "split-cg2": ((1, 8, 48, 48), 4), "cg4-cifar": ((1, 128, 16, 16), 32), "cg4-odd": ((2, 64, 5, 7), 16),
+              "cg4-celeba": ((1, 64, 64, 64), 16), "cg4-split-odd": ((1, 32, 45, 47), 8),
               "split-33-pieces": ((1, 4, 182, 182), 1)}
 # (shape label, channels_last, storage offset in bytes: 0 -> 16-byte packs, 8 -> 8-byte packs, 1 -> scalar)
 EMU_CASES = [("fused-odd", False, 0), ("fused-odd", True, 0), ("fused", False, 0), ("fused", True, 8),
              ("fused", False, 1), ("split", False, 0), ("split", True, 0), ("split", False, 8), ("split", True, 1),
-             ("split-cg2", True, 0), ("cg4-cifar", True, 0), ("cg4-odd", True, 0), ("cg4-odd", True, 1),
+             ("split-cg2", True, 0), ("cg4-cifar", True, 0), ("cg4-odd", True, 0), ("cg4-odd", True, 8),
+             ("cg4-odd", True, 1), ("cg4-celeba", True, 0), ("cg4-split-odd", True, 0), ("cg4-split-odd", True, 8),
+             ("cg4-split-odd", True, 1),
              pytest.param("cg4-cifar", False, 0, marks=pytest.mark.slow),
              pytest.param("split-33-pieces", False, 0, marks=pytest.mark.slow)]
+PLAN_KEYS = ("fused", "vec", "gb", "pieces", "span", "items", "wide")  # pdgan_adagn_cuda_plan's info
+
+
+def _fused_cap(vec: int) -> int:
+    """Elements of a group's slab the fused kernels hold (256 threads, 32 floats and at most 8 packs each)."""
+    return 256 * vec * min(8, 32 // vec)
+
+
+def _expected_pack(shape, groups, esize, address, channels_last) -> tuple[int, int]:
+    """(elements per pack, groups per pack): the widest aligned pack (16, else 8 bytes) that never straddles a
+    channel (NCHW) or a group (NHWC); or, NHWC and 16 bytes, a pack of two whole groups where the wide kernels
+    take whole pairs of groups (G even; a pair's slab within the fused cap unless one group's is above it)."""
+    hw, cg = shape[2] * shape[3], shape[1] // groups
+    for b in (16, 8):
+        v = b // esize
+        if v == 1 or address % b:
+            continue
+        if (cg if channels_last else hw) % v == 0:
+            return v, 1
+        cap = _fused_cap(v)
+        if channels_last and b == 16 and v == 2 * cg and groups % 2 == 0 and (cg * hw > cap or 2 * cg * hw <= cap):
+            return v, 2
+    return 1, 1
+
+
+def _adagn_plan(emulated, shape, groups, dtype, channels_last, address=1 << 20) -> dict:
+    """make_plan's choice for x and y at `address` (nothing is read there)."""
+    import ctypes
+    n, c, h, w = shape
+    p = _adagn_params()(address, address, None, None, n, c, h * w, groups, 1e-6, int(channels_last),
+                        _dtype_code(dtype), None, 0, 0)
+    info = (ctypes.c_int64 * len(PLAN_KEYS))()
+    err = emulated.pdgan_adagn_cuda_plan(ctypes.byref(p), info)
+    assert err is None, err.decode()
+    return dict(zip(PLAN_KEYS, info))
 
 
 def _emulated_adagn(emulated, x, gamma, beta, groups, channels_last, eps=1e-6):
-    """(y, plan info {fused, vec, gb, pieces}) of the emulated CUDA launcher on x."""
+    """(y, plan info {PLAN_KEYS}) of the emulated CUDA launcher on x."""
     import ctypes
 
     import torch
@@ -375,14 +504,37 @@ def _emulated_adagn(emulated, x, gamma, beta, groups, channels_last, eps=1e-6):
     assert gamma.dtype == beta.dtype == torch.float32 and gamma.stride(1) == beta.stride(1) == 1
     p = _adagn_params()(x.data_ptr(), y.data_ptr(), gamma.data_ptr(), beta.data_ptr(), n, c, h * w, groups, eps,
                         int(channels_last), _dtype_code(x.dtype), None, gamma.stride(0), beta.stride(0))
-    info = (ctypes.c_int64 * 4)()
+    info = (ctypes.c_int64 * len(PLAN_KEYS))()
     err = emulated.pdgan_adagn_cuda_plan(ctypes.byref(p), info)
     assert err is None, err.decode()
     workspace = torch.empty(emulated.pdgan_adagn_cuda_workspace_bytes(ctypes.byref(p)), dtype=torch.uint8)
     p.workspace = workspace.data_ptr() if workspace.numel() else None
     err = emulated.pdgan_adagn_cuda(ctypes.byref(p), None)
     assert err is None, err.decode()
-    return y, dict(zip(("fused", "vec", "gb", "pieces"), info))
+    return y, dict(zip(PLAN_KEYS, info))
+
+
+@needs_nvcc
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_adagn_plan_for_the_preset_shapes(emulated, dtype):
+    """The plans of the two presets' hottest channels_last AdaGN shapes. cifar10 (100, 128, 32, 32), 32 groups
+    (Cg = 4): the wide fused kernel, in 16-bit with 16-byte packs of two groups (Cg = 4 alone allows 8 bytes).
+    celebahq256 (100, 64, 256, 256), 16 groups: split, its statistics in the wide layout, a run of all 16
+    groups (a 128-byte line of channels; fp32: two runs of 8 groups) by 128 pixels."""
+    import torch
+    dt = getattr(torch, dtype)
+    cifar = _adagn_plan(emulated, (100, 128, 32, 32), 32, dt, True)
+    celeba = _adagn_plan(emulated, (100, 64, 256, 256), 16, dt, True)
+    if dtype == "float32":
+        assert cifar == {"fused": 1, "vec": 4, "gb": 2, "pieces": 0, "span": 1, "items": 8, "wide": 1}, cifar
+        assert celeba == {"fused": 0, "vec": 4, "gb": 8, "pieces": 512, "span": 1, "items": 0, "wide": 1}, celeba
+    else:
+        assert cifar == {"fused": 1, "vec": 8, "gb": 2, "pieces": 0, "span": 2, "items": 4, "wide": 1}, cifar
+        assert celeba == {"fused": 0, "vec": 8, "gb": 16, "pieces": 512, "span": 2, "items": 0, "wide": 1}, celeba
+    # 8-byte aligned storage: 8-byte packs of one group (fp32: a block holds 4096 elements, one group)
+    cifar8 = _adagn_plan(emulated, (100, 128, 32, 32), 32, dt, True, address=(1 << 20) + 8)
+    assert cifar8["vec"] * dt.itemsize == 8 and cifar8["span"] == 1, cifar8
+    assert cifar8["gb"] == (1 if dtype == "float32" else 2) and cifar8["fused"] == 1, cifar8
 
 
 @needs_nvcc
@@ -432,18 +584,21 @@ def test_emulated_adagn_kernels(emulated, label, channels_last, offset_bytes):
         gamma, beta = torch.randn(shape[:2]) * 0.5 + 1.0, torch.randn(shape[:2])
         y, plan = _emulated_adagn(emulated, x, gamma, beta, groups, channels_last)
         esize = x.element_size()
-        vec = next((b // esize for b in (16, 8) if x.data_ptr() % b == 0
-                    and (cg if channels_last else hw) % (b // esize) == 0), 1)
-        assert plan["vec"] == vec, f"{label} {dtype}: plan did not pick {vec}-element packs: {plan}"
-        assert plan["fused"] == (not label.startswith("split")), plan
-        q = cg // vec  # packs per group and pixel
-        # a group's run of channels narrower than a sector, and groups to pair it with
-        if channels_last and plan["fused"] and cg * esize < 32 and q & (q - 1) == 0 and groups % 2 == 0:
-            assert plan["gb"] > 1 and groups % plan["gb"] == 0, f"{label} {dtype}: no wide plan: {plan}"
+        vec, span = _expected_pack(shape, groups, esize, x.data_ptr(), channels_last)
+        assert (plan["vec"], plan["span"]) == (vec, span), f"{label} {dtype}: not {vec}-element packs: {plan}"
+        assert plan["fused"] == (not label.startswith("split") and label not in ("cg4-celeba", "cg4-split-odd"))
+        q = cg // vec  # span 1: packs per group and pixel
+        # a group's run of channels narrower than a sector: the wide layout, with groups to pair it with
+        if channels_last and cg * esize < 32 and (span > 1 or q & (q - 1) == 0):
+            assert groups % plan["gb"] == 0 and plan["gb"] >= span, f"{label} {dtype}: {plan}"
+            if plan["fused"]:
+                assert (plan["gb"] > 1) == (groups % 2 == 0) == bool(plan["wide"]), f"{label} {dtype}: {plan}"
+            else:
+                assert plan["wide"] and plan["gb"] * cg * esize == min(128, shape[1] * esize), plan  # a line
             if label == "cg4-cifar":  # a cache line of channels per pixel (fp32: 8 groups; the fused cap in 16-bit)
                 assert plan["gb"] * cg * esize >= 64, plan
         else:
-            assert plan["gb"] == 1, plan
+            assert plan["gb"] == 1 and not plan["wide"], plan
         if label == "split-33-pieces":
             assert plan["pieces"] > 32  # the finalize warp merges several pieces per lane
         _assert_half_ulp(y, x, gamma, beta, groups, 1e-6, f"{label} {dtype}")
@@ -464,7 +619,7 @@ def test_emulated_adagn_reads_strided_style_rows(emulated, label, channels_last)
     for dtype in (torch.float32, torch.bfloat16):
         x = _place((torch.randn(shape) * 2 + 0.5).to(dtype), channels_last)
         y, plan = _emulated_adagn(emulated, x, gamma, beta, groups, channels_last)
-        assert plan["fused"] == (label != "split") and (plan["gb"] > 1) == (label == "cg4-odd"), plan
+        assert plan["fused"] == (label != "split") and bool(plan["wide"]) == channels_last, plan
         _assert_half_ulp(y, x, gamma.contiguous(), beta.contiguous(), groups, 1e-6, f"{label} {dtype}")
     bindings = (CSRC / "bindings_cuda.cpp").read_text()  # the binding passes the row strides, copies no float32 rows
     assert "p.gamma_stride = g32.stride(0);" in bindings and "p.beta_stride = b32.stride(0);" in bindings
@@ -540,13 +695,63 @@ def test_emulated_philox_rows_kernel(emulated):
         _fields_ = [("out", ctypes.c_void_p), ("seeds", ctypes.c_void_p), ("rows", ctypes.c_int64),
                     ("cols", ctypes.c_int64), ("dtype", ctypes.c_int), ("offset", ctypes.c_uint64)]
     emulated.pdgan_philox_rows_cuda.restype = ctypes.c_char_p
+    native = _native_cpu()
     seeds = torch.tensor([0, 5, 2**40 + 3, -1], dtype=torch.int64)
-    for cols, offset in ((1, 0), (37, 3), (1030, 2**34 + 1)):
+    # (cols, stream offset, output's first element in its storage): blocks stored as packs where aligned, the
+    # ragged head / tail and misaligned rows (cols % 4 != 0, or an offset storage) element by element
+    for cols, offset, shift in ((1, 0, 0), (37, 3, 0), (37, 3, 1), (1030, 2**34 + 1, 0), (1030, 2**34 + 1, 1),
+                                (1032, 0, 0), (1032, 6, 2), (1032, 6, 3)):
         ref = philox_normal_rows_ref(seeds, cols, offset)
         for dtype in (torch.float32, torch.float16, torch.bfloat16):
-            out = torch.full((len(seeds), cols), float("nan"), dtype=dtype)
+            storage = torch.full((len(seeds) * cols + 4,), float("nan"), dtype=dtype)
+            out = storage[shift:shift + len(seeds) * cols].view(len(seeds), cols)
             p = Params(out.data_ptr(), seeds.data_ptr(), len(seeds), cols, _dtype_code(dtype), offset)
             err = emulated.pdgan_philox_rows_cuda(ctypes.byref(p), None)
             assert err is None, err.decode()
+            where = f"cols={cols} offset={offset} shift={shift} {dtype}"
             torch.testing.assert_close(out.float(), ref.to(dtype).float(), rtol=2e-7, atol=2e-7,
-                                       msg=lambda m, c=cols, d=dtype: f"cols={c} {d}: {m}")
+                                       msg=lambda m, w=where: f"{w}: {m}")
+            if native is not None:  # the CPU kernel shares csrc/philox.h: the same bits
+                for r, seed in enumerate(seeds.tolist()):
+                    assert torch.equal(out[r], native.philox_normal(cols, seed, offset=offset, dtype=dtype)), where
+
+
+def _native_cpu():
+    """pdgan_infer.kernels.native when its CPU kernels are built, else None."""
+    try:
+        from pdgan_infer.kernels import native
+    except ImportError:
+        return None
+    return native if native.available("cpu") else None
+
+
+@needs_nvcc
+def test_emulated_posterior_philox_packs_match_the_scalar_path(emulated):
+    """The Philox posterior step (and fill) writes a block's 4 values as one pack where the block lies inside
+    the tensor and every tensor is aligned there, else element by element: the same bits for every placement of
+    out, x0 and xt in their storage (shifts 0-3 elements: packs, or misaligned and scalar), stream offset and
+    ragged length; the fill equals the CPU kernel's normals."""
+    import ctypes
+
+    import torch
+    native = _native_cpu()
+    c1, c2, sigma, seed = 0.7, 0.25, 0.3, 2**40 + 3
+    for n, offset in ((1030, 0), (1030, 3), (1029, 6)):
+        for dtype in (torch.float32, torch.float16, torch.bfloat16):
+            x0, xt = torch.randn(n).to(dtype), torch.randn(n).to(dtype)
+            for fill in (False, True):
+                results = []
+                for shifts in ((0, 0, 0), (1, 1, 1), (2, 2, 2), (3, 3, 3), (0, 1, 2)):  # out, x0, xt
+                    out, a, b = (torch.empty(n + 4, dtype=dtype)[k:k + n] for k in shifts)
+                    a.copy_(x0)
+                    b.copy_(xt)
+                    ptrs = (None, None) if fill else (a.data_ptr(), b.data_ptr())
+                    p = _posterior_params()(*ptrs, None, out.data_ptr(), n, c1, c2, 1.0 if fill else sigma,
+                                            _dtype_code(dtype), 1, seed, offset)
+                    err = emulated.pdgan_posterior_cuda(ctypes.byref(p), None)
+                    assert err is None, err.decode()
+                    results.append(out.clone())
+                where = f"n={n} offset={offset} {dtype} {'fill' if fill else 'step'}"
+                assert all(torch.equal(r, results[0]) for r in results[1:]), where
+                if fill and native is not None:
+                    assert torch.equal(results[0], native.philox_normal(n, seed, offset=offset, dtype=dtype)), where

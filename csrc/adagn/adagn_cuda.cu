@@ -10,12 +10,15 @@
 //   split  (larger slabs): stats kernel (one block per slab piece of <= 4096 elements, two-pass in
 //          registers) -> finalize kernel (Chan merge of the pieces in float64, one warp per (n, g),
 //          writes (a, d) per channel) -> apply kernel (elementwise). x is read twice.
-//   fused, wide (NHWC with few channels per group, Cg * element size < 32 bytes, e.g. Cg = 4): one block per
-//          (n, run of GB groups) reads GB * Cg consecutive channels of every pixel, so neighbouring threads
-//          read neighbouring packs and whole 32-byte sectors (one group per block would read 8-16 bytes of
-//          each pixel, C * element size apart). Same arithmetic; the statistics stay per group.
+// NHWC with few channels per group (Cg * element size < 32 bytes, e.g. Cg = 4) takes the wide layout in both
+// plans: a block covers a run of gb consecutive groups of a range of pixels, and neighbouring threads read
+// neighbouring packs of a pixel, so a warp reads whole runs of up to a cache line (one group per block would
+// read 8-16 bytes of each pixel, C * element size apart). The statistics stay per group.
+//   fused, wide: one block per (n, run of gb groups), all pixels.
+//   split, wide: the stats kernel's block is (n, run of gb groups, piece of pixels).
 // Loads and stores are 16-byte (else 8-byte) packs when the pointers are aligned and a pack never
-// straddles a channel (NCHW: HW % VEC == 0) or a group (NHWC: Cg % VEC == 0); otherwise VEC = 1.
+// straddles a channel (NCHW: HW % VEC == 0) or a group (NHWC: Cg % VEC == 0); otherwise VEC = 1. In the NHWC
+// wide layout a 16-byte pack may also hold two whole groups (Cg = VEC / 2, per-group sums in each thread).
 #include "../cuda_common.cuh"
 #include "adagn_cuda.h"
 
@@ -107,67 +110,96 @@ __global__ void __launch_bounds__(kThreads, 2) adagn_fused_kernel(const T* __res
   }
 }
 
-// Sum of v over the threads of the block that work on the same group, for every thread. Thread t's group
-// is (t % P) / Q: P packs per pixel run (a power of two <= 32; blockDim.x is a multiple of 32), Q packs per
-// group (a power of two dividing P). smem: (blockDim.x / 32) * (P / Q) <= 256 floats.
-__device__ __forceinline__ float group_sum(float v, float* smem, int P, int Q) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5, groups = P / Q;
-  for (int o = 16; o >= P; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);  // lanes of one pack slot
-  for (int o = Q >> 1; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);  // the group's slots
-  const int g = (lane % P) / Q;
-  if (lane < P && lane % Q == 0) smem[warp * groups + g] = v;
+// Per-group sums of the wide NHWC layout, for every thread: v[s] becomes the block's total for the thread's
+// s-th group. P packs per pixel run (a power of two <= 32; blockDim.x is a multiple of 32, so lane % P is the
+// thread's pack slot). SPAN = 1: Q packs per group (a power of two dividing P), group slot / Q. SPAN > 1: each
+// pack holds SPAN whole groups (Q = 1), groups slot * SPAN + s. smem: (blockDim.x / 32) * (P * SPAN / Q) <= 256.
+template <int SPAN>
+__device__ __forceinline__ void group_sums(float (&v)[SPAN], float* smem, int P, int Q) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5, groups = P * SPAN / Q;
+  const int g0 = (lane % P) / Q * SPAN;  // the run's index of the thread's first group
+#pragma unroll
+  for (int s = 0; s < SPAN; ++s) {
+    for (int o = 16; o >= P; o >>= 1) v[s] += __shfl_xor_sync(0xffffffffu, v[s], o);  // lanes of one pack slot
+    for (int o = Q >> 1; o > 0; o >>= 1) v[s] += __shfl_xor_sync(0xffffffffu, v[s], o);  // the group's slots
+    if (lane < P && lane % Q == 0) smem[warp * groups + g0 + s] = v[s];
+  }
   __syncthreads();
-  float total = 0.0f;
-  for (int w = 0; w < warps; ++w) total += smem[w * groups + g];
+#pragma unroll
+  for (int s = 0; s < SPAN; ++s) {
+    float total = 0.0f;
+    for (int w = 0; w < warps; ++w) total += smem[w * groups + g0 + s];
+    v[s] = total;
+  }
   __syncthreads();  // smem may be reused by the next call
-  return total;
 }
 
-// fused, wide (NHWC): grid = N * G / gb blocks, each a run of gb groups (W = gb * Cg channels). Thread t holds
-// pack slot t % P (P = W / VEC) of pixels t / P, t / P + R, ... (R = blockDim.x / P), so its channels, and
-// its group, are fixed: a and d are computed once per thread.
-template <typename T, int VEC, int ITEMS>
+// The wide NHWC layout: a block covers a run of gb groups (W = gb * Cg consecutive channels) of a range of
+// pixels. Thread t holds pack slot t % P (P = W / VEC) of pixels t / P, t / P + R, ... (R = blockDim.x / P), so
+// its channels, and its groups, are fixed, and a warp reads 32 / P whole pixel runs. A pack lies in one group
+// (SPAN = 1) or holds SPAN whole groups (SPAN > 1, Cg = VEC / SPAN): element j of a pack is in the thread's
+// group j / (VEC / SPAN). Loads the thread's packs of pixels [p0, p0 + npix) into v and computes, per group, the
+// mean and the sum of squared deviations of the block's elements (count: Cg * npix each).
+template <typename T, int VEC, int ITEMS, int SPAN>
+__device__ __forceinline__ void wide_load_stats(const T* __restrict__ x, float (&v)[ITEMS][VEC], float (&mean)[SPAN],
+                                                float (&m2)[SPAN], float* smem, int P, int Q, int C, int npix,
+                                                float count) {
+  constexpr int kPer = VEC / SPAN;  // elements of a pack in one group
+  const int R = blockDim.x / P;
+  float sum[SPAN] = {};
+#pragma unroll
+  for (int it = 0; it < ITEMS; ++it) {
+    const int p = static_cast<int>(threadIdx.x) / P + it * R;
+    if (p < npix) {
+      load_pack<T, VEC>(x + static_cast<int64_t>(p) * C, v[it]);
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) sum[j / kPer] += v[it][j];
+    }
+  }
+  group_sums<SPAN>(sum, smem, P, Q);
+#pragma unroll
+  for (int s = 0; s < SPAN; ++s) {
+    mean[s] = sum[s] / count;
+    m2[s] = 0.0f;
+  }
+#pragma unroll
+  for (int it = 0; it < ITEMS; ++it) {
+    if (static_cast<int>(threadIdx.x) / P + it * R < npix) {
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) {
+        const float dv = v[it][j] - mean[j / kPer];
+        m2[j / kPer] += dv * dv;
+      }
+    }
+  }
+  group_sums<SPAN>(m2, smem, P, Q);
+}
+
+// fused, wide (NHWC): grid = N * G / gb blocks, each a run of gb groups of all HW pixels (wide_load_stats).
+// a and d are computed once per thread.
+template <typename T, int VEC, int ITEMS, int SPAN>
 __global__ void __launch_bounds__(kThreads, 2) adagn_fused_wide_kernel(const T* __restrict__ x, T* __restrict__ y,
                                                                     const float* __restrict__ gamma,
                                                                     const float* __restrict__ beta, Shape s, int gb,
                                                                     float eps) {
   __shared__ float smem[kThreads];
+  constexpr int kPer = VEC / SPAN;
   const int runs = s.G / gb;
   const int64_t b = blockIdx.x, n = b / runs;
-  const int P = gb * s.Cg / VEC, Q = s.Cg / VEC;
-  const int slot = threadIdx.x % P, R = blockDim.x / P;
-  const int c0 = static_cast<int>(b - n * runs) * gb * s.Cg + slot * VEC;  // the thread's first channel
-  const int64_t base = n * s.HW * s.C + c0;
-  float v[ITEMS][VEC];
-  float sum = 0.0f;
+  const int P = gb * s.Cg / VEC, Q = SPAN > 1 ? 1 : s.Cg / VEC;
+  const int c0 = static_cast<int>(b - n * runs) * gb * s.Cg + static_cast<int>(threadIdx.x) % P * VEC;
+  const int64_t base = n * s.HW * s.C + c0;  // the thread's first channel of pixel 0
+  float v[ITEMS][VEC], mean[SPAN], m2[SPAN];
+  wide_load_stats<T, VEC, ITEMS, SPAN>(x + base, v, mean, m2, smem, P, Q, s.C, s.HW, static_cast<float>(s.M));
+  float rstd[SPAN], a[VEC], d[VEC];
 #pragma unroll
-  for (int it = 0; it < ITEMS; ++it) {
-    const int p = static_cast<int>(threadIdx.x) / P + it * R;
-    if (p < s.HW) {
-      load_pack<T, VEC>(x + base + static_cast<int64_t>(p) * s.C, v[it]);
-#pragma unroll
-      for (int j = 0; j < VEC; ++j) sum += v[it][j];
-    }
-  }
-  const float mean = group_sum(sum, smem, P, Q) / static_cast<float>(s.M);
-  float sq = 0.0f;
-#pragma unroll
-  for (int it = 0; it < ITEMS; ++it) {
-    if (static_cast<int>(threadIdx.x) / P + it * R < s.HW) {
-#pragma unroll
-      for (int j = 0; j < VEC; ++j) {
-        const float dv = v[it][j] - mean;
-        sq += dv * dv;
-      }
-    }
-  }
-  const float rstd = rsqrtf(group_sum(sq, smem, P, Q) / static_cast<float>(s.M) + eps);
-  float a[VEC], d[VEC];
+  for (int g = 0; g < SPAN; ++g) rstd[g] = rsqrtf(m2[g] / static_cast<float>(s.M) + eps);
 #pragma unroll
   for (int j = 0; j < VEC; ++j) {
-    a[j] = rstd * __ldg(gamma + n * s.gs + c0 + j);
-    d[j] = __ldg(beta + n * s.bs + c0 + j) - mean * a[j];
+    a[j] = rstd[j / kPer] * __ldg(gamma + n * s.gs + c0 + j);
+    d[j] = __ldg(beta + n * s.bs + c0 + j) - mean[j / kPer] * a[j];
   }
+  const int R = blockDim.x / P;
 #pragma unroll
   for (int it = 0; it < ITEMS; ++it) {
     const int p = static_cast<int>(threadIdx.x) / P + it * R;
@@ -226,6 +258,30 @@ __global__ void __launch_bounds__(kThreads) adagn_stats_kernel(const T* __restri
   }
   const float m2 = block_sum(sq, smem);
   if (threadIdx.x == 0) partial[(n * s.G + g) * pieces + piece] = make_float2(mean, m2);
+}
+
+// split, pass 1, wide (NHWC, narrow groups): grid = N * (G / gb) * pieces blocks, run fastest. A block is a run
+// of gb groups of pixels [piece * pp, piece * pp + pp), pp = (blockDim.x / P) * kStatsItems (wide_load_stats),
+// so a warp reads whole pixel runs; it writes the partial (mean, M2) of each of its groups (chunk = Cg * pp).
+template <typename T, int VEC, int SPAN>
+__global__ void __launch_bounds__(kThreads) adagn_stats_wide_kernel(const T* __restrict__ x,
+                                                                    float2* __restrict__ partial, Shape s, int gb,
+                                                                    int pieces) {
+  __shared__ float smem[kThreads];
+  const int runs = s.G / gb;
+  const int64_t b = blockIdx.x, n = b / (static_cast<int64_t>(runs) * pieces);
+  const int run = static_cast<int>(b % runs), piece = static_cast<int>((b / runs) % pieces);
+  const int P = gb * s.Cg / VEC, Q = SPAN > 1 ? 1 : s.Cg / VEC, slot = static_cast<int>(threadIdx.x) % P;
+  const int pp = static_cast<int>(blockDim.x) / P * kStatsItems, p0 = piece * pp, npix = min(pp, s.HW - p0);
+  const int c0 = run * gb * s.Cg + slot * VEC;
+  float v[kStatsItems][VEC], mean[SPAN], m2[SPAN];
+  wide_load_stats<T, VEC, kStatsItems, SPAN>(x + n * s.HW * s.C + static_cast<int64_t>(p0) * s.C + c0, v, mean, m2,
+                                             smem, P, Q, s.C, npix, static_cast<float>(s.Cg * npix));
+  if (static_cast<int>(threadIdx.x) < P && slot % Q == 0) {
+#pragma unroll
+    for (int g = 0; g < SPAN; ++g)
+      partial[(n * s.G + run * gb + slot / Q * SPAN + g) * pieces + piece] = make_float2(mean[g], m2[g]);
+  }
 }
 
 __device__ __forceinline__ void chan_merge(double& n, double& mean, double& m2, double nb, double mean_b,
@@ -306,14 +362,20 @@ __global__ void __launch_bounds__(kThreads, 2) adagn_apply_kernel(const T* __res
 struct Plan {
   Shape s;
   int vec;      // elements per pack: 16 or 8 bytes' worth, or 1
+  int span;     // groups per pack: 1, or 2 (NHWC 16-byte packs of two groups, Cg = vec / 2; wide kernels only)
   bool fused;
-  int gb;       // fused: groups per block (> 1: the wide NHWC kernel)
+  bool wide;    // NHWC, narrow groups: the wide layout (fused: gb > 1; split: the wide statistics kernel)
+  int gb;       // wide: groups per block run
+  int items;    // fused: packs per thread
   int pieces;   // split: slab pieces per (n, g)
-  int chunk;    // split: elements per piece
+  int chunk;    // split: elements of a group per piece
   size_t workspace;
 };
 
 inline int elem_size(int dtype) { return dtype == PDGAN_FLOAT32 ? 4 : 2; }
+
+// Elements of a group's slab the fused kernels hold in one block.
+inline int fused_cap(int vec) { return kThreads * vec * fused_max_items(vec); }
 
 inline const char* make_plan(const PdganAdaGNParams& p, Plan* plan) {
   if (p.dtype != PDGAN_FLOAT32 && p.dtype != PDGAN_FLOAT16 && p.dtype != PDGAN_BFLOAT16)
@@ -331,66 +393,86 @@ inline const char* make_plan(const PdganAdaGNParams& p, Plan* plan) {
   if (p.gamma_stride < 0 || p.beta_stride < 0) return "pdgan_adagn_cuda: negative gamma / beta row stride";
   s.gs = p.gamma_stride ? p.gamma_stride : p.C;
   s.bs = p.beta_stride ? p.beta_stride : p.C;
-  // widest pack (16 bytes, else 8) that is aligned and never straddles a channel (NCHW) / group (NHWC)
+  const int esize = elem_size(p.dtype);
+  // Widest pack (16 bytes, else 8) that is aligned and never straddles a channel (NCHW) or a group (NHWC).
+  // In NHWC a 16-byte pack may instead hold two whole groups (vec = 2 * Cg) when the wide kernels can take
+  // whole pairs of groups: G even, and a pair's slab within the fused cap unless one group's is above it.
   plan->vec = 1;
+  plan->span = 1;
   for (const int bytes : {16, 8}) {
-    const int vec = bytes / elem_size(p.dtype);
+    const int vec = bytes / esize;
     const bool aligned = (reinterpret_cast<uintptr_t>(p.x) | reinterpret_cast<uintptr_t>(p.y)) % bytes == 0;
-    if (vec > 1 && aligned && (p.channels_last ? s.Cg % vec == 0 : s.HW % vec == 0)) {
+    if (vec == 1 || !aligned) continue;
+    if (p.channels_last ? s.Cg % vec == 0 : s.HW % vec == 0) {
       plan->vec = vec;
       break;
     }
+    if (p.channels_last && bytes == 16 && vec == 2 * s.Cg && s.G % 2 == 0 &&
+        (s.M > fused_cap(vec) || 2 * s.M <= fused_cap(vec))) {
+      plan->vec = vec;
+      plan->span = 2;
+      break;
+    }
   }
-  const int fused_cap = kThreads * plan->vec * fused_max_items(plan->vec);
-  plan->fused = s.M <= fused_cap;
-  // NHWC runs of one group narrower than a sector: widen to gb groups (a power of two dividing G) while the
-  // run stays within a cache line, the block's slab within the fused cap, and the packs per run within a warp
+  const int vec = plan->vec, cap = fused_cap(vec);
+  plan->fused = s.M <= cap;
+  // NHWC runs of one group narrower than a sector take the wide layout: runs of gb groups (a power of two
+  // dividing G, at least the groups of one pack), widened while the run stays within a cache line, the packs
+  // per run within a warp and, fused, the block's slab within the fused cap
+  const int q = s.Cg / vec;  // span 1: packs per group
+  plan->wide = p.channels_last && s.Cg * esize < kWideMinBytes && (plan->span > 1 || (q & (q - 1)) == 0);
   plan->gb = 1;
-  const int q = s.Cg / plan->vec, esize = elem_size(p.dtype);
-  if (p.channels_last && plan->fused && (q & (q - 1)) == 0 && s.Cg * esize < kWideMinBytes) {
-    int gb = 1;
-    while (s.G % (2 * gb) == 0 && 2 * gb * s.Cg * esize <= kWideMaxBytes && 2 * gb * q <= 32 &&
-           static_cast<int64_t>(2 * gb) * s.M <= fused_cap)
+  if (plan->wide) {
+    int gb = plan->span;
+    while (s.G % (2 * gb) == 0 && 2 * gb * s.Cg * esize <= kWideMaxBytes && 2 * gb * s.Cg / vec <= 32 &&
+           (!plan->fused || static_cast<int64_t>(2 * gb) * s.M <= cap))
       gb *= 2;
     plan->gb = gb;
+    if (plan->fused && gb == 1) plan->wide = false;  // one group per block: the plain fused kernel
   }
-  plan->chunk = kThreads * kStatsItems * plan->vec;
+  plan->items = 0;
+  if (plan->fused) {  // the smallest power of two (vec 1: the most) that holds the block's slab in kThreads
+    const int packs = (plan->gb * s.M + vec - 1) / vec, max_items = fused_max_items(vec);
+    plan->items = vec == 1 ? max_items : 1;
+    while (plan->items < max_items && plan->items * kThreads < packs) plan->items *= 2;
+  }
+  // split: a piece is kStatsItems packs per thread; wide, kStatsItems pixels per thread of Cg channels per group
+  plan->chunk = plan->wide ? s.Cg * (kThreads / (plan->gb * s.Cg / vec)) * kStatsItems : kThreads * kStatsItems * vec;
   plan->pieces = plan->fused ? 0 : (s.M + plan->chunk - 1) / plan->chunk;
   plan->workspace = plan->fused ? 0
                                 : sizeof(float2) * static_cast<size_t>(p.N * p.G * plan->pieces + p.N * p.C);
   return nullptr;
 }
 
-template <typename T, int VEC, int ITEMS, bool CL>
-void launch_fused(const PdganAdaGNParams& p, const Plan& plan, int threads, cudaStream_t stream) {
+template <typename T, int VEC, int ITEMS, bool CL, int SPAN>
+void launch_fused(const PdganAdaGNParams& p, const Plan& plan, cudaStream_t stream) {
+  const int packs = (plan.gb * plan.s.M + VEC - 1) / VEC;  // the block's slab: gb groups
+  const int threads = ((packs + ITEMS - 1) / ITEMS + 31) / 32 * 32;
   if constexpr (CL) {
-    if (plan.gb > 1) {
-      adagn_fused_wide_kernel<T, VEC, ITEMS><<<static_cast<unsigned>(p.N * p.G / plan.gb), threads, 0, stream>>>(
+    if (plan.wide) {
+      adagn_fused_wide_kernel<T, VEC, ITEMS, SPAN><<<static_cast<unsigned>(p.N * p.G / plan.gb), threads, 0, stream>>>(
           static_cast<const T*>(p.x), static_cast<T*>(p.y), p.gamma, p.beta, plan.s, plan.gb, p.eps);
       return;
     }
   }
-  adagn_fused_kernel<T, VEC, ITEMS, CL><<<static_cast<unsigned>(p.N * p.G), threads, 0, stream>>>(
-      static_cast<const T*>(p.x), static_cast<T*>(p.y), p.gamma, p.beta, plan.s, p.eps);
+  if constexpr (SPAN == 1)
+    adagn_fused_kernel<T, VEC, ITEMS, CL><<<static_cast<unsigned>(p.N * p.G), threads, 0, stream>>>(
+        static_cast<const T*>(p.x), static_cast<T*>(p.y), p.gamma, p.beta, plan.s, p.eps);
 }
 
-template <typename T, int VEC, bool CL>
+template <typename T, int VEC, bool CL, int SPAN>
 void launch_plan(const PdganAdaGNParams& p, const Plan& plan, cudaStream_t stream) {
   const Shape& s = plan.s;
   if (plan.fused) {
-    const int packs = (plan.gb * s.M + VEC - 1) / VEC;  // the block's slab: gb groups
     constexpr int kMaxItems = fused_max_items(VEC);
     if constexpr (VEC == 1) {  // scalar fallback: one variant is enough
-      launch_fused<T, VEC, kMaxItems, CL>(p, plan, ((packs + kMaxItems - 1) / kMaxItems + 31) / 32 * 32, stream);
+      launch_fused<T, VEC, kMaxItems, CL, SPAN>(p, plan, stream);
     } else {
-      int items = 1;
-      while (items < kMaxItems && items * kThreads < packs) items *= 2;
-      const int threads = ((packs + items - 1) / items + 31) / 32 * 32;
-      switch (items) {
-        case 1: launch_fused<T, VEC, 1, CL>(p, plan, threads, stream); break;
-        case 2: launch_fused<T, VEC, 2, CL>(p, plan, threads, stream); break;
-        case 4: launch_fused<T, VEC, 4, CL>(p, plan, threads, stream); break;
-        default: launch_fused<T, VEC, kMaxItems, CL>(p, plan, threads, stream); break;
+      switch (plan.items) {
+        case 1: launch_fused<T, VEC, 1, CL, SPAN>(p, plan, stream); break;
+        case 2: launch_fused<T, VEC, 2, CL, SPAN>(p, plan, stream); break;
+        case 4: launch_fused<T, VEC, 4, CL, SPAN>(p, plan, stream); break;
+        default: launch_fused<T, VEC, kMaxItems, CL, SPAN>(p, plan, stream); break;
       }
     }
     return;
@@ -399,8 +481,16 @@ void launch_plan(const PdganAdaGNParams& p, const Plan& plan, cudaStream_t strea
   float2* partial = static_cast<float2*>(p.workspace);
   float2* ad = partial + NG * plan.pieces;
   const T* x = static_cast<const T*>(p.x);
-  adagn_stats_kernel<T, VEC, CL><<<static_cast<unsigned>(NG * plan.pieces), kThreads, 0, stream>>>(
-      x, partial, s, plan.pieces, plan.chunk);
+  if constexpr (CL) {
+    if (plan.wide)
+      adagn_stats_wide_kernel<T, VEC, SPAN><<<static_cast<unsigned>(NG / plan.gb * plan.pieces), kThreads, 0, stream>>>(
+          x, partial, s, plan.gb, plan.pieces);
+  }
+  if constexpr (SPAN == 1) {
+    if (!plan.wide)
+      adagn_stats_kernel<T, VEC, CL><<<static_cast<unsigned>(NG * plan.pieces), kThreads, 0, stream>>>(
+          x, partial, s, plan.pieces, plan.chunk);
+  }
   adagn_finalize_kernel<<<static_cast<unsigned>((NG + 7) / 8), 256, 0, stream>>>(
       partial, p.gamma, p.beta, ad, NG, s, plan.pieces, plan.chunk, p.eps);
   const int64_t per_block = static_cast<int64_t>(kThreads) * VEC * kApplyUnroll;
@@ -412,9 +502,16 @@ void launch_plan(const PdganAdaGNParams& p, const Plan& plan, cudaStream_t strea
 template <typename T, bool CL>
 void launch_layout(const PdganAdaGNParams& p, const Plan& plan, cudaStream_t stream) {
   constexpr int kVec16 = 16 / sizeof(T), kVec8 = 8 / sizeof(T);
-  if (plan.vec == kVec16) launch_plan<T, kVec16, CL>(p, plan, stream);
-  else if (plan.vec == kVec8) launch_plan<T, kVec8, CL>(p, plan, stream);
-  else launch_plan<T, 1, CL>(p, plan, stream);
+  if (plan.vec == kVec16) {
+    if constexpr (CL) {
+      if (plan.span == 2) return launch_plan<T, kVec16, CL, 2>(p, plan, stream);  // Cg = kVec16 / 2
+    }
+    launch_plan<T, kVec16, CL, 1>(p, plan, stream);
+  } else if (plan.vec == kVec8) {
+    launch_plan<T, kVec8, CL, 1>(p, plan, stream);
+  } else {
+    launch_plan<T, 1, CL, 1>(p, plan, stream);
+  }
 }
 
 template <typename T>
@@ -440,6 +537,9 @@ extern "C" const char* pdgan_adagn_cuda_plan(const PdganAdaGNParams* p, int64_t*
     info[1] = plan.vec;
     info[2] = plan.gb;
     info[3] = plan.pieces;
+    info[4] = plan.span;
+    info[5] = plan.items;
+    info[6] = plan.wide ? 1 : 0;
   }
   return err;
 }

@@ -29,9 +29,11 @@ typedef struct {
 // Scratch bytes the launch needs (0 when one (n, group) fits one thread block).
 size_t pdgan_adagn_cuda_workspace_bytes(const PdganAdaGNParams* p);
 
-// The launch plan (tests, benchmarks): info = {fused (1) or split (0), elements per pack, groups per block of
-// the fused kernel (> 1: the wide channels_last kernel), slab pieces per group of the split plan}. Returns NULL,
-// or a static message for parameters the launcher refuses.
+// The launch plan (tests, benchmarks): info[0..6] = {fused (1) or split (0), elements per pack, groups per
+// block run of the wide channels_last layout (else 1), slab pieces per group of the split plan, groups per pack
+// (1, or 2 for channels_last 16-byte packs of two groups), packs per thread of the fused kernels (0 when split),
+// the wide channels_last layout (1) or not (0)}. Returns NULL, or a static message for parameters the launcher
+// refuses.
 const char* pdgan_adagn_cuda_plan(const PdganAdaGNParams* p, int64_t* info);
 
 // Enqueues the kernels on `stream` (a cudaStream_t). Returns NULL on success, else a static message.

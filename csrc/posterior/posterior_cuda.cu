@@ -1,6 +1,7 @@
 // Fused posterior step, CUDA:  out = c1 * x0 + c2 * xt + sigma * z   (float32 arithmetic).
 //   z = noise[i]                    noise kernel, 16-byte packs when aligned
-//   z = Philox normal(offset + i)   philox kernel, one thread per Philox block of 4 normals (../philox.h)
+//   z = Philox normal(offset + i)   philox kernel, one thread per Philox block of 4 normals (../philox.h),
+//                                   stored as one pack where aligned
 //   z = 0                           noise kernel with noise == NULL
 // Torch-free (see posterior_cuda.h).
 #include "../cuda_common.cuh"
@@ -36,8 +37,22 @@ __global__ void __launch_bounds__(kThreads) posterior_kernel(const T* __restrict
   }
 }
 
+// Whether the 4 elements from p on are one aligned pack (16 bytes for float32, 8 for 16-bit dtypes).
+template <typename T>
+__device__ __forceinline__ bool pack4_aligned(const T* p) {
+  return reinterpret_cast<uintptr_t>(p) % (4 * sizeof(T)) == 0;
+}
+
+template <bool HAS_X>
+__device__ __forceinline__ float posterior_value(float x0, float xt, float c1, float c2, float sigma, float z) {
+  const float base = HAS_X ? c1 * x0 + c2 * xt : 0.0f;
+  return base + sigma * z;
+}
+
 // Thread t handles stream block first_block + t: stream positions 4b .. 4b + 3, i.e. elements
-// 4b - offset .. 4b + 3 - offset that fall inside [0, numel).
+// 4b - offset .. 4b + 3 - offset that fall inside [0, numel). A block whose 4 elements are all inside and aligned
+// in every tensor moves them as one pack per tensor; the ragged head and tail (and unaligned tensors) go
+// element by element, through the same arithmetic.
 template <typename T, bool HAS_X>
 __global__ void __launch_bounds__(kThreads) posterior_philox_kernel(const T* __restrict__ x0,
                                                                     const T* __restrict__ xt, T* __restrict__ out,
@@ -50,18 +65,31 @@ __global__ void __launch_bounds__(kThreads) posterior_philox_kernel(const T* __r
     const uint64_t b = first_block + static_cast<uint64_t>(t);
     const Normal4 z = philox_normal4(seed, b);
     const int64_t e0 = static_cast<int64_t>(4 * b - offset);  // element of lane 0 (may be < 0 for t = 0)
+    if (e0 >= 0 && e0 + 4 <= numel && pack4_aligned(out + e0) &&
+        (!HAS_X || (pack4_aligned(x0 + e0) && pack4_aligned(xt + e0)))) {
+      float a[4] = {}, c[4] = {}, r[4];
+      if (HAS_X) {
+        load_pack<T, 4>(x0 + e0, a);
+        load_pack<T, 4>(xt + e0, c);
+      }
+#pragma unroll
+      for (int lane = 0; lane < 4; ++lane) r[lane] = posterior_value<HAS_X>(a[lane], c[lane], c1, c2, sigma, z.z[lane]);
+      store_pack<T, 4>(out + e0, r);
+      continue;
+    }
 #pragma unroll
     for (int lane = 0; lane < 4; ++lane) {
       const int64_t e = e0 + lane;
       if (e >= 0 && e < numel) {
-        const float base = HAS_X ? c1 * to_float(x0[e]) + c2 * to_float(xt[e]) : 0.0f;
-        out[e] = from_float<T>(base + sigma * z.z[lane]);
+        const float a = HAS_X ? to_float(x0[e]) : 0.0f, c = HAS_X ? to_float(xt[e]) : 0.0f;
+        out[e] = from_float<T>(posterior_value<HAS_X>(a, c, c1, c2, sigma, z.z[lane]));
       }
     }
   }
 }
 
-// Thread t handles Philox block t % blocks_per_row (after the row's first block) of row t / blocks_per_row.
+// Thread t handles Philox block t % blocks_per_row (after the row's first block) of row t / blocks_per_row;
+// one pack store where the block's 4 elements are inside the row and aligned, else element by element.
 template <typename T>
 __global__ void __launch_bounds__(kThreads) philox_rows_kernel(T* __restrict__ out, const int64_t* __restrict__ seeds,
                                                                int64_t cols, uint64_t offset, int64_t blocks_per_row,
@@ -74,6 +102,10 @@ __global__ void __launch_bounds__(kThreads) philox_rows_kernel(T* __restrict__ o
     const Normal4 z = philox_normal4(static_cast<uint64_t>(seeds[row]), b);
     const int64_t e0 = static_cast<int64_t>(4 * b - offset);
     T* dst = out + row * cols;
+    if (e0 >= 0 && e0 + 4 <= cols && pack4_aligned(dst + e0)) {
+      store_pack<T, 4>(dst + e0, z.z);
+      continue;
+    }
 #pragma unroll
     for (int lane = 0; lane < 4; ++lane) {
       const int64_t e = e0 + lane;

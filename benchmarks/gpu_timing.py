@@ -193,17 +193,28 @@ def adagn_bytes(shape, element_size: int, path: str) -> int:
 
 def native_adagn_path(shape, element_size: int, num_groups: int, channels_last: bool) -> str:
     """The plan csrc/adagn/adagn_cuda.cu (make_plan) takes for 16-byte aligned x and y: "single" (fused)
-    when a group's Cg * H * W elements fit 256 threads x pack x items per thread, else "split"."""
+    when a group's Cg * H * W elements fit the fused cap (256 threads x pack x packs per thread), else
+    "split". The pack: 16 bytes, else 8, that never straddles a channel (NCHW) or a group (NHWC), or in NHWC a
+    16-byte pack of two whole groups (G even, a pair's slab within the cap unless one group's is above it)."""
     _, c, h, w = shape
     cg, hw = c // num_groups, h * w
+    m = cg * hw
+
+    def cap(vec: int) -> int:
+        return 256 * vec * min(32 // vec, 8)
     vec = 1
     for nbytes in (16, 8):
         v = nbytes // element_size
-        if v > 1 and (cg % v == 0 if channels_last else hw % v == 0):
+        if v == 1:
+            continue
+        if cg % v == 0 if channels_last else hw % v == 0:
             vec = v
             break
-    items = min(32 // vec, 8)
-    return "single" if cg * hw <= 256 * vec * items else "split"
+        if (channels_last and nbytes == 16 and v == 2 * cg and num_groups % 2 == 0
+                and (m > cap(v) or 2 * m <= cap(v))):
+            vec = v
+            break
+    return "single" if m <= cap(vec) else "split"
 
 
 # --- TF32 ------------------------------------------------------------------------------------------------

@@ -361,7 +361,8 @@ def test_philox_kernels_store_a_block_as_one_pack(builds, dtype):
     are the ragged / unaligned path."""
     entries, t = _ptx_entries(builds, "posterior_cuda.cu"), MANGLED[dtype]
     esize = 4 if dtype == "float32" else 2
-    for pattern in (rf"philox_rows_kernelI{t}E", rf"posterior_philox_kernelI{t}Lb0E", rf"posterior_philox_kernelI{t}Lb1E"):
+    patterns = (rf"philox_rows_kernelI{t}E", rf"posterior_philox_kernelI{t}Lb0E", rf"posterior_philox_kernelI{t}Lb1E")
+    for pattern in patterns:
         name, body = _entry(entries, pattern)
         stores = _access_bytes(body, "st")
         assert stores.count(4 * esize) == 1 and set(stores) == {esize, 4 * esize}, f"{name}: stores of {stores} bytes"
@@ -578,7 +579,7 @@ def test_emulated_adagn_kernels(emulated, label, channels_last, offset_bytes):
     so the float32 allowance is the CPU's), in the three dtypes; the plan is the one the shape calls for."""
     import torch
     shape, groups = EMU_SHAPES[label]
-    hw, cg = shape[2] * shape[3], shape[1] // groups
+    cg = shape[1] // groups
     for dtype in (torch.float32, torch.bfloat16, torch.float16):
         x = _place((torch.randn(shape) * 2 + 0.5).to(dtype), channels_last, offset_bytes)
         gamma, beta = torch.randn(shape[:2]) * 0.5 + 1.0, torch.randn(shape[:2])

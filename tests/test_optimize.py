@@ -234,7 +234,7 @@ def test_runners_and_engines_are_freed_without_the_cycle_collector(monkeypatch):
         del owner
         assert ref() is None
         with pytest.raises(ReferenceError, match="no longer exists"):
-            sampler(torch.ones(1))
+            sampler.fn(torch.ones(1))
         m = PDGAN("digits", with_latent=True)
         for made in (lambda: create("optimized", m, torch.device("cpu"), torch.float32),
                      lambda: Engine(m, backend="optimized", device="cpu")):

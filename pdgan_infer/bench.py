@@ -258,10 +258,9 @@ def _time_generate(engine, args: argparse.Namespace, device: torch.device) -> tu
 def _time_runner(engine, args: argparse.Namespace, device: torch.device) -> list[float]:
     """GPU seconds of `repeats` calls of the sampler chain alone (after one untimed call) on fixed device
     noise: no latent sampler, noise drawing or host copies inside the events."""
-    from .sampler import draw_noise
+    from .sampler import noise_for
     c, n = engine.config, args.batch_size or args.n
-    noise = draw_noise(list(range(n)), engine.model.schedule.T, c.channels, c.resolution, c.generator.nz,
-                       device=device)
+    noise = noise_for(engine.model, range(n), device=device)
     z_T = torch.randn(n, c.generator.nz, device=device, generator=torch.Generator(device).manual_seed(args.seed))
     inputs = (noise.x_T, z_T, noise.z, noise.eps)
     with torch.no_grad():

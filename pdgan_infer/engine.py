@@ -63,8 +63,8 @@ from .device import resolve_device
 from .hub import pretrained_models, resolve_model
 from .networks import NO_LATENT, PDGAN
 from .optimize import CUDAGraphSampler, default_batch_size, reduced_dtype_supported
-from .sampler import draw_noise, to_uint8, with_latent_slot
-from .seeds import MAX_BLOCK_SEED, SEED_LIMIT, SEED_STRIDE, check_seeds, image_seeds
+from .sampler import images_from_seeds, noise_for, to_uint8
+from .seeds import SEED_LIMIT, SEED_STRIDE, check_seed_block, check_seeds, image_seeds
 
 log = logging.getLogger("pdgan")
 
@@ -236,18 +236,14 @@ class Engine:
 
     @torch.no_grad()
     def _sample_batch(self, seeds: list[int], z_T: torch.Tensor | None, pad_to: int) -> torch.Tensor:
-        c = self.config
-        noise = draw_noise(seeds, self.model.schedule.T, c.channels, c.resolution, c.generator.nz, device=self.device)
         count = len(seeds)
-        if z_T is None:
-            z_T = self._latents(noise.latent, pad_to)
-        else:
-            z_T = z_T.to(self.device, torch.float32)
-        noise = with_latent_slot(noise, z_T, self.model.latent_slot)
-        inputs = [noise.x_T, z_T, noise.z, noise.eps]
-        if self.runner.static_shapes and count < pad_to:  # no recompilation / recapture for the last batch
-            inputs = [_pad(t, pad_to, dim=1 if i >= 2 else 0) for i, t in enumerate(inputs)]
-        return self.runner(*inputs)[:count]
+
+        def run(*inputs: torch.Tensor) -> torch.Tensor:  # x_T, z_T, z, eps
+            if self.runner.static_shapes and count < pad_to:  # no recompilation / recapture for the last batch
+                inputs = tuple(_pad(t, pad_to, dim=1 if i >= 2 else 0) for i, t in enumerate(inputs))
+            return self.runner(*inputs)[:count]
+        return images_from_seeds(self.model, seeds, z_T, draw_z_T=lambda start: self._latents(start, pad_to),
+                                 chain=run, device=self.device)
 
     @torch.no_grad()
     def _latents(self, start: torch.Tensor, pad_to: int = 0) -> torch.Tensor:
@@ -280,8 +276,7 @@ class Engine:
         bs = self.batch_size if batch_size is None else _check_count(batch_size, "batch_size", minimum=1)
         c, parts = self.config, []
         for start in range(0, len(seeds), bs):
-            noise = draw_noise(list(seeds[start:start + bs]), self.model.schedule.T, c.channels, c.resolution,
-                               c.generator.nz, device=self.device)  # on the device, as generate draws it
+            noise = noise_for(self.model, seeds[start:start + bs], device=self.device)  # as generate draws it
             with torch.no_grad():
                 parts.append(self._latents(noise.latent, bs).cpu())
         return torch.cat(parts) if parts else torch.zeros(0, c.generator.nz)
@@ -308,11 +303,7 @@ class Engine:
         if seed is None:
             seed = secrets.randbelow((SEED_LIMIT - n) // SEED_STRIDE + 1)
             self._report(f"pdgan Engine: seed=None, using seed={seed} (pass seed={seed} to reproduce)")
-        else:
-            seed = _check_seed(seed)
-        if seed * SEED_STRIDE + n > SEED_LIMIT:
-            raise ValueError(f"seed={seed} with n={n} runs past the 2**32 per-image seeds "
-                             f"(seed * {SEED_STRIDE} + n must be <= 2**32); use a smaller seed or seeds=[...]")
+        seed = check_seed_block(seed, n)
         self.last_seed = seed
         return seed
 
@@ -406,14 +397,6 @@ def _check_count(n: object, what: str, minimum: int = 0) -> int:
     if n < minimum:
         raise ValueError(f"{what} must be >= {minimum}, got {n}")
     return int(n)
-
-
-def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an integer or None, got {type(seed).__name__} {seed!r}")
-    if not 0 <= seed < MAX_BLOCK_SEED:
-        raise ValueError(f"seed must be in [0, {MAX_BLOCK_SEED}), got {seed}")
-    return int(seed)
 
 
 def _stderr_handled(logger: logging.Logger) -> bool:

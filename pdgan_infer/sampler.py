@@ -20,11 +20,15 @@ float64 libm differences (rare 1-ulp flips).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from .schedule import Schedule
+
+# step(x0, x_t, t, eps) -> x_{t-1}; eps is None at t = 1
+StepFn = Callable[[torch.Tensor, torch.Tensor, int, "torch.Tensor | None"], torch.Tensor]
 
 
 @dataclass
@@ -108,17 +112,49 @@ def with_latent_slot(noise: SamplerNoise, z_T: torch.Tensor, latent_slot: str = 
     return SamplerNoise(noise.x_T, noise.latent, z, noise.eps)
 
 
-def sample(generator: torch.nn.Module, schedule: Schedule, z_T: torch.Tensor, noise: SamplerNoise,
-           latent_slot: str = "first") -> torch.Tensor:
-    """Run the T-step chain from noise.x_T with semantic code z_T; returns x0 in [-1, 1].
-    latent_slot: how the model was trained (`pdgan_infer.networks.LATENT_SLOTS`)."""
+def sample(generator: Callable[..., torch.Tensor], schedule: Schedule, z_T: torch.Tensor, noise: SamplerNoise,
+           latent_slot: str = "first", step: StepFn | None = None) -> torch.Tensor:
+    """The sampler loop of pdgan, the only one (every backend, the export graphs and training's sample grids run
+    it): the T-step chain from noise.x_T with semantic code z_T; returns x0 in [-1, 1].
+    latent_slot: how the model was trained (`pdgan_infer.networks.LATENT_SLOTS`). step(x0, x_t, t, eps) ->
+    x_{t-1} (eps None at t = 1): the posterior step, by default `schedule.step`; a fused kernel in the fused
+    backends. Capturable in a CUDA graph and traceable for export: the step vectors are made with full_like."""
     noise = with_latent_slot(noise, z_T, latent_slot)
+    step = schedule.step if step is None else step
     x = noise.x_T
     for t in range(schedule.T, 0, -1):
-        steps = torch.full((x.shape[0],), t, device=x.device, dtype=torch.float32)
+        steps = torch.full_like(x[:, 0, 0, 0], float(t))  # (N,), follows a traced dynamic batch
         x0 = generator(x, z_T if t == schedule.T else noise.z[t - 1], steps)
-        x = schedule.step(x0, x, t, noise.eps[t - 2] if t > 1 else None)
+        x = step(x0, x, t, noise.eps[t - 2] if t > 1 else None)
     return x
+
+
+def noise_for(model, seeds: Sequence[int], *, device: torch.device | str | None = None,
+              impl: str | None = None) -> SamplerNoise:
+    """`draw_noise` for `model`'s shapes (its schedule's T, channels, resolution and nz)."""
+    c = model.config
+    return draw_noise(list(seeds), model.schedule.T, c.channels, c.resolution, c.generator.nz, device=device,
+                      impl=impl)
+
+
+@torch.no_grad()
+def images_from_seeds(model, seeds: Sequence[int], z_T: torch.Tensor | None = None, *,
+                      draw_z_T: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                      chain: Callable[..., torch.Tensor] | None = None,
+                      device: torch.device | str | None = None) -> torch.Tensor:
+    """The images of `seeds` (one per seed), (N, C, R, R) float in [-1, 1]: the seeds' noise (`noise_for`, on
+    `device`), z_T (given, else draw_z_T(noise.latent), by default the model's latent denoiser `model.draw_z_T`),
+    the model's latent slot, then chain(x_T, z_T, z, eps) (a backend's runner; default: `sample` with the
+    model's generator and schedule). `to_uint8` makes them pixels."""
+    noise = noise_for(model, seeds, device=device)
+    if z_T is None:
+        z_T = (model.draw_z_T if draw_z_T is None else draw_z_T)(noise.latent)
+    else:
+        z_T = z_T.to(noise.x_T.device, torch.float32)
+    noise = with_latent_slot(noise, z_T, model.latent_slot)
+    if chain is None:
+        return sample(model.generator, model.schedule, z_T, noise)
+    return chain(noise.x_T, z_T, noise.z, noise.eps)
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

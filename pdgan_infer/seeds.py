@@ -27,6 +27,24 @@ def image_seeds(seed: int, start: int, count: int) -> list[int]:
     return [seed * SEED_STRIDE + i for i in range(start, start + count)]
 
 
+def check_block_seed(seed: object, what: str = "seed") -> int:
+    """`seed` of `generate(n, seed=seed)` (an int in [0, MAX_BLOCK_SEED)); TypeError/ValueError naming it."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{what} must be an integer, got {type(seed).__name__} {seed!r}")
+    if not 0 <= seed < MAX_BLOCK_SEED:
+        raise ValueError(f"{what} must be in [0, {MAX_BLOCK_SEED}), got {seed}")
+    return int(seed)
+
+
+def check_seed_block(seed: object, n: int, what: str = "seed") -> int:
+    """`seed` of `generate(n, seed=seed)`: `check_block_seed`, and its n per-image seeds within [0, 2**32)."""
+    seed = check_block_seed(seed, what)
+    if seed * SEED_STRIDE + n > SEED_LIMIT:
+        raise ValueError(f"{what}={seed} with n={n} runs past the 2**32 per-image seeds "
+                         f"({what} * {SEED_STRIDE} + n must be <= 2**32); use a smaller {what} or seeds=[...]")
+    return seed
+
+
 def check_seeds(seeds: Iterable[int], what: str = "seeds") -> list[int]:
     """A list of per-image seeds (ints in [0, 2**32)); TypeError/ValueError naming the first bad one."""
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):

@@ -194,11 +194,11 @@ def evaluate_model(model, n: int = 1000, seed: int = 0, batch_size: int = 100, z
 
     z_T: "latent" (the latent denoiser, as `Engine.generate`) or "gaussian" (a Gaussian fitted to the
     training split's codes: the sampling used during training, before the latent denoiser exists)."""
-    from pdgan_infer.sampler import draw_noise, sample, to_uint8
+    from pdgan_infer.sampler import images_from_seeds, to_uint8
     from pdgan_infer.seeds import image_seeds
 
     cfg, slot = model.config, model.latent_slot
-    T, ch, res, nz = model.schedule.T, cfg.channels, cfg.resolution, cfg.generator.nz
+    ch, res = cfg.channels, cfg.resolution
     encode = (lambda x: model.encoder(x.to(device))) if slot != "none" else None
     if z_T == "gaussian" and slot != "none":
         x_train, _ = _images("train", res, ch)
@@ -213,8 +213,8 @@ def evaluate_model(model, n: int = 1000, seed: int = 0, batch_size: int = 100, z
         raise ValueError(f"z_T must be 'latent' or 'gaussian', got {z_T!r}")
     images = []
     for start in range(0, n, batch_size):
-        noise = draw_noise(image_seeds(seed, start, min(batch_size, n - start)), T, ch, res, nz).to(device)
-        images.append(to_uint8(sample(model.generator, model.schedule, draw(noise.latent), noise, slot)).cpu().numpy())
+        seeds = image_seeds(seed, start, min(batch_size, n - start))
+        images.append(to_uint8(images_from_seeds(model, seeds, draw_z_T=draw, device=device)).cpu().numpy())
     samples = np.concatenate(images)
     out: dict[str, Any] = {"n": n, "seed": seed, "z_T": z_T, **sample_scores(pool8(samples)),
                            "digits_fid": _cnn_fid(samples)}
@@ -229,12 +229,9 @@ def evaluate_model(model, n: int = 1000, seed: int = 0, batch_size: int = 100, z
 def reconstruct(model, x: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
     """The 2-step reconstruction of the batch x from z_T = SE(x); row i uses seed i, as
     `Engine.generate_from(engine.encode(x), seed=0)` does."""
-    from pdgan_infer.sampler import draw_noise, sample
+    from pdgan_infer.sampler import images_from_seeds
 
-    cfg = model.config
-    noise = draw_noise(list(range(len(x))), model.schedule.T, cfg.channels, cfg.resolution,
-                       cfg.generator.nz).to(device)
-    return sample(model.generator, model.schedule, model.encoder(x.to(device)), noise, model.latent_slot)
+    return images_from_seeds(model, range(len(x)), model.encoder(x.to(device)), device=device)
 
 
 def _images(split: str, resolution: int, channels: int) -> tuple[torch.Tensor, np.ndarray]:

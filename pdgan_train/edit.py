@@ -59,8 +59,8 @@ from pdgan_infer.device import resolve_device
 from pdgan_infer.errors import PDGANError
 from pdgan_infer.hub import resolve_model
 from pdgan_infer.images import save_grid
-from pdgan_infer.sampler import SamplerNoise, draw_noise, sample, to_uint8
-from pdgan_infer.seeds import MAX_BLOCK_SEED, SEED_LIMIT, SEED_STRIDE, image_seeds
+from pdgan_infer.sampler import SamplerNoise, noise_for, sample, to_uint8
+from pdgan_infer.seeds import MAX_BLOCK_SEED, check_seed_block, image_seeds
 
 BATCH = 64  # images per forward pass; results do not depend on it (one seed per image)
 MAX_GRID = 4096  # images in one pdgan-edit grid (rows x columns): the grid is built in memory
@@ -83,18 +83,15 @@ def _device(model) -> torch.device:
 
 
 def _noise(model, seeds: Sequence[int]) -> SamplerNoise:
-    cfg = model.config
-    return draw_noise([int(s) for s in seeds], model.schedule.T, cfg.channels, cfg.resolution,
-                      cfg.generator.nz).to(_device(model))
+    return noise_for(model, [int(s) for s in seeds], device=_device(model))
 
 
 def _seeds(seed: int, n: int = 1) -> list[int]:
     """The per-image seeds of images 0..n-1 of seed `seed` (`Engine.generate(n, seed)`'s)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < MAX_BLOCK_SEED:
-        raise EditError(f"seed must be an integer in [0, {MAX_BLOCK_SEED}), got {seed!r}")
-    if seed * SEED_STRIDE + n > SEED_LIMIT:
-        raise EditError(f"seed {seed} with {n} images runs past the 2**32 per-image seeds; use a smaller seed")
-    return image_seeds(int(seed), 0, n)
+    try:
+        return image_seeds(check_seed_block(int(seed) if isinstance(seed, np.integer) else seed, n), 0, n)
+    except (TypeError, ValueError) as e:
+        raise EditError(str(e)) from None
 
 
 def _repeat(noise: SamplerNoise, n: int) -> SamplerNoise:

@@ -79,8 +79,8 @@ from pdgan_infer.device import resolve_device
 from pdgan_infer.errors import PDGANError
 from pdgan_infer.hub import resolve_model
 from pdgan_infer.images import make_grid, save_png
-from pdgan_infer.sampler import SamplerNoise, draw_noise, sample, to_uint8
-from pdgan_infer.seeds import MAX_BLOCK_SEED, SEED_LIMIT, SEED_STRIDE, image_seeds
+from pdgan_infer.sampler import SamplerNoise, images_from_seeds, noise_for, sample, to_uint8
+from pdgan_infer.seeds import SEED_STRIDE, check_seed_block, image_seeds
 
 from . import feature_nets
 from ._download import cache_dir as default_cache_dir
@@ -123,14 +123,10 @@ def generate_batches(model, n: int, seed: int, batch_size: int, device: torch.de
 
     if not model.can_draw_z_T:
         raise EvalError(NO_LATENT)
-    cfg = model.config
     with tqdm(total=n, desc="generate", unit="img", disable=not progress) as bar:
         for start in range(0, n, batch_size):
             seeds = image_seeds(seed, start, min(batch_size, n - start))
-            noise = draw_noise(seeds, model.schedule.T, cfg.channels, cfg.resolution, cfg.generator.nz).to(device)
-            with torch.no_grad():
-                z_T = model.draw_z_T(noise.latent)
-                images = sample(model.generator, model.schedule, z_T, noise, model.latent_slot)
+            images = images_from_seeds(model, seeds, device=device)
             bar.update(len(seeds))
             yield to_uint8(images).cpu().numpy()
 
@@ -403,10 +399,10 @@ def _png_writer(folder: Path, seed: int) -> Callable[[int, np.ndarray], None]:
 
 
 def _check_seed(seed: int, n: int) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_BLOCK_SEED:
-        raise EvalError(f"seed must be an integer in [0, {MAX_BLOCK_SEED}), got {seed!r}")
-    if seed * SEED_STRIDE + n > SEED_LIMIT:
-        raise EvalError(f"seed {seed} with n={n} runs past the 2**32 per-image seeds; use a smaller seed")
+    try:
+        check_seed_block(seed, n)
+    except (TypeError, ValueError) as e:
+        raise EvalError(str(e)) from None
 
 
 def load_ref(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -509,7 +505,6 @@ def interpolation_smoothness(model, dataset, phi: Callable[[np.ndarray], np.ndar
 
     if len(dataset) < 2:
         raise EvalError("interpolation needs at least two dataset images")
-    cfg = model.config
     rng = np.random.default_rng(seed)
     picks = [rng.choice(len(dataset), size=2, replace=False) for _ in range(pairs)]
     alphas = torch.linspace(0, 1, steps, device=device)[:, None]
@@ -517,8 +512,7 @@ def interpolation_smoothness(model, dataset, phi: Callable[[np.ndarray], np.ndar
     for p, (a, b) in enumerate(tqdm(picks, desc="interpolate", unit="pair", disable=not progress)):
         x = torch.stack([dataset[int(a)][0], dataset[int(b)][0]]).to(device)
         z_a, z_b = model.encoder(x)
-        base = draw_noise(image_seeds(seed, p, 1), model.schedule.T, cfg.channels, cfg.resolution,
-                          cfg.generator.nz).to(device)  # pair p: the noises of sample p
+        base = noise_for(model, image_seeds(seed, p, 1), device=device)  # pair p: the noises of sample p
         noise = SamplerNoise(base.x_T.expand(steps, -1, -1, -1), base.latent.expand(steps, -1),
                              base.z.expand(-1, steps, -1), base.eps.expand(-1, steps, -1, -1, -1))
         z_T = (1 - alphas) * z_a + alphas * z_b

@@ -513,18 +513,17 @@ class Trainer:
         if not self.main:
             return None
         from pdgan_infer.images import save_grid
-        from pdgan_infer.sampler import draw_noise, sample, to_uint8
-        n, res, ch, nz = 8, self.model_cfg.resolution, self.model_cfg.channels, self.model_cfg.generator.nz
+        from pdgan_infer.sampler import images_from_seeds, to_uint8
+        n, model = 8, self.ema
         reals = torch.stack([self.dataset[i][0] for i in range(min(len(self.dataset), 64))]).to(self.device)
-        noise = draw_noise(list(range(3 * n)), self.schedule.T, ch, res, nz).to(self.device)
-        slot = self.ema.latent_slot
-        codes = self.ema.encoder(reals) if slot != "none" else noise.latent[:n]  # baseline: no reconstructions
-        recon = sample(self.ema.generator, self.schedule, codes[:n], _slice(noise, 0, n), slot)
-        if slot == "none" or (final and self.ema.latent is not None):
-            z_T = self.ema.draw_z_T(noise.latent[n:])
+        codes = model.encoder(reals) if model.latent_slot != "none" else None  # baseline: no reconstructions
+        recon = images_from_seeds(model, range(n), None if codes is None else codes[:n], device=self.device)
+        if codes is None or (final and model.latent is not None):
+            draw = model.draw_z_T
         else:
-            z_T = codes.mean(0) + codes.std(0) * noise.latent[n:]
-        gen = sample(self.ema.generator, self.schedule, z_T, _slice(noise, n, 3 * n), slot)
+            def draw(start):
+                return codes.mean(0) + codes.std(0) * start
+        gen = images_from_seeds(model, range(n, 3 * n), draw_z_T=draw, device=self.device)
         grid = to_uint8(torch.cat([reals[:n], recon, gen]).cpu()).numpy()
         path = self.out / "samples" / (f"step_{self.step:07d}.png" if not final else "final.png")
         with rundir.writing(path):
@@ -605,11 +604,6 @@ class Trainer:
                 log.warning(f"resuming a finished run at step {self.step} to train on to {self.cfg.max_steps}; the "
                             "latent denoiser will be retrained on the new codes afterwards")
             self.phase = "gan"
-
-
-def _slice(noise, a: int, b: int):
-    from pdgan_infer.sampler import SamplerNoise
-    return SamplerNoise(noise.x_T[a:b], noise.latent[a:b], noise.z[:, a:b], noise.eps[:, a:b])
 
 
 def _check_finite(step: int, **values: torch.Tensor) -> None:

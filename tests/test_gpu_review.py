@@ -54,13 +54,14 @@ def test_engine_draws_the_noise_on_its_device(monkeypatch):
     """Review 3.1: per-image noise came from CPU torch.Generators and was copied to the GPU (3.9 ms per 256x256
     image, most of generate() on a GPU). Engine now draws the counter-based Philox noise on its own device."""
     import pdgan_infer.engine as engine_mod
+    import pdgan_infer.sampler as sampler_mod
     from pdgan_infer import PDGAN
-    real, devices = engine_mod.draw_noise, []
+    real, devices = sampler_mod.draw_noise, []
 
     def spy(*args, **kwargs):
         devices.append(kwargs.get("device"))
         return real(*args, **kwargs)
-    monkeypatch.setattr(engine_mod, "draw_noise", spy)
+    monkeypatch.setattr(sampler_mod, "draw_noise", spy)
     torch.manual_seed(0)
     engine = engine_mod.Engine(PDGAN("digits", with_latent=False), backend="torch", device="cpu", verbose=False)
     engine.generate(2, seed=0, z_T=torch.zeros(2, engine.config.generator.nz))

@@ -12,10 +12,8 @@ from collections.abc import Callable
 import torch
 
 from ..errors import PDGANError
+from ..sampler import SamplerNoise, StepFn, sample
 from ..schedule import Schedule
-
-# step(x0, x_t, t, noise) -> x_{t-1}; noise is None at t = 1
-StepFn = Callable[[torch.Tensor, torch.Tensor, int, "torch.Tensor | None"], torch.Tensor]
 
 
 class BackendUnavailable(PDGANError, RuntimeError):
@@ -41,14 +39,11 @@ class Runner:
 
 def chain(generator: Callable[..., torch.Tensor], schedule: Schedule, step: StepFn, x_T: torch.Tensor,
           z_T: torch.Tensor, z: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """`sampler.sample`'s loop with a pluggable posterior step; x stays float32 between steps.
-    Capturable in a CUDA graph: the only tensors it makes are device tensors (`torch.full`)."""
-    x = x_T
-    for t in range(schedule.T, 0, -1):
-        steps = torch.full((x.shape[0],), float(t), device=x.device, dtype=torch.float32)
-        x0 = generator(x, z_T if t == schedule.T else z[t - 1], steps).float()
-        x = step(x0, x, t, eps[t - 2] if t > 1 else None)
-    return x
+    """`sampler.sample` on the runners' inputs with a pluggable posterior step; x stays float32 between
+    steps. Capturable in a CUDA graph: the only tensors it makes are device tensors."""
+    def float_generator(x, z_t, t):
+        return generator(x, z_t, t).float()
+    return sample(float_generator, schedule, z_T, SamplerNoise(x_T, z_T[:, :0], z, eps), step=step)
 
 
 def torch_step(schedule: Schedule) -> StepFn:

@@ -52,7 +52,7 @@ from ..checkpoint import atomic_path
 from ..errors import PDGANError
 from ..networks import PDGAN
 from ..networks.layers import AdaGNAct
-from ..sampler import SamplerNoise, draw_noise, sample
+from ..sampler import SamplerNoise, noise_for, sample
 from ..schedule import Schedule
 from ..seeds import image_seeds
 
@@ -143,12 +143,7 @@ class SamplerGraph(nn.Module):
         self.schedule = schedule
 
     def forward(self, x_T: torch.Tensor, z_T: torch.Tensor, z: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        x, T = x_T, self.schedule.T
-        for t in range(T, 0, -1):
-            steps = torch.full_like(x_T[:, 0, 0, 0], float(t))  # (N,), follows the dynamic batch
-            x0 = self.step(x, z_T if t == T else z[t - 1], steps)
-            x = self.schedule.step(x0, x, t, eps[t - 2] if t > 1 else None)  # float32 posterior
-        return x
+        return sample(self.step, self.schedule, z_T, SamplerNoise(x_T, z_T[:, :0], z, eps))  # float32 posterior
 
 
 def graph_module(model: PDGAN, graph: str, dtype: torch.dtype) -> nn.Module:
@@ -162,8 +157,7 @@ def graph_module(model: PDGAN, graph: str, dtype: torch.dtype) -> nn.Module:
 def example_inputs(model: PDGAN, graph: str, n: int, seed: int = 0) -> dict[str, torch.Tensor]:
     """Explicit float32 inputs for a graph, one seed per image: the noises of `Engine.generate(n, seed)`
     (per-image seeds seed * 2**16 + i, `pdgan_infer.seeds`); z_T is the latent start noise."""
-    cfg = model.config
-    noise = draw_noise(image_seeds(seed, 0, n), model.schedule.T, cfg.channels, cfg.resolution, cfg.generator.nz)
+    noise = noise_for(model, image_seeds(seed, 0, n))
     if graph == "step":
         g = torch.Generator().manual_seed(seed + 10_000)
         t = torch.randint(1, model.schedule.T + 1, (n,), generator=g).float()

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from ..networks import PDGAN
+from ..sampler import to_uint8
 from ..serve import config as cfg
 from .onnx import OPSET, SamplerGraph, _symbolics, dtype_name, require, weights_sha256
 
@@ -50,21 +51,15 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "serve" / "models"
 
 
 class LatentGraph(nn.Module):
-    """`LatentDenoiser.sample` (DDIM, eta = 0) unrolled for export: the step vectors follow the dynamic batch."""
+    """`LatentDenoiser.sample` (DDIM, eta = 0) as a module for export (its step vectors follow the dynamic batch)."""
 
     def __init__(self, latent: nn.Module, steps: int | None = None):
         super().__init__()
-        self.latent, self.steps = latent, latent.ddim_timesteps(steps)
+        self.latent, self.steps = latent, steps
+        latent.ddim_timesteps(steps)  # checks steps now, not at export
 
     def forward(self, noise: torch.Tensor) -> torch.Tensor:
-        z, ac = noise, self.latent.alphas_cumprod
-        for i, t in enumerate(self.steps):
-            a = ac[t]
-            a_prev = ac[self.steps[i + 1]] if i + 1 < len(self.steps) else torch.ones_like(a)
-            eps = self.latent(z, torch.full_like(z[:, 0], float(t)))
-            z0 = (z - (1.0 - a).sqrt() * eps) / a.sqrt()
-            z = a_prev.sqrt() * z0 + (1.0 - a_prev).sqrt() * eps
-        return self.latent.denormalize(z)
+        return self.latent.sample(noise, self.steps)
 
 
 class ServingGraph(nn.Module):
@@ -82,9 +77,7 @@ class ServingGraph(nn.Module):
         z = z.transpose(0, 1)
         if self.latent_slot == "all":  # the model reads z_T at every step (pdgan_infer.sampler.with_latent_slot)
             z = z_T.unsqueeze(0).expand_as(z)
-        x = self.sampler(x_T, z_T, z, eps.transpose(0, 1))
-        image = ((x + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-        return image.expand(-1, -1, -1, 3) if image.shape[-1] == 1 else image
+        return to_uint8(self.sampler(x_T, z_T, z, eps.transpose(0, 1)))
 
 
 def serving_inputs(model: PDGAN, seeds: list[int], z_T: np.ndarray | None = None) -> dict[str, np.ndarray]:

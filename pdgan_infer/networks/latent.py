@@ -81,13 +81,14 @@ class LatentDenoiser(nn.Module):
             else [span]
 
     def sample(self, noise: torch.Tensor, steps: int | None = None) -> torch.Tensor:
-        """Deterministic DDIM (eta = 0) from `noise` (N, nz) to de-normalised codes z_T (N, nz)."""
+        """Deterministic DDIM (eta = 0) from `noise` (N, nz) to de-normalised codes z_T (N, nz); the only DDIM
+        loop (the engine's CUDA graph and the served ONNX graph run it too)."""
         ts = self.ddim_timesteps(steps)
         z = noise
         for i, t in enumerate(ts):
             a = self.alphas_cumprod[t]
             a_prev = self.alphas_cumprod[ts[i + 1]] if i + 1 < len(ts) else torch.ones_like(a)
-            eps = self(z, torch.full((z.shape[0],), t, device=z.device, dtype=torch.float32))
+            eps = self(z, torch.full_like(z[:, 0], float(t)))  # (N,), follows a traced dynamic batch
             z0 = (z - (1.0 - a).sqrt() * eps) / a.sqrt()
             z = a_prev.sqrt() * z0 + (1.0 - a_prev).sqrt() * eps
         return self.denormalize(z)

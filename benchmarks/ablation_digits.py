@@ -1,4 +1,4 @@
-"""The paper's Table 1 in miniature on the bundled digits (issue 11): evaluate the runs of
+"""The paper's Table 1 in miniature on the bundled digits: evaluate the runs of
 
     for ROW in baseline encoder full; do for SEED in 0 1; do
       pdgan-train --preset digits --data digits --ablation $ROW --no-feature-loss --seed $SEED \
@@ -11,7 +11,7 @@ digits-FID; 1000 samples of `generate(1000, seed=0)` with the latent sampler) an
 one line per run and the mean of each row's seeds. Reference lines: held-out real digits scored as samples
 (the ceiling), and an untrained encoder's probe (the floor a trained encoder must beat).
 
-    python benchmarks/ablation_digits.py RUNS --n 1000 --json benchmarks/results/DATE-ablation-digits.json
+    python benchmarks/ablation_digits.py RUNS --n 1000 --json benchmarks/results/DATE-MACHINE-ablation-digits.json
 """
 from __future__ import annotations
 

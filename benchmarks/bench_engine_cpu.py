@@ -8,7 +8,10 @@ then the configs are timed in turn, round after round, so that load from other p
 them alike. Per config: wall-clock and process CPU seconds (min and median over rounds) and their
 ratio to the reference. On a shared machine the CPU time (work done) is the steadier measure and
 the minimum wall time the closest to an idle machine; the load average is recorded with each run.
-Results: benchmarks/results/engine_cpu_<preset>_<threads>threads_<date>.json (header with versions, commit, command).
+Results: benchmarks/results/DATE-MACHINE-engine-cpu-<preset>-<threads>thread.json (header with versions, commit,
+command); MACHINE is $PDGAN_MACHINE, a name
+from MACHINES in benchmarks/results_index.py (e.g. xeon-amx); without it, unnamed-machine, which
+`results_index.py --check` rejects until the file is renamed.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+MACHINE = os.environ.get("PDGAN_MACHINE", "unnamed-machine")  # benchmarks/results_index.py
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
               "cpu_capability": torch.backends.cpu.get_cpu_capability(), "python": platform.python_version(),
               "git_commit": commit or None, "preset": args.preset,
               "command": " ".join(["python", "benchmarks/bench_engine_cpu.py", *argv])}
-    name = f"engine_cpu_{args.preset}_{torch.get_num_threads()}threads_{datetime.date.today()}.json"
+    name = (f"{datetime.date.today()}-{MACHINE}-engine-cpu-{args.preset}-"
+            f"{torch.get_num_threads()}thread.json")
     out = args.out or ROOT / "benchmarks" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"header": header, "records": records}, indent=2) + "\n")

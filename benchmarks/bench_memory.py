@@ -15,7 +15,9 @@ which resets VmHWM) and record the RSS; run; read VmHWM. Reported per run:
 * seconds and images/s.
 
 Bounded memory means: growth(generate, n) - result_mb(n) and growth(stream, n) do not grow with n.
-The JSON (header + records) goes to benchmarks/results/memory_<date>.json.
+The JSON (header + records) goes to benchmarks/results/DATE-MACHINE-memory.json; MACHINE is $PDGAN_MACHINE, a name
+from MACHINES in benchmarks/results_index.py (e.g. xeon-amx); without it, unnamed-machine, which
+`results_index.py --check` rejects until the file is renamed.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+MACHINE = os.environ.get("PDGAN_MACHINE", "unnamed-machine")  # benchmarks/results_index.py
 
 
 def _status_kb(field: str) -> int:
@@ -111,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default="auto")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/memory_<date>.json)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON path (default benchmarks/results/DATE-MACHINE-memory.json)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--mode", default=None, help=argparse.SUPPRESS)
@@ -142,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                    f"extra_growth_{hi}_vs_{lo}_mb": (by[(mode, hi)]["growth_mb"] - by[(mode, hi)]["result_mb"])
                    - (by[(mode, lo)]["growth_mb"] - by[(mode, lo)]["result_mb"])}
             for mode in {r["mode"] for r in records} if (mode, lo) in by and (mode, hi) in by}
-    path = args.out or ROOT / "benchmarks" / "results" / f"memory_{datetime.date.today().isoformat()}.json"
+    path = args.out or ROOT / "benchmarks" / "results" / f"{datetime.date.today().isoformat()}-{MACHINE}-memory.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result.get("summary", {}), indent=2))

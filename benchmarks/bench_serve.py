@@ -9,7 +9,10 @@ slot sends its next request when its previous one returned) and reports requests
 latency, and the server's executions per request (dynamic batching). Next to it, in this process, the same model
 and backend: `Engine.generate(seeds=[s])` one image at a time (the c=1 counterpart without HTTP) and
 `Engine.generate(seeds=range(max_batch))` in one batch (the throughput bound). Warm-up requests are not timed.
-Writes JSON (default benchmarks/results/DATE-serve-digits-CPU.json) and prints a Markdown table.
+Writes JSON (default benchmarks/results/DATE-MACHINE-serve-digits-BACKEND.json) and prints a Markdown table;
+MACHINE is $PDGAN_MACHINE, a name
+from MACHINES in benchmarks/results_index.py (e.g. xeon-amx); without it, unnamed-machine, which
+`results_index.py --check` rejects until the file is renamed.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ from pdgan_infer.bench import device_name
 from pdgan_infer.serve.process import ServeProcess
 
 ROOT = Path(__file__).resolve().parents[1]
+MACHINE = os.environ.get("PDGAN_MACHINE", "unnamed-machine")  # benchmarks/results_index.py
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -107,11 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=64, help="timed requests per concurrency level")
     p.add_argument("--serve-python", default=str(ROOT / ".venv-serve" / "bin" / "python"))
     p.add_argument("--note", default="", help="recorded in the JSON (e.g. what else ran on the machine)")
-    p.add_argument("--json", type=Path, help="default benchmarks/results/DATE-serve-digits-CPU.json")
+    p.add_argument("--json", type=Path, help="default benchmarks/results/DATE-MACHINE-serve-digits-BACKEND.json")
     args = p.parse_args(argv)
     cpu = device_name(torch.device("cpu"))
     out = args.json or ROOT / "benchmarks" / "results" / (
-        f"{date.today().isoformat()}-serve-digits-{re.sub(r'[^A-Za-z0-9]+', '-', cpu).strip('-')}.json")
+        f"{date.today().isoformat()}-{MACHINE}-serve-digits-{args.backend}.json")
     load_before = os.getloadavg()
     rows = []
     with ServeProcess(["digits", "--backend", args.backend, "--max-batch-size", str(args.max_batch_size)],

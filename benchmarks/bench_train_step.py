@@ -1,7 +1,7 @@
 """Training steps per second on the CPU, providers side by side in one process (issue 11, item 4).
 
     python benchmarks/bench_train_step.py [--preset digits] [--batch-size 32] [--steps 8] [--threads 2]
-                                          [--json benchmarks/results/DATE-train-step-cpu.json]
+                                          [--json benchmarks/results/DATE-MACHINE-train-step.json]
 
 Each provider builds a `pdgan_train.loop.Trainer` on the digits data with the same seed and times
 `d_step + g_step + EMA` (two warm-up steps excluded) at the same point of the P schedule:

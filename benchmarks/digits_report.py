@@ -1,6 +1,6 @@
-"""The bundled digits model's numbers and pictures for the README (issue 11), from one command:
+"""The bundled digits model's numbers and pictures for docs/digits-model.md, from one command:
 
-    python benchmarks/digits_report.py [MODEL] [--n 1000] [--json benchmarks/results/DATE-digits-model.json]
+    python benchmarks/digits_report.py [MODEL] [--n 1000] [--json benchmarks/results/DATE-MACHINE-digits-model.json]
                                        [--images docs/images]
 
 MODEL defaults to the bundled "digits". Writes the JSON of `pdgan_train.digits_metrics.evaluate_model`

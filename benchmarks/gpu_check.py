@@ -40,7 +40,8 @@ extra) write OUT_DIR/<step>.json themselves. Child logs and the training run go 
 (default /tmp/pdgan-gpu-check). Standard output gets one line per step start and end and a summary at the end,
 also after SIGTERM / SIGINT (the files are written, the exit status is 128 + the signal). The commit is
 $PDGAN_COMMIT, else `git rev-parse`, else null. Without a GPU (no `nvidia-smi -L` device) the plan is printed and
-the exit status is 0.
+the exit status is 0. A run that is kept is committed to benchmarks/results/ under the results naming scheme,
+e.g. DATE-h100-gpu-check.json and .md (benchmarks/results_index.py).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Turn benchmark results into Markdown tables (for the README).
+"""Turn benchmark results into Markdown tables (for docs/benchmarks.md).
 
     python benchmarks/make_table.py                         # every benchmarks/results/*.json
     python benchmarks/make_table.py results/a.json -o t.md  # chosen files, to a file

@@ -20,20 +20,23 @@ Every op's self CPU time (the calling thread's; intra-op threads work inside it)
 Also: wall seconds per call, and the convolutions' GFLOP/s (their FLOPs from FlopCounterMode on one
 generator call, times NFE and n, over the convolution class's time). An exported runtime (onnxruntime,
 openvino) is one opaque op to torch's profiler: profile those with their own tools.
-Writes benchmarks/results/DATE-profile-cpu-<cpu>.txt (--out to change) and prints it.
+Writes benchmarks/results/DATE-MACHINE-profile-cpu-<backend>-<dtype>-<preset>-n<n>.txt (--out to change) and
+prints it; MACHINE is $PDGAN_MACHINE, a name
+from MACHINES in benchmarks/results_index.py (e.g. xeon-amx); without it, unnamed-machine, which
+`results_index.py --check` rejects until the file is renamed.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
 import os
-import re
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+MACHINE = os.environ.get("PDGAN_MACHINE", "unnamed-machine")  # benchmarks/results_index.py
 CLASSES = ("convolution", "adagn/group norm", "fir resampling", "attention", "reorders/copies", "allocation", "other")
 CONV_OPS = ("convolution", "conv2d", "conv_transpose", "mkldnn_convolution", "slow_conv", "conv_depthwise",
             "thnn_conv", "mkldnn_reorder_conv", "winograd_conv3x3")
@@ -105,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=1, help="profiled calls after one untimed one")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--rows", type=int, default=30, help="rows of the op table")
-    p.add_argument("--out", type=Path, help="default benchmarks/results/DATE-profile-cpu-<cpu>.txt")
+    p.add_argument("--out", type=Path,
+                   help="default benchmarks/results/DATE-MACHINE-profile-cpu-<backend>-<dtype>-<preset>-n<n>.txt")
     args = p.parse_args(argv)
 
     import numpy as np
@@ -140,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
             "conv_gflop": bench.model_flops_per_image(engine.model, only="conv") * args.n / 1e9}
     text = render(info, by_class, other,
                   prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
-    out = args.out or (ROOT / "benchmarks" / "results" / f"{datetime.date.today().isoformat()}-profile-cpu-"
-                       f"{re.sub(r'[^A-Za-z0-9]+', '-', cpu).strip('-')}.txt")
+    out = args.out or (ROOT / "benchmarks" / "results" / f"{datetime.date.today().isoformat()}-"
+                       f"{MACHINE}-profile-cpu-{backend}-{dtype}-"
+                       f"{args.preset}-n{args.n}.txt")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(text)

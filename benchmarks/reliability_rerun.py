@@ -1,4 +1,5 @@
-"""Re-run the reliability review (../shared/reviews/reliability.md) on the current code.
+"""Re-run the reliability review on the current code: "Review: bad input and faults", written at commit b2484bc
+(not part of the repository; pass its Markdown with --review FILE or $PDGAN_REVIEW).
 
 Every case of the review whose recorded outcome was not clean (a traceback, a hang, bad input accepted
 with exit 0, data lost or corrupted), plus controls, is rebuilt in a scratch folder and run again through
@@ -22,11 +23,13 @@ disk. The process runs as root, so "mode 000" and "read-only directory" cases ru
 `setpriv --inh-caps=-all --bounding-set=-dac_override,-dac_read_search` (capabilities dropped as the
 review did with capsh). The kill -9 rows are the slow fault-injection test (tests/test_train_faults.py).
 
-    nice -n 10 .venv/bin/python benchmarks/reliability_rerun.py            # every case (about an hour
-                                                                           # on a loaded 2-core CPU)
-    nice -n 10 .venv/bin/python benchmarks/reliability_rerun.py --only ck.  # a subset (id prefix or regex)
-    ... --rerun-failed benchmarks/results/2026-11-30-reliability-rerun.json   # only the cases not clean there
-Writes benchmarks/results/<date>-reliability-rerun.json and .md (case, then, now, message).
+    nice -n 10 .venv/bin/python benchmarks/reliability_rerun.py --review REVIEW.md  # every case (about an
+                                                                                    # hour on a loaded 2-core CPU)
+    ... --only ck.                                                           # a subset (id prefix or regex)
+    ... --rerun-failed benchmarks/results/2026-11-30-xeon-amx-reliability-rerun.json  # only the cases not clean there
+Writes benchmarks/results/DATE-MACHINE-reliability-rerun.json and .md (case, then, now, message); MACHINE is
+$PDGAN_MACHINE (benchmarks/results_index.py), else unnamed-machine.
+--render JSON writes the .json/.md again from a result and needs no review.
 """
 from __future__ import annotations
 
@@ -47,7 +50,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-REVIEW = Path(os.environ.get("PDGAN_REVIEW", ROOT.parent / "shared" / "reviews" / "reliability.md"))
+REVIEW_TITLE = "the reliability review written at commit b2484bc (not part of the repository)"
+MACHINE = os.environ.get("PDGAN_MACHINE", "unnamed-machine")  # benchmarks/results_index.py
 BIN = Path(sys.executable).parent
 PY = sys.executable
 BUNDLED = ROOT / "pdgan_infer" / "pretrained" / "digits.safetensors"
@@ -58,7 +62,7 @@ T_TRAIN = 600
 # --- the review's tables ----------------------------------------------------------------------------------
 
 
-def parse_review(path: Path = REVIEW) -> list[dict]:
+def parse_review(path: Path) -> list[dict]:
     rows, sec = [], None
     for line in path.read_text().splitlines():
         m = re.match(r"## (\d)\. ", line)
@@ -906,7 +910,10 @@ def main(argv=None) -> int:
     ap.add_argument("--rerun-failed", metavar="JSON", help="run only the cases not clean in this earlier result, "
                     "and merge the new outcomes into it")
     ap.add_argument("--workdir", help="scratch folder (default: a new temporary folder, removed at the end)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "2026-11-30-reliability-rerun"),
+    ap.add_argument("--review", default=os.environ.get("PDGAN_REVIEW"),
+                    help="the review's Markdown (default $PDGAN_REVIEW); needed unless --render")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / f"{datetime.date.today().isoformat()}-"
+                                         f"{MACHINE}-reliability-rerun"),
                     help="results path without extension (.json and .md are written)")
     ap.add_argument("--render", metavar="JSON", help="only write the .json/.md again from this result")
     args = ap.parse_args(argv)
@@ -914,7 +921,9 @@ def main(argv=None) -> int:
         doc = json.loads(Path(args.render).read_text())
         write({c["id"]: c for c in doc["cases"]}, Path(args.out), Path("/nonexistent"), (doc["date"], doc["commit"]))
         return 0
-    rows = parse_review()
+    if not args.review:
+        ap.error(f"--review FILE (or $PDGAN_REVIEW): the Markdown of {REVIEW_TITLE}")
+    rows = parse_review(Path(args.review))
     work = Path(args.workdir or tempfile.mkdtemp(prefix="pdgan-rerun-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
     FIXTURES.update(build_ck_fixtures(work))
@@ -978,14 +987,14 @@ def write(results: dict, out: Path, work: Path, stamp: tuple[str, str] | None = 
     date, commit = stamp or (datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                              subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], check=False,
                                             capture_output=True, text=True).stdout.strip())
-    doc = {"review": str(REVIEW), "date": date, "commit": commit,
+    doc = {"review": REVIEW_TITLE, "date": date, "commit": commit,
            "command": "nice -n 10 .venv/bin/python benchmarks/reliability_rerun.py",
            "counts_then": count("then_class"), "counts_now": count("now"),
            "not_clean_now": [c["id"] for c in cases if not now_clean(c)], "cases": cases}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
     md = [f"# Reliability review re-run ({doc['date']}, commit {doc['commit']})", "",
-          f"`{doc['command']}` re-ran every case of the reliability review ({REVIEW.name}) whose outcome was "
+          f"`{doc['command']}` re-ran every case of {REVIEW_TITLE} whose outcome was "
           "not clean (traceback, hang, bad input accepted, data lost), per loader for the checkpoint fixtures, "
           "plus controls, one at a time under a timeout, through the installed CLIs and the Engine API in a "
           "subprocess. Full disks are a per-process file-size limit (RLIMIT_FSIZE: \"File too large\") instead "

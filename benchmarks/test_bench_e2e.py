@@ -1,7 +1,7 @@
 """End-to-end sampling per backend: `Engine.generate(n)` (noise, latent sampler, T generator calls,
 posterior steps, uint8 images on the host), random weights of a preset.
 
-    python -m pytest benchmarks/test_bench_e2e.py --benchmark-json=benchmarks/results/DATE-cpu-e2e.json
+    python -m pytest benchmarks/test_bench_e2e.py --benchmark-json=benchmarks/results/DATE-MACHINE-cpu-e2e.json
 
 Environment: PDGAN_BENCH_PRESET (default cifar10), PDGAN_BENCH_N (images per call; default 100 on
 GPU, 20 on the CPU), PDGAN_BENCH_ROUNDS (timed calls, default 3), PDGAN_BENCH_BACKENDS (comma list,

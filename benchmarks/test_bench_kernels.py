@@ -1,6 +1,6 @@
 """Fused kernels against the unfused torch sequences they replace, at the real UNet shapes.
 
-    python -m pytest benchmarks/test_bench_kernels.py --benchmark-json=benchmarks/results/DATE-cpu-kernels.json
+    python -m pytest benchmarks/test_bench_kernels.py --benchmark-json=benchmarks/results/DATE-MACHINE-cpu-kernels.json
 
 Providers: "torch" (the unfused sequence: `kernels.reference.adagn_silu_unfused`, the posterior
 arithmetic c1 x0 + c2 x_t + sigma eps as three torch ops), "native" (`pdgan_infer.kernels.native`,

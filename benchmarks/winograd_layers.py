@@ -4,7 +4,7 @@ kernel, on every distinct 3x3 stride-1 layer shape of a model at its real batch,
     python benchmarks/winograd_layers.py --preset cifar10 --n 100 --threads 2
     python benchmarks/winograd_layers.py --checkpoint pdgan_infer/pretrained/digits.safetensors --n 100
 
-Prints (and writes to --out, default benchmarks/results/DATE-winograd-layers-<model>-<cpu>.txt) one row per
+Prints (and writes to --out, default benchmarks/results/DATE-MACHINE-winograd-layers-<model>.txt) one row per
 (C in, C out, resolution): calls per generate(1) (T = 2 generator passes), best-of-`--repeats` milliseconds
 of each, the speedup, and the largest difference from a float64 convolution relative to the |x| * |w| scale. This is the
 measurement behind `optimize.WINOGRAD_MIN_CHANNELS`.
@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import re
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+MACHINE = os.environ.get("PDGAN_MACHINE", "unnamed-machine")  # benchmarks/results_index.py
 
 
 def best_ms(fn, args: tuple, repeats: int) -> float:
@@ -104,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({total[0] / max(total[1], 1e-9):.2f}x); load average {[round(v, 2) for v in os.getloadavg()]}"]
     text = "\n".join(lines) + "\n"
     print(text, end="")
-    tag = re.sub(r"[^A-Za-z0-9]+", "-", cpu).strip("-")
-    stem = f"{datetime.date.today().isoformat()}-winograd-layers-{name}-{tag}.txt"
+    stem = f"{datetime.date.today().isoformat()}-{MACHINE}-winograd-layers-{name}.txt"
     out = args.out or ROOT / "benchmarks" / "results" / stem
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")

@@ -1,5 +1,5 @@
 """Cases of the reliability review that its re-run (benchmarks/reliability_rerun.py,
-benchmarks/results/2026-11-30-reliability-rerun.md) still found unclean on the landed code, each pinned
+benchmarks/results/2026-11-30-xeon-amx-reliability-rerun.md) still found unclean on the landed code, each pinned
 here as it was found: the case id of the re-run, then what must hold."""
 from __future__ import annotations
 

@@ -28,11 +28,8 @@ also prints them to stderr.
 Backends (`Engine.backends()` says which can run here and why not): see `pdgan_infer.backends`.
 `backend="auto"` takes the first that builds of: CPU: native, optimized, torch; CUDA: native,
 triton, optimized, torch (onnxruntime and tensorrt only when asked for by name). `dtype=None` means
-float32; reduced precision is asked for (`dtype="bfloat16"`). Measured on the project's 2-core Xeon
-(AVX-512 + AMX, shared), cifar10, `generate(100)` in one batch, 1 thread
-(benchmarks/results/engine_cpu_cifar10_1threads_*.json): torch fp32 48.6 s; optimized fp32 38.8 s;
-optimized bf16 12.3 s; native bf16 8.9 s (0.18x).
-`compile` is not in the auto list: ~10 minutes of Inductor compilation per batch size on that CPU
+float32; reduced precision is asked for (`dtype="bfloat16"`). Timings per backend and machine:
+docs/benchmarks.md. `compile` is not in the auto list: ~10 minutes of Inductor compilation per batch size on that CPU
 for no measurable gain over `optimized`. On a small or shared CPU, torch.set_num_threads(1) can be
 faster than more threads (OpenMP regions wait for descheduled threads).
 

@@ -224,7 +224,7 @@ def model_card(model, meta: dict[str, Any] | None = None, license: str = "mit",
         lines += [f"| {k} | {v:.4g} |" for k, v in sorted(metrics.items())]
         how = ", ".join(f"{k} = {v}" for k, v in context.items() if not isinstance(v, (list, dict)))
         lines += ["", "Measured with `pdgan-eval`" + (f" ({how})" if how else "")
-                  + "; see the pdgan README for the protocol.", ""]
+                  + "; see pdgan's docs/inference.md for the protocol.", ""]
     lines += [
         "## Intended use and limitations", "",
         "Research on fast diffusion-GAN sampling and semantic latent spaces: sampling, encoding, interpolation "

@@ -7,7 +7,7 @@
 Triton model `pdgan`: input SEED (INT64, [1], batch first: a request holds [N, 1] seeds), optional Z_T (FP32,
 [nz]); output IMAGE (UINT8, [H, W, 3]). The image for a seed is `Engine.generate(seeds=[seed])` with the same
 backend. Runs in the foreground until SIGTERM or Ctrl-C, then stops the server (exit status 0). Needs the
-`serve` extra in a Python with a shared libpython (docs/serving.md; `make serve-env` builds .venv-serve).
+`serve` extra in a Python with a shared libpython (docs/deployment.md; `make serve-env` builds .venv-serve).
 """
 from __future__ import annotations
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import PDGANError
+from .schedule import SCHEDULE_LIMITS, ScheduleConfig, schedule_config_problem
 
 FORMAT_VERSION = 1
 
@@ -63,16 +63,6 @@ class LatentConfig:
     train_steps: int = 1000  # diffusion steps of the latent DDPM (training)
     beta: float = 0.008  # constant beta of the latent DDPM ("const0.008" in Diffusion Autoencoders)
     ddim_steps: int = 10  # DDIM steps at sampling time (eta = 0)
-
-
-@dataclass(frozen=True)
-class ScheduleConfig:
-    kind: str = "pdgan"  # "pdgan" (Appendix A) or "ddgan" (DDGAN's var_func_vp baseline)
-    T: int = 2  # number of diffusion steps (NFE)
-    beta_min: float = 0.1  # VP schedule beta_min
-    beta_max: float = 20.0  # VP schedule beta_max
-    snr_threshold: float = 0.1  # SNR that marks the step destroying semantics (Appendix A)
-    t_hat_rule: str = "largest"  # which T_hat to use when several give t_hat = T: "largest"|"smallest"
 
 
 @dataclass(frozen=True)
@@ -194,24 +184,15 @@ def _check_consistency(cfg: PDGANConfig) -> None:
         raise ConfigError(f"config.channels must be 1 (grey) or 3 (RGB), got {cfg.channels}")
     if lat.ddim_steps > lat.train_steps:
         raise ConfigError(f"config.latent.ddim_steps ({lat.ddim_steps}) must be <= train_steps ({lat.train_steps})")
-    if sch.beta_min > sch.beta_max:
-        raise ConfigError(f"config.schedule.beta_min ({sch.beta_min}) must be <= beta_max ({sch.beta_max})")
     for name, ch_mult in (("generator", cfg.generator.ch_mult), ("encoder", cfg.encoder.ch_mult)):
         if cfg.resolution % (1 << (len(ch_mult) - 1)):
             raise ConfigError(f"config.resolution {cfg.resolution} is not divisible by 2^{len(ch_mult) - 1} "
                               f"(config.{name}.ch_mult has {len(ch_mult)} levels)")
     if sum(cfg.generator.fir_kernel) <= 0:
         raise ConfigError(f"config.generator.fir_kernel must have a positive sum, got {list(cfg.generator.fir_kernel)}")
-    if sch.kind == "pdgan":
-        from .schedule import MAX_CONFIG_T_HAT, t_hat_estimate
-        estimate = t_hat_estimate(sch.T, sch.beta_min, sch.beta_max, sch.snr_threshold)
-        if not estimate <= MAX_CONFIG_T_HAT:
-            raise ConfigError(
-                f"config.schedule: T={sch.T}, beta_min={sch.beta_min}, beta_max={sch.beta_max}, "
-                f"snr_threshold={sch.snr_threshold} need T_hat ~ {estimate:.3g} steps in the Appendix-A search "
-                f"(at most {MAX_CONFIG_T_HAT}); "
-                + ("the threshold is at or below the SNR at the end of the schedule, so no T_hat exists"
-                   if math.isinf(estimate) else "use a smaller T or a threshold nearer 0.1"))
+    problem = schedule_config_problem(sch, "config.schedule")
+    if problem:
+        raise ConfigError(problem)
     for name, preset in PRESETS.items():
         if name != cfg.preset and dataclasses.replace(preset, preset=cfg.preset) == cfg:
             raise ConfigError(f"config.preset says {cfg.preset!r}, but the config is preset {name!r}'s exactly; "
@@ -267,10 +248,7 @@ LIMITS.update({
     LatentConfig: {
         "hidden": ("int", 1, 16384), "num_layers": ("int", 1, 64), "time_emb_dim": ("int", 2, 4096),
         "train_steps": ("int", 1, 100_000), "beta": ("float", 1e-8, 0.5), "ddim_steps": ("int", 1, 100_000)},
-    ScheduleConfig: {
-        "kind": ("choice", ("pdgan", "ddgan")), "T": ("int", 1, 1000), "beta_min": ("float", 0.0, 100.0),
-        "beta_max": ("float", 1e-6, 100.0), "snr_threshold": ("float", 1e-12, 1e12),
-        "t_hat_rule": ("choice", ("largest", "smallest"))},
+    ScheduleConfig: SCHEDULE_LIMITS,
 })
 
 

@@ -26,7 +26,22 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import ScheduleConfig
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    kind: str = "pdgan"  # "pdgan" (Appendix A) or "ddgan" (DDGAN's var_func_vp baseline)
+    T: int = 2  # number of diffusion steps (NFE)
+    beta_min: float = 0.1  # VP schedule beta_min
+    beta_max: float = 20.0  # VP schedule beta_max
+    snr_threshold: float = 0.1  # SNR that marks the step destroying semantics (Appendix A)
+    t_hat_rule: str = "largest"  # which T_hat to use when several give t_hat = T: "largest"|"smallest"
+
+
+# the range of each field (pdgan_infer.config's validator reads it with the other configs' limits)
+SCHEDULE_LIMITS = {
+    "kind": ("choice", ("pdgan", "ddgan")), "T": ("int", 1, 1000), "beta_min": ("float", 0.0, 100.0),
+    "beta_max": ("float", 1e-6, 100.0), "snr_threshold": ("float", 1e-12, 1e12),
+    "t_hat_rule": ("choice", ("largest", "smallest"))}
 
 
 def _vp_alphas_cumprod(T_hat: int, beta_min: float, beta_max: float) -> torch.Tensor:
@@ -60,6 +75,23 @@ def t_hat_estimate(T: int, beta_min: float, beta_max: float, snr_threshold: floa
         return math.inf
     s = target / b if a <= 0 else 2.0 * target / (b + math.sqrt(b * b + 4.0 * a * target))
     return T / s if s > 0 else math.inf
+
+
+def schedule_config_problem(cfg: ScheduleConfig, where: str = "schedule") -> str | None:
+    """Why `cfg` cannot make a schedule (None when it can): beta_min above beta_max, or an Appendix-A T_hat
+    search beyond MAX_CONFIG_T_HAT steps. `where` names the config in the message."""
+    if cfg.beta_min > cfg.beta_max:
+        return f"{where}.beta_min ({cfg.beta_min}) must be <= beta_max ({cfg.beta_max})"
+    if cfg.kind != "pdgan":
+        return None
+    estimate = t_hat_estimate(cfg.T, cfg.beta_min, cfg.beta_max, cfg.snr_threshold)
+    if estimate <= MAX_CONFIG_T_HAT:
+        return None
+    return (f"{where}: T={cfg.T}, beta_min={cfg.beta_min}, beta_max={cfg.beta_max}, "
+            f"snr_threshold={cfg.snr_threshold} need T_hat ~ {estimate:.3g} steps in the Appendix-A search "
+            f"(at most {MAX_CONFIG_T_HAT}); "
+            + ("the threshold is at or below the SNR at the end of the schedule, so no T_hat exists"
+               if math.isinf(estimate) else "use a smaller T or a threshold nearer 0.1"))
 
 
 def pdgan_betas(T: int, beta_min: float = 0.1, beta_max: float = 20.0, snr_threshold: float = 0.1,

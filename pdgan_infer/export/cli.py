@@ -90,8 +90,7 @@ def output_files(out: Path, fmt: str) -> dict[str, Path]:
 
 def _run(args: argparse.Namespace) -> int:
     if args.format == "triton":  # a repository folder, not one file: its own checks (pdgan_infer.export.triton)
-        from .triton import run_export
-        return run_export(args)
+        return _run_triton(args)
     check_outputs(output_files(args.out, args.format), model_files(args.checkpoint))  # before the export
     dtype = "float16" if (args.fp16 or args.format == "tensorrt") else "float32"
     if args.format == "tensorrt":
@@ -124,6 +123,26 @@ def _run(args: argparse.Namespace) -> int:
         TensorRTRunner.from_onnx(onnx_path, profile, result.weights_sha256, torch.device("cuda"),
                                  engine_path=args.out)
         print(f"wrote {args.out} (TensorRT engine, batch {profile.min}..{profile.max}, opt {profile.opt})")
+    return 0
+
+
+def _run_triton(args: argparse.Namespace) -> int:
+    """--format triton: MODEL is a bundled name, a model folder, a checkpoint or (with --preset) random weights."""
+    from ..hub import resolve_model
+    from .triton import describe, export_triton
+
+    if args.preset is not None:
+        model, sha = load_model(None, args.preset, args.seed)
+    else:
+        path = resolve_model(args.checkpoint)
+        model, sha = load_checkpoint(path), read_header(path).get("sha256")
+    result = export_triton(model, args.out, sampler_backend=args.triton_backend, max_batch_size=args.max_batch,
+                           opt_batch=args.opt_batch, min_batch=args.min_batch, checkpoint_sha256=sha,
+                           verify=args.verify)
+    print(describe(result))
+    if result.max_level_diff is not None and result.max_level_diff > 2:
+        raise ValueError(f"the serving graph differs from Engine(torch) by {result.max_level_diff} uint8 levels "
+                         "(more than float rounding explains)")
     return 0
 
 

@@ -269,25 +269,3 @@ def describe(result: TritonExport) -> str:
 
 __all__ = ["ServingGraph", "LatentGraph", "export_triton", "export_serving_onnx", "serving_inputs", "describe",
            "TRITON_BACKENDS"]
-
-
-def run_export(args) -> int:
-    """`pdgan-export MODEL --format triton --out REPO` (pdgan_infer.export.cli): MODEL is a bundled name, a model
-    folder, a checkpoint or (with --preset) random weights."""
-    from ..checkpoint import load_checkpoint, read_header
-    from ..hub import resolve_model
-    from .cli import load_model
-
-    if args.preset is not None:
-        model, sha = load_model(None, args.preset, args.seed)
-    else:
-        path = resolve_model(args.checkpoint)
-        model, sha = load_checkpoint(path), read_header(path).get("sha256")
-    result = export_triton(model, args.out, sampler_backend=args.triton_backend, max_batch_size=args.max_batch,
-                           opt_batch=args.opt_batch, min_batch=args.min_batch, checkpoint_sha256=sha,
-                           verify=args.verify)
-    print(describe(result))
-    if result.max_level_diff is not None and result.max_level_diff > 2:
-        raise ValueError(f"the serving graph differs from Engine(torch) by {result.max_level_diff} uint8 levels "
-                         "(more than float rounding explains)")
-    return 0

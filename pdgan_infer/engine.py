@@ -4,7 +4,7 @@
     images = engine.generate(seeds=range(16))     # (16, H, W, 3) uint8: image i from seeds[i] alone
     images = engine.generate(10_000, seed=0)      # the same as seeds = [0 * 2**16 + i for i < 10_000]
     engine.save_grid(images[:100], "grid.png", nrow=10)
-    engine.model.save_pretrained("my-model")      # config.json + model.safetensors + README.md (card)
+    engine.save_pretrained("my-model")            # config.json + model.safetensors + README.md (card)
     z_T = engine.encode(images[:8])               # semantic codes SE(x0)
     variations = engine.generate_from(z_T, seed=1)
 
@@ -58,6 +58,7 @@ from .checkpoint import load_checkpoint
 from .config import PDGANConfig
 from .device import resolve_device
 from .hub import pretrained_models, resolve_model
+from .hub import save_pretrained as _save_pretrained
 from .networks import NO_LATENT, PDGAN
 from .optimize import CUDAGraphSampler, default_batch_size, reduced_dtype_supported
 from .sampler import images_from_seeds, noise_for, to_uint8
@@ -263,6 +264,11 @@ class Engine:
         if graphs and self.model.latent is not None and self.model.latent_slot != "none":
             return CUDAGraphSampler(self._draw_z_T)
         return None
+
+    def save_pretrained(self, folder: str | os.PathLike, **kwargs: Any):
+        """Write the model as a folder: config.json, model.safetensors and a README.md model card, which
+        `Engine.from_pretrained(folder)` loads (keywords: `pdgan_infer.hub.save_pretrained`'s). Returns the folder."""
+        return _save_pretrained(self.model, folder, **kwargs)
 
     def sample_latents(self, n: int | None = None, seed: int | None = None, batch_size: int | None = None, *,
                        seeds: Iterable[int] | None = None) -> torch.Tensor:

@@ -5,7 +5,7 @@ Face Hub, `save_pretrained` folders with a model card, and pdgan's one cache dir
     Engine.from_pretrained("runs/digits")          # a folder (save_pretrained, or a pdgan-train run)
     Engine.from_pretrained("runs/digits/model.safetensors")   # a checkpoint file (NAME.safetensors + NAME.json)
     Engine.from_pretrained("org/repo", revision="main")       # the Hub: pip install 'pdgan[hub]'
-    engine.model.save_pretrained("my-model")       # config.json + model.safetensors + README.md (card)
+    engine.save_pretrained("my-model")             # config.json + model.safetensors + README.md (card)
 
 The Hub path goes through `huggingface_hub.snapshot_download`, so its cache (`HF_HOME`, `HF_HUB_CACHE`),
 offline mode (`HF_HUB_OFFLINE=1`) and authentication apply unchanged; only config.json,
@@ -259,7 +259,7 @@ def save_pretrained(model, folder: str | os.PathLike, *, meta: dict[str, Any] | 
         if not ours:
             raise HubError(f"{folder / FOLDER_CONFIG} is not a pdgan model config (a training run's?); "
                            "save_pretrained into a new folder")
-    meta = dict(getattr(model, "checkpoint_meta", None) or {}) if meta is None else dict(meta)
+    meta = dict(model.checkpoint_meta) if meta is None else dict(meta)
     write_checkpoint(model, folder / "model.safetensors", folder / FOLDER_CONFIG, meta)
     if card:
         atomic_write_bytes(folder / "README.md", model_card(model, meta, license, datasets, repo_id).encode())

@@ -3,23 +3,20 @@ with the EMA semantic encoder, normalise the codes (their mean/std are stored in
 buffers), and train the MLP skip-net to predict the noise of a DDPM over the codes (L1 loss, as
 Diffusion Autoencoders' latent DDPM). Sampling is DDIM (`LatentDenoiser.sample`).
 
-It trains `trainer.ema.latent` in place, so the exported checkpoint carries it. It runs on rank 0
-after the GAN stage; an interrupted latent stage restarts from its beginning on resume.
+The trainer passes its EMA model, whose latent denoiser is trained in place, so the exported checkpoint
+carries it. It runs on rank 0 after the GAN stage; an interrupted latent stage restarts from its
+beginning on resume.
 """
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .config import TrainingError
-
-if TYPE_CHECKING:
-    from .config import TrainConfig
-    from .loop import Trainer
+from .config import TrainConfig, TrainingError
 
 
 @torch.no_grad()
@@ -37,11 +34,13 @@ def latent_loss(net: torch.nn.Module, z0: torch.Tensor, t: torch.Tensor, noise: 
     return (net(net.q_sample(z0, t, noise), t.float()) - noise).abs().mean()
 
 
-def train_latent(trainer: Trainer, cfg: TrainConfig) -> bool:
-    """Train the latent denoiser; False when a stop was requested (`trainer.stop_signal`) before the
-    end (the denoiser is then half-trained and must not be saved). TrainingError when it diverges."""
-    net, device = trainer.ema.latent, trainer.device
-    codes = encode_dataset(trainer.ema.encoder, trainer.dataset, device)
+def train_latent(model: torch.nn.Module, dataset, device: torch.device, cfg: TrainConfig,
+                 should_stop: Callable[[], bool], log: Callable[[dict], None]) -> bool:
+    """Train `model.latent` (a PDGAN's latent denoiser, in place) on the codes `model.encoder` gives the dataset;
+    False when should_stop() turned true before the end (the denoiser is then half-trained and must not be
+    saved). log(record) receives the loss every 50 steps. TrainingError when it diverges."""
+    net = model.latent
+    codes = encode_dataset(model.encoder, dataset, device)
     with torch.no_grad():
         net.z_mean.copy_(codes.mean(0).to(device))
         net.z_std.copy_(codes.std(0).clamp_min(1e-6).to(device))
@@ -51,7 +50,7 @@ def train_latent(trainer: Trainer, cfg: TrainConfig) -> bool:
     g = torch.Generator(device).manual_seed(cfg.seed * 1000 + 900)
     bar = tqdm(range(cfg.latent_steps), desc="latent denoiser", disable=None, dynamic_ncols=True)
     for step in bar:
-        if trainer.stop_signal is not None:
+        if should_stop():
             bar.close()
             return False
         idx = torch.randint(0, len(z_all), (min(cfg.latent_batch, len(z_all)),), generator=g, device=device)
@@ -66,7 +65,7 @@ def train_latent(trainer: Trainer, cfg: TrainConfig) -> bool:
         opt.step()
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
-            trainer._log({"latent_step": step, "latent_loss": loss.item()})
+            log({"latent_step": step, "latent_loss": loss.item()})
     net.eval().requires_grad_(False)
     worst = max((p.detach().abs().max().item() for p in net.parameters()), default=0.0)
     if not math.isfinite(worst):  # the last step's update is checked by no later loss

@@ -298,7 +298,8 @@ class Trainer:
             if self.phase == "done":
                 self._final_outputs(evaluate=False)
         if self.phase == "latent":
-            if self.main and not train_latent(self, cfg):
+            if self.main and not train_latent(self.ema, self.dataset, self.device, cfg,
+                                              lambda: self.stop_signal is not None, self._log):
                 self._stop_now(f"during the latent-denoiser stage; the state of step {self.step} is saved (the "
                                "latent stage starts over on resume)")
             self.phase = "done"

@@ -254,3 +254,19 @@ def test_exported_graphs_share_the_one_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("PDGAN_CACHE_DIR", str(tmp_path / "old"))
     with pytest.warns(DeprecationWarning, match="PDGAN_CACHE"):
         assert runtime.default_cache_dir() == tmp_path / "old"
+
+
+def test_engine_save_pretrained_and_the_deprecated_model_method(digits_model, tmp_path):
+    """Engine.save_pretrained writes the folder hub.save_pretrained writes; PDGAN.save_pretrained still works for
+    one release and says what to use instead."""
+    from pdgan_infer import Engine, hub, load_checkpoint
+    engine = Engine(digits_model, backend="torch", device="cpu", verbose=False)
+    a = engine.save_pretrained(tmp_path / "a")
+    b = hub.save_pretrained(digits_model, tmp_path / "b")
+    with pytest.warns(DeprecationWarning, match="Engine.save_pretrained"):
+        c = digits_model.save_pretrained(tmp_path / "c")
+    expected = digits_model.state_dict()
+    for folder in (a, b, c):
+        loaded = load_checkpoint(folder)
+        assert loaded.config == digits_model.config
+        assert all(torch.equal(v, expected[k]) for k, v in loaded.state_dict().items())

@@ -55,6 +55,7 @@ class PDGAN(nn.Module):
         self.latent = build_latent(self.config) if with_latent else None
         self.schedule = Schedule.from_config(self.config.schedule)
         self.latent_slot = "first"  # see LATENT_SLOTS; checkpoints record it
+        self.checkpoint_meta: dict = {}  # the "meta" of the checkpoint it was loaded from (save_pretrained keeps it)
 
     @property
     def can_draw_z_T(self) -> bool:
@@ -75,7 +76,10 @@ class PDGAN(nn.Module):
         return ["generator", "encoder"] + (["latent"] if self.latent is not None else [])
 
     def save_pretrained(self, folder, **kwargs):
-        """Write a model folder: config.json, model.safetensors and a README.md model card
-        (`pdgan_infer.hub.save_pretrained`; `Engine.from_pretrained(folder)` loads it)."""
+        """Deprecated: `Engine.save_pretrained(folder)` or `pdgan_infer.hub.save_pretrained(model, folder)` (the
+        model class does not know how it is packaged). Kept for one release."""
+        import warnings
+        warnings.warn("PDGAN.save_pretrained is deprecated; use Engine.save_pretrained(folder) or "
+                      "pdgan_infer.hub.save_pretrained(model, folder)", DeprecationWarning, stacklevel=2)
         from ..hub import save_pretrained
         return save_pretrained(self, folder, **kwargs)

@@ -1,6 +1,6 @@
 """Compile every Triton kernel for a GPU on a machine without one, through the package's own launchers.
 
-    python tests/triton_aot.py --arch 90 [--presets digits,cifar10] [--dtypes float32,bfloat16] [--out FILE]
+    python tests/support/triton_aot.py --arch 90 [--presets digits,cifar10] [--dtypes float32,bfloat16] [--out FILE]
 
 Triton's active driver is replaced by a stand-in whose target is GPUTarget("cuda", ARCH, 32) (device 0,
 stream 0), and `JITFunction.run` is made to compile only (`warmup=True`): the launchers (`adagn_silu`,
@@ -30,7 +30,7 @@ from pathlib import Path
 
 if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
     sys.exit("triton_aot.py compiles for a GPU: run it without TRITON_INTERPRET")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 import triton  # noqa: E402

@@ -23,17 +23,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import tiny  # noqa: F401 (fixture)
 
 from pdgan_infer import load_checkpoint
 
 pytestmark = pytest.mark.slow
 
-TESTS = Path(__file__).resolve().parent
+SUPPORT = Path(__file__).resolve().parents[1] / "support"
 RUNNER = """
 import os, signal, sys, tempfile
-sys.path.insert(0, {tests!r})
-from test_train import register_tiny
+sys.path.insert(0, {support!r})
+from tiny_models import register_tiny
 register_tiny()
 kill_at, oplog = os.environ.get("PDGAN_TEST_KILL_AT"), os.environ.get("PDGAN_TEST_OPLOG")
 if kill_at or oplog:
@@ -72,7 +71,7 @@ TINY_ARGS = ["--preset", "tiny", "--data", "digits", "--batch-size", "4", "--no-
 @pytest.fixture
 def runner(tmp_path):
     path = tmp_path / "runner.py"
-    path.write_text(RUNNER.format(tests=str(TESTS)))
+    path.write_text(RUNNER.format(support=str(SUPPORT)))
     return path
 
 

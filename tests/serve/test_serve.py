@@ -23,7 +23,7 @@ from pdgan_infer.serve.models.pipeline import RequestError, check_request, draw_
 from pdgan_infer.serve.process import ServeProcess
 from pdgan_infer.serve.tritonserver import ServeError, python_problem
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SERVE_PYTHON = Path(os.environ.get("PDGAN_SERVE_PYTHON", ROOT / ".venv-serve" / "bin" / "python"))
 MAX_BATCH = 16
 READY_TIMEOUT = 900  # s: a first start imports torch cold; the shared CI CPU may be busy

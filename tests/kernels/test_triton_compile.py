@@ -1,5 +1,5 @@
 """The Triton kernels compiled for the GPU (sm_80 and sm_90) on a machine without one, through the package's
-own launchers (tests/triton_aot.py: Triton's driver stands in for a GPU, launches only compile). The
+own launchers (tests/support/triton_aot.py: Triton's driver stands in for a GPU, launches only compile). The
 interpreter that runs the other Triton tests on the CPU accepts code the GPU compiler refuses (module globals
 in @triton.jit code, a method call on an int argument that Triton specialised to the constant 1), so this is
 where such code fails. Checked per compiled kernel: it compiles, uses no local memory (no spills, no stack),
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "tests" / "triton_aot.py"
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "tests" / "support" / "triton_aot.py"
 ALL_KERNELS = {"_adagn_silu_single_kernel", "_adagn_silu_wide_kernel", "_stats_kernel", "_finalize_kernel",
                "_apply_kernel", "_posterior_step_kernel", "_philox_rows_kernel"}
 # sm_90 (H100): every dtype of the digits and cifar10 chains; sm_80 (A100): cifar10 in float32 and bfloat16.

@@ -1,6 +1,5 @@
-"""Cases of the reliability review that its re-run (benchmarks/reliability_rerun.py,
-benchmarks/results/2026-11-30-reliability-rerun.md) still found unclean on the landed code, each pinned
-here as it was found: the case id of the re-run, then what must hold."""
+"""The run directory's writes (pdgan_train.rundir.writing): a failed write is one line naming the file and the
+cause (a full disk, a file-size limit), with no temporary left."""
 from __future__ import annotations
 
 import errno
@@ -9,37 +8,11 @@ import subprocess
 import sys
 
 import pytest
-import torch
-from test_edit import tiny_config  # tests/ is on sys.path: the edit tests' shrunken digits model
-
-from pdgan_infer import PDGAN, Engine
 
 
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    torch.manual_seed(0)
-    return Engine(PDGAN(tiny_config()), backend="torch", device="cpu", batch_size=4)
-
-
-def test_generate_from_meta_latents_is_a_value_error(engine):
-    """api.genfrom.15: z_T on the meta device ended in "RuntimeError: Tensor.item() cannot be called on meta
-    tensors" (from the finiteness check); it is a one-line ValueError naming z_T."""
-    nz = engine.config.generator.nz
-    with pytest.raises(ValueError, match="z_T is on the meta device"):
-        engine.generate_from(torch.zeros(2, nz, device="meta"), seed=0)
-    with pytest.raises(ValueError, match="z_T is on the meta device"):
-        engine.generate(2, seed=0, z_T=torch.zeros(nz, device="meta"))
-
-
-def test_encode_meta_images_is_a_value_error(engine):
-    """The same for encode (a float batch on the meta device)."""
-    r = engine.config.resolution
-    with pytest.raises(ValueError, match="images is on the meta device"):
-        engine.encode(torch.zeros(2, 3, r, r, device="meta"))
-
-
+# regression: reliability re-run, train.disk.100mb.resume, train.disk.40kb.samples
 def test_failed_training_write_names_the_file_once(tmp_path):
-    """train.disk.100mb.resume, train.disk.40kb.samples: a training write that hits a full disk or a
+    """A training write that hits a full disk or a
     file-size limit said "cannot write P (cannot write P (File too large); ...)": atomic_path names the file
     now, and the training wrapper must not wrap that message again."""
     from pdgan_infer.checkpoint import atomic_path
@@ -54,9 +27,10 @@ def test_failed_training_write_names_the_file_once(tmp_path):
     assert list(tmp_path.iterdir()) == []  # no temporary left
 
 
+# regression: reliability re-run, train.disk.1mb
 @pytest.mark.skipif(os.name != "posix", reason="RLIMIT_FSIZE is POSIX")
 def test_torch_save_cut_short_by_a_file_size_limit_says_so(tmp_path):
-    """train.disk.1mb under a file-size limit: torch.save's "[enforce fail ...] unexpected pos" has no
+    """Under a file-size limit: torch.save's "[enforce fail ...] unexpected pos" has no
     errno, and the message then only gave the free disk space (plenty); it names the limit too. A real
     RLIMIT_FSIZE in a subprocess (CPython ignores SIGXFSZ, so the write fails instead of killing it)."""
     code = ("import resource, sys, torch\nfrom pathlib import Path\n"

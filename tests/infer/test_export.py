@@ -311,3 +311,72 @@ def test_export_every_preset(preset, tmp_path):
         assert r.ok, r.summary()
         onnx.shape_inference.infer_shapes(onnx.load(r.path), strict_mode=True)  # well typed (TensorRT's
         print(r.summary())  # strongly typed mode takes every type from the file)
+
+
+# regression: GPU review 4.2
+def test_tensorrt_executes_on_its_own_stream_ordered_with_the_callers(monkeypatch):
+    """execute_async_v3 got the caller's current stream, the legacy default stream unless the
+    caller set one (TensorRT then adds a cudaStreamSynchronize per call). Now the runner's own stream, which
+    waits for the caller's stream before and is waited for after; the tensors are recorded on it."""
+    log = []
+
+    class Stream:
+        def __init__(self, name, handle):
+            self.name, self.cuda_stream = name, handle
+
+        def wait_stream(self, other):
+            log.append(f"{self.name} waits {other.name}")
+
+    caller, own = Stream("caller", 0), Stream("own", 0x7E57)
+
+    class Context:
+        def set_input_shape(self, name, shape):
+            pass
+
+        def set_tensor_address(self, name, ptr):
+            pass
+
+        def get_tensor_shape(self, name):
+            return (2, 3, 4, 4)
+
+        def execute_async_v3(self, handle):
+            log.append(f"execute on {handle:#x}")
+            return True
+
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: caller)
+    monkeypatch.setattr(torch.Tensor, "record_stream", lambda self, stream: log.append(f"record on {stream.name}"))
+    runner = object.__new__(tensorrt.TensorRTRunner)
+    runner.graph, runner.device, runner.context = "sampler", torch.device("cpu"), Context()
+    runner.stream = own
+    runner.dtypes = {name: torch.float32 for name in (*tensorrt.INPUTS["sampler"], tensorrt.OUTPUT)}
+    inputs = {"x_T": torch.zeros(2, 3, 4, 4), "z_T": torch.zeros(2, 8), "z": torch.zeros(2, 2, 8),
+              "eps": torch.zeros(2, 2, 3, 4, 4)}
+    out = runner._run(inputs)
+    assert out.shape == (2, 3, 4, 4)
+    assert log[0] == "own waits caller" and log[1] == "execute on 0x7e57" and log[-1] == "caller waits own"
+    assert log[2:-1] == ["record on own"] * 5  # four inputs and the output
+
+
+# regression: GPU review 4.4, minor
+def test_onnx_export_copies_the_generator_straight_to_the_cpu(monkeypatch):
+    """The ONNX export deep-copied the generator on its own device (a second copy of every
+    weight on the GPU) and moved it to the CPU after. The tensors are now copied straight to host memory:
+    deep-copying any parameter or buffer of the source fails this test; the copy holds equal, separate tensors."""
+    from pdgan_infer.config import PRESETS
+    from pdgan_infer.export.onnx import cpu_copy
+    from pdgan_infer.networks import build_generator
+
+    torch.manual_seed(0)
+    g = build_generator(PRESETS["digits"])
+    sources = {id(t) for t in [*g.parameters(), *g.buffers()]}
+    real = torch.Tensor.__deepcopy__
+
+    def guarded(self, memo):
+        assert id(self) not in sources, "a tensor of the source module was deep-copied"
+        return real(self, memo)
+    monkeypatch.setattr(torch.Tensor, "__deepcopy__", guarded)
+    monkeypatch.setattr(torch.nn.Parameter, "__deepcopy__", guarded)
+    c = cpu_copy(g)
+    for (name, a), (_, b) in zip(g.state_dict().items(), c.state_dict().items()):
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr(), name
+    assert all(p.device.type == "cpu" for p in c.parameters())

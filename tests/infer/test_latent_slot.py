@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_train import tiny, tiny_cfg  # noqa: F401 (tests/ is on sys.path; tiny is a fixture)
+from tiny_models import tiny_cfg  # tests/support (the tiny fixture: tests/conftest.py)
 
 from pdgan_infer import PDGAN, CheckpointError, Schedule, draw_noise, load_checkpoint, sample, save_checkpoint
 from pdgan_infer.engine import Engine

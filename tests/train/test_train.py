@@ -8,35 +8,11 @@ import socket
 
 import pytest
 import torch
+from tiny_models import register_tiny, tiny_cfg  # tests/support (the tiny fixture: tests/conftest.py)
 
-from pdgan_infer import PRESETS, Schedule, load_checkpoint
-from pdgan_infer.config import EncoderConfig, GeneratorConfig, LatentConfig, PDGANConfig
+from pdgan_infer import Schedule, load_checkpoint
 from pdgan_train import losses as L
 from pdgan_train.cli import main as train_main
-from pdgan_train.config import TrainConfig
-
-TINY = PDGANConfig(
-    preset="tiny", resolution=32,
-    generator=GeneratorConfig(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), nz=8, z_emb_dim=16, n_mlp=1),
-    encoder=EncoderConfig(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=()),
-    latent=LatentConfig(hidden=16, num_layers=3, train_steps=100, ddim_steps=3),
-)
-
-
-def register_tiny():
-    PRESETS["tiny"] = TINY
-
-
-@pytest.fixture
-def tiny(monkeypatch):
-    monkeypatch.setitem(PRESETS, "tiny", TINY)
-
-
-def tiny_cfg(out, **kw) -> TrainConfig:
-    base = dict(preset="tiny", data="digits", out=str(out), max_steps=4, batch_size=4, d_ngf=8, feature_loss=False,
-                latent_steps=0, sample_every=1000, ckpt_every=1000, log_every=1, lazy_reg=2, ema_decay=0.9)
-    base.update(kw)
-    return TrainConfig(**base)
 
 
 # --- loss terms against hand computations --------------------------------------------------------

@@ -13,7 +13,7 @@ import torch
 
 from pdgan_infer import bench
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = ("backend", "dtype", "device", "n", "batch_size", "median_s", "images_per_s", "peak_mem_mb",
             "speedup_vs_torch", "warmup_s", "min_s", "max_s", "preset", "nfe", "paper_target_s")
 

@@ -48,4 +48,4 @@ def test_truncated(saved, tmp_path):
 
 
 # Wrong presets, shape mismatches, missing tensors, bad JSON and every other malformed header (in the
-# weights' own metadata and in an older checkpoint's sidecar): tests/test_checkpoint_integrity.py.
+# weights' own metadata and in an older checkpoint's sidecar): tests/infer/test_checkpoint_integrity.py.

@@ -5,29 +5,20 @@ The checkpoint is a digits model shrunk further (nf 16, two levels, nz 16) so th
 seconds on two CPU cores; its weights are perturbed so that every input changes the output."""
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_config  # tests/support: the shrunken digits model
 
-from pdgan_infer import PDGAN, get_preset, load_checkpoint, save_checkpoint
+from pdgan_infer import PDGAN, load_checkpoint, save_checkpoint
 from pdgan_infer.images import save_png
 from pdgan_infer.sampler import SamplerNoise, draw_noise, sample, to_uint8
 from pdgan_train import edit
 from pdgan_train.data import build_dataset
 
 SEED = 7
-
-
-def tiny_config():
-    cfg = get_preset("digits")
-    return cfg.replace(
-        generator=dataclasses.replace(cfg.generator, nf=16, ch_mult=(1, 2), attn_resolutions=(), nz=16,
-                                      z_emb_dim=32, n_mlp=1),
-        encoder=dataclasses.replace(cfg.encoder, nf=16, ch_mult=(1, 2)),
-        latent=dataclasses.replace(cfg.latent, hidden=32, num_layers=2, ddim_steps=3))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pdgan_infer import PDGAN
 from pdgan_infer.backends import AUTO_ORDER, BackendUnavailable, create, onnxruntime_wheel_clash
 from pdgan_infer.export import runtime, tensorrt
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

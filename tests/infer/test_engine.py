@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_config  # tests/support: a shrunken digits model
 
 from pdgan_infer import PDGAN, draw_noise, save_checkpoint
 from pdgan_infer.backends import BACKENDS, BackendUnavailable, create
@@ -344,3 +345,88 @@ def test_encode_warns_on_images_in_0_1(engine):
 def test_backend_unavailable_is_a_pdgan_error():
     from pdgan_infer import PDGANError
     assert issubclass(BackendUnavailable, PDGANError) and issubclass(BackendUnavailable, RuntimeError)
+
+
+# --- noise and graphs on the device; inputs on the meta device -------------------------------------
+# regression: GPU review 3.1
+def test_engine_draws_the_noise_on_its_device(monkeypatch):
+    """Per-image noise came from CPU torch.Generators and was copied to the GPU (3.9 ms per 256x256
+    image, most of generate() on a GPU). Engine now draws the counter-based Philox noise on its own device."""
+    import pdgan_infer.engine as engine_mod
+    from pdgan_infer import PDGAN
+    real, devices = engine_mod.draw_noise, []
+
+    def spy(*args, **kwargs):
+        devices.append(kwargs.get("device"))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(engine_mod, "draw_noise", spy)
+    torch.manual_seed(0)
+    engine = engine_mod.Engine(PDGAN("digits", with_latent=False), backend="torch", device="cpu", verbose=False)
+    engine.generate(2, seed=0, z_T=torch.zeros(2, engine.config.generator.nz))
+    assert devices and all(d == engine.device for d in devices)
+
+
+# regression: GPU review 3.1
+def test_engine_graphs_the_latent_ddim_when_the_runner_replays_graphs(monkeypatch):
+    """The latent DDIM (10 steps of the MLP, ~700 launches per batch) ran eagerly outside the CUDA
+    graph. With a graph-replaying runner the Engine now replays it from a CUDAGraphSampler too, padded to the
+    batch size so one capture serves the last batch. CPU stand-in: a fake graph sampler that records its input
+    shapes and runs the function; the images must equal an Engine without graphs (the reference)."""
+    import numpy as np
+
+    from pdgan_infer import Engine
+    from pdgan_infer import engine as engine_module
+    from pdgan_infer.config import PRESETS
+    from pdgan_infer.networks import PDGAN
+
+    captured = []
+
+    class FakeGraphSampler:
+        def __init__(self, fn):
+            self.fn = fn
+
+        def __call__(self, *inputs):
+            captured.append(tuple(t.shape for t in inputs))
+            return self.fn(*inputs)
+
+    torch.manual_seed(0)
+    model = PDGAN(PRESETS["digits"], with_latent=True)
+    reference = Engine(model, backend="optimized", device="cpu", batch_size=4).generate(6, seed=3)
+    monkeypatch.setattr(engine_module, "CUDAGraphSampler", FakeGraphSampler)
+    engine = Engine(model, backend="optimized", device="cpu", batch_size=4)
+    assert captured == [] and engine._latent_graph is None  # no graphs on this runner
+    engine.runner.cuda_graph = True  # as on CUDA
+    engine._latent_graph = engine._latent_sampler()
+    assert isinstance(engine._latent_graph, FakeGraphSampler)
+    images = engine.generate(6, seed=3)
+    nz = model.config.generator.nz
+    assert captured == [((4, nz),), ((4, nz),)]  # 4 + 2 images: the last batch padded to the captured shape
+    np.testing.assert_array_equal(images, reference)
+    captured.clear()  # sample_latents replays the same shapes, so its codes are the ones generate used
+    codes = engine.sample_latents(6, seed=3, batch_size=4)
+    assert captured == [((4, nz),), ((4, nz),)] and codes.shape == (6, nz)
+    np.testing.assert_array_equal(engine.generate_from(codes, seed=3), reference)
+
+
+@pytest.fixture(scope="module")
+def tiny_engine() -> Engine:
+    torch.manual_seed(0)
+    return Engine(PDGAN(tiny_config()), backend="torch", device="cpu", batch_size=4)
+
+
+# regression: reliability re-run, api.genfrom.15
+def test_generate_from_meta_latents_is_a_value_error(tiny_engine):
+    """z_T on the meta device ended in "RuntimeError: Tensor.item() cannot be called on meta
+    tensors" (from the finiteness check); it is a one-line ValueError naming z_T."""
+    nz = tiny_engine.config.generator.nz
+    with pytest.raises(ValueError, match="z_T is on the meta device"):
+        tiny_engine.generate_from(torch.zeros(2, nz, device="meta"), seed=0)
+    with pytest.raises(ValueError, match="z_T is on the meta device"):
+        tiny_engine.generate(2, seed=0, z_T=torch.zeros(nz, device="meta"))
+
+
+def test_encode_meta_images_is_a_value_error(tiny_engine):
+    """The same for encode (a float batch on the meta device)."""
+    r = tiny_engine.config.resolution
+    with pytest.raises(ValueError, match="images is on the meta device"):
+        tiny_engine.encode(torch.zeros(2, 3, r, r, device="meta"))

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from test_edit import tiny_config  # tests/ is on sys.path: the edit tests' shrunken digits model
+from tiny_models import tiny_config  # tests/support is on sys.path: a shrunken digits model
 
 from pdgan_infer import PDGAN, bench, save_checkpoint
 from pdgan_infer import generate as gen

@@ -17,7 +17,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from test_train import tiny, tiny_cfg  # noqa: F401 (fixture)
+from tiny_models import tiny_cfg  # tests/support (the tiny fixture: tests/conftest.py)
 
 from pdgan_infer import PDGANError, load_checkpoint
 from pdgan_train.cli import main as train_main
@@ -246,7 +246,7 @@ CONFIG_CASES = ["cfg_dir", "cfg_fifo", "cfg_empty", "cfg_types", "cfg_list", "cf
 
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory):
-    from test_train import TINY
+    from tiny_models import TINY
 
     from pdgan_infer import PRESETS
     from pdgan_train.loop import Trainer

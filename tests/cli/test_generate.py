@@ -17,7 +17,7 @@ from pdgan_infer.generate import main
 from pdgan_infer.seeds import parse_seeds
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

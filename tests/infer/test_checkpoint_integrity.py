@@ -1,11 +1,11 @@
-"""Checkpoints from a hostile or damaged disk (reliability review, sections 1 and 6; defects 3, 6, 8, 15,
-16, 19, 20, 21): every bad header is refused in one line before anything is built, in bounded time;
-the weights carry their own digest, so a flipped byte is caught without the sidecar and a sidecar left
-behind by a killed save cannot make them unloadable; a save interrupted at any step leaves a loadable
-checkpoint; temporaries of killed writers are swept; files get the umask's mode.
+"""Checkpoints from a hostile or damaged disk: every bad header is refused in one line before anything is built, in
+bounded time; the weights carry their own digest, so a flipped byte is caught without the sidecar and a sidecar left
+behind by a killed save cannot make them unloadable; a save interrupted at any step leaves a loadable checkpoint;
+temporaries of killed writers are swept; files get the umask's mode.
 
 Bad headers are forged two ways, as an attacker would: in the weights' own metadata with a correct
 digest (`forge`), and, for checkpoints written before the digest, in the NAME.json sidecar."""
+# regression: reliability review, sections 1 and 6; defects 3, 6, 8, 15, 16, 19, 20, 21
 from __future__ import annotations
 
 import contextlib

@@ -1,10 +1,10 @@
-"""The exported-graph caches trust nothing but content (reliability review, section 5; defects 4, 17, 18):
-a cached ONNX file is reused only if its sha256 is the one recorded when it was exported (a graph of
-other weights whose metadata was rewritten to name this model's was used before), a cache path that
-is a folder or a cache folder that is a file is a clean error, a failed verification never replaces
-a good export, and OnnxRunner reports the providers its session really runs (issue 15: a CUDA provider
-that did not load). The TensorRT engine cache (sidecar NAME.engine.json with the engine's sha256):
-test_export.py, beside its other TensorRT cache tests."""
+"""The exported-graph caches trust nothing but content: a cached ONNX file is reused only if its sha256 is the one
+recorded when it was exported (a graph of other weights whose metadata was rewritten to name this model's was used
+before), a cache path that is a folder or a cache folder that is a file is a clean error, a failed verification never
+replaces a good export, and OnnxRunner reports the providers its session really runs (issue 15: a CUDA provider that
+did not load). The TensorRT engine cache (sidecar NAME.engine.json with the engine's sha256): test_export.py, beside
+its other TensorRT cache tests."""
+# regression: reliability review, section 5; defects 4, 17, 18
 from __future__ import annotations
 
 import dataclasses

@@ -1,10 +1,11 @@
-"""Training-run reliability (review: reliability.md section 2): where a resumed run writes, what may
+"""A training run's integrity (pdgan_train.loop, rundir): where a resumed run writes, what may
 replace a checkpoint, one writer per run directory, malformed resume files, failed writes, saving on
 errors and signals, config ranges, and data sets that would hang or fail late.
 
-Every run here is the tiny preset of test_train.py on the digits (seconds on a CPU). The reference for
+Every run here is the tiny preset (tests/support/tiny_models.py) on the digits (seconds on a CPU). The reference for
 "nothing was lost" is an uninterrupted run with the same seed: the resumed run must equal it bit for bit.
 """
+# regression: the reliability review's section 2 (its defect numbers are named in the tests)
 from __future__ import annotations
 
 import json

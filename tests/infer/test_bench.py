@@ -275,3 +275,68 @@ def test_make_table_reads_both_formats(tmp_path):
     assert "| torch | float32 | 100 | 100 | 2.000 |" in text and "0.16" in text
     text = make_table.render(p)
     assert "| adagn X | 2.000 (2.0 GB/s) | 1.000 (4.0 GB/s) | 2.00x |" in text
+
+
+# --- on CUDA: the default backends, timing on the tensors' device, one process per backend -------------
+def test_bench_default_cuda_list_leaves_out_slow_builds(monkeypatch):
+    """`pdgan-bench` on CUDA timed every available backend, including minutes of torch.compile autotuning
+    and a TensorRT engine build; those now run only when named."""
+    from pdgan_infer import bench
+    probed = {name: None for name in ("torch", "optimized", "compile", "triton", "native", "onnxruntime",
+                                      "tensorrt")}
+    assert bench.default_backends(probed, torch.device("cuda")) == ["torch", "optimized", "triton", "native",
+                                                                    "onnxruntime"]
+    assert "compile" in bench.default_backends(probed, torch.device("cpu"))
+
+
+def test_bench_cuda_timing_uses_the_device_and_reports_runner_time(monkeypatch):
+    """CUDA events were recorded on the current device's stream (wrong for cuda:1); `timed` now enters
+    the device. Checked with a stand-in torch.cuda (no GPU here)."""
+    from pdgan_infer import bench
+    entered = []
+
+    class Device:
+        def __init__(self, device):
+            self.device = device
+
+        def __enter__(self):
+            entered.append(self.device)
+
+        def __exit__(self, *exc):
+            return False
+
+    class Event:
+        def __init__(self, enable_timing=False):
+            self.t = 0.0
+
+        def record(self, stream=None):
+            import time
+            self.t = time.perf_counter()
+
+        def synchronize(self):
+            pass
+
+        def elapsed_time(self, other):
+            return (other.t - self.t) * 1e3
+
+    monkeypatch.setattr(torch.cuda, "device", Device)
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    seconds, out = bench.timed(lambda: 7, torch.device("cuda", 1))
+    assert out == 7 and seconds >= 0 and entered == [torch.device("cuda", 1)]
+
+
+@pytest.mark.slow  # two fresh processes that import torch and build a model: ~15 s of the CPU budget
+@pytest.mark.skipif(sys.platform != "linux", reason="subprocess isolation is tested on Linux")
+def test_bench_isolates_backends_in_subprocesses(tmp_path):
+    """One CUDA fault poisons the context for every later backend; on CUDA each backend is timed in its own
+    process (`--isolate`, the CUDA default). Run here on the CPU with a small preset."""
+    from pdgan_infer import bench
+    out = tmp_path / "b.json"
+    rc = bench.main(["--device", "cpu", "--preset", "digits", "--n", "2", "--repeats", "1", "--backends",
+                     "optimized", "--isolate", "--json", str(out)])
+    import json
+    records = json.loads(out.read_text())["records"]
+    assert rc == 0 and [r["backend"] for r in records] == ["torch", "optimized"]
+    assert all(r.get("median_s") and r.get("isolated") for r in records)
+    assert records[1]["max_pixel_diff_vs_torch"] is not None

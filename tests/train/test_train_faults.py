@@ -7,7 +7,7 @@
 - SIGHUP, a second SIGTERM during the save, SIGTERM during the latent stage, a file-size limit (a full
   disk as the writer sees it).
 
-The runs are the tiny preset of test_train.py on the digits, through a small runner script that
+The runs are the tiny preset (tests/support/tiny_models.py) on the digits, through a small runner script that
 registers the preset (and, for the kills at file operations, counts them and kills itself).
 """
 from __future__ import annotations

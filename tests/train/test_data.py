@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hang_guard import in_thread  # tests/support
 
+from pdgan_infer import PDGANError
 from pdgan_train.data import UnsafePickleError, build_dataset, dataset_labels, random_hflip
 
 Image = pytest.importorskip("PIL.Image", reason="pillow is needed for the image-folder tests")
@@ -290,3 +292,50 @@ def test_random_hflip_reproducible_and_exact():
     g.set_state(state)
     assert torch.equal(random_hflip(x, g), out)  # resume from a saved generator state
     assert not torch.equal(random_hflip(x, torch.Generator().manual_seed(124)), out)
+
+
+# --- data sets that would hang or fail late (regression: reliability review, section 2) --------------
+def _image_folder(root, n=6):
+    from PIL import Image
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(np.full((32, 32, 3), 20 * i, np.uint8)).save(root / f"{i}.png")
+    return root
+
+
+def test_fifo_in_an_image_folder_is_skipped_not_waited_on(tmp_path, caplog):
+    """Defect 15: one named pipe in an image folder hung pdgan-train at data set construction."""
+    from pdgan_train.data import DataError, _open_image, build_dataset
+    root = _image_folder(tmp_path / "ds")
+    os.mkfifo(root / "zz_pipe.png")
+    ds = in_thread(lambda: build_dataset(str(root), 32), [root / "zz_pipe.png"], timeout=60)
+    assert len(ds) == 6 and "not regular files" in caplog.text
+    with pytest.raises(DataError, match="not a regular file"):
+        _open_image(str(root / "zz_pipe.png"))
+
+
+def test_check_images_decodes_every_image_at_start(tmp_path):
+    """Defect 11: a PNG truncated after its header passed the start-up check and stopped training hours
+    later; `check_images` (--check-images) decodes everything first."""
+    from pdgan_train.data import build_dataset
+    root = _image_folder(tmp_path / "ds")
+    from PIL import Image
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(root / "zz.png")
+    data = (root / "zz.png").read_bytes()
+    (root / "zz.png").write_bytes(data[: len(data) // 2])
+    assert len(build_dataset(str(root), 32)) == 7  # headers only: passes
+    with pytest.raises(ValueError, match=r"zz\.png.*truncated"):
+        build_dataset(str(root), 32, check_images=True)
+
+
+def test_cifar_batch_errors_are_pdgan_errors(tmp_path):
+    """Defect 12: a CIFAR batch that is not a dict raised a bare TypeError, a malicious one an
+    UnsafePickleError that the CLI did not catch (traceback)."""
+    from pdgan_train.data import UnsafePickleError, build_dataset
+    assert issubclass(UnsafePickleError, PDGANError) and issubclass(UnsafePickleError, pickle.UnpicklingError)
+    d = tmp_path / "cifar-10-batches-py"
+    d.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (d / name).write_bytes(pickle.dumps([1, 2, 3]))
+    with pytest.raises(PDGANError, match=r"data_batch_1 is not a CIFAR-10 batch: it holds a list.*re-extract"):
+        build_dataset(str(d), 32)

@@ -1,6 +1,6 @@
 """A training run's integrity (pdgan_train.loop, rundir): where a resumed run writes, what may
 replace a checkpoint, one writer per run directory, malformed resume files, failed writes, saving on
-errors and signals, config ranges, and data sets that would hang or fail late.
+errors and signals. (Config ranges: test_config.py; data sets that would hang or fail late: test_data.py.)
 
 Every run here is the tiny preset (tests/support/tiny_models.py) on the digits (seconds on a CPU). The reference for
 "nothing was lost" is an uninterrupted run with the same seed: the resumed run must equal it bit for bit.
@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
 import signal
-import threading
 
 import numpy as np
 import pytest
 import torch
+from hang_guard import in_thread as _in_thread  # tests/support
 from tiny_models import tiny_cfg  # tests/support (the tiny fixture: tests/conftest.py)
 
-from pdgan_infer import PDGANError, load_checkpoint
+from pdgan_infer import load_checkpoint
 from pdgan_train.cli import main as train_main
-from pdgan_train.config import TrainConfig, TrainingError
+from pdgan_train.config import TrainingError
 
 CLI_TINY = ["--preset", "tiny", "--batch-size", "4", "--no-feature-loss", "--latent-steps", "0", "--log-every", "1",
             "--sample-every", "1000", "--lazy-reg", "2", "--ema-decay", "0.9"]
@@ -260,29 +259,6 @@ def base_run(tmp_path_factory):
         PRESETS.pop("tiny", None)
 
 
-def _in_thread(fn, fifos, timeout=120):
-    """fn() in a thread; fails (after unblocking any reader of the FIFOs) if it does not return in time."""
-    result = {}
-
-    def target():
-        try:
-            result["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - re-raised in the test's thread
-            result["error"] = e
-
-    worker = threading.Thread(target=target, daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        for fifo in fifos:
-            if fifo.is_fifo():
-                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        pytest.fail("hangs (reading a FIFO?)")
-    if "error" in result:
-        raise result["error"]
-    return result.get("value")
-
-
 @pytest.mark.parametrize("how", READ_STATE_CASES)
 def test_malformed_train_state_is_one_line(base_run, tmp_path, how):
     """Defect 9: an empty state raised IndexError inside the error handler, missing keys KeyError, a step
@@ -443,74 +419,9 @@ def test_ctrl_c_mid_step_finishes_the_step_and_a_second_one_is_ignored(tiny, ref
     _assert_same_weights(reference, run)
 
 
-# --- configuration ranges -----------------------------------------------------------------------------
-@pytest.mark.parametrize("field, value", [
-    ("lr_d", float("nan")), ("lr_g", float("inf")), ("lr_g", 0.0), ("lr_g", 1e10), ("r1_gamma", -1.0),
-    ("r1_gamma", float("nan")), ("num_workers", 10**6), ("num_workers", -1), ("seed", 2**64), ("seed", -1),
-    ("max_steps", "ten"), ("lazy_reg", 1.5), ("batch_size", True), ("ema_decay", float("nan")),
-    ("w_pixel", float("inf")), ("latent_lr", float("nan")), ("p_max", 1.5), ("log_every", 0), ("cosine", "yes"),
-])
-def test_every_numeric_option_is_finite_and_in_range(field, value):
-    """Defect 14: lr_d NaN, lr_g inf, r1_gamma negative or NaN (R1 silently off), num_workers 10**6 passed."""
-    cfg = TrainConfig(preset="digits", data="digits", **{field: value})
-    with pytest.raises(ValueError, match=rf"invalid training config: {field} must be"):
-        cfg.validate()
-
-
-def test_cli_rejects_nan_learning_rate(capsys):
-    assert train_main(["--preset", "digits", "--data", "digits", "--dry-run", "--lr-d", "nan"]) in (1, 2)
-    assert "lr_d" in capsys.readouterr().err
-
-
+# --- the CLI on a machine without a GPU ------------------------------------------------------------------
 def test_device_cuda_without_a_gpu_is_one_clear_line(tiny, tmp_path, capsys):  # noqa: F811
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     assert train_main([*CLI_TINY, "--data", "digits", "--out", str(tmp_path / "r"), "--device", "cuda"]) == 1
     assert "CUDA is not available" in _one_error_line(capsys.readouterr().err)
-
-
-# --- data sets ------------------------------------------------------------------------------------------
-def _image_folder(root, n=6):
-    from PIL import Image
-    root.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        Image.fromarray(np.full((32, 32, 3), 20 * i, np.uint8)).save(root / f"{i}.png")
-    return root
-
-
-def test_fifo_in_an_image_folder_is_skipped_not_waited_on(tmp_path, caplog):
-    """Defect 15: one named pipe in an image folder hung pdgan-train at data set construction."""
-    from pdgan_train.data import DataError, _open_image, build_dataset
-    root = _image_folder(tmp_path / "ds")
-    os.mkfifo(root / "zz_pipe.png")
-    ds = _in_thread(lambda: build_dataset(str(root), 32), [root / "zz_pipe.png"], timeout=60)
-    assert len(ds) == 6 and "not regular files" in caplog.text
-    with pytest.raises(DataError, match="not a regular file"):
-        _open_image(str(root / "zz_pipe.png"))
-
-
-def test_check_images_decodes_every_image_at_start(tmp_path):
-    """Defect 11: a PNG truncated after its header passed the start-up check and stopped training hours
-    later; `check_images` (--check-images) decodes everything first."""
-    from pdgan_train.data import build_dataset
-    root = _image_folder(tmp_path / "ds")
-    from PIL import Image
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(root / "zz.png")
-    data = (root / "zz.png").read_bytes()
-    (root / "zz.png").write_bytes(data[: len(data) // 2])
-    assert len(build_dataset(str(root), 32)) == 7  # headers only: passes
-    with pytest.raises(ValueError, match=r"zz\.png.*truncated"):
-        build_dataset(str(root), 32, check_images=True)
-
-
-def test_cifar_batch_errors_are_pdgan_errors(tmp_path):
-    """Defect 12: a CIFAR batch that is not a dict raised a bare TypeError, a malicious one an
-    UnsafePickleError that the CLI did not catch (traceback)."""
-    from pdgan_train.data import UnsafePickleError, build_dataset
-    assert issubclass(UnsafePickleError, PDGANError) and issubclass(UnsafePickleError, pickle.UnpicklingError)
-    d = tmp_path / "cifar-10-batches-py"
-    d.mkdir()
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        (d / name).write_bytes(pickle.dumps([1, 2, 3]))
-    with pytest.raises(PDGANError, match=r"data_batch_1 is not a CIFAR-10 batch: it holds a list.*re-extract"):
-        build_dataset(str(d), 32)

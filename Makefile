@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 .PHONY: install serve-env test test-slow test-all demo bench lint clean gpu-check
 
-# The serving environment (pdgan-serve, tests/test_serve.py, benchmarks/bench_serve.py): the nvidia-pytriton wheel
+# The serving environment (pdgan-serve, tests/serve/test_serve.py, benchmarks/bench_serve.py): the nvidia-pytriton wheel
 # (NVIDIA's tritonserver with its Python backend) pins numpy<2, so it gets a venv of its own, made from the same
 # Python as .venv, which must have a shared libpython (docs/deployment.md says why). The project is installed editable
 # without rebuilding the C++ extension: it uses the one `install` built in the source tree (same interpreter).

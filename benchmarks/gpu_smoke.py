@@ -60,7 +60,7 @@ CORRECTNESS_CASES = [
 QUICK_SHAPES = [("odd", (3, 12, 7, 5), 3), ("cg4", (2, 16, 8, 8), 4)]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # fused kernels: within half an ulp of the dtype around float64, after a float32 allowance doubled for the GPU's
-# approximate exp / rsqrt (tests/test_native_kernels.py, pdgan_infer.kernels.reference.adagn_silu_ulp_error)
+# approximate exp / rsqrt (tests/kernels/test_native.py, pdgan_infer.kernels.reference.adagn_silu_ulp_error)
 MAX_ULPS, GPU_SLACK = 0.5, 2
 POSTERIOR_SHAPES = [(100, 3, 32, 32), (100, 3, 256, 256)]
 WARM_TIMEOUT_S = 45
@@ -131,7 +131,7 @@ def kernel_checks(device: torch.device, quick: bool) -> None:
             elif plan:
                 fields = {"path": plan.path, "g_block": 1 if impl != "triton" else plan.g_block}
                 name = f"triton {plan.path} g_block={fields['g_block']}"
-            # Triton's CPU interpreter truncates float32 -> bfloat16: one ulp (tests/test_triton_kernels.py)
+            # Triton's CPU interpreter truncates float32 -> bfloat16: one ulp (tests/kernels/test_triton.py)
             tol = 1.0 if dtype == torch.bfloat16 and interpreted else MAX_ULPS
             x_bytes = x.numel() * x.element_size()
 

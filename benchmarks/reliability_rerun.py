@@ -21,7 +21,7 @@ Not reproducible here (listed with the reason in the results): the review's smal
 per-process file-size limit (RLIMIT_FSIZE, EFBIG "File too large" instead of ENOSPC) stands in for a full
 disk. The process runs as root, so "mode 000" and "read-only directory" cases run under
 `setpriv --inh-caps=-all --bounding-set=-dac_override,-dac_read_search` (capabilities dropped as the
-review did with capsh). The kill -9 rows are the slow fault-injection test (tests/test_train_faults.py).
+review did with capsh). The kill -9 rows are the slow fault-injection test (tests/train/test_train_faults.py).
 
     nice -n 10 .venv/bin/python benchmarks/reliability_rerun.py --review REVIEW.md  # every case (about an
                                                                                     # hour on a loaded 2-core CPU)
@@ -758,7 +758,7 @@ tcase("train.data.trunc_png_late", train("--data", "ds/late", "--out", "runs/ds_
 
 
 tcase("train.out.readonly_midrun", None, note="not reproducible here: needs a chmod while the run is in progress "
-      "under dropped capabilities; covered by tests/test_train_reliability.py::test_failed_write_names_the_file_and_"
+      "under dropped capabilities; covered by tests/train/test_run_integrity.py::test_failed_write_names_the_file_and_"
       "keeps_the_checkpoint (unwritable directory)")
 tcase("train.disk.100mb.resume", train("--resume", "runs/disk_res", "--max-steps", "3"), fsize=512,
       fixture=lambda w: _copy_run(w, "disk_res"), check=_base_unchanged,
@@ -883,16 +883,16 @@ def _run_pair(case, cwd):
 # --- main -------------------------------------------------------------------------------------------------------
 
 NOT_REPRODUCIBLE = {
-    "train.kill9.weights_tmp": "covered by the slow fault-injection test tests/test_train_faults.py (20 kills)",
-    "train.kill9.state_tmp": "covered by the slow fault-injection test tests/test_train_faults.py (20 kills)",
-    "train.kill9.json_tmp": "covered by the slow fault-injection test tests/test_train_faults.py (20 kills)",
-    "train.kill9.random": "covered by the slow fault-injection test tests/test_train_faults.py (20 kills)",
+    "train.kill9.weights_tmp": "covered by the slow fault-injection test tests/train/test_train_faults.py (20 kills)",
+    "train.kill9.state_tmp": "covered by the slow fault-injection test tests/train/test_train_faults.py (20 kills)",
+    "train.kill9.json_tmp": "covered by the slow fault-injection test tests/train/test_train_faults.py (20 kills)",
+    "train.kill9.random": "covered by the slow fault-injection test tests/train/test_train_faults.py (20 kills)",
     "train.sigint.double.run2": "a repetition of train.sigint.double (timing-dependent; run once here)",
     "train.sighup.run2": "a repetition of train.sighup",
     "train.concurrent.1": "a repetition of train.concurrent.0 with another start offset",
     "train.concurrent.2": "a repetition of train.concurrent.0 with another start offset",
     "train.out.readonly_midrun": "needs a chmod during the run with capabilities dropped; covered by "
-                                 "tests/test_train_reliability.py::test_failed_write_names_the_file_and_keeps_the_"
+                                 "tests/train/test_run_integrity.py::test_failed_write_names_the_file_and_keeps_the_"
                                  "checkpoint",
 }
 
@@ -1002,7 +1002,7 @@ def write(results: dict, out: Path, work: Path, stamp: tuple[str, str] | None = 
           "`then` is the review's outcome (for a checkpoint fixture: that loader's), `now` this run's: clean = "
           "exit 1/2 or a documented exception, one line, no traceback (or, for a control, it worked); warned = "
           "it worked and said what is wrong; the kill -9 rows are the slow fault-injection test "
-          "(tests/test_train_faults.py). `*_v2` fixtures are the same damage to a checkpoint written by the "
+          "(tests/train/test_train_faults.py). `*_v2` fixtures are the same damage to a checkpoint written by the "
           "current save_checkpoint (content digest embedded).", "",
           f"Cases: {len(cases)}. Then: {doc['counts_then']}. Now: {doc['counts_now']}.", "",
           "| case | then | now | message |", "|---|---|---|---|"]

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import os
 import random
+import sys
+from pathlib import Path
+
+# Helper modules shared across test folders (philox_spec, triton_aot, tiny_models) live in tests/support.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
 # Triton kernels run on the CPU through the interpreter; this must be set before triton is imported.
 try:
@@ -61,6 +66,15 @@ def ieee_fp32():
         yield
     finally:
         conv.fp32_precision, matmul.fp32_precision = before
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """The "tiny" training preset (tests/support/tiny_models.py) registered while the test runs."""
+    from tiny_models import TINY
+
+    from pdgan_infer import PRESETS
+    monkeypatch.setitem(PRESETS, "tiny", TINY)
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,22 @@
+"""Packaging: the optional GPU extras of pyproject.toml do not clash, TensorRT is pinned to the tested major
+versions, and the Makefile's default extras install."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_gpu_extras_do_not_clash_and_tensorrt_is_pinned():
+    tomllib = pytest.importorskip("tomllib")
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = {k: [r.split(">")[0].split("<")[0].split("=")[0].strip() for r in v] for k, v in extras.items()}
+    assert "onnxruntime" not in names["gpu"] and "onnxruntime-gpu" not in names["onnx"]
+    for key in ("gpu", "tensorrt"):
+        pin = next(r for r in extras[key] if r.startswith("tensorrt"))
+        assert "<12" in pin.replace(" ", ""), f"{key}: {pin} (pip resolves TensorRT 11.x, never tested)"
+    makefile = (ROOT / "Makefile").read_text()
+    default_extras = next(line for line in makefile.splitlines() if line.startswith("EXTRAS ?="))
+    assert not {"onnx", "gpu"} <= set(default_extras.split("=", 1)[1].strip().split(","))

@@ -1,0 +1,27 @@
+"""The training configuration (pdgan_train.config.TrainConfig): every numeric option finite and in range, in
+the config and on the pdgan-train command line."""
+from __future__ import annotations
+
+import pytest
+
+from pdgan_train.cli import main as train_main
+from pdgan_train.config import TrainConfig
+
+
+# regression: reliability review, section 2
+@pytest.mark.parametrize("field, value", [
+    ("lr_d", float("nan")), ("lr_g", float("inf")), ("lr_g", 0.0), ("lr_g", 1e10), ("r1_gamma", -1.0),
+    ("r1_gamma", float("nan")), ("num_workers", 10**6), ("num_workers", -1), ("seed", 2**64), ("seed", -1),
+    ("max_steps", "ten"), ("lazy_reg", 1.5), ("batch_size", True), ("ema_decay", float("nan")),
+    ("w_pixel", float("inf")), ("latent_lr", float("nan")), ("p_max", 1.5), ("log_every", 0), ("cosine", "yes"),
+])
+def test_every_numeric_option_is_finite_and_in_range(field, value):
+    """Defect 14: lr_d NaN, lr_g inf, r1_gamma negative or NaN (R1 silently off), num_workers 10**6 passed."""
+    cfg = TrainConfig(preset="digits", data="digits", **{field: value})
+    with pytest.raises(ValueError, match=rf"invalid training config: {field} must be"):
+        cfg.validate()
+
+
+def test_cli_rejects_nan_learning_rate(capsys):
+    assert train_main(["--preset", "digits", "--data", "digits", "--dry-run", "--lr-d", "nan"]) in (1, 2)
+    assert "lr_d" in capsys.readouterr().err

@@ -21,7 +21,7 @@ import torch
 
 from pdgan_infer import Engine
 from pdgan_infer.bench import device_name
-from pdgan_infer.export.runtime import cached_onnx
+from pdgan_infer.export.cache import cached_onnx
 
 
 def profile(preset: str, n: int, threads: int) -> tuple[float, collections.Counter, collections.Counter]:

@@ -32,7 +32,7 @@ generator calls and posterior steps, and the uint8 images on the host. Per backe
   measured in this process with the same threads (header["conv_peak"]);
 * peer: True for the rows of other runtimes on the project's exported sampler graph (`onnxruntime`,
   `tensorrt`, and `openvino`: float32 and bfloat16 inference precision over the float32 ONNX graph,
-  `pdgan_infer.export.openvino`, extra `pdgan[openvino]`); pdgan's own backends are False. On the CPU
+  `pdgan_infer.backends.openvino`, extra `pdgan[openvino]`); pdgan's own backends are False. On the CPU
   the default list has both openvino rows; without openvino installed they are listed as unavailable
   (with the pip command) and do not fail the run, unless named in --backends.
 
@@ -226,7 +226,7 @@ def make_engine(backend: str, dtype: torch.dtype, device: torch.device, preset: 
                 seed: int):
     from .engine import Engine
     if backend == "openvino":  # a peer, not an Engine backend: the reference engine with OpenVINO's runner
-        from .export.openvino import OpenVinoRunner
+        from .backends.openvino import OpenVinoRunner
         engine = make_engine("torch", torch.float32, device, preset, checkpoint, seed)
         engine.runner, engine.backend = OpenVinoRunner(engine.model, device, dtype), "openvino"
         return engine
@@ -380,7 +380,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         cfg = read_header(args.checkpoint)["config"]
         preset, nfe = cfg["preset"], cfg["schedule"]["T"]
     probed = probe_backends(device)
-    from .export import openvino
+    from .backends import openvino
     peer_probe = {"openvino": openvino.probe(device)}
     if args.backends:
         wanted = [b.strip() for b in args.backends.split(",") if b.strip()]

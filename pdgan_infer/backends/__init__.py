@@ -103,8 +103,8 @@ def probe(name: str, device: torch.device) -> str | None:
     if name == "onnxruntime":
         if not (_has("onnx") and _has("onnxruntime")):
             return "needs onnx and onnxruntime: pip install 'pdgan[onnx]'"
-        if not _has("pdgan_infer.export.runtime"):
-            return "the ONNX exporter pdgan_infer.export.runtime is not in this install; use backend 'optimized'"
+        if not _has("pdgan_infer.export.cache"):
+            return "the ONNX exporter pdgan_infer.export.cache is not in this install; use backend 'optimized'"
         if cuda:
             clash = onnxruntime_wheel_clash()
             if clash:
@@ -118,8 +118,8 @@ def probe(name: str, device: torch.device) -> str | None:
         return "TensorRT runs on CUDA GPUs only; use device='cuda', or backend 'native'/'optimized' on the CPU"
     if not _has("tensorrt"):
         return "needs TensorRT: pip install 'pdgan[gpu]'"
-    if not _has("pdgan_infer.export.runtime"):
-        return "the exporter pdgan_infer.export.runtime is not in this install; use backend 'native'"
+    if not _has("pdgan_infer.export.cache"):
+        return "the exporter pdgan_infer.export.cache is not in this install; use backend 'native'"
     return None
 
 
@@ -167,7 +167,8 @@ def create(name: str, model, device: torch.device, dtype: torch.dtype, **options
         from .eager import TorchRunner
         return TorchRunner(model, device, dtype)
     if name in ("onnxruntime", "tensorrt"):
-        from .exported import OnnxRuntimeRunner, TensorRTRunner
+        from .onnxruntime import OnnxRuntimeRunner
+        from .tensorrt import TensorRTRunner
         cls = OnnxRuntimeRunner if name == "onnxruntime" else TensorRTRunner
         extra = {"batch_size": options["batch_size"]} if name == "tensorrt" and options.get("batch_size") else {}
         return cls(model, device, dtype, cache_dir=options.get("cache_dir"), **extra)

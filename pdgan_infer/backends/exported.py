@@ -1,6 +1,7 @@
-"""Backends that run an exported graph of the whole T-step sampler (`pdgan_infer.export.runtime`):
-`onnxruntime` (CPU or CUDA execution provider) and `tensorrt` (CUDA). The runtime classes build or
-load the graph (cached in `cache_dir`) and are called like every runner."""
+"""The base of the backends that run an exported graph of the whole T-step sampler (onnxruntime, tensorrt,
+openvino: one file each beside this one). Each pairs a sampler class, which builds or loads its graph from
+the export cache (`pdgan_infer.export.cache`) and is called like the reference sampler with explicit noise,
+with a `Runner` that the Engine calls."""
 from __future__ import annotations
 
 import torch
@@ -9,9 +10,16 @@ from ..networks import PDGAN
 from .base import Runner
 
 
-class _ExportedRunner(Runner):
+def check_model(model: PDGAN) -> None:
+    if not isinstance(model, PDGAN):
+        raise TypeError(f"expected a pdgan_infer.PDGAN (e.g. from load_checkpoint), got {type(model).__name__}")
+
+
+class ExportedRunner(Runner):
+    """A sampler class (`sampler_type`) as a Runner: `runner(x_T, z_T, z, eps) -> x0` float32 on its device."""
+
     static_shapes = False
-    runtime_class = ""
+    sampler_type: type = type(None)
 
     def __init__(self, model: PDGAN, device: torch.device, dtype: torch.dtype = torch.float32,
                  cache_dir: str | None = None, **options):
@@ -19,21 +27,8 @@ class _ExportedRunner(Runner):
         self.sampler = self.sampler_class()(model, device, dtype, cache_dir=cache_dir, **options)
 
     def sampler_class(self) -> type:
-        """The runtime class that builds or loads the graph (imported on use: the runtimes are extras)."""
-        from ..export import runtime
-        return getattr(runtime, self.runtime_class)
+        return self.sampler_type
 
     @torch.no_grad()
     def __call__(self, x_T, z_T, z, eps):
         return torch.as_tensor(self.sampler(x_T, z_T, z, eps)).to(self.device, torch.float32)
-
-
-class OnnxRuntimeRunner(_ExportedRunner):
-    name = "onnxruntime"
-    runtime_class = "OnnxRuntimeSampler"
-
-
-class TensorRTRunner(_ExportedRunner):
-    name = "tensorrt"
-    static_shapes = True  # engines are built for fixed profiles
-    runtime_class = "TensorRTSampler"

@@ -51,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
                    "triton: a Triton Inference Server model repository in the folder --out (MODEL may be a bundled "
                    "name such as digits; --max-batch is the models' max_batch_size)")
     p.add_argument("--triton-backend", choices=("onnxruntime", "tensorrt", "python"), default="onnxruntime",
-                   help="--format triton: what runs the serving graph (pdgan_infer.export.triton)")
+                   help="--format triton: what runs the serving graph (pdgan_infer.serve.repository)")
     p.add_argument("--out", required=True, type=Path, help="output file (.onnx or .engine)")
     p.add_argument("--fp16", action="store_true", help="run the generator in float16 inside the graph "
                    "(I/O stays float32); always on for --format tensorrt")
@@ -89,7 +89,7 @@ def output_files(out: Path, fmt: str) -> dict[str, Path]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.format == "triton":  # a repository folder, not one file: its own checks (pdgan_infer.export.triton)
+    if args.format == "triton":  # a repository folder, not one file: its own checks (pdgan_infer.serve.repository)
         return _run_triton(args)
     check_outputs(output_files(args.out, args.format), model_files(args.checkpoint))  # before the export
     dtype = "float16" if (args.fp16 or args.format == "tensorrt") else "float32"
@@ -129,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
 def _run_triton(args: argparse.Namespace) -> int:
     """--format triton: MODEL is a bundled name, a model folder, a checkpoint or (with --preset) random weights."""
     from ..hub import resolve_model
-    from .triton import describe, export_triton
+    from ..serve.repository import describe, export_triton
 
     if args.preset is not None:
         model, sha = load_model(None, args.preset, args.seed)

@@ -169,7 +169,7 @@ def _without_openvino(monkeypatch):
 
 
 def test_openvino_probe_names_the_extra_for_each_missing_module(monkeypatch):
-    from pdgan_infer.export import openvino
+    from pdgan_infer.backends import openvino
 
     real = importlib.util.find_spec
     for missing in ("openvino", "onnx"):

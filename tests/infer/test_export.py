@@ -17,8 +17,10 @@ import pytest
 import torch
 
 from pdgan_infer import PDGAN, load_checkpoint, read_header, sample, save_checkpoint
+from pdgan_infer.backends.onnxruntime import OnnxRuntimeSampler
+from pdgan_infer.backends.tensorrt import TensorRTSampler
+from pdgan_infer.export import cache, tensorrt
 from pdgan_infer.export import onnx as ox
-from pdgan_infer.export import runtime, tensorrt
 from pdgan_infer.export.cli import main as export_main
 from pdgan_infer.sampler import SamplerNoise
 
@@ -134,24 +136,24 @@ def test_runtime_sampler_cache_reuses_and_repairs(exported, model, tmp_path, mon
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(good, path)
 
-    monkeypatch.setattr(runtime, "export_onnx", fake_export)
-    s = runtime.OnnxRuntimeSampler(model, cache_dir=tmp_path)
+    monkeypatch.setattr(cache, "export_onnx", fake_export)
+    s = OnnxRuntimeSampler(model, cache_dir=tmp_path)
     assert len(calls) == 1 and s.onnx_path.parent == tmp_path / "onnx"
     x = ox.example_inputs(model, "sampler", 3, seed=5)
     out = s(x["x_T"], x["z_T"], x["z"], x["eps"])
     assert out.shape == (3, 3, 32, 32) and out.dtype == torch.float32
-    runtime.OnnxRuntimeSampler(model, cache_dir=tmp_path)
+    OnnxRuntimeSampler(model, cache_dir=tmp_path)
     assert len(calls) == 1  # reused
     s.onnx_path.write_bytes(b"corrupt")
     with pytest.warns(UserWarning, match="re-exporting"):
-        s2 = runtime.OnnxRuntimeSampler(model, cache_dir=tmp_path)
+        s2 = OnnxRuntimeSampler(model, cache_dir=tmp_path)
     assert len(calls) == 2
     assert torch.equal(s2(x["x_T"], x["z_T"], x["z"], x["eps"]), out)
     other = _perturbed("digits")
     with torch.no_grad():
         other.generator.conv_out.bias.add_(1.0)
-    assert runtime.onnx_cache_key(ox.weights_sha256(other.generator), other.config.to_json(), "float32") != \
-        runtime.onnx_cache_key(ox.weights_sha256(model.generator), model.config.to_json(), "float32")
+    assert cache.onnx_cache_key(ox.weights_sha256(other.generator), other.config.to_json(), "float32") != \
+        cache.onnx_cache_key(ox.weights_sha256(model.generator), model.config.to_json(), "float32")
 
 
 def test_missing_extras_name_the_install_command(model, monkeypatch):
@@ -159,15 +161,15 @@ def test_missing_extras_name_the_install_command(model, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name in ("onnxruntime", "tensorrt") else real(name, *a))
     with pytest.raises(ImportError, match=r"pip install 'pdgan\[onnx\]'"):
-        runtime.OnnxRuntimeSampler(model)
+        OnnxRuntimeSampler(model)
     with pytest.raises(ImportError, match=r"pip install 'pdgan\[gpu\]'"):
-        runtime.TensorRTSampler(model)
+        TensorRTSampler(model)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt is installed")
 def test_tensorrt_absent_clear_message(model, tmp_path, capsys):
     with pytest.raises(ImportError, match=r"pdgan\[gpu\]"):
-        runtime.TensorRTSampler(model)
+        TensorRTSampler(model)
     assert export_main(["--preset", "digits", "--format", "tensorrt", "--out", str(tmp_path / "x.engine")]) == 1
     err = capsys.readouterr().err
     assert "pdgan[gpu]" in err and "Traceback" not in err

@@ -17,10 +17,11 @@ import pytest
 import torch
 
 from pdgan_infer import PDGAN, PDGANError
+from pdgan_infer.backends.onnxruntime import OnnxRuntimeSampler
 from pdgan_infer.checkpoint import OutputPathError, sha256_file
 from pdgan_infer.config import PRESETS
+from pdgan_infer.export import cache as export_cache
 from pdgan_infer.export import onnx as ox
-from pdgan_infer.export import runtime
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -47,7 +48,7 @@ def model() -> PDGAN:
 def cache(model, tmp_path_factory):
     """A cache holding the model's sampler graph, exported for real (no verification: test_export's)."""
     folder = tmp_path_factory.mktemp("cache")
-    path, _ = runtime.cached_onnx(model, "float32", folder)
+    path, _ = export_cache.cached_onnx(model, "float32", folder)
     return folder, path
 
 
@@ -58,14 +59,14 @@ def _sampler_output(model, path) -> torch.Tensor:
 
 def test_cached_graph_is_reused_only_with_its_recorded_sha256(model, cache, monkeypatch, tmp_path):
     folder, good = cache
-    record = runtime.cache_record_path(good)
+    record = export_cache.cache_record_path(good)
     assert record.name == good.name + ".json" and json.loads(record.read_text())["sha256"] == sha256_file(good)
     want = _sampler_output(model, good)
     exports = []
-    monkeypatch.setattr(runtime, "export_onnx", lambda *a, **k: exports.append(a))
+    monkeypatch.setattr(export_cache, "export_onnx", lambda *a, **k: exports.append(a))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert runtime.cached_onnx(model, "float32", folder)[0] == good and not exports  # reused, silently
+        assert export_cache.cached_onnx(model, "float32", folder)[0] == good and not exports  # reused, silently
     monkeypatch.undo()
     # The review's forgery: other weights, with the metadata rewritten to name this model's.
     forged = tmp_path / "forged.onnx"
@@ -78,12 +79,12 @@ def test_cached_graph_is_reused_only_with_its_recorded_sha256(model, cache, monk
     assert (_sampler_output(model, forged) - want).abs().max() > 0.05  # it would give other images
     shutil.copy(forged, good)
     with pytest.warns(UserWarning, match="its content is not what was exported"):
-        path, _ = runtime.cached_onnx(model, "float32", folder)
+        path, _ = export_cache.cached_onnx(model, "float32", folder)
     assert path == good and sha256_file(good) == json.loads(record.read_text())["sha256"]
     torch.testing.assert_close(_sampler_output(model, good), want, rtol=0, atol=1e-6)
     record.unlink()  # a cache written before the record existed: re-exported once
     with pytest.warns(UserWarning, match="no record of its sha256"):
-        runtime.cached_onnx(model, "float32", folder)
+        export_cache.cached_onnx(model, "float32", folder)
     assert record.exists()
 
 
@@ -96,7 +97,7 @@ def test_cache_paths_that_are_folders_or_files_are_clean_errors(model, cache, tm
     target.unlink()
     target.mkdir()
     with pytest.raises(OutputPathError, match="is a folder; remove it") as e:
-        runtime.cached_onnx(model, "float32", odd)
+        export_cache.cached_onnx(model, "float32", odd)
     assert isinstance(e.value, PDGANError) and "\n" not in str(e.value)
     (tmp_path / "afile").write_text("x")
     for cache_dir in (tmp_path / "afile", tmp_path / "c2"):
@@ -104,7 +105,7 @@ def test_cache_paths_that_are_folders_or_files_are_clean_errors(model, cache, tm
             cache_dir.mkdir()
             (cache_dir / "onnx").write_text("x")
         with pytest.raises(OutputPathError, match="is a file, not a folder"):
-            runtime.cached_onnx(model, "float32", cache_dir)
+            export_cache.cached_onnx(model, "float32", cache_dir)
 
 
 def test_failed_verification_leaves_the_previous_export(model, tmp_path, monkeypatch):
@@ -169,5 +170,5 @@ class _LooksCuda(torch.Tensor):
 
 def test_onnxruntime_sampler_on_cpu_reports_the_real_providers(model, cache):
     folder, _ = cache
-    sampler = runtime.OnnxRuntimeSampler(model, "cpu", cache_dir=folder)
+    sampler = OnnxRuntimeSampler(model, "cpu", cache_dir=folder)
     assert sampler.providers == sampler.runner.session.get_providers() == ["CPUExecutionProvider"]

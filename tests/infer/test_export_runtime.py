@@ -1,6 +1,7 @@
-"""The exported graphs' samplers (pdgan_infer.export.runtime) on CUDA, checked on the CPU with TensorRT and the
-ONNX Runtime CUDA provider stubbed (neither is installed here): TensorRT's dtypes and batch profile, an ONNX
-Runtime CUDA provider that failed to load. What only a GPU can settle runs in `make gpu-check`."""
+"""The exported-graph backends' samplers (pdgan_infer.backends.onnxruntime, .tensorrt) on CUDA, checked on the
+CPU with TensorRT and the ONNX Runtime CUDA provider stubbed (neither is installed here): TensorRT's dtypes and
+batch profile, an ONNX Runtime CUDA provider that failed to load. What only a GPU can settle runs in
+`make gpu-check`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +11,9 @@ import torch
 
 from pdgan_infer import PDGAN
 from pdgan_infer.backends import BackendUnavailable, create
-from pdgan_infer.export import runtime, tensorrt
+from pdgan_infer.backends import onnxruntime as ort_backend
+from pdgan_infer.backends import tensorrt as trt_backend
+from pdgan_infer.export import tensorrt
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +26,7 @@ def _fake_tensorrt(monkeypatch, built):
     """TensorRT 'installed', a GPU 'present', the export and the engine build recorded instead of run."""
     monkeypatch.setattr(tensorrt, "require_tensorrt", object)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(runtime, "cached_onnx", lambda model, dtype, cache_dir=None: (Path("x.onnx"), "w" * 64))
+    monkeypatch.setattr(trt_backend, "cached_onnx", lambda model, dtype, cache_dir=None: (Path("x.onnx"), "w" * 64))
 
     def from_onnx(onnx_path, profile, weights_sha256, device, **kwargs):
         built.append(profile)
@@ -36,7 +39,7 @@ def test_tensorrt_bf16_is_backend_unavailable(model, monkeypatch):
     built = []
     _fake_tensorrt(monkeypatch, built)
     with pytest.raises(BackendUnavailable, match="float16"):
-        runtime.TensorRTSampler(model, "cuda", torch.bfloat16)
+        trt_backend.TensorRTSampler(model, "cuda", torch.bfloat16)
     assert not built
 
 
@@ -45,9 +48,9 @@ def test_tensorrt_profile_follows_the_engine_batch(model, monkeypatch):
     batch size sets it now (also through backends.create, as the Engine calls it)."""
     built = []
     _fake_tensorrt(monkeypatch, built)
-    runtime.TensorRTSampler(model, "cuda", torch.float16, batch_size=4)
+    trt_backend.TensorRTSampler(model, "cuda", torch.float16, batch_size=4)
     assert built[-1] == tensorrt.BatchProfile(1, 4, 4)
-    runtime.TensorRTSampler(model, "cuda", torch.float16)
+    trt_backend.TensorRTSampler(model, "cuda", torch.float16)
     assert built[-1] == tensorrt.BatchProfile(1, 100, 256)
     monkeypatch.setattr("pdgan_infer.backends.probe", lambda name, device: None)
     create("tensorrt", model, torch.device("cuda"), torch.float16, batch_size=16)
@@ -66,9 +69,9 @@ def _fake_ort(monkeypatch, requested, actual):
     class FakeRunner:
         def __init__(self, path, device, threads=None):
             self.providers, self.session = list(requested), _FakeSession(actual)
-    monkeypatch.setattr(runtime, "require", lambda name: None)
-    monkeypatch.setattr(runtime, "cached_onnx", lambda model, dtype, cache_dir=None: (Path("x.onnx"), "w" * 64))
-    monkeypatch.setattr(runtime, "OnnxRunner", FakeRunner)
+    monkeypatch.setattr(ort_backend, "require", lambda name: None)
+    monkeypatch.setattr(ort_backend, "cached_onnx", lambda model, dtype, cache_dir=None: (Path("x.onnx"), "w" * 64))
+    monkeypatch.setattr(ort_backend, "OnnxRunner", FakeRunner)
 
 
 def test_onnxruntime_cuda_provider_that_failed_to_load_is_unavailable(model, monkeypatch):
@@ -77,7 +80,7 @@ def test_onnxruntime_cuda_provider_that_failed_to_load_is_unavailable(model, mon
     cuda_cpu = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     _fake_ort(monkeypatch, cuda_cpu, ["CPUExecutionProvider"])
     with pytest.raises(BackendUnavailable, match="CUDA provider did not load"):
-        runtime.OnnxRuntimeSampler(model, "cuda")
+        ort_backend.OnnxRuntimeSampler(model, "cuda")
     _fake_ort(monkeypatch, cuda_cpu, cuda_cpu)
-    sampler = runtime.OnnxRuntimeSampler(model, "cuda")
+    sampler = ort_backend.OnnxRuntimeSampler(model, "cuda")
     assert sampler.providers == cuda_cpu and sampler.runner.providers == cuda_cpu

@@ -246,14 +246,14 @@ def test_cache_dir(monkeypatch, tmp_path):
 
 
 def test_exported_graphs_share_the_one_cache(monkeypatch, tmp_path):
-    from pdgan_infer.export import runtime
+    from pdgan_infer.export import cache
 
     monkeypatch.delenv("PDGAN_CACHE_DIR", raising=False)
     monkeypatch.setenv("PDGAN_CACHE", str(tmp_path / "one"))
-    assert runtime.default_cache_dir() == hub.cache_dir() == tmp_path / "one"
+    assert cache.default_cache_dir() == hub.cache_dir() == tmp_path / "one"
     monkeypatch.setenv("PDGAN_CACHE_DIR", str(tmp_path / "old"))
     with pytest.warns(DeprecationWarning, match="PDGAN_CACHE"):
-        assert runtime.default_cache_dir() == tmp_path / "old"
+        assert cache.default_cache_dir() == tmp_path / "old"
 
 
 def test_engine_save_pretrained_and_the_deprecated_model_method(digits_model, tmp_path):

@@ -1,4 +1,4 @@
-"""OpenVINO peer rows (pdgan_infer.export.openvino): the project's exported sampler graph compiled by
+"""OpenVINO peer rows (pdgan_infer.backends.openvino): the project's exported sampler graph compiled by
 OpenVINO gives the reference sampler's images, at float32 within the exported graphs' float32
 tolerance, at bfloat16 inference precision within twice torch's own bf16 difference."""
 from __future__ import annotations
@@ -32,7 +32,7 @@ def digits(tmp_path_factory):
 
 
 def test_float32_matches_the_torch_reference(digits):
-    from pdgan_infer.export.openvino import OpenVinoRunner
+    from pdgan_infer.backends.openvino import OpenVinoRunner
 
     engine, inputs, ref, cache = digits
     runner = OpenVinoRunner(engine.model, torch.device("cpu"), torch.float32, cache_dir=str(cache), threads=1)
@@ -44,7 +44,7 @@ def test_float32_matches_the_torch_reference(digits):
 
 @pytest.mark.slow
 def test_bfloat16_within_twice_torch_bf16(digits):
-    from pdgan_infer.export.openvino import OpenVinoRunner, OpenVinoSampler
+    from pdgan_infer.backends.openvino import OpenVinoRunner, OpenVinoSampler
 
     engine, inputs, ref, cache = digits
     try:
@@ -64,7 +64,7 @@ def bench_unavailable():
 
 
 def test_unsupported_dtype_and_device_name_the_fix(digits):
-    from pdgan_infer.export.openvino import OpenVinoSampler, probe
+    from pdgan_infer.backends.openvino import OpenVinoSampler, probe
 
     engine = digits[0]
     assert probe(torch.device("cpu")) is None

@@ -237,7 +237,7 @@ def test_export_triton_repository_loads_in_triton_and_matches_engine(serve_pytho
     """pdgan-export --format triton writes configs that Triton's ModelConfig proto parses, for every sampler
     variant; the Python variant loads in the real server and serves Engine's images for seeds."""
     from pdgan_infer.export.cli import main as export_main
-    from pdgan_infer.export.triton import TRITON_BACKENDS, _write_configs
+    from pdgan_infer.serve.repository import TRITON_BACKENDS, _write_configs
 
     repo = tmp_path / "repo"
     assert export_main(["digits", "--format", "triton", "--triton-backend", "python", "--max-batch", "4",

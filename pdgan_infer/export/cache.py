@@ -1,0 +1,106 @@
+"""The export cache: the sampler graph (or another graph) exported once per weights, config, dtype, opset and
+torch version under `cache_dir` (default `pdgan_infer.hub.cache_dir()`: $PDGAN_CACHE or ~/.cache/pdgan), its
+sha256 recorded beside it and checked before reuse. A cached file that is corrupt or was written for other
+weights is re-exported (with a warning), never trusted. The exported-graph backends (`pdgan_infer.backends`:
+onnxruntime, tensorrt, openvino) load their graphs from here.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import OutputPathError, atomic_write_bytes, sha256_file
+from ..networks import PDGAN
+from .onnx import OPSET, OnnxLoadError, export_onnx, read_metadata, weights_sha256
+
+EXPORT_REVISION = 1  # bump when the exported graph changes for the same weights and config
+
+
+def default_cache_dir() -> Path:
+    """pdgan's one cache (`pdgan_infer.hub.cache_dir`: $PDGAN_CACHE, $XDG_CACHE_HOME/pdgan, ~/.cache/pdgan);
+    the old $PDGAN_CACHE_DIR is still honoured, with a DeprecationWarning."""
+    from ..hub import cache_dir
+
+    if os.environ.get("PDGAN_CACHE_DIR"):
+        warnings.warn("PDGAN_CACHE_DIR is deprecated: set PDGAN_CACHE (one cache for every pdgan file)",
+                      DeprecationWarning, stacklevel=2)
+        return Path(os.environ["PDGAN_CACHE_DIR"])
+    return cache_dir()
+
+
+def onnx_cache_key(weights_hash: str, config_json: str, dtype: str, graph: str = "sampler") -> str:
+    """Hex key of an exported graph: changes with the weights, config, dtype, graph, opset, torch."""
+    torch_mm = ".".join(torch.__version__.split("+")[0].split(".")[:2])
+    fields = {"weights": weights_hash, "config": json.loads(config_json), "dtype": dtype, "graph": graph,
+              "opset": OPSET, "torch": torch_mm, "revision": EXPORT_REVISION}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def cached_onnx(model: PDGAN, dtype: str, cache_dir: str | os.PathLike | None = None,
+                graph: str = "sampler", force: bool = False) -> tuple[Path, str]:
+    """(path, weights hash) of the exported `graph`, exporting it unless a valid cached copy exists
+    (`force`: export anyway). Valid: the file's sha256 is the one recorded beside it (NAME.onnx.json)
+    when it was exported, and its metadata names these weights and this dtype. Anything else is
+    re-exported with a warning."""
+    wsha = weights_sha256(model.generator)
+    key = onnx_cache_key(wsha, model.config.to_json(), dtype, graph)
+    path = _cache_folder(cache_dir) / f"{model.config.preset}-{graph}-{dtype}-{key[:16]}.onnx"
+    record = cache_record_path(path)
+    for p in (path, record):
+        if p.is_dir():
+            raise OutputPathError(f"the export cache entry {p} is a folder; remove it, or point $PDGAN_CACHE "
+                                  "(or cache_dir=) at another folder")
+    if path.exists() and not force:
+        reason = _cache_problem(path, record, wsha, dtype)
+        if reason is None:
+            return path, wsha
+        warnings.warn(f"re-exporting the cached graph {path}: {reason}", stacklevel=3)
+    export_onnx(model, path, graph, dtype, verify=False)
+    atomic_write_bytes(record, (json.dumps({"sha256": sha256_file(path), "key": key}, indent=2) + "\n").encode())
+    return path, wsha
+
+
+def cache_record_path(onnx_path: str | os.PathLike) -> Path:
+    """NAME.onnx.json: the sha256 of a cached export, recorded when it was written."""
+    p = Path(onnx_path)
+    return p.with_name(p.name + ".json")
+
+
+def _cache_folder(cache_dir: str | os.PathLike | None) -> Path:
+    base = Path(cache_dir) if cache_dir else default_cache_dir()
+    folder = base / "onnx"
+    for p in (base, folder):
+        if p.exists() and not p.is_dir():
+            raise OutputPathError(f"the pdgan cache {p} is a file, not a folder; remove it, or point $PDGAN_CACHE "
+                                  "(or cache_dir=) at another folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputPathError(f"cannot create the export cache folder {folder} ({e.strerror or e}); point "
+                              "$PDGAN_CACHE (or cache_dir=) at a writable folder") from None
+    return folder
+
+
+def _cache_problem(path: Path, record: Path, wsha: str, dtype: str) -> str | None:
+    """Why a cached export cannot be used, or None. The content is checked first (a file whose metadata
+    was rewritten to name these weights must not pass)."""
+    try:
+        recorded = json.loads(record.read_text()).get("sha256") if record.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if not isinstance(recorded, str):
+        return f"no record of its sha256 ({record.name})"
+    try:
+        if sha256_file(path) != recorded:
+            return f"its content is not what was exported (sha256 differs from {record.name})"
+        meta = read_metadata(path)
+    except (OSError, OnnxLoadError) as e:
+        return str(e)
+    if meta.get("pdgan.weights_sha256") != wsha or meta.get("pdgan.dtype") != dtype:
+        return "it was exported from other weights"
+    return None

@@ -59,7 +59,7 @@ from .config import PDGANConfig
 from .device import resolve_device
 from .hub import pretrained_models, resolve_model
 from .hub import save_pretrained as _save_pretrained
-from .networks import NO_LATENT, PDGAN
+from .networks import NO_LATENT, PDGAN, random_model, redraw_zero_init
 from .optimize import CUDAGraphSampler, default_batch_size, reduced_dtype_supported
 from .sampler import images_from_seeds, noise_for, to_uint8
 from .seeds import SEED_LIMIT, SEED_STRIDE, check_seed_block, check_seeds, image_seeds
@@ -133,12 +133,7 @@ class Engine:
         that the training initialisation zeroes (last conv of every residual block, attention
         output, output conv: scale 1e-10, which would make G(x) ~ 0 whatever the other weights) are
         re-drawn at scale 1, so every layer shapes the images."""
-        seed = _check_count(seed, "seed")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = PDGAN(name, with_latent=with_latent)
-            redraw_zero_init(model)
-        return cls(model, backend, device, dtype, **kwargs)
+        return cls(random_model(name, _check_count(seed, "seed"), with_latent), backend, device, dtype, **kwargs)
 
     @staticmethod
     def backends(device: str | torch.device | None = None) -> dict[str, str | None]:
@@ -417,16 +412,6 @@ def _pad(t: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     shape = list(t.shape)
     shape[dim] = size - shape[dim]
     return torch.cat([t, t.new_zeros(shape)], dim=dim)
-
-
-def redraw_zero_init(model: torch.nn.Module, threshold: float = 1e-4) -> None:
-    """Re-draw (variance scaling, scale 1) every Conv2d/Linear weight whose entries are all below
-    `threshold` in magnitude: the layers training initialises at scale 1e-10 (see `from_preset`)."""
-    from .networks.layers import variance_scaling_
-    for module in model.modules():
-        w = getattr(module, "weight", None)
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)) and w is not None and w.abs().max() < threshold:
-            variance_scaling_(w, 1.0)
 
 
 __all__ = ["Engine", "BACKENDS", "BackendUnavailable", "image_seeds", "redraw_zero_init", "resolve_device",

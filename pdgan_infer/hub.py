@@ -264,3 +264,17 @@ def save_pretrained(model, folder: str | os.PathLike, *, meta: dict[str, Any] | 
     if card:
         atomic_write_bytes(folder / "README.md", model_card(model, meta, license, datasets, repo_id).encode())
     return folder
+
+
+def load_model(checkpoint: str | os.PathLike | None = None, preset: str | None = None, seed: int = 0):
+    """(PDGAN, checkpoint sha256 or None): the checkpoint (a file, a model folder or a run directory; a bundled
+    name or Hub id: `resolve_model` first), or with `preset` that preset's random weights
+    (`networks.random_model`: the weights of `Engine.from_preset(preset, seed)`). Exactly one of the two."""
+    from .checkpoint import _paths, load_checkpoint, sha256_file
+    from .networks import random_model
+    if (checkpoint is None) == (preset is None):
+        raise ValueError("give a checkpoint path or --preset NAME (not both)")
+    if preset is not None:
+        return random_model(preset, seed), None
+    return load_checkpoint(checkpoint), read_header(checkpoint).get("sha256") or sha256_file(_paths(checkpoint)[0])
+

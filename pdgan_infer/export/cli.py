@@ -20,25 +20,13 @@ from pathlib import Path
 import torch
 
 from .._cli import ArgumentParser, add_common_arguments, check_outputs, int_range, model_files, run_cli
-from ..checkpoint import _paths, load_checkpoint, read_header, sha256_file
 from ..config import PRESETS
-from ..networks import PDGAN
+from ..hub import load_model
 from ..seeds import SEED_LIMIT
 from .onnx import GRAPHS
 
 log = logging.getLogger("pdgan")
 MAX_PROFILE_BATCH = 65536
-
-
-def load_model(checkpoint: str | None, preset: str | None, seed: int = 0) -> tuple[PDGAN, str | None]:
-    """(model, checkpoint file sha256) from a checkpoint path or, with `preset`, random weights."""
-    if (checkpoint is None) == (preset is None):
-        raise ValueError("give a checkpoint path or --preset NAME (not both)")
-    if preset is not None:  # the weights of Engine.from_preset(preset, seed): same graph, same cache key
-        from ..engine import Engine
-        return Engine.from_preset(preset, seed=seed, backend="torch", device="cpu", verbose=False).model, None
-    model = load_checkpoint(checkpoint)
-    return model, read_header(checkpoint).get("sha256") or sha256_file(_paths(checkpoint)[0])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -131,11 +119,8 @@ def _run_triton(args: argparse.Namespace) -> int:
     from ..hub import resolve_model
     from ..serve.repository import describe, export_triton
 
-    if args.preset is not None:
-        model, sha = load_model(None, args.preset, args.seed)
-    else:
-        path = resolve_model(args.checkpoint)
-        model, sha = load_checkpoint(path), read_header(path).get("sha256")
+    model, sha = load_model(None if args.preset is not None else resolve_model(args.checkpoint), args.preset,
+                            args.seed)
     result = export_triton(model, args.out, sampler_backend=args.triton_backend, max_batch_size=args.max_batch,
                            opt_batch=args.opt_batch, min_batch=args.min_batch, checkpoint_sha256=sha,
                            verify=args.verify)

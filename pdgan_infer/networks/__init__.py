@@ -9,8 +9,8 @@ from ..schedule import Schedule
 from .generator import Generator, SemanticEncoder
 from .latent import LatentDenoiser
 
-__all__ = ["Generator", "SemanticEncoder", "LatentDenoiser", "PDGAN", "LATENT_SLOTS", "build_generator",
-           "build_encoder", "build_latent", "resolve_config"]
+__all__ = ["Generator", "SemanticEncoder", "LatentDenoiser", "PDGAN", "LATENT_SLOTS", "random_model",
+           "redraw_zero_init", "build_generator", "build_encoder", "build_latent", "resolve_config"]
 
 # Where the semantic code z_T enters the chain, as the model was trained (pdgan-train --encoder):
 #   "first": z_T at t = T, z ~ N(0, I) at t < T (PDGAN);  "all": z_T at every step (Table 1, "+ encoder");
@@ -83,3 +83,26 @@ class PDGAN(nn.Module):
                       "pdgan_infer.hub.save_pretrained(model, folder)", DeprecationWarning, stacklevel=2)
         from ..hub import save_pretrained
         return save_pretrained(self, folder, **kwargs)
+
+
+def redraw_zero_init(model: nn.Module, threshold: float = 1e-4) -> None:
+    """Re-draw (variance scaling, scale 1) every Conv2d/Linear weight whose entries are all below
+    `threshold` in magnitude: the layers training initialises at scale 1e-10 (see `random_model`)."""
+    from .layers import variance_scaling_
+    for module in model.modules():
+        w = getattr(module, "weight", None)
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and w is not None and w.abs().max() < threshold:
+            variance_scaling_(w, 1.0)
+
+
+def random_model(preset: str | PDGANConfig, seed: int = 0, with_latent: bool = True) -> PDGAN:
+    """A preset's model with random weights drawn from `seed` (benchmarks, tests, exports of a preset). The layers
+    that the training initialisation zeroes (last conv of every residual block, attention output, output conv:
+    scale 1e-10, which would make G(x) ~ 0 whatever the other weights) are re-drawn at scale 1, so every layer
+    shapes the images. The global RNG is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = PDGAN(preset, with_latent=with_latent)
+        redraw_zero_init(model)
+    return model
+

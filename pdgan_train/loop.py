@@ -118,11 +118,11 @@ class Trainer:
         self.opt_g = torch.optim.Adam(list(self.G.parameters()) + list(self.E.parameters()), lr=cfg.lr_g, **adam)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, **adam)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
-        self.gen = torch.Generator(self.device).manual_seed(cfg.seed * 1000 + self.rank)  # training noise
-        self.data_gen = torch.Generator().manual_seed(cfg.seed * 1000 + 500 + self.rank)  # flips
+        self.noise_rng = torch.Generator(self.device).manual_seed(cfg.seed * 1000 + self.rank)  # training noise
+        self.flip_rng = torch.Generator().manual_seed(cfg.seed * 1000 + 500 + self.rank)  # flips
         self.step, self.epoch, self.batch_pos, self.phase = 0, 0, 0, "gan"
-        self.sampler = DistributedSampler(self.dataset, num_replicas=self.world, rank=self.rank, shuffle=True,
-                                          seed=cfg.seed, drop_last=True)
+        self.data_sampler = DistributedSampler(self.dataset, num_replicas=self.world, rank=self.rank, shuffle=True,
+                                               seed=cfg.seed, drop_last=True)
         if resume is not None:
             self.load_state(resume)
         if self.world > 1:
@@ -149,8 +149,8 @@ class Trainer:
         """Yields (images, labels) forever, resumable at (epoch, batch_pos)."""
         b = self.cfg.batch_size
         while True:
-            self.sampler.set_epoch(self.epoch)
-            idx = list(self.sampler)
+            self.data_sampler.set_epoch(self.epoch)
+            idx = list(self.data_sampler)
             chunks = [idx[i:i + b] for i in range(0, len(idx) - b + 1, b)]
             loader = DataLoader(self.dataset, batch_sampler=chunks[self.batch_pos:], num_workers=self.cfg.num_workers)
             for x, y in loader:
@@ -159,14 +159,14 @@ class Trainer:
             self.epoch, self.batch_pos = self.epoch + 1, 0
 
     def _randn(self, *shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=self.gen, device=self.device)
+        return torch.randn(*shape, generator=self.noise_rng, device=self.device)
 
     def _disc(self, D: torch.nn.Module, x_prev: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """D(x_{t-1}, x_t, t), with DiffAugment's translation of both inputs when augment="translate"
         (the same for real and fake pairs, so it cannot leak into the samples)."""
         shift = round(self.cfg.translate * self.model_cfg.resolution)
         if self.cfg.augment == "translate" and shift > 0:
-            x_prev, x_t = random_translate(x_prev, x_t, max_shift=shift, generator=self.gen)
+            x_prev, x_t = random_translate(x_prev, x_t, max_shift=shift, generator=self.noise_rng)
         return D(x_prev, x_t, t)
 
     # --- one optimisation step ---------------------------------------------------------------
@@ -180,8 +180,8 @@ class Trainer:
 
     def d_step(self, x0: torch.Tensor) -> dict[str, float]:
         cfg, T = self.cfg, self.schedule.T
-        t = L.sample_t(x0.shape[0], T, self._p(), self.gen, self.device)
-        x_prev, x_t = self.schedule.q_sample_pairs(x0, t, self.gen)
+        t = L.sample_t(x0.shape[0], T, self._p(), self.noise_rng, self.device)
+        x_prev, x_t = self.schedule.q_sample_pairs(x0, t, self.noise_rng)
         w_r1 = r1_weight(self.step, cfg.r1_gamma, cfg.lazy_reg)
         x_prev.requires_grad_(w_r1 > 0)
         self.D.requires_grad_(True)
@@ -204,8 +204,8 @@ class Trainer:
 
     def g_step(self, x0: torch.Tensor) -> dict[str, float]:
         cfg, T = self.cfg, self.schedule.T
-        t = L.sample_t(x0.shape[0], T, self._p(), self.gen, self.device)
-        _, x_t = self.schedule.q_sample_pairs(x0, t, self.gen)
+        t = L.sample_t(x0.shape[0], T, self._p(), self.noise_rng, self.device)
+        _, x_t = self.schedule.q_sample_pairs(x0, t, self.noise_rng)
         D = _unwrap(self.D).requires_grad_(False)
         logs: dict[str, Any] = {"p": self._p() if cfg.progressive else float("nan"),
                                 "frac_T": (t == T).float().mean().item()}
@@ -327,7 +327,7 @@ class Trainer:
                 snapshot, self._progress = self._snapshot(), "started"
                 x0, _ = next(batches)
                 if cfg.augment == "hflip":
-                    x0 = random_hflip(x0, self.data_gen)
+                    x0 = random_hflip(x0, self.flip_rng)
                 x0 = x0.to(self.device, non_blocking=True)
                 if cfg.channels_last:
                     x0 = x0.contiguous(memory_format=torch.channels_last)
@@ -417,14 +417,14 @@ class Trainer:
         if self.world > 1:
             return None
         buffers = [b for m in (self.G, self.E, self.D) for b in m.buffers()]
-        return {"epoch": self.epoch, "batch_pos": self.batch_pos, "gen": self.gen.get_state(),
-                "data": self.data_gen.get_state(), "torch": torch.get_rng_state(), "buffers": buffers,
+        return {"epoch": self.epoch, "batch_pos": self.batch_pos, "gen": self.noise_rng.get_state(),
+                "data": self.flip_rng.get_state(), "torch": torch.get_rng_state(), "buffers": buffers,
                 "values": [b.clone() for b in buffers]}
 
     def _restore(self, snapshot: dict[str, Any]) -> None:
         self.epoch, self.batch_pos = snapshot["epoch"], snapshot["batch_pos"]
-        self.gen.set_state(snapshot["gen"])
-        self.data_gen.set_state(snapshot["data"])
+        self.noise_rng.set_state(snapshot["gen"])
+        self.flip_rng.set_state(snapshot["data"])
         torch.set_rng_state(snapshot["torch"])
         with torch.no_grad():
             for b, v in zip(snapshot["buffers"], snapshot["values"]):
@@ -540,7 +540,8 @@ class Trainer:
             "batch_pos": self.batch_pos, "phase": self.phase, "world": self.world,
             "model": self.model.state_dict(), "ema": self.ema.state_dict(), "D": _unwrap(self.D).state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "scaler": self.scaler.state_dict(),
-            "rng": {"gen": self.gen.get_state(), "data": self.data_gen.get_state(), "torch": torch.get_rng_state()},
+            "rng": {"gen": self.noise_rng.get_state(), "data": self.flip_rng.get_state(),  # keys: the state format
+                    "torch": torch.get_rng_state()},
         }
 
     def save(self) -> None:
@@ -590,8 +591,8 @@ class Trainer:
                 raise TrainingError(f"cannot resume: the {key} entry of {path} does not fit this {self.cfg.preset!r} "
                                     f"run ({short(e, 200)})") from None
         try:
-            self.gen.set_state(state["rng"]["gen"])
-            self.data_gen.set_state(state["rng"]["data"])
+            self.noise_rng.set_state(state["rng"]["gen"])
+            self.flip_rng.set_state(state["rng"]["data"])
             torch.set_rng_state(state["rng"]["torch"])
         except (RuntimeError, ValueError, TypeError) as e:
             raise TrainingError(f"cannot resume: the random-generator states in {path} are damaged "

@@ -18,7 +18,6 @@ batch, and therefore every image, is exactly what one process computes, bit for 
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -27,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._cli import ArgumentParser, add_common_arguments, check_outputs, model_files, positive_int, run_cli, seed_list
 from .checkpoint import atomic_path
 from .device import resolve_device
 from .errors import PDGANError
@@ -188,41 +186,14 @@ def _write_npz(out: Path, seeds: list[int], parts, rank: int, world: int, shape:
         part.unlink(missing_ok=True)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="pdgan-generate", description="Write one image per seed into a folder "
-                       "({seed:06d}.png, or images.npz): the input of pytorch-fid, clean-fid, "
-                       "torch-fidelity and EDM's fid.py. Runs under torchrun too.")
-    p.add_argument("model", help="a bundled model name (digits), a checkpoint file, a model folder "
-                   "(save_pretrained / pdgan-train --out) or a Hugging Face Hub id org/repo")
-    p.add_argument("--seeds", type=seed_list, default=seed_list("0-63"), metavar="SPEC",
-                   help="seeds, e.g. 0-49999 or 0-9,20,30-39 (ranges inclusive; default 0-63)")
-    p.add_argument("--outdir", required=True, help="the folder to write into (created; existing images are kept)")
-    p.add_argument("--format", choices=FORMATS, default="png", help="one PNG per seed, or one images.npz "
-                   "(default %(default)s)")
-    p.add_argument("--batch-size", type=positive_int, help="images per sampler call (default: the Engine's for "
-                   "the device; the images do not depend on it)")
-    p.add_argument("--backend", default="auto", help="Engine backend: auto, torch, optimized, native, ... "
-                   "(default %(default)s)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="compute dtype (default float32)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N "
-                   "(default %(default)s; under torchrun: cuda:$LOCAL_RANK)")
-    p.add_argument("--revision", help="Hub models: branch, tag or commit")
-    add_common_arguments(p)
-    return p
+def __getattr__(name: str):
+    """The command line moved to pdgan_infer.cli.generate; `main` and `build_parser` resolve here for one release."""
+    if name in ("main", "build_parser"):
+        from .cli import generate as cli
+        return getattr(cli, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli("pdgan-generate", args, lambda: _run(args))
-
-
-def _run(args: argparse.Namespace) -> int:
-    check_outputs({"--outdir": args.outdir}, model_files(args.model), folders={"--outdir"})
-    generate_to_folder(args.model, args.seeds, args.outdir, args.format, batch_size=args.batch_size,
-                       backend=args.backend, dtype=args.dtype, device=args.device, revision=args.revision,
-                       progress=not args.quiet)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m pdgan_infer.generate (and torchrun -m): the command
+    from pdgan_infer.cli.generate import main as _main
+    sys.exit(_main())

@@ -1,64 +1,12 @@
-"""pdgan-serve: a pdgan model on NVIDIA Triton Inference Server (HTTP/gRPC, dynamic batching, metrics).
-
-    pdgan-serve digits                                   # HTTP :8000, gRPC :8001, metrics :8002
-    pdgan-serve runs/digits --backend native --max-batch-size 32 --instances 2 --http-port 9000
-    pdgan-serve --repository model_repository            # an exported repository (pdgan-export --format triton)
-
-Triton model `pdgan`: input SEED (INT64, [1], batch first: a request holds [N, 1] seeds), optional Z_T (FP32,
-[nz]); output IMAGE (UINT8, [H, W, 3]). The image for a seed is `Engine.generate(seeds=[seed])` with the same
-backend. Runs in the foreground until SIGTERM or Ctrl-C, then stops the server (exit status 0). Needs the
-`serve` extra in a Python with a shared libpython (docs/deployment.md; `make serve-env` builds .venv-serve).
-"""
+"""Deprecated: pdgan-serve's command line moved to `pdgan_infer.cli.serve`. Its names still resolve here, with a
+DeprecationWarning, for one release; `python -m pdgan_infer.serve.cli` still runs the command."""
 from __future__ import annotations
 
-import argparse
 import sys
 
-from .._cli import add_common_arguments, positive_int, run_cli
+from ..cli import moved_to
 
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pdgan-serve", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("model", nargs="?", help="a bundled model name (digits), a checkpoint file, a model folder or a "
-                   "Hugging Face Hub id org/repo")
-    p.add_argument("--repository", help="serve this Triton model repository instead of MODEL")
-    p.add_argument("--backend", default="auto", help="Engine backend: auto, torch, optimized, native, ...")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="compute dtype (default float32)")
-    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:N")
-    p.add_argument("--max-batch-size", type=positive_int, help="the largest batch one execution runs, and the "
-                   "largest request (default: the Engine's batch for the device, 64 at 32x32 on a CPU)")
-    p.add_argument("--instances", type=positive_int, default=1, help="model instances (one process and Engine each)")
-    p.add_argument("--max-queue-delay-us", type=int, default=500, help="how long the dynamic batcher waits for "
-                   "more requests to fill a batch (microseconds)")
-    p.add_argument("--threads", type=positive_int, help="torch threads per instance on the CPU (default: the cores "
-                   "divided by --instances)")
-    p.add_argument("--latent-steps", type=positive_int, help="DDIM steps of the latent denoiser (default: the model's)")
-    p.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the warm-up batches at load")
-    p.add_argument("--http-port", type=int, default=8000, help="HTTP/REST port")
-    p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port")
-    p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (/metrics)")
-    p.add_argument("--revision", help="Hub models: branch, tag or commit")
-    add_common_arguments(p)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if (args.model is None) == (args.repository is None):
-        parser.error("give a MODEL or --repository REPO (one of them)")
-    return run_cli("pdgan-serve", args, lambda: _run(args))
-
-
-def _run(args: argparse.Namespace) -> int:
-    from .server import serve
-    return serve(args.model, repository=args.repository, backend=args.backend, dtype=args.dtype, device=args.device,
-                 max_batch_size=args.max_batch_size, instances=args.instances, http_port=args.http_port,
-                 grpc_port=args.grpc_port, metrics_port=args.metrics_port, max_queue_delay_us=args.max_queue_delay_us,
-                 threads=args.threads, latent_steps=args.latent_steps, warmup=args.warmup, revision=args.revision,
-                 verbose=args.verbose)
-
+__getattr__ = moved_to("pdgan_infer.serve.cli", "pdgan_infer.cli.serve")
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(__getattr__("main")())

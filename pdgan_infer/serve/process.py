@@ -35,7 +35,7 @@ class ServeProcess:
                  ready_timeout: float = 900.0, cwd: str | Path | None = None):
         self.http, self.grpc, self.metrics = free_ports(3)
         self.log = Path(log)
-        cmd = [str(python or sys.executable), "-m", "pdgan_infer.serve.cli", *args, "--http-port", str(self.http),
+        cmd = [str(python or sys.executable), "-m", "pdgan_infer.cli.serve", *args, "--http-port", str(self.http),
                "--grpc-port", str(self.grpc), "--metrics-port", str(self.metrics)]
         with open(self.log, "w") as out:
             self.process = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)

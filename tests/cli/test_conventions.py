@@ -20,8 +20,9 @@ from safetensors.torch import load_file, save_file
 from tiny_models import tiny_config  # tests/support is on sys.path: a shrunken digits model
 
 from pdgan_infer import PDGAN, bench, save_checkpoint
-from pdgan_infer import generate as gen
-from pdgan_infer.export import cli as export_cli
+from pdgan_infer.cli import bench as bench_cli
+from pdgan_infer.cli import export as export_cli
+from pdgan_infer.cli import generate as gen
 from pdgan_train import cli as train_cli
 from pdgan_train import edit
 from pdgan_train import eval as ev
@@ -30,7 +31,7 @@ pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")]
 
 MAINS = {"pdgan-export": export_cli.main, "pdgan-eval": ev.main, "pdgan-edit": edit.main,
-         "pdgan-bench": bench.main, "pdgan-generate": gen.main, "pdgan-train": train_cli.main}
+         "pdgan-bench": bench_cli.main, "pdgan-generate": gen.main, "pdgan-train": train_cli.main}
 
 
 def _set(path: list, value):
@@ -384,7 +385,7 @@ def test_unexpected_exception_is_one_line_and_names_the_bug(capsys):
 
 
 @pytest.mark.parametrize("cmd, code", [
-    (["pdgan_infer.export.cli", "CKPT", "--out", "OUT", "--no-verify"], 1),
+    (["pdgan_infer.cli.export", "CKPT", "--out", "OUT", "--no-verify"], 1),
     (["pdgan_train.edit", "CKPT", "vary", "--which", "z", "--out", "OUT", "--scale", "1"], 2),
 ])
 def test_subprocess_exit_status_and_one_line(ck, tmp_path, cmd, code):

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from pdgan_infer import __version__
+from pdgan_infer.cli.generate import main
 from pdgan_infer.engine import Engine
-from pdgan_infer.generate import main
 from pdgan_infer.seeds import parse_seeds
 
 pytestmark = pytest.mark.usefixtures("one_thread")

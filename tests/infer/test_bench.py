@@ -29,7 +29,7 @@ def _png_size(path: Path) -> tuple[int, int]:
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs onnxruntime")
 def test_bench_digits_torch_onnxruntime(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PDGAN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(bench, "PEAK_SHAPE", (16, 128, 16, 16))  # the peak micro-benchmark, smaller
+    monkeypatch.setattr(bench.flops, "PEAK_SHAPE", (16, 128, 16, 16))  # the peak micro-benchmark, smaller
     out, png = tmp_path / "out.json", tmp_path / "out.png"
     threads = torch.get_num_threads()
     try:  # one thread: small batches gain nothing from two, and it is immune to a busy machine
@@ -157,7 +157,7 @@ def test_flop_rates_against_hand_numbers():
 
 
 def test_conv_peak_is_the_measured_rate(monkeypatch):
-    monkeypatch.setattr(bench, "timed", lambda fn, device: (0.5, fn()))  # every call "takes" 0.5 s
+    monkeypatch.setattr(bench.flops, "timed", lambda fn, device: (0.5, fn()))  # every call "takes" 0.5 s
     shape = (2, 16, 4, 4)
     assert bench.conv_peak_gflops(torch.float32, shape, repeats=2) == pytest.approx(
         2 * 2 * 16 * 16 * 9 * 4 * 4 / 0.5 / 1e9)
@@ -181,7 +181,7 @@ def test_openvino_probe_names_the_extra_for_each_missing_module(monkeypatch):
 
 def test_openvino_missing_named_is_a_failed_run_with_the_pip_command(monkeypatch, tmp_path, capsys):
     _without_openvino(monkeypatch)
-    monkeypatch.setattr(bench, "PEAK_SHAPE", (2, 16, 4, 4))
+    monkeypatch.setattr(bench.flops, "PEAK_SHAPE", (2, 16, 4, 4))
     out = tmp_path / "out.json"
     rc = bench.main(["--preset", "digits", "--n", "2", "--repeats", "1", "--latency-repeats", "0", "--device", "cpu",
                      "--backends", "openvino:bfloat16", "--json", str(out)])
@@ -195,8 +195,8 @@ def test_openvino_missing_named_is_a_failed_run_with_the_pip_command(monkeypatch
 
 def test_openvino_missing_in_the_default_list_is_reported_not_failed(monkeypatch, tmp_path, capsys):
     _without_openvino(monkeypatch)
-    monkeypatch.setattr(bench, "PEAK_SHAPE", (2, 16, 4, 4))
-    monkeypatch.setattr(bench, "probe_backends", lambda device: {"torch": None, "tensorrt": "needs a GPU"})
+    monkeypatch.setattr(bench.flops, "PEAK_SHAPE", (2, 16, 4, 4))
+    monkeypatch.setattr(bench.suite, "probe_backends", lambda device: {"torch": None, "tensorrt": "needs a GPU"})
     out = tmp_path / "out.json"
     rc = bench.main(["--preset", "digits", "--n", "2", "--repeats", "1", "--latency-repeats", "0", "--device", "cpu",
                      "--json", str(out)])

@@ -19,9 +19,9 @@ import torch
 from pdgan_infer import PDGAN, load_checkpoint, read_header, sample, save_checkpoint
 from pdgan_infer.backends.onnxruntime import OnnxRuntimeSampler
 from pdgan_infer.backends.tensorrt import TensorRTSampler
+from pdgan_infer.cli.export import main as export_main
 from pdgan_infer.export import cache, tensorrt
 from pdgan_infer.export import onnx as ox
-from pdgan_infer.export.cli import main as export_main
 from pdgan_infer.sampler import SamplerNoise
 
 onnx = pytest.importorskip("onnx")

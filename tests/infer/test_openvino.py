@@ -76,7 +76,7 @@ def test_unsupported_dtype_and_device_name_the_fix(digits):
 @pytest.mark.slow
 def test_bench_peer_row_same_images_as_torch(tmp_path, monkeypatch):
     monkeypatch.setenv("PDGAN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(bench, "PEAK_SHAPE", (16, 128, 16, 16))  # small, but not too small for a peak
+    monkeypatch.setattr(bench.flops, "PEAK_SHAPE", (16, 128, 16, 16))  # small, but not too small for a peak
     out = tmp_path / "out.json"
     threads = torch.get_num_threads()
     try:

@@ -166,7 +166,8 @@ def test_python_problem_names_shared_libpython(monkeypatch):
 
 
 def test_pdgan_serve_without_triton_names_the_extra(monkeypatch, capsys):
-    from pdgan_infer.serve import cli, tritonserver
+    from pdgan_infer.cli import serve as cli
+    from pdgan_infer.serve import tritonserver
     monkeypatch.setattr(tritonserver, "_pytriton_root", lambda: None)
     assert cli.main(["digits", "--http-port", "1"]) == 1
     err = capsys.readouterr().err.strip()
@@ -236,7 +237,7 @@ def test_sigterm_stops_server_and_leaves_no_process(server):
 def test_export_triton_repository_loads_in_triton_and_matches_engine(serve_python, engine, tmp_path):
     """pdgan-export --format triton writes configs that Triton's ModelConfig proto parses, for every sampler
     variant; the Python variant loads in the real server and serves Engine's images for seeds."""
-    from pdgan_infer.export.cli import main as export_main
+    from pdgan_infer.cli.export import main as export_main
     from pdgan_infer.serve.repository import TRITON_BACKENDS, _write_configs
 
     repo = tmp_path / "repo"

@@ -29,9 +29,9 @@ Backends (`Engine.backends()` says which can run here and why not): see `pdgan_i
 `backend="auto"` takes the first that builds of: CPU: native, optimized, torch; CUDA: native,
 triton, optimized, torch (onnxruntime and tensorrt only when asked for by name). `dtype=None` means
 float32; reduced precision is asked for (`dtype="bfloat16"`). Timings per backend and machine:
-docs/benchmarks.md. `compile` is not in the auto list: ~10 minutes of Inductor compilation per batch size on that CPU
-for no measurable gain over `optimized`. On a small or shared CPU, torch.set_num_threads(1) can be
-faster than more threads (OpenMP regions wait for descheduled threads).
+docs/benchmarks.md. `compile` is not in the auto list: ~10 minutes of Inductor compilation per batch size on
+the project's 2-core Xeon for no measurable gain over `optimized`. On a small or shared CPU,
+torch.set_num_threads(1) can be faster than more threads (OpenMP regions wait for descheduled threads).
 
 Memory: `generate` holds one batch of activations and the (n, H, W, 3) uint8 result, and refuses a
 result above `MAX_GENERATE_BYTES` (4 GiB: 1.4 M images of 32x32) before allocating anything; `iter_batches`

@@ -83,13 +83,13 @@ def _device(model) -> torch.device:
 
 
 def _noise(model, seeds: Sequence[int]) -> SamplerNoise:
-    return noise_for(model, [int(s) for s in seeds], device=_device(model))
+    return noise_for(model, seeds, device=_device(model))
 
 
 def _seeds(seed: int, n: int = 1) -> list[int]:
     """The per-image seeds of images 0..n-1 of seed `seed` (`Engine.generate(n, seed)`'s)."""
     try:
-        return image_seeds(check_seed_block(int(seed) if isinstance(seed, np.integer) else seed, n), 0, n)
+        return image_seeds(check_seed_block(seed, n), 0, n)  # numpy integers are numbers.Integral
     except (TypeError, ValueError) as e:
         raise EditError(str(e)) from None
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .checkpoint import atomic_path
+from .deprecation import moved
 from .device import resolve_device
 from .errors import PDGANError
 from .images import save_png
@@ -186,14 +187,8 @@ def _write_npz(out: Path, seeds: list[int], parts, rank: int, world: int, shape:
         part.unlink(missing_ok=True)
 
 
-def __getattr__(name: str):
-    """The command line moved to pdgan_infer.cli.generate; `main` and `build_parser` resolve here for one release."""
-    if name in ("main", "build_parser"):
-        from .cli import generate as cli
-        return getattr(cli, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+# the command line moved to pdgan_infer.cli.generate; `main` and `build_parser` resolve here for one release
+__getattr__ = moved(__name__, "pdgan_infer.cli.generate", ("main", "build_parser"))
 
 if __name__ == "__main__":  # python -m pdgan_infer.generate (and torchrun -m): the command
-    from pdgan_infer.cli.generate import main as _main
-    sys.exit(_main())
+    sys.exit(__getattr__("main")())

@@ -53,6 +53,7 @@ process); the command line is `pdgan_infer.cli.bench`.
 """
 from __future__ import annotations
 
+from ..deprecation import moved
 from .environment import device_name, git_commit, header
 from .flops import DTYPES, PEAK_SHAPE, add_flop_rates, conv_peak, conv_peak_gflops, count_flops, model_flops_per_image
 from .memory import PeakMemory
@@ -87,10 +88,5 @@ __all__ = ["CPU_PEER_ROWS", "DTYPES", "NO_LATENCY", "PAPER_GPU", "PAPER_TARGET_S
            "worker", "write_json", "write_png", "main", "parser", "MAX_THREADS"]
 
 
-def __getattr__(name: str):
-    """The command line (`main`, `parser`, `MAX_THREADS`) lives in pdgan_infer.cli.bench; imported on first use,
-    so that the library does not import the command line."""
-    if name in ("main", "parser", "MAX_THREADS"):
-        from ..cli import bench as cli
-        return getattr(cli, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the command line (`main`, `parser`, `MAX_THREADS`) lives in pdgan_infer.cli.bench; resolved here for one release
+__getattr__ = moved(__name__, "pdgan_infer.cli.bench", ("main", "parser", "MAX_THREADS"))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from ..cli import moved_to
+from ..deprecation import moved
 
-__getattr__ = moved_to("pdgan_infer.export.cli", "pdgan_infer.cli.export")
+__getattr__ = moved("pdgan_infer.export.cli", "pdgan_infer.cli.export")
 
 if __name__ == "__main__":
     sys.exit(__getattr__("main")())

@@ -2,14 +2,6 @@
 The old names still resolve here, with a DeprecationWarning, for one release."""
 from __future__ import annotations
 
-import importlib
-import warnings
+from ..deprecation import moved
 
-
-def __getattr__(name: str):
-    module = importlib.import_module("pdgan_infer.serve.repository")
-    if not hasattr(module, name):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(f"pdgan_infer.export.triton.{name} moved to pdgan_infer.serve.repository.{name}",
-                  DeprecationWarning, stacklevel=2)
-    return getattr(module, name)
+__getattr__ = moved(__name__, "pdgan_infer.serve.repository")

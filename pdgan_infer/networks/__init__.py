@@ -75,15 +75,6 @@ class PDGAN(nn.Module):
     def components(self) -> list[str]:
         return ["generator", "encoder"] + (["latent"] if self.latent is not None else [])
 
-    def save_pretrained(self, folder, **kwargs):
-        """Deprecated: `Engine.save_pretrained(folder)` or `pdgan_infer.hub.save_pretrained(model, folder)` (the
-        model class does not know how it is packaged). Kept for one release."""
-        import warnings
-        warnings.warn("PDGAN.save_pretrained is deprecated; use Engine.save_pretrained(folder) or "
-                      "pdgan_infer.hub.save_pretrained(model, folder)", DeprecationWarning, stacklevel=2)
-        from ..hub import save_pretrained
-        return save_pretrained(self, folder, **kwargs)
-
 
 def redraw_zero_init(model: nn.Module, threshold: float = 1e-4) -> None:
     """Re-draw (variance scaling, scale 1) every Conv2d/Linear weight whose entries are all below

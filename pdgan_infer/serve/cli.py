@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from ..cli import moved_to
+from ..deprecation import moved
 
-__getattr__ = moved_to("pdgan_infer.serve.cli", "pdgan_infer.cli.serve")
+__getattr__ = moved("pdgan_infer.serve.cli", "pdgan_infer.cli.serve")
 
 if __name__ == "__main__":
     sys.exit(__getattr__("main")())

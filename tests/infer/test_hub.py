@@ -116,7 +116,7 @@ def reference_images():
 
 
 def test_save_pretrained_then_from_pretrained_dir(digits_model, reference_images, tmp_path):
-    folder = digits_model.save_pretrained(tmp_path / "my-model")
+    folder = hub.save_pretrained(digits_model, tmp_path / "my-model")
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     got = Engine.from_pretrained(folder, backend="torch", device="cpu").generate(seeds=range(4))
     np.testing.assert_array_equal(got, reference_images)
@@ -126,7 +126,7 @@ def test_save_pretrained_then_from_pretrained_dir(digits_model, reference_images
 
 def test_model_card_front_matter(digits_model, tmp_path):
     yaml = pytest.importorskip("yaml")
-    folder = digits_model.save_pretrained(tmp_path / "m")
+    folder = hub.save_pretrained(digits_model, tmp_path / "m")
     text = (folder / "README.md").read_text()
     assert text.startswith("---\n")
     front = yaml.safe_load(text.split("---\n")[1])  # parsed by a YAML library, not by pdgan
@@ -142,7 +142,7 @@ def test_model_card_front_matter(digits_model, tmp_path):
                    "CC BY 4.0", "## Licence", "## Intended use and limitations", "## Citation",
                    "Semantics to Details with Denoising Diffusion GAN", "digits_fid", "pdgan-train --preset digits"):
         assert needle in body, needle
-    other = digits_model.save_pretrained(tmp_path / "m2", license="cc-by-4.0", datasets=["mine"], meta={})
+    other = hub.save_pretrained(digits_model, tmp_path / "m2", license="cc-by-4.0", datasets=["mine"], meta={})
     front = yaml.safe_load((other / "README.md").read_text().split("---\n")[1])
     assert front["license"] == "cc-by-4.0" and front["datasets"] == ["mine"] and "metrics" not in front
 
@@ -152,7 +152,7 @@ def test_safetensors_metadata_is_accepted_by_hugging_face(digits_model, tmp_path
     hf = pytest.importorskip("huggingface_hub")
     from safetensors import safe_open
 
-    folder = digits_model.save_pretrained(tmp_path / "m")
+    folder = hub.save_pretrained(digits_model, tmp_path / "m")
     state = hf.load_state_dict_from_file(folder / "model.safetensors")
     expected = {f"{c}.{k}": v for c in digits_model.components
                 for k, v in getattr(digits_model, c).state_dict().items()}
@@ -184,11 +184,11 @@ def test_old_checkpoints_keep_loading(digits_model, reference_images, tmp_path):
     got = Engine.from_pretrained(tmp_path / "old", backend="torch", device="cpu").generate(seeds=range(4))
     np.testing.assert_array_equal(got, reference_images)
     with pytest.raises(ValueError, match="config.json is not a pdgan model config"):
-        digits_model.save_pretrained(tmp_path / "old")  # would overwrite the run's own config.json
+        hub.save_pretrained(digits_model, tmp_path / "old")  # would overwrite the run's own config.json
     (tmp_path / "old" / "config.json").unlink()
     save_checkpoint(digits_model, tmp_path / "old" / "model")
     with pytest.raises(ValueError, match="holds a pdgan-train checkpoint"):
-        digits_model.save_pretrained(tmp_path / "old")  # would leave a stale model.json beside new weights
+        hub.save_pretrained(digits_model, tmp_path / "old")  # would leave a stale model.json beside new weights
 
 
 def test_from_pretrained_hub_id_offline(digits_model, reference_images, tmp_path):
@@ -200,7 +200,7 @@ def test_from_pretrained_hub_id_offline(digits_model, reference_images, tmp_path
 
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo = tmp_path / "hf-cache" / "models--someorg--pdgan-digits"
-    digits_model.save_pretrained(repo / "snapshots" / commit, repo_id="someorg/pdgan-digits")
+    hub.save_pretrained(digits_model, repo / "snapshots" / commit, repo_id="someorg/pdgan-digits")
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
     assert "Engine.from_pretrained('someorg/pdgan-digits')" in (repo / "snapshots" / commit / "README.md").read_text()
@@ -256,17 +256,16 @@ def test_exported_graphs_share_the_one_cache(monkeypatch, tmp_path):
         assert cache.default_cache_dir() == tmp_path / "old"
 
 
-def test_engine_save_pretrained_and_the_deprecated_model_method(digits_model, tmp_path):
-    """Engine.save_pretrained writes the folder hub.save_pretrained writes; PDGAN.save_pretrained still works for
-    one release and says what to use instead."""
+def test_engine_save_pretrained(digits_model, tmp_path):
+    """Engine.save_pretrained writes the folder hub.save_pretrained writes; the model class has no packaging
+    method (PDGAN.save_pretrained, deprecated in 0.1.0, is gone)."""
     from pdgan_infer import Engine, hub, load_checkpoint
     engine = Engine(digits_model, backend="torch", device="cpu", verbose=False)
     a = engine.save_pretrained(tmp_path / "a")
     b = hub.save_pretrained(digits_model, tmp_path / "b")
-    with pytest.warns(DeprecationWarning, match="Engine.save_pretrained"):
-        c = digits_model.save_pretrained(tmp_path / "c")
+    assert not hasattr(digits_model, "save_pretrained")
     expected = digits_model.state_dict()
-    for folder in (a, b, c):
+    for folder in (a, b):
         loaded = load_checkpoint(folder)
         assert loaded.config == digits_model.config
         assert all(torch.equal(v, expected[k]) for k, v in loaded.state_dict().items())

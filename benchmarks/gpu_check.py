@@ -130,7 +130,7 @@ def steps(py: str, work: Path, out_dir: Path) -> list[Step]:
                                       smoke, "sanitize"], 90,
                          f"compute-sanitizer memcheck over every CUDA code path (exit {SANITIZER_EXIT}: an error "
                          "found; torch's caching allocator off)", env={"PYTORCH_NO_CUDA_MEMORY_CACHING": "1"}),
-        "train": Step("train", [py, "-m", "pdgan_train.cli", "--preset", "cifar10", "--data", "digits",
+        "train": Step("train", [py, "-m", "pdgan_train", "--preset", "cifar10", "--data", "digits",
                                 "--allow-upscale", "--max-steps", "20", "--batch-size", "64", "--amp", "bf16",
                                 "--no-feature-loss", "--latent-steps", "0", "--log-every", "5", "--sample-every",
                                 "1000", "--ckpt-every", "1000", "--out", str(train_out), "--overwrite"], 90,

@@ -1,6 +1,6 @@
 """`python -m pdgan_train ...` (and `torchrun --nproc_per_node=K -m pdgan_train ...`)."""
 import sys
 
-from .cli import main
+from .cli.train import main
 
 sys.exit(main())

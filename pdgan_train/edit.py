@@ -32,11 +32,9 @@ CLI (every subcommand writes one PNG grid and prints its path):
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,23 +42,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pdgan_infer import load_checkpoint
-from pdgan_infer._cli import (
-    ArgumentParser,
-    add_common_arguments,
-    block_seed,
-    check_outputs,
-    float_range,
-    int_range,
-    model_files,
-    run_cli,
-)
-from pdgan_infer.device import resolve_device
+from pdgan_infer.deprecation import moved
 from pdgan_infer.errors import PDGANError
-from pdgan_infer.hub import resolve_model
-from pdgan_infer.images import save_grid
 from pdgan_infer.sampler import SamplerNoise, noise_for, sample, to_uint8
-from pdgan_infer.seeds import MAX_BLOCK_SEED, check_seed_block, image_seeds
+from pdgan_infer.seeds import check_seed_block, image_seeds
 
 BATCH = 64  # images per forward pass; results do not depend on it (one seed per image)
 MAX_GRID = 4096  # images in one pdgan-edit grid (rows x columns): the grid is built in memory
@@ -398,242 +383,8 @@ def _csv_int(text: str | None, where: str, what: str) -> int:
         raise EditError(f"{where}: {what} {text!r} is not an integer") from None
 
 
-# --- CLI -------------------------------------------------------------------------------------------
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
-    if len(values) > MAX_GRID:
-        raise argparse.ArgumentTypeError(f"at most {MAX_GRID} values, got {len(values)}")
-    return values
+# the command line lives in pdgan_train.cli.edit; `main` and `build_parser` resolve here for one release
+__getattr__ = moved(__name__, "pdgan_train.cli.edit", ("main", "build_parser"))
 
-
-def _float_list(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values or not all(math.isfinite(v) and abs(v) <= MAX_STRENGTH for v in values):
-        raise argparse.ArgumentTypeError(f"expected finite numbers in [-{MAX_STRENGTH:g}, {MAX_STRENGTH:g}], "
-                                         f"got {text!r}")
-    if len(values) > MAX_GRID:
-        raise argparse.ArgumentTypeError(f"at most {MAX_GRID} values, got {len(values)}")
-    return values
-
-
-def count(lo: int):
-    """argparse type: images per row / rows / frames, in [lo, MAX_GRID]."""
-    return int_range(lo, MAX_GRID)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="pdgan-edit", description="Reconstruct, interpolate, vary one input or move along an "
-                       "attribute direction with a pdgan checkpoint; writes one PNG grid and prints its path.")
-    p.add_argument("checkpoint", metavar="MODEL", help="a bundled model name, a checkpoint file "
-                   "(NAME.safetensors with NAME.json beside it), a model folder or a Hub id org/repo")
-    add_common_arguments(p, verbosity=False)
-    common = ArgumentParser(add_help=False)
-    add_common_arguments(common, version=False)
-    common.add_argument("--out", required=True, metavar="PATH", help="the PNG grid to write")
-    common.add_argument("--seed", type=block_seed, default=0, help="noise seed s: the noises of Engine.generate(n, "
-                        "seed=s), per-image seeds s * 65536 + i (default %(default)s)")
-    common.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ... "
-                        "(default %(default)s)")
-    data_help = "'digits', a CIFAR-10 batches directory or an image folder"
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    r = sub.add_parser("reconstruct", parents=[common], help="images and their reconstructions from SE(x0)",
-                       description="Rows of dataset images, each followed by its reconstruction (image i "
-                       "uses the noises of image i of SEED).")
-    r.add_argument("--data", required=True, help=data_help)
-    r.add_argument("--n", type=count(1), default=8, help="the first N images (default %(default)s)")
-    r.add_argument("--indices", type=_int_list, metavar="I,J,..", help="these dataset images instead of the first N")
-
-    i = sub.add_parser("interpolate", parents=[common], help="paper Fig. 3: latent- or pixel-space interpolation",
-                       description="latent: lerp of SE(x0) between dataset images I and J (x_T, z, eps of SEED). "
-                       "pixel: slerp of x_T between the noises of seeds I and J, with z_T from the latent "
-                       "denoiser (seed I) or SE of dataset image --index K. One row per --pair.")
-    i.add_argument("--space", choices=("latent", "pixel"), default="latent", help="(default %(default)s)")
-    i.add_argument("--pair", nargs=2, type=int_range(0), action="append", metavar=("I", "J"),
-                   help="dataset indices (latent) or x_T seeds (pixel); repeat for more rows (default 0 1)")
-    i.add_argument("--steps", type=count(2), default=8, help="frames, endpoints included (default %(default)s)")
-    i.add_argument("--data", help=data_help + " (latent space; pixel space with --index)")
-    i.add_argument("--index", type=int_range(0), help="pixel space: z_T = SE(dataset image K)")
-    i.add_argument("--method", choices=("slerp", "lerp"), default="slerp", help="pixel space (default %(default)s)")
-
-    v = sub.add_parser("vary", parents=[common], help="paper Fig. 5: change one of z_T, z, x_T",
-                       description="Row r uses seed SEED + r; image i of a row draws the varied input from "
-                       "image i of the row's seed. z_T comes from the latent denoiser, or without one from SE "
-                       "of random --data images.")
-    v.add_argument("--which", required=True, choices=VARY, help="the input that changes")
-    v.add_argument("--n", type=count(1), default=8, help="images per row (default %(default)s)")
-    v.add_argument("--rows", type=count(1), default=4, help="rows (default %(default)s)")
-    v.add_argument("--data", help=data_help + " (codes for checkpoints without a latent denoiser)")
-
-    a = sub.add_parser("attribute", parents=[common], help="move SE(x0) along a label's direction",
-                       description="Fit `label == TARGET` vs the rest on SE(x0) (logistic regression on "
-                       "normalised codes, Diffusion Autoencoders), then move each --index image along the "
-                       "direction; a strength is in standard deviations of the codes along it.")
-    a.add_argument("--data", required=True, help=data_help)
-    a.add_argument("--target", required=True, type=int, help="the label whose direction to follow")
-    a.add_argument("--labels", metavar="CSV", help="labels file: 'index,label' or, for image folders, "
-                   "'filename,label' (default: the dataset's own labels)")
-    a.add_argument("--index", type=_int_list, default=[0], metavar="I[,J..]", help="images to edit, one row "
-                   "each (default 0)")
-    a.add_argument("--strengths", type=_float_list, default=[-2.0, -1.0, 0.0, 1.0, 2.0], metavar="S,S,..",
-                   help="steps along the direction (default -2,-1,0,1,2)")
-    a.add_argument("--scale", type=float_range(-MAX_STRENGTH, MAX_STRENGTH), default=1.0,
-                   help="multiplies every strength (default %(default)s)")
-    a.add_argument("--fit-max", type=int_range(10), default=2000,
-                   help="at most this many labelled images to fit on (default %(default)s)")
-    return p
-
-
-def _load_data(spec: str, model):
-    from .data import build_dataset
-
-    try:
-        return build_dataset(spec, model.config.resolution, model.config.channels)
-    except ValueError as err:
-        raise EditError(str(err)) from None
-
-
-def _check_indices(indices: Sequence[int], dataset, what: str) -> None:
-    bad = [i for i in indices if not 0 <= i < len(dataset)]
-    if bad:
-        raise EditError(f"{what} {bad[0]} is out of range: the dataset has {len(dataset)} images "
-                        f"(0..{len(dataset) - 1})")
-
-
-def _images(dataset, indices: Sequence[int]) -> torch.Tensor:
-    return torch.stack([dataset[int(i)][0] for i in indices])
-
-
-def _cmd_reconstruct(args, model) -> tuple[np.ndarray, int]:
-    ds = _load_data(args.data, model)
-    idx = args.indices or list(range(min(args.n, len(ds))))
-    _check_indices(idx, ds, "index")
-    originals = to_uint8(_images(ds, idx)).numpy()
-    recon = reconstruct(model, _images(ds, idx), args.seed)
-    nrow = min(len(idx), 8)
-    rows = [part for s in range(0, len(idx), nrow) for part in (originals[s:s + nrow], recon[s:s + nrow])]
-    if len(idx) % nrow:  # pad the last pair of rows so the originals stay above their reconstructions
-        pad = np.full((nrow - len(idx) % nrow, *originals.shape[1:]), 255, np.uint8)
-        rows = rows[:-2] + [np.concatenate([rows[-2], pad]), np.concatenate([rows[-1], pad])]
-    return np.concatenate(rows), nrow
-
-
-def _cmd_interpolate(args, model) -> tuple[np.ndarray, int]:
-    pairs = args.pair or [[0, 1]]
-    if args.space == "latent":
-        if args.data is None:
-            raise EditError("--space latent needs --data SPEC (the pair are dataset indices)")
-        ds = _load_data(args.data, model)
-        _check_indices([i for pair in pairs for i in pair], ds, "--pair index")
-        rows = [interpolate_latent(model, ds[a][0], ds[b][0], args.steps, args.seed) for a, b in pairs]
-    else:
-        z_T = None
-        if args.index is not None:
-            if args.data is None:
-                raise EditError("--index needs --data SPEC")
-            ds = _load_data(args.data, model)
-            _check_indices([args.index], ds, "--index")
-            z_T = encode(model, ds[args.index][0])
-        elif model.latent is None:
-            raise EditError("the checkpoint has no latent denoiser to sample z_T from: pass --data SPEC --index K "
-                            "to use SE of a dataset image")
-        rows = [interpolate_pixel(model, a, b, args.steps, z_T, args.method) for a, b in pairs]
-    return np.concatenate(rows), args.steps
-
-
-def _cmd_vary(args, model) -> tuple[np.ndarray, int]:
-    ds = None
-    if model.latent is None:
-        if args.data is None:
-            raise EditError("the checkpoint has no latent denoiser to sample z_T from: pass --data SPEC to use "
-                            "SE of random dataset images")
-        ds = _load_data(args.data, model)
-    rows = [vary(model, args.which, args.n, args.seed + r, dataset=ds) for r in range(args.rows)]
-    return np.concatenate(rows), args.n
-
-
-def _cmd_attribute(args, model) -> tuple[np.ndarray, int]:
-    from .data import dataset_labels
-
-    ds = _load_data(args.data, model)
-    _check_indices(args.index, ds, "--index")
-    labels = read_labels_csv(args.labels, ds) if args.labels else dataset_labels(ds)
-    if labels is None or not (labels >= 0).any():
-        raise EditError(f"dataset {args.data!r} has no labels: pass --labels CSV ('index,label', or "
-                        "'filename,label' for image folders)")
-    present = sorted(int(v) for v in np.unique(labels[labels >= 0]))
-    if args.target not in present:
-        raise EditError(f"unknown label {args.target}: the labels are {present}")
-    idx = np.flatnonzero(labels >= 0)
-    if len(idx) > args.fit_max:
-        idx = np.sort(np.random.default_rng(args.seed).choice(idx, size=args.fit_max, replace=False))
-    codes = torch.cat([encode(model, _images(ds, idx[s:s + BATCH])) for s in range(0, len(idx), BATCH)])
-    direction = fit_direction(codes.cpu().numpy(), labels[idx], args.target, args.seed)
-    log.info(f"label {args.target} vs the rest on {direction.n_train} codes: held-out accuracy "
-             f"{direction.accuracy:.3f} (majority class {direction.baseline:.3f})")
-    rows = [manipulate(model, ds[i][0], direction, args.strengths, args.scale, args.seed + r)
-            for r, i in enumerate(args.index)]
-    return np.concatenate(rows), len(args.strengths)
-
-
-COMMANDS = {"reconstruct": _cmd_reconstruct, "interpolate": _cmd_interpolate, "vary": _cmd_vary,
-            "attribute": _cmd_attribute}
-
-
-def _join_negative_values(argv: list[str]) -> list[str]:
-    """`--strengths -2,-1,0` -> `--strengths=-2,-1,0`: argparse would read '-2,-1,0' as an option."""
-    out, it = [], iter(argv)
-    for arg in it:
-        out.append(arg)
-        if arg == "--strengths":
-            nxt = next(it, None)
-            if nxt is not None:
-                out[-1] = f"--strengths={nxt}"
-    return out
-
-
-def grid_shape(args: argparse.Namespace) -> tuple[int, int]:
-    """(images in the grid at most, rows) of a pdgan-edit command line; row r uses seed --seed + r."""
-    if args.command == "reconstruct":  # each row of originals is followed by its reconstructions
-        n = len(args.indices) if args.indices else args.n
-        return 2 * n, 1
-    if args.command == "interpolate":
-        rows = len(args.pair or [[0, 1]])
-        return rows * args.steps, 1
-    if args.command == "vary":
-        return args.rows * args.n, args.rows
-    return len(args.index) * len(args.strengths), len(args.index)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = build_parser()
-    args = p.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
-    images, rows = grid_shape(args)
-    if images > MAX_GRID:
-        p.error(f"the grid would hold {images} images; at most {MAX_GRID} (fewer --n, --rows, --steps, --pair, "
-                "--index or --strengths)")
-    if args.seed + rows > MAX_BLOCK_SEED:
-        p.error(f"--seed {args.seed} with {rows} rows runs past seed {MAX_BLOCK_SEED - 1} (row r uses --seed + r); "
-                "use a smaller --seed")
-    return run_cli("pdgan-edit", args, lambda: _main(args))
-
-
-def _main(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)  # the device and the output are checked before the model is loaded
-    check_outputs({"--out": args.out}, [*model_files(args.checkpoint), getattr(args, "labels", None)])
-    model = load_checkpoint(resolve_model(args.checkpoint), device=device)
-    grid, nrow = COMMANDS[args.command](args, model)
-    print(save_grid(grid, args.out, nrow=nrow))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # python -m pdgan_train.edit: the command
+    raise SystemExit(__getattr__("main")())

@@ -23,14 +23,15 @@ from pdgan_infer import PDGAN, bench, save_checkpoint
 from pdgan_infer.cli import bench as bench_cli
 from pdgan_infer.cli import export as export_cli
 from pdgan_infer.cli import generate as gen
-from pdgan_train import cli as train_cli
 from pdgan_train import edit
-from pdgan_train import eval as ev
+from pdgan_train.cli import edit as edit_cli
+from pdgan_train.cli import eval as eval_cli
+from pdgan_train.cli import train as train_cli
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")]
 
-MAINS = {"pdgan-export": export_cli.main, "pdgan-eval": ev.main, "pdgan-edit": edit.main,
+MAINS = {"pdgan-export": export_cli.main, "pdgan-eval": eval_cli.main, "pdgan-edit": edit_cli.main,
          "pdgan-bench": bench_cli.main, "pdgan-generate": gen.main, "pdgan-train": train_cli.main}
 
 
@@ -210,7 +211,7 @@ def test_output_that_is_a_folder_is_refused_before_the_work(victim, tmp_path, ca
     def work_started(*a, **k):
         raise AssertionError("the work started before the output was checked")
 
-    for module, name in ((bench, "run"), (ev, "evaluate"), (edit, "load_checkpoint"),
+    for module, name in ((bench, "run"), (eval_cli, "evaluate"), (edit_cli, "load_checkpoint"),
                          (export_cli, "load_model")):
         monkeypatch.setattr(module, name, work_started)
     (tmp_path / "folder").mkdir()
@@ -225,7 +226,7 @@ def test_eval_bad_paths_fail_before_the_work(victim, tmp_path, capsys, monkeypat
     def work_started(*a, **k):
         raise AssertionError("the work started before the arguments were checked")
 
-    monkeypatch.setattr(ev, "evaluate", work_started)
+    monkeypatch.setattr(eval_cli, "evaluate", work_started)
     (tmp_path / "afile").write_text("x")
     base = [victim, "--data", "digits", "--n", "2", "--metrics", "digits", "-q"]
     assert_fails("pdgan-eval", [*base, "--save-samples", tmp_path / "afile"], capsys, match="not a folder")

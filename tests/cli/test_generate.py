@@ -128,7 +128,7 @@ def test_auto_device_means_the_gpu_when_there_is_one(monkeypatch, tmp_path):
     import torch
 
     from pdgan_infer.device import resolve_device
-    from pdgan_train import edit
+    from pdgan_train.cli import edit as edit_cli
 
     real_cuda = torch.cuda.is_available()
     monkeypatch.delenv("LOCAL_RANK", raising=False)
@@ -145,6 +145,6 @@ def test_auto_device_means_the_gpu_when_there_is_one(monkeypatch, tmp_path):
         seen.append(device)
         raise ValueError("stop here")
 
-    monkeypatch.setattr(edit, "load_checkpoint", fake_load)
-    assert edit.main(["digits", "vary", "--which", "z", "--out", str(tmp_path / "g.png"), "-q"]) == 1
+    monkeypatch.setattr(edit_cli, "load_checkpoint", fake_load)
+    assert edit_cli.main(["digits", "vary", "--which", "z", "--out", str(tmp_path / "g.png"), "-q"]) == 1
     assert seen == [torch.device("cuda")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pdgan_train.cli import main as train_main
+from pdgan_train.cli.train import main as train_main
 from pdgan_train.config import TrainConfig
 
 

@@ -16,6 +16,7 @@ from pdgan_infer import PDGAN, load_checkpoint, save_checkpoint
 from pdgan_infer.images import save_png
 from pdgan_infer.sampler import SamplerNoise, draw_noise, sample, to_uint8
 from pdgan_train import edit
+from pdgan_train.cli import edit as edit_cli
 from pdgan_train.data import build_dataset
 
 SEED = 7
@@ -190,7 +191,7 @@ def test_manipulate_strength_zero_is_the_reconstruction(model, digits):
 ], ids=["reconstruct", "interpolate-latent", "interpolate-pixel", "vary", "attribute"])
 def test_cli_writes_a_png(ckpt, tmp_path, capsys, args):
     out = tmp_path / "sub" / "grid.png"
-    assert edit.main([str(ckpt / "ckpt.safetensors"), *args, "--out", str(out)]) == 0
+    assert edit_cli.main([str(ckpt / "ckpt.safetensors"), *args, "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -221,7 +222,7 @@ def test_cli_bad_input_is_one_line_exit_1_or_2(ckpt, unlabelled_folder, tmp_path
     args = [str(unlabelled_folder) if a == "FOLDER" else a for a in args if not a.startswith("--checkpoint-")]
     out = tmp_path / "grid.png"
     with pytest.raises(SystemExit) as exc:  # a wrong command line exits with 2 (argparse), a failed run returns 1
-        raise SystemExit(edit.main([str(ckpt / f"{name}.safetensors"), *args, "--out", str(out)]))
+        raise SystemExit(edit_cli.main([str(ckpt / f"{name}.safetensors"), *args, "--out", str(out)]))
     assert exc.value.code == (2 if message in ("--steps", "invalid choice") else 1)
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err, err
@@ -260,7 +261,7 @@ def test_seed_s_is_engine_generate_seed_s(ckpt):
 
 def test_cli_version_and_default_device(capsys):
     with pytest.raises(SystemExit) as e:
-        edit.main(["--version"])
+        edit_cli.main(["--version"])
     assert e.value.code == 0 and "pdgan-edit (pdgan)" in capsys.readouterr().out
-    args = edit.build_parser().parse_args(["digits", "vary", "--which", "z", "--out", "x.png", "-q"])
+    args = edit_cli.build_parser().parse_args(["digits", "vary", "--which", "z", "--out", "x.png", "-q"])
     assert args.device == "auto" and args.quiet

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from pdgan_infer import PDGAN, save_checkpoint
 from pdgan_train import eval as ev
 from pdgan_train import feature_nets
+from pdgan_train.cli import eval as eval_cli
 from pdgan_train.feature_nets import FeatureNetError
 
 # torch 2.13 deprecates TorchScript, but the field's metric networks are TorchScript files.
@@ -170,19 +171,19 @@ def test_cli_writes_json(files, tmp_path, monkeypatch, capsys, small_nets):
     out = tmp_path / "res.json"
     argv = [str(files / "ckpt"), "--data", "digits", "--n", "4", "--metrics", "fid,is,digits", "--batch-size", "4",
             "--n-real", "100", "--no-verify-nets", "--json", str(out), "--quiet"]
-    assert ev.main(argv) == 0
+    assert eval_cli.main(argv) == 0
     res = json.loads(out.read_text())
     assert set(ev.GROUP_KEYS["fid"] + ev.GROUP_KEYS["is"] + ev.GROUP_KEYS["digits"]) <= set(res)
     assert "fid" in capsys.readouterr().out
-    assert ev.main([str(files / "ckpt"), "--data", "digits", "--metrics", "pr", "--quiet"]) == 1  # a failed run
+    assert eval_cli.main([str(files / "ckpt"), "--data", "digits", "--metrics", "pr", "--quiet"]) == 1  # a failed run
     assert "PDGAN_VGG16_TS" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:  # a wrong command line
-        ev.main([str(files / "ckpt"), "--seed", "65536"])
+        eval_cli.main([str(files / "ckpt"), "--seed", "65536"])
     assert e.value.code == 2
     with pytest.raises(SystemExit) as e:
-        ev.main(["--version"])
+        eval_cli.main(["--version"])
     assert e.value.code == 0 and "pdgan-eval (pdgan)" in capsys.readouterr().out
-    defaults = ev.build_parser().parse_args(["digits"])
+    defaults = eval_cli.build_parser().parse_args(["digits"])
     assert defaults.n == 50_000 and defaults.device == "auto" and defaults.data is None
 
 
@@ -224,7 +225,7 @@ def test_fid_reference_statistics(files, tmp_path, small_nets, caplog):
     np.testing.assert_allclose(mu, feats.astype(np.float64).mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(sigma, np.cov(feats.astype(np.float64), rowvar=False), rtol=1e-4, atol=1e-7)
     ref2 = tmp_path / "cli-ref.npz"  # the CLI, statistics only (--metrics none: no samples are made)
-    assert ev.main([str(files / "ckpt"), "--data", "digits", "--metrics", "none", "--save-ref", str(ref2),
+    assert eval_cli.main([str(files / "ckpt"), "--data", "digits", "--metrics", "none", "--save-ref", str(ref2),
                     "--n-real", "60", "--inception", str(files / "inception.pt"), "--no-verify-nets", "-q"]) == 0
     with np.load(ref2, allow_pickle=False) as f:
         np.testing.assert_array_equal(f["mu"], mu)

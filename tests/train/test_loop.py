@@ -12,7 +12,7 @@ from tiny_models import register_tiny, tiny_cfg  # tests/support (the tiny fixtu
 
 from pdgan_infer import load_checkpoint
 from pdgan_train import losses as L
-from pdgan_train.cli import main as train_main
+from pdgan_train.cli.train import main as train_main
 
 
 # --- the loop -------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from hang_guard import in_thread as _in_thread  # tests/support
 from tiny_models import tiny_cfg  # tests/support (the tiny fixture: tests/conftest.py)
 
 from pdgan_infer import load_checkpoint
-from pdgan_train.cli import main as train_main
+from pdgan_train.cli.train import main as train_main
 from pdgan_train.config import TrainingError
 
 CLI_TINY = ["--preset", "tiny", "--batch-size", "4", "--no-feature-loss", "--latent-steps", "0", "--log-every", "1",

@@ -60,7 +60,7 @@ if kill_at or oplog:
 
     for mod, name in ((os, "replace"), (os, "rename"), (os, "fsync"), (os, "unlink"), (tempfile, "mkstemp")):
         setattr(mod, name, hook(name, getattr(mod, name)))
-from pdgan_train.cli import main
+from pdgan_train.cli.train import main
 sys.exit(main(sys.argv[1:]))
 """
 TINY_ARGS = ["--preset", "tiny", "--data", "digits", "--batch-size", "4", "--no-feature-loss", "--latent-steps", "0",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pdgan_infer._cli import add_common_arguments, run_cli
 
-from .config import ABLATIONS, TrainConfig, TrainingError, read_run_config, resolve_train_config
+from ..config import ABLATIONS, TrainConfig, TrainingError, read_run_config, resolve_train_config
 
 log = logging.getLogger("pdgan.train")
 
@@ -114,7 +114,7 @@ def _main(args: argparse.Namespace) -> int:
         from pdgan_infer.config import get_preset
         print(json.dumps({"train": cfg.to_dict(), "model": get_preset(cfg.preset).to_dict()}, indent=2))
         return 0
-    from .loop import STOP_SIGNALS, Trainer
+    from ..loop import STOP_SIGNALS, Trainer
     # Until training starts (imports, data, models), a scheduler's kill or a closed terminal stops like
     # Ctrl-C; Trainer.train then stops at the next step boundary and saves that step first. Signals
     # that are ignored (nohup) stay ignored.

@@ -10,12 +10,16 @@
                   Winograd F(4x4, 3x3) 3x3 convolutions)
     onnxruntime   exported ONNX graph of the whole sampler                pip install 'pdgan[onnx]' (CUDA: [gpu])
     tensorrt      TensorRT engine of the whole sampler                    pip install 'pdgan[gpu]', CUDA
+    openvino      the exported ONNX sampler graph compiled by OpenVINO's  pip install 'pdgan[openvino]', CPU
+                  CPU plugin (a peer runtime for comparison)
 
 `probe(name, device)` says why a backend cannot run (None when it can), `create` builds one, and
 `AUTO_ORDER` is the order `backend="auto"` tries, fastest first (CPU: measured on the cifar10
 preset, see the engine's docstring; CUDA: the expected order, to be settled by `make gpu-check`).
 The exported backends are never picked by "auto": their first use exports ONNX and (TensorRT) builds
-an engine for minutes, and neither has run on a GPU yet; ask for them by name.
+an engine for minutes, and neither has run on a GPU yet; ask for them by name. `openvino` is another
+project's runtime over pdgan's exported graph, registered so that pdgan-bench compares it like any
+backend (`Engine(model, backend="openvino", dtype="bfloat16")`); it is never picked by "auto" either.
 
 ONNX Runtime: the `onnx` extra installs the CPU wheel `onnxruntime`, the `gpu` extra the CUDA wheel
 `onnxruntime-gpu`. Install one of them, never both: the two wheels share the module name and the
@@ -34,7 +38,7 @@ from .base import BackendUnavailable, Runner, chain
 __all__ = ["BACKENDS", "AUTO_ORDER", "OPTIONS", "BackendUnavailable", "Runner", "chain", "probe", "probe_all",
            "create", "check_options"]
 
-BACKENDS = ("torch", "optimized", "compile", "triton", "native", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "optimized", "compile", "triton", "native", "onnxruntime", "tensorrt", "openvino")
 
 # `backend="auto"`: the first of these that probes available (and builds) on the device.
 AUTO_ORDER = {
@@ -44,7 +48,7 @@ AUTO_ORDER = {
 
 # Options `create` (and Engine(..., **options)) passes on, by backend; anything else is a TypeError.
 OPTIONS = {"cuda_graph": "optimized/compile/triton/native", "opts": "optimized/compile/triton/native",
-           "cache_dir": "onnxruntime/tensorrt", "batch_size": "tensorrt (the Engine passes its own)"}
+           "cache_dir": "onnxruntime/tensorrt/openvino", "batch_size": "tensorrt (the Engine passes its own)"}
 
 
 def check_options(options: dict, engine_keywords: tuple[str, ...] = ()) -> None:
@@ -113,6 +117,9 @@ def probe(name: str, device: torch.device) -> str | None:
             if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
                 return "onnxruntime has no CUDA provider here: pip install 'pdgan[gpu]' (onnxruntime-gpu)"
         return None
+    if name == "openvino":
+        from .openvino import probe as probe_openvino
+        return probe_openvino(device)
     # tensorrt
     if not cuda:
         return "TensorRT runs on CUDA GPUs only; use device='cuda', or backend 'native'/'optimized' on the CPU"
@@ -157,7 +164,7 @@ def check_name(name: object) -> str:
 def create(name: str, model, device: torch.device, dtype: torch.dtype, **options) -> Runner:
     """Build backend `name` for `model` (already on `device`). Raises BackendUnavailable naming the
     fix when it cannot run here. `options`: `cuda_graph` (optimized/compile/triton/native),
-    `opts` (an `optimize.Optimizations`), `cache_dir` (onnxruntime/tensorrt), `batch_size` (tensorrt:
+    `opts` (an `optimize.Optimizations`), `cache_dir` (onnxruntime/tensorrt/openvino), `batch_size` (tensorrt:
     the batch its engine is built and tuned for). An unknown option raises TypeError."""
     check_options(options)
     reason = probe(name, device)
@@ -166,10 +173,11 @@ def create(name: str, model, device: torch.device, dtype: torch.dtype, **options
     if name == "torch":
         from .eager import TorchRunner
         return TorchRunner(model, device, dtype)
-    if name in ("onnxruntime", "tensorrt"):
+    if name in ("onnxruntime", "tensorrt", "openvino"):
         from .onnxruntime import OnnxRuntimeRunner
+        from .openvino import OpenVinoRunner
         from .tensorrt import TensorRTRunner
-        cls = OnnxRuntimeRunner if name == "onnxruntime" else TensorRTRunner
+        cls = {"onnxruntime": OnnxRuntimeRunner, "tensorrt": TensorRTRunner, "openvino": OpenVinoRunner}[name]
         extra = {"batch_size": options["batch_size"]} if name == "tensorrt" and options.get("batch_size") else {}
         return cls(model, device, dtype, cache_dir=options.get("cache_dir"), **extra)
     from .compiled import CompileRunner

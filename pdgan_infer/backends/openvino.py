@@ -9,8 +9,8 @@ float32 (f32) or bfloat16 (bf16, CPUs that list BF16 in their capabilities). It 
 explicitly: on CPUs with avx512_bf16 or AMX, OpenVINO's CPU default is bf16, which would make an
 "fp32" row a bf16 one. The CPU plugin runs with `threads` inference threads (default:
 torch.get_num_threads(), so that rows of one pdgan-bench run compare like for like), one stream and
-the LATENCY hint (one request at a time, as the other backends). This is a peer for pdgan-bench, not
-an Engine backend (not in `BACKENDS`): `OpenVinoRunner` is swapped into an Engine by `pdgan_infer.bench`.
+the LATENCY hint (one request at a time, as the other backends). It is a registered peer backend,
+`Engine(model, backend="openvino", dtype=...)`, which `backend="auto"` never picks: pdgan-bench compares it.
 """
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ class OpenVinoSampler:
 
 
 class OpenVinoRunner(ExportedRunner):
-    """`OpenVinoSampler` as a `Runner` (`runner(x_T, z_T, z, eps) -> x0`), for pdgan-bench's peer rows."""
+    """`OpenVinoSampler` as a `Runner` (`runner(x_T, z_T, z, eps) -> x0`): the Engine's `openvino` backend."""
 
     name = "openvino"
     sampler_type = OpenVinoSampler

@@ -30,7 +30,7 @@ PAPER_GPU = "V100"
 REFERENCE = ("torch", "float32")
 SLOW_ON_CUDA = ("compile", "tensorrt")  # only when named in --backends on CUDA
 PEERS = ("onnxruntime", "openvino", "tensorrt")  # other runtimes on the project's exported sampler graph
-CPU_PEER_ROWS = ("openvino:float32", "openvino:bfloat16")  # peers that are not Engine backends, default on CPU
+CPU_PEER_ROWS = ("openvino:float32", "openvino:bfloat16")  # the openvino rows of the default CPU list
 NO_LATENCY = ("compile", "tensorrt")  # batch 1 would cost a compilation / engine profile of its own
 
 
@@ -56,11 +56,6 @@ class BenchSettings:
 def make_engine(backend: str, dtype: torch.dtype, device: torch.device, preset: str, checkpoint: str | None,
                 seed: int):
     from ..engine import Engine
-    if backend == "openvino":  # a peer, not an Engine backend: the reference engine with OpenVINO's runner
-        from ..backends.openvino import OpenVinoRunner
-        engine = make_engine("torch", torch.float32, device, preset, checkpoint, seed)
-        engine.runner, engine.backend = OpenVinoRunner(engine.model, device, dtype), "openvino"
-        return engine
     kwargs = {"backend": backend, "device": device, "dtype": dtype}
     factory = Engine.from_checkpoint if checkpoint else Engine.from_preset
     params = inspect.signature(factory).parameters
@@ -157,15 +152,13 @@ def run(settings: BenchSettings, device: str | torch.device = "auto", backends: 
         cfg = read_header(settings.checkpoint)["config"]
         preset, nfe = cfg["preset"], cfg["schedule"]["T"]
     probed = probe_backends(device)
-    from ..backends import openvino
-    peer_probe = {"openvino": openvino.probe(device)}
     wanted = list(backends) if backends is not None else default_backends(probed, device)
     runs = [REFERENCE] + [(b.split(":")[0], b.split(":")[1] if ":" in b else settings.dtype) for b in wanted]
     runs = list(dict.fromkeys(runs))  # the reference first, no duplicates
     for _, dt in runs:
         if dt not in DTYPES:
             raise ValueError(f"unknown dtype {dt!r}; choose one of {sorted(DTYPES)}")
-    unavailable = {k: v for k, v in {**probed, **peer_probe}.items() if v}
+    unavailable = {k: v for k, v in probed.items() if v}
     out = {"header": {**header(device, list(argv)), "unavailable": unavailable}, "records": []}
     flop_model = _flop_model(settings.checkpoint, preset)
     gflop_per_image = model_flops_per_image(flop_model) / 1e9
@@ -183,7 +176,7 @@ def run(settings: BenchSettings, device: str | torch.device = "auto", backends: 
         isolated = device.type == "cuda" if isolate is None else isolate
         rec, images = (bench_isolated if isolated else bench_one)(backend, dt, settings, device, preset)
         rec["reference"], rec["nfe"], rec["peer"] = (backend, dt) == REFERENCE, nfe, backend in PEERS
-        if backends is None and backend in peer_probe:
+        if backends is None and f"{backend}:{dt}" in CPU_PEER_ROWS:
             rec["optional"] = True  # a peer of the default list: missing is reported, not a failed run
         rec["paper_target_s"] = target * settings.n / 100 if target else None
         rec["paper_target_s_per_100"], rec["paper_gpu"] = target, PAPER_GPU if target else None
@@ -205,8 +198,8 @@ def run(settings: BenchSettings, device: str | torch.device = "auto", backends: 
 def default_backends(probed: dict[str, str | None], device: torch.device) -> list[str]:
     """The backends timed without --backends: every available one, less SLOW_ON_CUDA on CUDA, and on the
     CPU the openvino peer rows (float32 and bfloat16), installed or not (a missing one says so)."""
-    names = [name for name, why in probed.items()
-             if why is None and not (device.type == "cuda" and name in SLOW_ON_CUDA)]
+    names = [name for name, why in probed.items() if why is None and name != "openvino"
+             and not (device.type == "cuda" and name in SLOW_ON_CUDA)]
     return names + (list(CPU_PEER_ROWS) if device.type == "cpu" else [])
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from pdgan_infer import bench
+from pdgan_infer.cli import bench as bench_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = ("backend", "dtype", "device", "n", "batch_size", "median_s", "images_per_s", "peak_mem_mb",
@@ -33,7 +34,7 @@ def test_bench_digits_torch_onnxruntime(tmp_path, monkeypatch, capsys):
     out, png = tmp_path / "out.json", tmp_path / "out.png"
     threads = torch.get_num_threads()
     try:  # one thread: small batches gain nothing from two, and it is immune to a busy machine
-        rc = bench.main(["--preset", "digits", "--n", "20", "--backends", "torch,onnxruntime", "--repeats", "1",
+        rc = bench_cli.main(["--preset", "digits", "--n", "20", "--backends", "torch,onnxruntime", "--repeats", "1",
                          "--threads", "1", "--latency-repeats", "2", "--json", str(out), "--png", str(png)])
     finally:
         torch.set_num_threads(threads)
@@ -100,20 +101,20 @@ def test_png_without_matplotlib_says_what_to_install(tmp_path, monkeypatch, caps
         bench.write_png(CHART, tmp_path / "chart.png")
     ran = []
     monkeypatch.setattr(bench, "run", lambda *a: ran.append(a))
-    assert bench.main(["--preset", "digits", "--png", str(tmp_path / "c.png")]) == 1  # before any benchmark
+    assert bench_cli.main(["--preset", "digits", "--png", str(tmp_path / "c.png")]) == 1  # before any benchmark
     assert ran == [] and "pip install 'pdgan[plot]'" in capsys.readouterr().err
     assert not (tmp_path / "chart.png").exists() and not (tmp_path / "c.png").exists()
 
 
 def test_cli_conventions(capsys):
     with pytest.raises(SystemExit) as e:
-        bench.main(["--version"])
+        bench_cli.main(["--version"])
     assert e.value.code == 0 and "pdgan-bench (pdgan)" in capsys.readouterr().out
     with pytest.raises(SystemExit) as e:
-        bench.main(["--n", "0"])
+        bench_cli.main(["--n", "0"])
     assert e.value.code == 2
-    assert bench.parser().parse_args([]).device == "auto"
-    assert bench.main(["--preset", "digits", "--device", "tpu", "-q"]) == 1
+    assert bench_cli.parser().parse_args([]).device == "auto"
+    assert bench_cli.main(["--preset", "digits", "--device", "tpu", "-q"]) == 1
     assert "tpu" in capsys.readouterr().err
 
 
@@ -183,8 +184,8 @@ def test_openvino_missing_named_is_a_failed_run_with_the_pip_command(monkeypatch
     _without_openvino(monkeypatch)
     monkeypatch.setattr(bench.flops, "PEAK_SHAPE", (2, 16, 4, 4))
     out = tmp_path / "out.json"
-    rc = bench.main(["--preset", "digits", "--n", "2", "--repeats", "1", "--latency-repeats", "0", "--device", "cpu",
-                     "--backends", "openvino:bfloat16", "--json", str(out)])
+    rc = bench_cli.main(["--preset", "digits", "--n", "2", "--repeats", "1", "--latency-repeats", "0",
+                         "--device", "cpu", "--backends", "openvino:bfloat16", "--json", str(out)])
     captured = capsys.readouterr()
     assert rc == 1 and "Traceback" not in captured.err
     assert "pip install 'pdgan[openvino]'" in captured.err
@@ -196,10 +197,12 @@ def test_openvino_missing_named_is_a_failed_run_with_the_pip_command(monkeypatch
 def test_openvino_missing_in_the_default_list_is_reported_not_failed(monkeypatch, tmp_path, capsys):
     _without_openvino(monkeypatch)
     monkeypatch.setattr(bench.flops, "PEAK_SHAPE", (2, 16, 4, 4))
-    monkeypatch.setattr(bench.suite, "probe_backends", lambda device: {"torch": None, "tensorrt": "needs a GPU"})
+    from pdgan_infer.backends import probe
+    monkeypatch.setattr(bench.suite, "probe_backends", lambda device: {"torch": None, "tensorrt": "needs a GPU",
+                                                                       "openvino": probe("openvino", device)})
     out = tmp_path / "out.json"
-    rc = bench.main(["--preset", "digits", "--n", "2", "--repeats", "1", "--latency-repeats", "0", "--device", "cpu",
-                     "--json", str(out)])
+    rc = bench_cli.main(["--preset", "digits", "--n", "2", "--repeats", "1", "--latency-repeats", "0",
+                         "--device", "cpu", "--json", str(out)])
     assert rc == 0
     data = json.loads(out.read_text())
     rows = [(r["backend"], r["dtype"]) for r in data["records"]]
@@ -331,9 +334,8 @@ def test_bench_cuda_timing_uses_the_device_and_reports_runner_time(monkeypatch):
 def test_bench_isolates_backends_in_subprocesses(tmp_path):
     """One CUDA fault poisons the context for every later backend; on CUDA each backend is timed in its own
     process (`--isolate`, the CUDA default). Run here on the CPU with a small preset."""
-    from pdgan_infer import bench
     out = tmp_path / "b.json"
-    rc = bench.main(["--device", "cpu", "--preset", "digits", "--n", "2", "--repeats", "1", "--backends",
+    rc = bench_cli.main(["--device", "cpu", "--preset", "digits", "--n", "2", "--repeats", "1", "--backends",
                      "optimized", "--isolate", "--json", str(out)])
     import json
     records = json.loads(out.read_text())["records"]

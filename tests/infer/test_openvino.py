@@ -11,6 +11,7 @@ import torch
 
 from pdgan_infer import bench
 from pdgan_infer.backends import create
+from pdgan_infer.cli import bench as bench_cli
 from pdgan_infer.export.onnx import FP16_ATOL, FP32_ATOL
 from pdgan_infer.sampler import draw_noise
 
@@ -80,8 +81,9 @@ def test_bench_peer_row_same_images_as_torch(tmp_path, monkeypatch):
     out = tmp_path / "out.json"
     threads = torch.get_num_threads()
     try:
-        rc = bench.main(["--preset", "digits", "--n", "4", "--repeats", "1", "--latency-repeats", "1", "--threads", "1",
-                         "--device", "cpu", "--backends", "openvino:float32", "--json", str(out), "-q"])
+        rc = bench_cli.main(["--preset", "digits", "--n", "4", "--repeats", "1", "--latency-repeats", "1",
+                             "--threads", "1", "--device", "cpu", "--backends", "openvino:float32", "--json", str(out),
+                             "-q"])
     finally:
         torch.set_num_threads(threads)
     assert rc == 0

@@ -62,13 +62,13 @@ def engine_checks(device: torch.device, quick: bool) -> None:
                     c, T = engine.config, engine.model.schedule.T
                     noise = draw_noise(list(range(n)), T, c.channels, c.resolution, c.generator.nz, device=device)
                     with torch.no_grad():
-                        z_T = engine._latents(noise.latent)  # as generate draws it (a CUDA graph with graph runners)
+                        z_T = engine._latents(noise.z_T_noise)  # as generate draws it (a CUDA graph with graph runners)
                         x0 = engine.runner(noise.x_T, z_T, noise.z, noise.eps)
                         build_s = time.perf_counter() - t0
                         again = engine.runner(noise.x_T, z_T, noise.z, noise.eps)
                         runner = bench(lambda: engine.runner(noise.x_T, z_T, noise.z, noise.eps), device, reps, 1,
                                        flush=False, max_s=max_s)
-                        latent = bench(lambda: engine._latents(noise.latent), device, reps, 1, flush=False,
+                        latent = bench(lambda: engine._latents(noise.z_T_noise), device, reps, 1, flush=False,
                                        max_s=max_s)
                         drawn = bench(lambda: draw_noise(list(range(n)), T, c.channels, c.resolution,
                                                          c.generator.nz, device=device), device, reps, 1, flush=False)
@@ -126,7 +126,7 @@ def _measure_runner(Engine, draw_noise, preset: str, n: int, device: torch.devic
         c, T = engine.config, engine.model.schedule.T
         noise = draw_noise(list(range(n)), T, c.channels, c.resolution, c.generator.nz, device=device)
         with torch.no_grad():
-            z_T = engine._latents(noise.latent)
+            z_T = engine._latents(noise.z_T_noise)
             t = bench(lambda: engine.runner(noise.x_T, z_T, noise.z, noise.eps), device, reps, 1, flush=False,
                       max_s=max_s)
         return {**timing_fields("runner_ms", t, 1e3), **gt.tf32_state()}
@@ -224,7 +224,7 @@ def profile_checks(device: torch.device, quick: bool) -> None:
             c, T = engine.config, engine.model.schedule.T
             noise = draw_noise(list(range(n)), T, c.channels, c.resolution, c.generator.nz, device=device)
             with torch.no_grad():
-                z_T = engine._latents(noise.latent)
+                z_T = engine._latents(noise.z_T_noise)
 
                 def forward():
                     return engine.runner(noise.x_T, z_T, noise.z, noise.eps)
@@ -270,7 +270,7 @@ def extra_checks(device: torch.device, quick: bool) -> None:
         c, T = ref_engine.config, ref_engine.model.schedule.T
         noise = draw_noise(list(range(n)), T, c.channels, c.resolution, c.generator.nz, device=device)
         with torch.no_grad():
-            z_T = ref_engine.model.draw_z_T(noise.latent)
+            z_T = ref_engine.model.draw_z_T(noise.z_T_noise)
             ref = ref_engine.runner(noise.x_T, z_T, noise.z, noise.eps)
         for backend, dtype in EXTRA_RUNS:
             name = f"extra {backend} {dtype}"

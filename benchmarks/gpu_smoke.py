@@ -234,7 +234,7 @@ def noise_checks(device: torch.device, quick: bool) -> None:
             def run(impl=impl, n=n, c=c, r=r, nz=nz, cpu=cpu):
                 dev = draw_noise(list(range(n)), 2, c, r, nz, device=device, impl=impl)
                 err = max((a.cpu() - b).abs().max().item() for a, b in zip(
-                    (dev.x_T, dev.latent, dev.z, dev.eps), (cpu.x_T, cpu.latent, cpu.z, cpu.eps)))
+                    (dev.x_T, dev.z_T_noise, dev.z, dev.eps), (cpu.x_T, cpu.z_T_noise, cpu.z, cpu.eps)))
                 t = bench(lambda: draw_noise(list(range(n)), 2, c, r, nz, device=device, impl=impl), device,
                           3 if quick else 10, warmup=1, flush=False)
                 return {"err": err, "ok": err <= 1e-6, **timing_fields("ms", t, 1e3), "images": n}

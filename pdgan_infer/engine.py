@@ -276,7 +276,7 @@ class Engine:
         for start in range(0, len(seeds), bs):
             noise = noise_for(self.model, seeds[start:start + bs], device=self.device)  # as generate draws it
             with torch.no_grad():
-                parts.append(self._latents(noise.latent, bs).cpu())
+                parts.append(self._latents(noise.z_T_noise, bs).cpu())
         return torch.cat(parts) if parts else torch.zeros(0, c.generator.nz)
 
     def _image_seeds(self, n: int | None, seed: int | None, seeds: Iterable[int] | None) -> Sequence[int]:

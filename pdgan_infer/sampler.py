@@ -34,12 +34,20 @@ StepFn = Callable[[torch.Tensor, torch.Tensor, int, "torch.Tensor | None"], torc
 @dataclass
 class SamplerNoise:
     x_T: torch.Tensor  # (N, C, R, R) the starting noise
-    latent: torch.Tensor  # (N, nz) the latent denoiser's DDIM start (unused when z_T is given)
+    z_T_noise: torch.Tensor  # (N, nz) the noise z_T is drawn from: the latent denoiser's DDIM start, or z_T
+    #                          itself without a semantic code (latent_slot "none"); unused when z_T is given
     z: torch.Tensor  # (T-1, N, nz): z[t-1] is the generator's latent at step t < T
     eps: torch.Tensor  # (T-1, N, C, R, R): eps[t-2] is the posterior noise of step t >= 2
 
     def to(self, device=None, dtype=None) -> SamplerNoise:
-        return SamplerNoise(*(v.to(device=device, dtype=dtype) for v in (self.x_T, self.latent, self.z, self.eps)))
+        return SamplerNoise(*(v.to(device=device, dtype=dtype) for v in (self.x_T, self.z_T_noise, self.z, self.eps)))
+
+    @property
+    def latent(self) -> torch.Tensor:
+        """Deprecated name of `z_T_noise` (one release)."""
+        import warnings
+        warnings.warn("SamplerNoise.latent is now SamplerNoise.z_T_noise", DeprecationWarning, stacklevel=2)
+        return self.z_T_noise
 
 
 X_T, LATENT, Z, EPS = 0, 1, 2, 3  # tensor ids k of the noise definition
@@ -109,7 +117,7 @@ def with_latent_slot(noise: SamplerNoise, z_T: torch.Tensor, latent_slot: str = 
     if latent_slot != "all":
         return noise
     z = z_T.to(noise.z.dtype).unsqueeze(0).expand_as(noise.z).contiguous()
-    return SamplerNoise(noise.x_T, noise.latent, z, noise.eps)
+    return SamplerNoise(noise.x_T, noise.z_T_noise, z, noise.eps)
 
 
 def sample(generator: Callable[..., torch.Tensor], schedule: Schedule, z_T: torch.Tensor, noise: SamplerNoise,
@@ -143,12 +151,12 @@ def images_from_seeds(model, seeds: Sequence[int], z_T: torch.Tensor | None = No
                       chain: Callable[..., torch.Tensor] | None = None,
                       device: torch.device | str | None = None) -> torch.Tensor:
     """The images of `seeds` (one per seed), (N, C, R, R) float in [-1, 1]: the seeds' noise (`noise_for`, on
-    `device`), z_T (given, else draw_z_T(noise.latent), by default the model's latent denoiser `model.draw_z_T`),
+    `device`), z_T (given, else draw_z_T(noise.z_T_noise), by default the model's latent denoiser `model.draw_z_T`),
     the model's latent slot, then chain(x_T, z_T, z, eps) (a backend's runner; default: `sample` with the
     model's generator and schedule). `to_uint8` makes them pixels."""
     noise = noise_for(model, seeds, device=device)
     if z_T is None:
-        z_T = (model.draw_z_T if draw_z_T is None else draw_z_T)(noise.latent)
+        z_T = (model.draw_z_T if draw_z_T is None else draw_z_T)(noise.z_T_noise)
     else:
         z_T = z_T.to(noise.x_T.device, torch.float32)
     noise = with_latent_slot(noise, z_T, model.latent_slot)

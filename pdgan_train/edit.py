@@ -81,7 +81,7 @@ def _seeds(seed: int, n: int = 1) -> list[int]:
 
 def _repeat(noise: SamplerNoise, n: int) -> SamplerNoise:
     """The noise of one image, repeated for n images."""
-    return SamplerNoise(noise.x_T.expand(n, -1, -1, -1), noise.latent.expand(n, -1),
+    return SamplerNoise(noise.x_T.expand(n, -1, -1, -1), noise.z_T_noise.expand(n, -1),
                         noise.z.expand(-1, n, -1), noise.eps.expand(-1, n, -1, -1, -1))
 
 
@@ -127,7 +127,7 @@ def _decode(model, z_T: torch.Tensor, noise: SamplerNoise) -> np.ndarray:
     """The T-step chain from explicit inputs, in chunks of BATCH -> uint8 (N, H, W, 3)."""
     out = []
     for s in range(0, len(z_T), BATCH):
-        part = SamplerNoise(noise.x_T[s:s + BATCH], noise.latent[s:s + BATCH], noise.z[:, s:s + BATCH],
+        part = SamplerNoise(noise.x_T[s:s + BATCH], noise.z_T_noise[s:s + BATCH], noise.z[:, s:s + BATCH],
                             noise.eps[:, s:s + BATCH])
         out.append(to_uint8(sample(model.generator, model.schedule, z_T[s:s + BATCH], part,
                                    model.latent_slot)).cpu().numpy())
@@ -138,7 +138,7 @@ def _decode(model, z_T: torch.Tensor, noise: SamplerNoise) -> np.ndarray:
 def _latent_codes(model, noise: SamplerNoise) -> torch.Tensor:
     if not model.can_draw_z_T:
         raise EditError(NO_LATENT)
-    return model.draw_z_T(noise.latent)
+    return model.draw_z_T(noise.z_T_noise)
 
 
 # --- encoding, reconstruction, interpolation -----------------------------------------------------

@@ -502,7 +502,7 @@ def interpolation_smoothness(model, dataset, phi: Callable[[np.ndarray], np.ndar
         x = torch.stack([dataset[int(a)][0], dataset[int(b)][0]]).to(device)
         z_a, z_b = model.encoder(x)
         base = noise_for(model, image_seeds(seed, p, 1), device=device)  # pair p: the noises of sample p
-        noise = SamplerNoise(base.x_T.expand(steps, -1, -1, -1), base.latent.expand(steps, -1),
+        noise = SamplerNoise(base.x_T.expand(steps, -1, -1, -1), base.z_T_noise.expand(steps, -1),
                              base.z.expand(-1, steps, -1), base.eps.expand(-1, steps, -1, -1, -1))
         z_T = (1 - alphas) * z_a + alphas * z_b
         frames = to_uint8(sample(model.generator, model.schedule, z_T, noise, model.latent_slot)).cpu().numpy()

@@ -161,8 +161,8 @@ def example_inputs(model: PDGAN, graph: str, n: int, seed: int = 0) -> dict[str,
     if graph == "step":
         g = torch.Generator().manual_seed(seed + 10_000)
         t = torch.randint(1, model.schedule.T + 1, (n,), generator=g).float()
-        return {"x_t": noise.x_T, "z": noise.latent, "t": t}
-    return {"x_T": noise.x_T, "z_T": noise.latent, "z": noise.z, "eps": noise.eps}
+        return {"x_t": noise.x_T, "z": noise.z_T_noise, "t": t}
+    return {"x_T": noise.x_T, "z_T": noise.z_T_noise, "z": noise.z, "eps": noise.eps}
 
 
 # --- lowering overrides -------------------------------------------------------------------------

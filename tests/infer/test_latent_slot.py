@@ -74,13 +74,13 @@ def test_engine_samples_ablation_models_like_the_hand_chain(digits_model, slot):
     try:
         engine = Engine(digits_model, backend="torch", verbose=False)
         noise = draw_noise([7 * 2**16, 7 * 2**16 + 1], 2, 3, 32, 32)
-        z_T = noise.latent if slot == "none" else torch.randn(2, 32)
+        z_T = noise.z_T_noise if slot == "none" else torch.randn(2, 32)
         with torch.no_grad():
             want = to_uint8(_chain_by_hand(digits_model, z_T, noise, every_step=slot == "all")).numpy()
         got = engine.generate(2, seed=7) if slot == "none" else engine.generate(2, seed=7, z_T=z_T)
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
         if slot == "none":  # the baseline's z_T is the standard-normal draw itself: no latent denoiser needed
-            assert torch.equal(engine.sample_latents(2, seed=7), noise.latent)
+            assert torch.equal(engine.sample_latents(2, seed=7), noise.z_T_noise)
     finally:
         digits_model.latent_slot = "first"
 

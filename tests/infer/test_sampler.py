@@ -48,7 +48,7 @@ def test_draw_noise_one_seed_per_image():
     b = draw_noise([9], 3, 3, 4, 6)
     assert a.z.shape == (2, 3, 6) and a.eps.shape == (2, 3, 3, 4, 4)
     assert torch.equal(a.x_T[2], b.x_T[0]) and torch.equal(a.z[:, 2], b.z[:, 0])
-    assert torch.equal(a.eps[:, 2], b.eps[:, 0]) and torch.equal(a.latent[2], b.latent[0])
+    assert torch.equal(a.eps[:, 2], b.eps[:, 0]) and torch.equal(a.z_T_noise[2], b.z_T_noise[0])
     assert not torch.equal(a.x_T[0], a.x_T[1])
     assert draw_noise([], 2, 3, 4, 6).x_T.shape == (0, 3, 4, 4)
 
@@ -59,13 +59,13 @@ def test_batch_size_1_and_7_same_images():
     redraw_zero_init(m)  # images of real contrast (training's 1e-10 layers give x0 ~ 1e-5, uint8 127/128)
     noise = draw_noise(list(range(100, 107)), 2, 3, 32, 32)
     with torch.no_grad():
-        z_T = m.latent.sample(noise.latent)
-        z_1 = torch.cat([m.latent.sample(noise.latent[i:i + 1]) for i in range(7)])
+        z_T = m.latent.sample(noise.z_T_noise)
+        z_1 = torch.cat([m.latent.sample(noise.z_T_noise[i:i + 1]) for i in range(7)])
     assert torch.allclose(z_T, z_1, rtol=1e-4, atol=1e-4)  # untrained: |z| ~ 100
     x7 = sample(m.generator, m.schedule, z_T, noise)
     assert x7.std() > 0.1 and len(to_uint8(x7).unique()) > 100  # the comparison below is not a sign test
     x1 = torch.cat([sample(m.generator, m.schedule, z_T[i:i + 1],
-                           SamplerNoise(noise.x_T[i:i + 1], noise.latent[i:i + 1], noise.z[:, i:i + 1],
+                           SamplerNoise(noise.x_T[i:i + 1], noise.z_T_noise[i:i + 1], noise.z[:, i:i + 1],
                                         noise.eps[:, i:i + 1])) for i in range(7)])
     # oneDNN may pick batch-dependent convolution algorithms: equal up to float rounding (~1e-6 at unit scale),
     # so a pixel that sits on a rounding boundary can move by one uint8 level, and no more
@@ -129,7 +129,7 @@ def test_draw_noise_is_the_documented_philox_stream(impl):
         noise = draw_noise(seeds, T, c, r, nz, device="cuda", impl=impl)
     else:
         noise = draw_noise(seeds, T, c, r, nz, impl=impl)
-    for ours, expect in zip((noise.x_T, noise.latent, noise.z, noise.eps), _expected_noise(seeds, T, c, r, nz)):
+    for ours, expect in zip((noise.x_T, noise.z_T_noise, noise.z, noise.eps), _expected_noise(seeds, T, c, r, nz)):
         assert ours.dtype == torch.float32 and ours.is_contiguous()
         torch.testing.assert_close(ours.cpu(), expect, rtol=2e-7, atol=2e-7)
 
@@ -137,13 +137,13 @@ def test_draw_noise_is_the_documented_philox_stream(impl):
 def test_draw_noise_independent_of_batch_and_position():
     a = draw_noise([7, 8, 9], 3, 3, 4, 6)
     b = draw_noise([9, 7], 3, 3, 4, 6)
-    for ta, tb in ((a.x_T, b.x_T), (a.latent, b.latent)):
+    for ta, tb in ((a.x_T, b.x_T), (a.z_T_noise, b.z_T_noise)):
         assert torch.equal(ta[2], tb[0]) and torch.equal(ta[0], tb[1])
     for ta, tb in ((a.z, b.z), (a.eps, b.eps)):
         assert torch.equal(ta[:, 2], tb[:, 0]) and torch.equal(ta[:, 0], tb[:, 1])
     assert not torch.equal(a.x_T[0], a.x_T[1])
     assert not torch.equal(a.eps[0, 0], a.eps[1, 0])  # steps draw different noise
-    assert not torch.equal(a.x_T[0].flatten()[:6], a.latent[0])  # tensors draw different noise
+    assert not torch.equal(a.x_T[0].flatten()[:6], a.z_T_noise[0])  # tensors draw different noise
 
 
 def test_draw_noise_edge_cases():
@@ -173,5 +173,11 @@ def test_draw_noise_same_on_cpu_and_cuda():
         if impl == "native" and not native.cuda_available():
             continue
         gpu = draw_noise(list(range(8)), 2, 3, 32, 32, device="cuda", impl=impl)
-        for a, b in zip((cpu.x_T, cpu.latent, cpu.z, cpu.eps), (gpu.x_T, gpu.latent, gpu.z, gpu.eps)):
+        for a, b in zip((cpu.x_T, cpu.z_T_noise, cpu.z, cpu.eps), (gpu.x_T, gpu.z_T_noise, gpu.z, gpu.eps)):
             torch.testing.assert_close(b.cpu(), a, rtol=2e-7, atol=2e-7)
+
+
+def test_the_old_name_of_z_T_noise_warns():
+    noise = draw_noise([0, 1], 2, 1, 4, 3)
+    with pytest.warns(DeprecationWarning, match="z_T_noise"):
+        assert noise.latent is noise.z_T_noise

@@ -134,7 +134,7 @@ def test_numpy_noise_is_draw_noise():
     from pdgan_infer.sampler import draw_noise as torch_noise
     seeds = [0, 1, 7, 2**32 - 1, 123_456_789]
     got, ref = draw_noise(seeds, 3, 3, 8, 16), torch_noise(seeds, 3, 3, 8, 16)
-    for name, want in (("x_T", ref.x_T), ("latent", ref.latent), ("z", ref.z.transpose(0, 1)),
+    for name, want in (("x_T", ref.x_T), ("latent", ref.z_T_noise), ("z", ref.z.transpose(0, 1)),
                        ("eps", ref.eps.transpose(0, 1))):
         np.testing.assert_allclose(got[name], want.numpy(), rtol=0, atol=1e-6, err_msg=name)
 

@@ -59,7 +59,7 @@ def noise_of(model, seeds) -> SamplerNoise:
 
 
 def stack(*noises: SamplerNoise) -> SamplerNoise:
-    return SamplerNoise(torch.cat([n.x_T for n in noises]), torch.cat([n.latent for n in noises]),
+    return SamplerNoise(torch.cat([n.x_T for n in noises]), torch.cat([n.z_T_noise for n in noises]),
                         torch.cat([n.z for n in noises], 1), torch.cat([n.eps for n in noises], 1))
 
 
@@ -110,8 +110,8 @@ def test_interpolate_pixel_endpoints(model):
     frames = edit.interpolate_pixel(model, 3, 4, steps=3)
     a, b = noise_of(model, [3 * 65536]), noise_of(model, [4 * 65536])
     with torch.no_grad():
-        z_T = model.latent.sample(a.latent)
-    only_x_T = SamplerNoise(b.x_T, a.latent, a.z, a.eps)  # the end frame keeps seed 3's z and eps
+        z_T = model.latent.sample(a.z_T_noise)
+    only_x_T = SamplerNoise(b.x_T, a.z_T_noise, a.z, a.eps)  # the end frame keeps seed 3's z and eps
     expected = direct(model, z_T.expand(2, -1), stack(a, only_x_T))
     assert_same_images(frames[0], expected[0])
     assert_same_images(frames[-1], expected[1])

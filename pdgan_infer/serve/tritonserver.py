@@ -25,8 +25,8 @@ What a client can reach: HTTP, gRPC and metrics listen on `host` only (127.0.0.1
 on `http_host` when given: pdgan-serve puts its request guard in front), and the APIs in RESTRICTED_APIS
 (system/CUDA shared memory, log settings, tracing, model load/unload/index) need the header ADMIN_HEADER with a
 key drawn at each start and never shown, so every client gets "This API is restricted" (HTTP 403) or "This
-protocol is restricted" (gRPC UNAVAILABLE). The key is on tritonserver's command line, so local users of the machine who can list processes
-can read it; the restriction is against network clients.
+protocol is restricted" (gRPC UNAVAILABLE). The key is on tritonserver's command line, so local users of the
+machine who can list processes can read it; the restriction is against network clients.
 
 Temporaries carry this process's pid (`pdgan-serve-PID-*` in the temp folder, the Python backend's shared-memory
 regions `/dev/shm/pdgan_PID_*`); `sweep_stale` removes those of pdgan-serve processes that died without cleaning

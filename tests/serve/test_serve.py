@@ -399,8 +399,10 @@ def test_nothing_a_client_reads_names_a_host_path(server):
 @pytest.mark.parametrize("shape", [[2**40, 1], [2**62, 1], [1, 2**62], [3074457345618258603, 1]])
 def test_huge_seed_shape_does_not_take_the_server_down(server, engine, shape):
     body = json.dumps({"inputs": [{"name": "SEED", "shape": shape, "datatype": "INT64", "data": [1]}]}).encode()
-    status, text = server.get("/v2/models/pdgan/infer", "POST", body)
-    assert status == 400 and "declares" in text, (status, text)
+    for path in ("/v2/models/pdgan/infer", "/v2/models/pdgan/versions/1/infer", "//v2/models/pdgan/infer",
+                 "/v2/models/pdgan/infer?x=1"):
+        status, text = server.get(path, "POST", body)
+        assert status == 400 and "declares" in text, (path, status, text)
     assert server.process.poll() is None and all(_alive(pid) for pid in server.triton_pids())
     image = server.client().infer("pdgan", [seed_input([3])]).as_numpy("IMAGE")
     assert_images_close(image, engine.generate(seeds=[3]))
@@ -469,6 +471,31 @@ def test_sigterm_stops_server_and_leaves_no_process(server):
     time.sleep(0.5)
     assert [pid for pid in pids if _alive(pid)] == []
     assert "stopped" in server.log.read_text()
+
+
+@pytest.mark.slow
+def test_triton_reexport_keeps_user_files_and_versions(tmp_path, capsys):
+    """pdgan-export --format triton twice into one folder: the user's notes and model version 2 survive the
+    re-export, which writes its own files anew; a file pdgan did not write at one of its paths needs --overwrite."""
+    from pdgan_infer.cli.export import main as export_main
+
+    repo = tmp_path / "repo"
+    args = ["digits", "--format", "triton", "--max-batch", "2", "--no-verify", "--out", str(repo), "-q"]
+    assert export_main(args) == 0
+    first = (repo / "pdgan_sampler" / "1" / "model.onnx").stat().st_mtime_ns
+    (repo / "pdgan" / "NOTES.txt").write_text("user's notes")
+    (repo / "pdgan" / "2").mkdir()
+    (repo / "pdgan" / "2" / "model.py").write_text("user's version 2")
+    assert export_main(args) == 0
+    assert (repo / "pdgan" / "NOTES.txt").read_text() == "user's notes"
+    assert (repo / "pdgan" / "2" / "model.py").read_text() == "user's version 2"
+    assert (repo / "pdgan_sampler" / "1" / "model.onnx").stat().st_mtime_ns != first
+    assert not [p for p in repo.iterdir() if p.name.startswith(".pdgan-export-")]  # the staging folder is gone
+    (repo / ".pdgan-triton.json").unlink()  # now nothing in the folder is known to be pdgan's
+    capsys.readouterr()
+    assert export_main(args) == 1 and "was not written by pdgan" in capsys.readouterr().err
+    assert export_main([*args, "--overwrite"]) == 0
+    assert (repo / "pdgan" / "NOTES.txt").read_text() == "user's notes"
 
 
 @pytest.mark.slow

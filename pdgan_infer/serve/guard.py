@@ -10,10 +10,10 @@ request whose input shape declares more elements than memory holds (`"shape": [1
 `[2**62, 1]`: SIGSEGV), and it has no option to cap request sizes. The guard answers such a request itself:
 
   * a body over `max_body` bytes: 413; a body without Content-Length (chunked) or compressed: 411 / 415;
-  * a request with a body (any path but the generate extension's, so a path spelled differently from
-    /v2/models/NAME[/versions/V]/infer cannot slip past) whose JSON header does not parse, or with an input whose
-    shape is not a list of non-negative integers, or whose element count exceeds the request's size in bytes (every
-    element takes at least one byte, in JSON and in binary data alike, so no real request does): 400;
+  * a request with a body (on any path, so no spelling of /v2/models/NAME[/versions/V]/infer slips past; every
+    Triton HTTP API takes JSON) whose JSON header does not parse, or with an "inputs" entry whose shape is not a
+    list of non-negative integers, or whose element count exceeds the request's size in bytes (every element takes
+    at least one byte, in JSON and in binary data alike, so no real request does): 400;
   * Triton's own 500 for a request it cannot parse ("Unable to parse ...", "failed to parse the request JSON"): 400,
     the same message.
 
@@ -28,14 +28,12 @@ import http.client
 import json
 import logging
 import math
-import re
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 log = logging.getLogger("pdgan")
 MAX_BODY = 64 << 20  # bytes of one request (the default of later Tritons' --http-max-input-size); 8 M binary seeds
-GENERATE_PATH = re.compile(r"/generate(?:_stream)?/*(?:\?.*)?$")  # JSON fields are the inputs: no shapes
 PARSE_ERRORS = ("Unable to parse", "failed to parse the request JSON")
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection",
               "content-length", "host", "expect"}
@@ -106,7 +104,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _forward(self) -> None:
         try:
             body = self._read_body()
-            if body and not GENERATE_PATH.search(self.path):
+            if body:
                 check_infer_request(body, self.headers.get("Inference-Header-Content-Length"))
         except BadRequest as e:
             self._reply(e.status, json.dumps({"error": str(e)}).encode(), {"Content-Type": "application/json"})

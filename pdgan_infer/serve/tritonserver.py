@@ -137,11 +137,22 @@ def process_alive(pid: int) -> bool:
 
 
 def _children(pid: int) -> list[int]:
+    """The child processes of `pid` (/proc/PID/task/*/children; a scan of /proc where the kernel lacks it)."""
     try:
         return [int(c) for t in os.listdir(f"/proc/{pid}/task")
                 for c in Path(f"/proc/{pid}/task/{t}/children").read_text().split()]
+    except FileNotFoundError:
+        pass
     except (OSError, ValueError):
         return []
+    children = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    return children
 
 
 def _cmdline(pid: int) -> str:
@@ -308,6 +319,8 @@ class TritonServer:
         self._signal(signal.SIGKILL)  # the stubs too, should any outlive the server
         code = self.process.wait()
         self._join_reader()
+        for region in Path("/dev/shm").glob(f"{SHM_PREFIX}{os.getpid()}_*"):  # what killed stubs could not remove
+            region.unlink(missing_ok=True)
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None

@@ -321,8 +321,10 @@ def test_triton_export_refuses_symlinked_and_foreign_folders(tmp_path, capsys):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "NOTES.txt").write_text("mine")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
     for target, overwrite, match in ((out, True, "pdgan_sampler is a symlink"), (link, True, "is a symlink"),
-                                     (foreign, False, "was not written by pdgan")):
+                                     (foreign, False, "was not written by pdgan"), (a_file, True, "is not a folder")):
         args = ["digits", "--format", "triton", "--out", str(target), "-q"] + (["--overwrite"] if overwrite else [])
         assert export_main(args) == 1
         err = capsys.readouterr().err
@@ -400,7 +402,7 @@ def test_nothing_a_client_reads_names_a_host_path(server):
 def test_huge_seed_shape_does_not_take_the_server_down(server, engine, shape):
     body = json.dumps({"inputs": [{"name": "SEED", "shape": shape, "datatype": "INT64", "data": [1]}]}).encode()
     for path in ("/v2/models/pdgan/infer", "/v2/models/pdgan/versions/1/infer", "//v2/models/pdgan/infer",
-                 "/v2/models/pdgan/infer?x=1"):
+                 "/v2/models/pdgan/infer?x=/generate", "/v2/models/pdgan/%69nfer"):
         status, text = server.get(path, "POST", body)
         assert status == 400 and "declares" in text, (path, status, text)
     assert server.process.poll() is None and all(_alive(pid) for pid in server.triton_pids())
@@ -515,6 +517,7 @@ def test_killed_model_instance_stops_pdgan_serve(serve_python, tmp_path):
         assert f"a model instance died (Python-backend stub pid {stubs[0]})" in server.log.read_text()
         time.sleep(0.5)
         assert [pid for pid in pids if _alive(pid)] == []
+        assert list(Path("/dev/shm").glob(f"pdgan_{server.process.pid}_*")) == []  # the stub could not remove it
     finally:
         server.stop()
 

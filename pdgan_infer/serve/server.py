@@ -112,19 +112,15 @@ def serve(model: str | None = None, *, repository: str | Path | None = None, bac
 
 
 def check_repository(repository: str | Path) -> Path:
-    """REPO, once it is a folder with */config.pbtxt whose every entry (symlinks followed) is a regular file or a
-    folder; ServeError naming the first that is not (a FIFO would block Triton's start, a device feed it forever)."""
+    """REPO, once it is a folder with */config.pbtxt whose every entry is a regular file or a folder (a symlink: its
+    target; symlinked folders are not entered); ServeError naming the first that is not (a FIFO would block
+    Triton's start, a device feed it forever)."""
     repo = Path(repository)
     if not repo.is_dir():
         raise ServeError(f"--repository {repo} is not a folder; write a repository with pdgan-export MODEL --format "
                          "triton --out REPO")
-    seen = set()
-    for folder, dirs, files in os.walk(repo, followlinks=True):
-        st = os.stat(folder)
-        if (st.st_dev, st.st_ino) in seen:  # a symlink cycle
-            raise ServeError(f"--repository {repo}: {folder} is a symlink back into the repository; remove it")
-        seen.add((st.st_dev, st.st_ino))
-        for name in files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+    for folder, dirs, files in os.walk(repo):
+        for name in files + dirs:
             path = Path(folder) / name
             try:
                 mode = os.stat(path).st_mode

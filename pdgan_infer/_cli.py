@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .errors import PDGANError
+from .files import OutputError
 from .seeds import MAX_BLOCK_SEED, parse_seeds
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -90,10 +91,6 @@ def seed_list(text: str) -> list[int]:
 
 
 # --- outputs are checked before the work -----------------------------------------------------------------
-class OutputError(PDGANError, ValueError):
-    """An output path that must not or cannot be written (the input itself, a folder, below a file)."""
-
-
 def model_files(model: str | os.PathLike | None) -> list[Path]:
     """The local files a model argument (bundled name, checkpoint file or folder) reads: weights and JSON.
     Nothing for a Hub id or a missing path (nothing is downloaded here)."""

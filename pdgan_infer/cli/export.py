@@ -47,6 +47,8 @@ def parser() -> argparse.ArgumentParser:
                    help="'sampler': the whole T-step chain; 'step': one generator call G(x_t, z, t)")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip the ONNX Runtime vs torch comparison (it runs unless this is given)")
+    p.add_argument("--overwrite", action="store_true", help="--format triton: write into an --out folder that "
+                   "pdgan-export did not write (its files at pdgan's paths are replaced, other files are kept)")
     batch = int_range(1, MAX_PROFILE_BATCH)
     p.add_argument("--min-batch", type=batch, default=1, help="TensorRT profile: smallest batch")
     p.add_argument("--opt-batch", type=batch, default=100, help="TensorRT profile: batch tuned for")
@@ -117,13 +119,14 @@ def _run(args: argparse.Namespace) -> int:
 def _run_triton(args: argparse.Namespace) -> int:
     """--format triton: MODEL is a bundled name, a model folder, a checkpoint or (with --preset) random weights."""
     from ..hub import resolve_model
-    from ..serve.repository import describe, export_triton
+    from ..serve.repository import claim_repository, describe, export_triton
 
+    claim_repository(args.out, args.triton_backend, args.overwrite)  # before the model loads
     model, sha = load_model(None if args.preset is not None else resolve_model(args.checkpoint), args.preset,
                             args.seed)
     result = export_triton(model, args.out, sampler_backend=args.triton_backend, max_batch_size=args.max_batch,
                            opt_batch=args.opt_batch, min_batch=args.min_batch, checkpoint_sha256=sha,
-                           verify=args.verify)
+                           verify=args.verify, overwrite=args.overwrite)
     print(describe(result))
     if result.max_level_diff is not None and result.max_level_diff > 2:
         raise ValueError(f"the serving graph differs from Engine(torch) by {result.max_level_diff} uint8 levels "

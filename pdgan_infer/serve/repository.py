@@ -29,7 +29,9 @@ configs' parameters (Triton does not read ONNX metadata_props).
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ import torch
 from torch import nn
 
 from ..export.onnx import OPSET, SamplerGraph, _symbolics, dtype_name, require, weights_sha256
+from ..files import check_owned_files, check_owned_output, write_owned_marker
 from ..networks import PDGAN
 from ..sampler import to_uint8
 from . import config as cfg
@@ -47,6 +50,7 @@ from . import config as cfg
 SAMPLER = "pdgan_sampler"
 TRITON_BACKENDS = ("onnxruntime", "tensorrt", "python")
 INPUTS = ("x_T", "latent", "z", "eps", "z_T", "use_z_T")
+OWNED_MARKER = ".pdgan-triton.json"  # the files pdgan-export wrote in OUT (pdgan_infer.files)
 MODELS_DIR = Path(__file__).resolve().parent.parent / "serve" / "models"
 
 
@@ -139,25 +143,74 @@ class TritonExport:
 def export_triton(model: PDGAN, out: str | Path, *, sampler_backend: str = "onnxruntime", max_batch_size: int = 256,
                   opt_batch: int = 100, min_batch: int = 1, max_queue_delay_us: int = 1000, instances: int = 1,
                   latent_steps: int | None = None, checkpoint_sha256: str | None = None, verify: bool = True,
-                  verify_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)) -> TritonExport:
+                  verify_seeds: tuple[int, ...] = (0, 1, 2, 3, 4), overwrite: bool = False) -> TritonExport:
     """Write the repository OUT (module docstring). `verify`: compare the ONNX graph in ONNX Runtime with
-    `Engine(model, backend="torch").generate(seeds=verify_seeds)` (uint8 images)."""
+    `Engine(model, backend="torch").generate(seeds=verify_seeds)` (uint8 images). OUT is claimed first
+    (`claim_repository`: new, empty, or written by pdgan-export; `overwrite` writes into any other folder); the
+    files are written into a staging folder inside OUT and moved into place at the end, and a re-export removes
+    only the files its previous export listed in OUT/.pdgan-triton.json."""
     if sampler_backend not in TRITON_BACKENDS:
         raise ValueError(f"--triton-backend must be one of {', '.join(TRITON_BACKENDS)}, got {sampler_backend!r}")
     if not model.can_draw_z_T:
         raise ValueError("this checkpoint has no latent denoiser: a Triton repository draws images from seeds, "
                          "which needs one")
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (out / cfg.MODEL_NAME / "config.pbtxt").exists():
-        raise ValueError(f"--out {out} exists and is not a pdgan Triton repository; choose an empty or new folder")
+    owned = claim_repository(out, sampler_backend, overwrite)
     t0 = time.perf_counter()
     meta = {"pdgan.config": json.dumps(json.loads(model.config.to_json()), separators=(",", ":")),
             "pdgan.T": str(model.schedule.T), "pdgan.latent_slot": model.latent_slot,
             "pdgan.weights_sha256": weights_sha256(model.generator), "pdgan.checkpoint_sha256": checkpoint_sha256 or "",
             "pdgan.version": _version(), "pdgan.torch": torch.__version__, "pdgan.opset": str(OPSET)}
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".pdgan-export-", dir=out) as staging:
+        result = _export_into(Path(staging), model, meta, sampler_backend, max_batch_size, opt_batch, min_batch,
+                              max_queue_delay_us, instances, latent_steps, verify, verify_seeds)
+        _install(Path(staging), out, owned)
+    result.repository = out
+    result.export_s = time.perf_counter() - t0
+    return result
+
+
+def repository_files(sampler_backend: str) -> list[str]:
+    """The files (relative to OUT) that `export_triton` writes for a sampler variant."""
+    graph = "model.plan" if sampler_backend == "tensorrt" else "model.onnx"
+    files = [f"{cfg.MODEL_NAME}/config.pbtxt", f"{cfg.MODEL_NAME}/1/model.py", f"{SAMPLER}/config.pbtxt",
+             f"{SAMPLER}/1/{graph}"]
+    return files + ([f"{SAMPLER}/1/model.py"] if sampler_backend == "python" else [])
+
+
+def claim_repository(out: Path, sampler_backend: str, overwrite: bool = False) -> list[str]:
+    """The files a previous pdgan-export wrote in OUT (files.check_owned_output with OWNED_MARKER); OutputError for a
+    symlinked OUT or model folder, a non-empty OUT that pdgan did not write (unless `overwrite`), or a file this
+    export would replace that is not pdgan's (unless `overwrite`)."""
+    owned = check_owned_output(out, OWNED_MARKER, overwrite)
+    check_owned_files(out, repository_files(sampler_backend), owned, overwrite)
+    return owned
+
+
+def _install(staging: Path, out: Path, owned: list[str]) -> None:
+    """Move the staged files into OUT (each an atomic rename), then remove the files of the previous export that
+    this one did not write. The marker lists both while the files move, so a kill leaves no file unaccounted for."""
+    files = sorted(str(p.relative_to(staging).as_posix()) for p in staging.rglob("*") if p.is_file())
+    write_owned_marker(out, OWNED_MARKER, [*owned, *files], tool="pdgan-export")
+    for rel in files:
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / rel, out / rel)
+    for rel in sorted(set(owned) - set(files)):
+        stale = out / rel
+        if stale.is_file() and not stale.is_symlink():
+            stale.unlink()
+        for parent in stale.parents:  # the folders it leaves empty, up to OUT
+            if parent == out or not parent.is_dir() or any(parent.iterdir()):
+                break
+            parent.rmdir()
+    write_owned_marker(out, OWNED_MARKER, files, tool="pdgan-export")
+
+
+def _export_into(out: Path, model: PDGAN, meta: dict[str, str], sampler_backend: str, max_batch_size: int,
+                 opt_batch: int, min_batch: int, max_queue_delay_us: int, instances: int, latent_steps: int | None,
+                 verify: bool, verify_seeds: tuple[int, ...]) -> TritonExport:
     sampler_dir = out / SAMPLER
-    for d in (out / cfg.MODEL_NAME, sampler_dir):  # a re-export replaces the models, nothing else in OUT
-        shutil.rmtree(d, ignore_errors=True)
     dtype = "float16" if sampler_backend == "tensorrt" else "float32"
     onnx_path = export_serving_onnx(model, sampler_dir / "1" / "model.onnx", dtype, latent_steps,
                                     {**meta, "pdgan.dtype": dtype_name(dtype)})
@@ -169,7 +222,6 @@ def export_triton(model: PDGAN, out: str | Path, *, sampler_backend: str = "onnx
         build_plan(onnx_path, sampler_dir / "1" / "model.plan", (min_batch, opt_batch, max_batch_size))
         onnx_path.unlink()
     _write_configs(out, model, meta, sampler_backend, max_batch_size, opt_batch, max_queue_delay_us, instances)
-    result.export_s = time.perf_counter() - t0
     return result
 
 

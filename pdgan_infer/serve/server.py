@@ -4,13 +4,24 @@
 
 It writes a model repository (`engine_repository`: config.pbtxt + a model.py that runs
 `pdgan_infer.serve.models.engine`) into a temporary folder, starts `tritonserver` on it
-(`pdgan_infer.serve.tritonserver`), waits for /v2/health/ready, logs where it listens and waits.
+(`pdgan_infer.serve.tritonserver`), waits for /v2/health/ready, logs where it listens and watches it: when
+tritonserver or one of its model instances (Python-backend stubs) dies, `serve` raises ServeError (pdgan-serve
+exits with status 1, so a supervisor restarts it).
+
+It listens on `host` only (127.0.0.1 by default; a wildcard address such as 0.0.0.0 logs a warning), with
+Triton's administrative APIs restricted (`tritonserver.RESTRICTED_APIS`). HTTP clients reach Triton through
+`guard.RequestGuard`, which refuses oversized requests and impossible shapes before Triton parses them (Triton's
+own HTTP endpoint listens on a loopback port of its own). Nothing a client can read names a host
+path: the checkpoint's path is in the version folder's SETTINGS file, which Triton does not serve, not in the
+model configuration.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
+import stat
 import tempfile
 from pathlib import Path
 
@@ -20,10 +31,12 @@ from ..engine import Engine, resolve_dtype
 from ..errors import PDGANError
 from ..optimize import default_batch_size
 from . import config as cfg
-from .tritonserver import HARMLESS, ServeError, TritonServer, find_tritonserver
+from .tritonserver import HARMLESS, TEMP_PREFIXES, ServeError, TritonServer, find_tritonserver
 
 log = logging.getLogger("pdgan")
 ENGINE_MODEL_PY = "from pdgan_infer.serve.models.engine import TritonPythonModel  # noqa: F401\n"
+SETTINGS = "pdgan-serve.json"  # beside model.py: what the model reads and no client may (the checkpoint's path)
+WILDCARDS = ("0.0.0.0", "::", "")
 
 
 def engine_repository(folder: str | Path, checkpoint: str | Path, *, resolution: int, nz: int, backend: str = "auto",
@@ -39,12 +52,13 @@ def engine_repository(folder: str | Path, checkpoint: str | Path, *, resolution:
               "model_warmup": cfg.warmup(warmup_batches(device, max_batch_size), {cfg.SEED: ("TYPE_INT64", [1])})
               if warmup else None,
               "parameters": cfg.parameters({
-                  "pdgan.checkpoint": str(Path(checkpoint).resolve()), "pdgan.backend": backend,
+                  "pdgan.backend": backend,
                   "pdgan.dtype": dtype or "", "pdgan.device": device, "pdgan.threads": threads,
                   "pdgan.max_batch_size": max_batch_size, "pdgan.latent_steps": latent_steps or ""})}
     model = Path(folder) / cfg.MODEL_NAME
     cfg.write_config(model, config)
     (model / "1" / "model.py").write_text(ENGINE_MODEL_PY)
+    (model / "1" / SETTINGS).write_text(json.dumps({"checkpoint": str(Path(checkpoint).resolve())}) + "\n")
     return Path(folder)
 
 
@@ -73,24 +87,53 @@ def resolve_serving_device(device: str) -> tuple[str, list[int] | None]:
 
 def serve(model: str | None = None, *, repository: str | Path | None = None, backend: str = "auto",
           dtype: str | None = None, device: str = "auto", max_batch_size: int | None = None, instances: int = 1,
-          http_port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002, max_queue_delay_us: int = 500,
-          threads: int | None = None, latent_steps: int | None = None, warmup: bool = True, revision: str | None = None,
-          verbose: bool = False, ready_timeout: float = 600.0) -> int:
+          host: str = "127.0.0.1", http_port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002,
+          max_queue_delay_us: int = 500, threads: int | None = None, latent_steps: int | None = None,
+          warmup: bool = True, revision: str | None = None, verbose: bool = False, ready_timeout: float = 600.0) -> int:
     """Serve `model` (bundled name, checkpoint, model folder, Hub id) as Triton model `pdgan`, or every model of an
-    exported `repository` (pdgan-export --format triton), until SIGTERM/SIGINT. Returns 0 after a clean stop."""
+    exported `repository` (pdgan-export --format triton), on `host`, until SIGTERM/SIGINT. Returns 0 after a clean
+    stop; ServeError when the server or a model instance dies."""
     if (model is None) == (repository is None):
         raise ServeError("give a MODEL (bundled name, checkpoint or folder) or --repository REPO, not both")
+    if repository is not None:
+        repository = check_repository(repository)
+    if host in WILDCARDS:
+        log.warning(f"warning: --host {host or '0.0.0.0'} listens on every network interface; Triton 2.51 must not "
+                    "face untrusted clients (docs/deployment.md, 'Serving security'): put it behind a reverse "
+                    "proxy that authenticates clients")
     find_tritonserver()  # no server or an unfit Python: say so before loading anything
-    with tempfile.TemporaryDirectory(prefix="pdgan-repo-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIXES[1]}{os.getpid()}-") as tmp:
         if repository is not None:
-            repo, what = Path(repository), f"repository {repository}"
-            if not any(repo.glob("*/config.pbtxt")):
-                raise ServeError(f"{repo} is not a Triton model repository (no */config.pbtxt); write one with "
-                                 "pdgan-export MODEL --format triton --out REPO")
+            repo, what = repository, f"repository {repository}"
         else:
             repo, what = _engine_repo(tmp, model, backend, dtype, device, max_batch_size, instances,
                                       max_queue_delay_us, threads, latent_steps, warmup, revision)
-        return _run(repo, what, http_port, grpc_port, metrics_port, verbose, ready_timeout)
+        return _run(repo, what, host, http_port, grpc_port, metrics_port, verbose, ready_timeout)
+
+
+def check_repository(repository: str | Path) -> Path:
+    """REPO, once it is a folder with */config.pbtxt whose every entry is a regular file or a folder (a symlink: its
+    target; symlinked folders are not entered); ServeError naming the first that is not (a FIFO would block
+    Triton's start, a device feed it forever)."""
+    repo = Path(repository)
+    if not repo.is_dir():
+        raise ServeError(f"--repository {repo} is not a folder; write a repository with pdgan-export MODEL --format "
+                         "triton --out REPO")
+    for folder, dirs, files in os.walk(repo):
+        for name in files + dirs:
+            path = Path(folder) / name
+            try:
+                mode = os.stat(path).st_mode
+            except OSError as e:
+                raise ServeError(f"--repository {repo}: cannot read {path} ({e.strerror}; a dangling symlink?)") \
+                    from None
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise ServeError(f"--repository {repo}: {path} is not a regular file (a FIFO, socket or device); "
+                                 "remove it")
+    if not any(p.is_file() for p in repo.glob("*/config.pbtxt")):
+        raise ServeError(f"{repo} is not a Triton model repository (no */config.pbtxt); write one with "
+                         "pdgan-export MODEL --format triton --out REPO")
+    return repo
 
 
 def _engine_repo(tmp, model, backend, dtype, device, max_batch_size, instances, max_queue_delay_us, threads,
@@ -122,7 +165,7 @@ def _engine_repo(tmp, model, backend, dtype, device, max_batch_size, instances, 
     return Path(tmp), what
 
 
-def _run(repo: Path, what: str, http_port: int, grpc_port: int, metrics_port: int, verbose: bool,
+def _run(repo: Path, what: str, host: str, http_port: int, grpc_port: int, metrics_port: int, verbose: bool,
          ready_timeout: float) -> int:
     def show(line: str) -> None:  # the model's own lines; the server's errors; everything with -v
         if line.startswith("pdgan-serve: "):
@@ -130,8 +173,16 @@ def _run(repo: Path, what: str, http_port: int, grpc_port: int, metrics_port: in
         elif verbose or (line[:1] == "E" and not HARMLESS.search(line)):
             log.warning(line)
 
-    server = TritonServer(repo, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
-                          verbose=1 if verbose else 0, on_line=show)
+    from .guard import RequestGuard
+    from .process import free_ports
+
+    try:  # clients' HTTP reaches Triton through the guard (guard.py: Triton 2.51 cannot cap request sizes)
+        guard = RequestGuard(host, http_port, upstream_port=free_ports(1)[0])
+    except OSError as e:
+        raise ServeError(f"cannot listen on {host} port {http_port} ({e.strerror or e}); is another server running "
+                         "there? Choose another --http-port") from None
+    server = TritonServer(repo, host=host, http_host="127.0.0.1", http_port=guard.upstream_port, grpc_port=grpc_port,
+                          metrics_port=metrics_port, verbose=1 if verbose else 0, on_line=show)
     stopping = []
 
     def on_signal(signum, _frame) -> None:
@@ -141,12 +192,15 @@ def _run(repo: Path, what: str, http_port: int, grpc_port: int, metrics_port: in
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         log.info(f"starting NVIDIA Triton Inference Server: {what}")
+        guard.start()
         server.start()
         server.wait_ready(ready_timeout)
-        log.info(f"ready: HTTP http://0.0.0.0:{http_port} (GET /v2/health/ready, POST /v2/models/pdgan/infer), "
-                 f"gRPC 0.0.0.0:{grpc_port}, metrics http://0.0.0.0:{metrics_port}/metrics; stop with Ctrl-C or "
-                 "SIGTERM")
-        code = server.wait()
+        stubs = server.stubs()
+        at = f"[{host}]" if ":" in host else host or "0.0.0.0"
+        log.info(f"ready: HTTP http://{at}:{http_port} (GET /v2/health/ready, POST /v2/models/pdgan/infer), "
+                 f"gRPC {at}:{grpc_port}, metrics http://{at}:{metrics_port}/metrics; {len(stubs)} model "
+                 f"instance{'s' if len(stubs) != 1 else ''}; stop with Ctrl-C or SIGTERM")
+        code = server.watch(stubs)
         if not stopping:
             raise ServeError(f"tritonserver exited with status {code}: {server.failure()}")
     except KeyboardInterrupt:
@@ -156,6 +210,7 @@ def _run(repo: Path, what: str, http_port: int, grpc_port: int, metrics_port: in
     finally:
         for s in previous:  # a second Ctrl-C must not cut the shutdown short
             signal.signal(s, signal.SIG_IGN)
+        guard.stop()  # first: its kept-alive connections to Triton would hold Triton's graceful stop
         server.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -20,6 +20,17 @@ library, which fails (AttributeError: '_thread.RLock' object has no attribute '_
 The server runs in a process group of its own and gets SIGTERM if this process dies (PR_SET_PDEATHSIG);
 `stop` sends SIGINT (Triton's graceful shutdown: in-flight requests finish, --exit-timeout-secs), then
 kills the whole group (server and stubs) if it is still there after `grace` seconds.
+
+What a client can reach: HTTP, gRPC and metrics listen on `host` only (127.0.0.1 unless told otherwise; HTTP
+on `http_host` when given: pdgan-serve puts its request guard in front), and the APIs in RESTRICTED_APIS
+(system/CUDA shared memory, log settings, tracing, model load/unload/index) need the header ADMIN_HEADER with a
+key drawn at each start and never shown, so every client gets "This API is restricted" (HTTP 403) or "This
+protocol is restricted" (gRPC UNAVAILABLE). The key is on tritonserver's command line, so local users of the
+machine who can list processes can read it; the restriction is against network clients.
+
+Temporaries carry this process's pid (`pdgan-serve-PID-*` in the temp folder, the Python backend's shared-memory
+regions `/dev/shm/pdgan_PID_*`); `sweep_stale` removes those of pdgan-serve processes that died without cleaning
+up (SIGKILL), and `start` calls it.
 """
 from __future__ import annotations
 
@@ -30,6 +41,7 @@ import importlib.util
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -49,6 +61,11 @@ log = logging.getLogger("pdgan")
 # Error lines tritonserver prints on every CPU-only start: no GPU management library, no config timestamp.
 HARMLESS = re.compile(r"NVML|DCGM|config modification time|CudaDriverHelper")
 INSTALL_HINT = "pip install 'pdgan[serve]' into a venv of its own (it pins numpy<2): make serve-env"
+RESTRICTED_APIS = ("shared-memory", "logging", "trace", "model-repository")
+ADMIN_HEADER = "pdgan-admin-key"
+STUB = "triton_python_backend_stub"
+TEMP_PREFIXES = ("pdgan-serve-", "pdgan-repo-")  # + PID + "-": the server's backends, pdgan-serve's repository
+SHM_PREFIX = "pdgan_"  # + PID + "_": the Python backend's shared-memory regions in /dev/shm
 
 
 class ServeError(PDGANError, RuntimeError):
@@ -102,6 +119,70 @@ def server_env(libs: Path) -> dict[str, str]:
     return env
 
 
+def url_host(host: str) -> str:
+    """The address a local client uses to reach a server bound to `host` (a wildcard: loopback)."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def process_alive(pid: int) -> bool:
+    """A process that exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of `pid` (/proc/PID/task/*/children; a scan of /proc where the kernel lacks it)."""
+    try:
+        return [int(c) for t in os.listdir(f"/proc/{pid}/task")
+                for c in Path(f"/proc/{pid}/task/{t}/children").read_text().split()]
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError):
+        return []
+    children = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    return children
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def sweep_stale(tmp: str | Path | None = None, shm: str | Path = "/dev/shm") -> list[Path]:
+    """Remove this user's pdgan-serve temporaries (TEMP_PREFIXES folders, SHM_PREFIX regions) whose pid is not a
+    live process: what a SIGKILLed pdgan-serve or tritonserver leaves. Returns what was removed."""
+    removed = []
+    candidates = [(p, p.name[len(prefix):].split("-", 1)[0]) for prefix in TEMP_PREFIXES
+                  for p in Path(tmp or tempfile.gettempdir()).glob(f"{prefix}*-*")]
+    candidates += [(p, p.name[len(SHM_PREFIX):].split("_", 1)[0]) for p in Path(shm).glob(f"{SHM_PREFIX}*_*")]
+    for path, pid in candidates:
+        try:
+            if not pid.isdigit() or process_alive(int(pid)) or path.lstat().st_uid != os.getuid():
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError:
+            continue
+        removed.append(path)
+    return removed
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -111,11 +192,14 @@ class TritonServer:
     """One tritonserver process on `repository` (see the module docstring). `on_line` gets every line the
     server (and its model stubs) print; the last 200 are kept for error messages."""
 
-    def __init__(self, repository: str | Path, *, http_port: int = 8000, grpc_port: int = 8001,
-                 metrics_port: int = 8002, exit_timeout_s: int = 5, verbose: int = 0,
-                 on_line: Callable[[str], None] | None = None, extra_args: list[str] | None = None):
+    def __init__(self, repository: str | Path, *, host: str = "127.0.0.1", http_port: int = 8000,
+                 grpc_port: int = 8001, metrics_port: int = 8002, exit_timeout_s: int = 5, verbose: int = 0,
+                 on_line: Callable[[str], None] | None = None, extra_args: list[str] | None = None,
+                 http_host: str | None = None):
         self.repository = Path(repository).resolve()
+        self.host, self.http_host = host, host if http_host is None else http_host
         self.ports = {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}
+        self.admin_key = secrets.token_hex(16)
         self.exit_timeout_s, self.verbose, self.on_line = exit_timeout_s, verbose, on_line
         self.extra_args = list(extra_args or [])
         self.tail: collections.deque[str] = collections.deque(maxlen=200)
@@ -125,18 +209,24 @@ class TritonServer:
 
     @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['http']}"
+        return f"http://{url_host(self.http_host)}:{self.ports['http']}"
 
     def command(self, binary: Path, backends: Path) -> list[str]:
+        restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}={self.admin_key}"
         return [str(binary), f"--model-repository={self.repository}", f"--backend-directory={backends}",
-                f"--http-port={self.ports['http']}", f"--grpc-port={self.ports['grpc']}",
-                f"--metrics-port={self.ports['metrics']}", "--allow-metrics=true", "--allow-gpu-metrics=false",
+                f"--http-address={self.http_host}", f"--http-port={self.ports['http']}",
+                f"--grpc-address={self.host}", f"--grpc-port={self.ports['grpc']}",
+                f"--metrics-address={self.host}", f"--metrics-port={self.ports['metrics']}",
+                f"--http-restricted-api={restricted}", f"--grpc-restricted-protocol={restricted}",
+                f"--backend-config=python,shm-region-prefix-name={SHM_PREFIX}{os.getpid()}_",
+                "--allow-metrics=true", "--allow-gpu-metrics=false",
                 f"--exit-timeout-secs={self.exit_timeout_s}", "--strict-readiness=true",
                 f"--log-verbose={self.verbose}", *self.extra_args]
 
     def start(self) -> TritonServer:
         binary, backend, stub = find_tritonserver()
-        self._workdir = tempfile.TemporaryDirectory(prefix="pdgan-serve-")
+        sweep_stale()
+        self._workdir = tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIXES[0]}{os.getpid()}-")
         backends = Path(self._workdir.name) / "backends"
         shutil.copytree(backend, backends / "python", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy2(stub, backends / "python" / "triton_python_backend_stub")
@@ -160,6 +250,29 @@ class TritonServer:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def stubs(self) -> list[int]:
+        """The pids of the server's Python-backend stubs (one per model instance), its children."""
+        if not self.alive():
+            return []
+        return [pid for pid in _children(self.process.pid) if STUB in _cmdline(pid)]
+
+    def watch(self, stubs: list[int], poll_s: float = 1.0) -> int:
+        """Wait until the server exits (its status), checking every `poll_s` seconds that every pid of `stubs` still
+        runs: a dead model instance leaves Triton "ready" while each request to it fails, so ServeError then."""
+        assert self.process is not None
+        while True:
+            try:
+                code = self.process.wait(timeout=poll_s)
+            except subprocess.TimeoutExpired:
+                dead = [pid for pid in stubs if not process_alive(pid)]
+                if dead and self.alive():
+                    raise ServeError(f"a model instance died (Python-backend stub pid {dead[0]}); Triton would "
+                                     "answer every request to it with an error, so pdgan-serve stops (exit status "
+                                     "1: let a supervisor restart it)") from None
+                continue
+            self._join_reader()
+            return code
 
     def ready(self) -> bool:
         try:
@@ -206,6 +319,8 @@ class TritonServer:
         self._signal(signal.SIGKILL)  # the stubs too, should any outlive the server
         code = self.process.wait()
         self._join_reader()
+        for region in Path("/dev/shm").glob(f"{SHM_PREFIX}{os.getpid()}_*"):  # what killed stubs could not remove
+            region.unlink(missing_ok=True)
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None

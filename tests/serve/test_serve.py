@@ -19,9 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pdgan_infer.serve.guard import BadRequest, check_infer_request
 from pdgan_infer.serve.models.pipeline import RequestError, check_request, draw_noise
 from pdgan_infer.serve.process import ServeProcess
-from pdgan_infer.serve.tritonserver import ServeError, python_problem
+from pdgan_infer.serve.server import check_repository
+from pdgan_infer.serve.tritonserver import ServeError, python_problem, sweep_stale
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVE_PYTHON = Path(os.environ.get("PDGAN_SERVE_PYTHON", ROOT / ".venv-serve" / "bin" / "python"))
@@ -65,10 +67,22 @@ class Server(ServeProcess):
                                                 network_timeout=600)
 
     def triton_pids(self) -> list[int]:
-        """tritonserver (found by its --http-port argument) and its children (the Python-backend stubs)."""
+        """tritonserver (pdgan-serve's child) and its children (the Python-backend stubs)."""
         server = [pid for pid, cmd in _processes().items()
-                  if "tritonserver" in cmd and f"--http-port={self.http}" in cmd]
+                  if "tritonserver" in cmd and _ppid(pid) == self.process.pid]
         return server + [pid for pid in _processes() if _ppid(pid) in server]
+
+    def get(self, path: str, method: str = "GET", body: bytes | None = None) -> tuple[int, str]:
+        """(HTTP status, body) of one raw request to pdgan-serve's HTTP port."""
+        import urllib.error
+        import urllib.request
+        request = urllib.request.Request(f"http://{self.url}{path}", data=body, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=600) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
 
 
 def _processes() -> dict[int, str]:
@@ -177,7 +191,251 @@ def test_pdgan_serve_without_triton_names_the_extra(monkeypatch, capsys):
     assert usage.value.code == 2
 
 
+@pytest.mark.parametrize("shape", [[2**40, 1], [2**62, 1], [2**61, 1], [1, 2**62], [3074457345618258603, 1]])
+def test_guard_refuses_shapes_no_request_holds(shape):
+    """The shapes that crash Triton 2.51's HTTP front end declare more elements than the request has bytes."""
+    body = json.dumps({"inputs": [{"name": "SEED", "shape": shape, "datatype": "INT64", "data": [1]}]}).encode()
+    with pytest.raises(BadRequest, match="declares") as err:
+        check_infer_request(body, None)
+    assert err.value.status == 400
+
+
+@pytest.mark.parametrize("n", [1, 3, 64])
+def test_guard_passes_the_requests_tritonclient_writes(n):
+    """Binary and JSON requests as tritonclient.http builds them (the reference) pass the guard's checks."""
+    import tritonclient.http as httpclient
+    seeds = np.arange(n, dtype=np.int64).reshape(-1, 1)
+    for binary in (True, False):
+        tensor = httpclient.InferInput("SEED", list(seeds.shape), "INT64")
+        tensor.set_data_from_numpy(seeds, binary_data=binary)
+        body, json_size = httpclient.InferenceServerClient.generate_request_body([tensor])
+        check_infer_request(body, None if json_size is None else str(json_size))
+
+
+@pytest.mark.parametrize("body, header, match", [
+    (b"{not json", None, "does not parse"), (b"[1]", None, "must be an object"),
+    (b'{"inputs": [{"name": "SEED", "shape": [-1, 1]}]}', None, "non-negative integers"),
+    (b'{"inputs": [{"name": "SEED", "shape": ["1", 1]}]}', None, "non-negative integers"),
+    (b'{"inputs": [{"name": "SEED", "shape": [true]}]}', None, "non-negative integers"),
+    (b'{"inputs": [{"name": "SEED"}]}', None, "non-negative integers"),
+    (b'{"inputs": []}', "99", "not a length within the body"), (b'{"inputs": []}', "-1", "not a length"),
+    (b'{"inputs": [{"name": "SEED", "shape": [' + b",".join([b"4611686018427387904"] * 200_000) + b"]}]}", None,
+     "declares more elements")])
+def test_guard_refuses_malformed_requests(body, header, match):
+    with pytest.raises(BadRequest, match=match):
+        check_infer_request(body, header)
+
+
+def test_host_is_an_ip_address_and_a_wildcard_warns(monkeypatch, capsys):
+    from pdgan_infer.cli import serve as cli
+    from pdgan_infer.serve import tritonserver
+    with pytest.raises(SystemExit) as usage:
+        cli.main(["digits", "--host", "localhost"])
+    err = capsys.readouterr().err
+    assert usage.value.code == 2 and err.count("\n") == 1 and "expected an IP address" in err, err
+    assert cli.build_parser().parse_args(["digits"]).host == "127.0.0.1"
+    monkeypatch.setattr(tritonserver, "_pytriton_root", lambda: None)
+    assert cli.main(["digits", "--host", "0.0.0.0"]) == 1
+    err = capsys.readouterr().err
+    assert "--host 0.0.0.0 listens on every network interface" in err and "must not face untrusted clients" in err
+
+
+def test_help_shows_no_default_for_switches():
+    """--no-warmup is a switch: its help has no "(default: True)", the value it does not set."""
+    from pdgan_infer.cli import serve as cli
+    text = " ".join(cli.build_parser().format_help().split())
+    assert "skip the warm-up batches at load --host" in text and "(default: True)" not in text, text
+
+
+def test_repository_with_a_fifo_is_refused_at_once(tmp_path, capsys):
+    """A FIFO config.pbtxt (Triton would block opening it) is named in one line, before any server starts."""
+    import threading
+
+    from pdgan_infer.cli import serve as cli
+    (tmp_path / "pdgan" / "1").mkdir(parents=True)
+    os.mkfifo(tmp_path / "pdgan" / "config.pbtxt")
+    status = []
+    run = threading.Thread(target=lambda: status.append(cli.main(["--repository", str(tmp_path)])), daemon=True)
+    run.start()
+    run.join(timeout=60)  # a FIFO opened for reading would block here
+    err = capsys.readouterr().err
+    assert status == [1], "pdgan-serve --repository blocked on the FIFO"
+    assert err.strip().count("\n") == 0 and "config.pbtxt is not a regular file" in err, err
+    os.unlink(tmp_path / "pdgan" / "config.pbtxt")
+    (tmp_path / "pdgan" / "config.pbtxt").write_text("name: \"pdgan\"\n")
+    os.mkfifo(tmp_path / "pdgan" / "1" / "model.py")
+    with pytest.raises(ServeError, match=r"model\.py is not a regular file"):
+        check_repository(tmp_path)
+
+
+def test_sweep_stale_removes_only_dead_servers_temporaries(tmp_path):
+    """What a SIGKILLed pdgan-serve leaves (its pid in the name) goes; a live process's and others' files stay."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    paths = {"dead repo": tmp_path / f"pdgan-repo-{dead.pid}-abc",
+             "dead backends": tmp_path / f"pdgan-serve-{dead.pid}-x",
+             "live repo": tmp_path / f"pdgan-repo-{os.getpid()}-abc", "other": tmp_path / "pdgan-repo-notapid",
+             "dead shm": shm / f"pdgan_{dead.pid}_0123-4567", "live shm": shm / f"pdgan_{os.getpid()}_89ab",
+             "triton shm": shm / "triton_python_backend_shm_region_1"}
+    for what, path in paths.items():
+        if "shm" in what:
+            path.write_bytes(b"\0" * 16)
+        else:
+            (path / "pdgan").mkdir(parents=True)
+    removed = sweep_stale(tmp_path, shm)
+    assert sorted(removed) == sorted([paths["dead repo"], paths["dead backends"], paths["dead shm"]])
+    assert [what for what, path in paths.items() if os.path.lexists(path)] == ["live repo", "other", "live shm",
+                                                                               "triton shm"]
+
+
+def test_triton_reexport_replaces_only_its_own_files(tmp_path):
+    """A re-export moves its files in and removes those its previous export listed; the user's files and model
+    versions stay (the files are staged as export_triton stages them)."""
+    from pdgan_infer.serve.repository import OWNED_MARKER, _install, claim_repository, repository_files
+
+    out = tmp_path / "repo"
+    first = tmp_path / "first"
+    for rel in repository_files("tensorrt"):
+        (first / rel).parent.mkdir(parents=True, exist_ok=True)
+        (first / rel).write_text(f"old {rel}")
+    _install(first, out, claim_repository(out, "tensorrt"))
+    (out / "pdgan" / "NOTES.txt").write_text("user's notes")
+    (out / "pdgan" / "2").mkdir()
+    (out / "pdgan" / "2" / "model.py").write_text("user's version 2")
+    owned = claim_repository(out, "onnxruntime")
+    assert sorted(owned) == sorted(repository_files("tensorrt"))
+    second = tmp_path / "second"
+    for rel in repository_files("onnxruntime"):
+        (second / rel).parent.mkdir(parents=True, exist_ok=True)
+        (second / rel).write_text(f"new {rel}")
+    _install(second, out, owned)
+    files = {str(p.relative_to(out)): p.read_text() for p in out.rglob("*") if p.is_file() and p.name != OWNED_MARKER}
+    assert files == {**{rel: f"new {rel}" for rel in repository_files("onnxruntime")},
+                     "pdgan/NOTES.txt": "user's notes", "pdgan/2/model.py": "user's version 2"}
+    assert json.loads((out / OWNED_MARKER).read_text())["files"] == sorted(repository_files("onnxruntime"))
+
+
+def test_triton_export_refuses_symlinked_and_foreign_folders(tmp_path, capsys):
+    """Before the model loads: a symlinked model folder (writing through it would change files outside --out),
+    a symlinked --out, and a folder pdgan-export did not write (unless --overwrite) are refused in one line."""
+    from pdgan_infer.cli.export import main as export_main
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "config.pbtxt").write_text("someone else's")
+    out = tmp_path / "repo"
+    out.mkdir()
+    owned = {"written_by": "pdgan", "files": ["pdgan_sampler/config.pbtxt"]}
+    (out / ".pdgan-triton.json").write_text(json.dumps(owned))
+    (out / "pdgan_sampler").symlink_to(victim)
+    link = tmp_path / "link"
+    link.symlink_to(victim)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "NOTES.txt").write_text("mine")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    for target, overwrite, match in ((out, True, "pdgan_sampler is a symlink"), (link, True, "is a symlink"),
+                                     (foreign, False, "was not written by pdgan"), (a_file, True, "is not a folder")):
+        args = ["digits", "--format", "triton", "--out", str(target), "-q"] + (["--overwrite"] if overwrite else [])
+        assert export_main(args) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and match in err, err
+    assert (victim / "config.pbtxt").read_text() == "someone else's" and sorted(os.listdir(victim)) == ["config.pbtxt"]
+    assert os.listdir(foreign) == ["NOTES.txt"]
+
+
 # --- pdgan-serve ---------------------------------------------------------------------------------------------------
+def _listening(port: int) -> list[str]:
+    """The local addresses of the sockets listening on `port` (the kernel's /proc/net/tcp and tcp6)."""
+    import ipaddress
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            addr, hexport = local.split(":")
+            if state == "0A" and int(hexport, 16) == port:  # TCP_LISTEN
+                raw = bytes.fromhex(addr)
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # host-order 32-bit words
+                address = ipaddress.ip_address(raw)
+                found.append(str(getattr(address, "ipv4_mapped", None) or address))
+    return found
+
+
+def test_listens_on_loopback_only(server):
+    """HTTP (pdgan-serve's guard and Triton behind it), gRPC and metrics: bound to 127.0.0.1, no other interface."""
+    ports = [server.http, server.grpc, server.metrics]
+    triton = server.triton_pids()[0]
+    upstream = int(re.search(r"--http-port=(\d+)", Path(f"/proc/{triton}/cmdline").read_text()).group(1))
+    for port in ports + [upstream]:
+        assert _listening(port) and set(_listening(port)) == {"127.0.0.1"}, (port, _listening(port))
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("POST", "/v2/systemsharedmemory/region/x/register", b'{"key": "/x", "offset": 0, "byte_size": 16}'),
+    ("GET", "/v2/systemsharedmemory/status", None), ("POST", "/v2/cudasharedmemory/region/x/register", b"{}"),
+    ("POST", "/v2/logging", b'{"log_verbose_level": 1}'), ("GET", "/v2/logging", None),
+    ("GET", "/v2/trace/setting", None), ("POST", "/v2/trace/setting", b'{"trace_level": ["TIMESTAMPS"]}'),
+    ("POST", "/v2/repository/index", b"{}"), ("POST", "/v2/repository/models/pdgan/unload", b"{}")])
+def test_restricted_http_apis_are_forbidden(server, method, path, body):
+    status, text = server.get(path, method, body)
+    assert status == 403 and "This API is restricted" in text, (status, text)
+    assert server.get("/v2/health/ready")[0] == 200
+
+
+def test_restricted_grpc_protocols_are_forbidden(server, serve_python):
+    script = ("import sys, tritonclient.grpc as g\nc = g.InferenceServerClient(sys.argv[1])\n"
+              "calls = {'shm': lambda: c.register_system_shared_memory('x', '/x', 16), 'log': lambda: "
+              "c.update_log_settings({'log_verbose_level': 1}), 'trace': lambda: c.get_trace_settings(), "
+              "'repo': lambda: c.get_model_repository_index(), 'unload': lambda: c.unload_model('pdgan')}\n"
+              "for name, call in calls.items():\n"
+              " try: call(); print(name, 'ALLOWED')\n"
+              " except Exception as e: print(name, 'restricted' if 'This protocol is restricted' in str(e) else e)\n"
+              "print('ready', c.is_server_ready())")
+    out = subprocess.run([str(serve_python), "-c", script, f"127.0.0.1:{server.grpc}"], capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert out.stdout.split("\n")[:6] == ["shm restricted", "log restricted", "trace restricted", "repo restricted",
+                                          "unload restricted", "ready True"], out.stdout + out.stderr
+
+
+def test_nothing_a_client_reads_names_a_host_path(server):
+    """The model configuration, metadata and server metadata hold no absolute path (the checkpoint's is in a file
+    Triton does not serve)."""
+    import tempfile
+    for path in ("/v2/models/pdgan/config", "/v2/models/pdgan", "/v2", "/v2/models/pdgan/stats"):
+        status, text = server.get(path)
+        assert status == 200, (path, text)
+        assert not re.search(r'"/[^"]', text), (path, text)
+        for host_path in (str(ROOT), tempfile.gettempdir() + "/", str(Path.home())):
+            assert host_path not in text, (path, host_path)
+
+
+def test_huge_seed_shape_does_not_take_the_server_down(server, engine):
+    """The shapes that crash Triton 2.51's HTTP front end, on every spelling of the infer path: 400, and the
+    server still serves."""
+    for shape in ([2**40, 1], [2**62, 1], [1, 2**62], [3074457345618258603, 1]):
+        body = json.dumps({"inputs": [{"name": "SEED", "shape": shape, "datatype": "INT64", "data": [1]}]}).encode()
+        for path in ("/v2/models/pdgan/infer", "/v2/models/pdgan/versions/1/infer", "//v2/models/pdgan/infer",
+                     "/v2/models/pdgan/infer?x=/generate", "/v2/models/pdgan/%69nfer"):
+            status, text = server.get(path, "POST", body)
+            assert status == 400 and "declares" in text, (shape, path, status, text)
+    assert server.process.poll() is None and all(_alive(pid) for pid in server.triton_pids())
+    image = server.client().infer("pdgan", [seed_input([3])]).as_numpy("IMAGE")
+    assert_images_close(image, engine.generate(seeds=[3]))
+
+
+@pytest.mark.parametrize("case", ["malformed JSON", "string seed", "negative dim", "data does not fit the shape"])
+def test_unparseable_requests_get_400(server, case):
+    body = {"malformed JSON": b'{"inputs": [', "string seed": b'{"inputs": [{"name": "SEED", "shape": [1, 1], '
+            b'"datatype": "INT64", "data": ["a"]}]}', "negative dim": b'{"inputs": [{"name": "SEED", "shape": [-1, 1], '
+            b'"datatype": "INT64", "data": [1]}]}', "data does not fit the shape": b'{"inputs": [{"name": "SEED", '
+            b'"shape": [1, 1], "datatype": "INT64", "data": [1, 2]}]}'}[case]
+    status, text = server.get("/v2/models/pdgan/infer", "POST", body)
+    assert status == 400 and json.loads(text)["error"], (status, text)
+
+
 def test_concurrent_requests_match_engine_and_are_batched(server, engine):
     """64 concurrent HTTP requests (one seed each, plus two with several seeds and one with Z_T) give
     Engine.generate's images, and the dynamic batcher ran fewer executions than requests."""
@@ -233,6 +491,53 @@ def test_sigterm_stops_server_and_leaves_no_process(server):
     assert "stopped" in server.log.read_text()
 
 
+@pytest.mark.slow
+def test_triton_reexport_keeps_user_files_and_versions(tmp_path, capsys):
+    """pdgan-export --format triton twice into one folder: the user's notes and model version 2 survive the
+    re-export, which writes its own files anew; a file pdgan did not write at one of its paths needs --overwrite."""
+    from pdgan_infer.cli.export import main as export_main
+
+    repo = tmp_path / "repo"
+    args = ["digits", "--format", "triton", "--max-batch", "2", "--no-verify", "--out", str(repo), "-q"]
+    assert export_main(args) == 0
+    first = (repo / "pdgan_sampler" / "1" / "model.onnx").stat().st_mtime_ns
+    (repo / "pdgan" / "NOTES.txt").write_text("user's notes")
+    (repo / "pdgan" / "2").mkdir()
+    (repo / "pdgan" / "2" / "model.py").write_text("user's version 2")
+    assert export_main(args) == 0
+    assert (repo / "pdgan" / "NOTES.txt").read_text() == "user's notes"
+    assert (repo / "pdgan" / "2" / "model.py").read_text() == "user's version 2"
+    assert (repo / "pdgan_sampler" / "1" / "model.onnx").stat().st_mtime_ns != first
+    assert not [p for p in repo.iterdir() if p.name.startswith(".pdgan-export-")]  # the staging folder is gone
+    (repo / ".pdgan-triton.json").unlink()  # now nothing in the folder is known to be pdgan's
+    capsys.readouterr()
+    assert export_main(args) == 1 and "was not written by pdgan" in capsys.readouterr().err
+    assert export_main([*args, "--overwrite"]) == 0
+    assert (repo / "pdgan" / "NOTES.txt").read_text() == "user's notes"
+
+
+@pytest.mark.slow
+def test_killed_model_instance_stops_pdgan_serve(serve_python, tmp_path):
+    """SIGKILL of the Python-backend stub: Triton stays "ready" while every request fails, so pdgan-serve exits
+    with status 1 within 10 s (a supervisor restarts it), and tritonserver is gone."""
+    server = Server(serve_python, ["digits", "--backend", "torch", "--max-batch-size", "2", "--no-warmup"],
+                    tmp_path / "pdgan-serve.log")
+    try:
+        pids = server.triton_pids()
+        stubs = [pid for pid in pids if "triton_python_backend_stub" in _processes().get(pid, "")]
+        assert len(stubs) == 1, pids
+        t0 = time.monotonic()
+        os.kill(stubs[0], signal.SIGKILL)
+        assert server.process.wait(30) == 1
+        assert time.monotonic() - t0 < 10
+        assert f"a model instance died (Python-backend stub pid {stubs[0]})" in server.log.read_text()
+        time.sleep(0.5)
+        assert [pid for pid in pids if _alive(pid)] == []
+        assert list(Path("/dev/shm").glob(f"pdgan_{server.process.pid}_*")) == []  # the stub could not remove it
+    finally:
+        server.stop()
+
+
 # --- the exported repository ---------------------------------------------------------------------------------------
 def test_export_triton_repository_loads_in_triton_and_matches_engine(serve_python, engine, tmp_path):
     """pdgan-export --format triton writes configs that Triton's ModelConfig proto parses, for every sampler
@@ -244,8 +549,8 @@ def test_export_triton_repository_loads_in_triton_and_matches_engine(serve_pytho
     assert export_main(["digits", "--format", "triton", "--triton-backend", "python", "--max-batch", "4",
                         "--out", str(repo), "-q"]) == 0
     assert sorted(str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file()) == [
-        "pdgan/1/model.py", "pdgan/config.pbtxt", "pdgan_sampler/1/model.onnx", "pdgan_sampler/1/model.py",
-        "pdgan_sampler/config.pbtxt"]
+        ".pdgan-triton.json", "pdgan/1/model.py", "pdgan/config.pbtxt", "pdgan_sampler/1/model.onnx",
+        "pdgan_sampler/1/model.py", "pdgan_sampler/config.pbtxt"]
     for variant in TRITON_BACKENDS:  # the other variants' configs (no ONNX Runtime / TensorRT backend here)
         _write_configs(tmp_path / variant, engine.model, {"pdgan.T": "2"}, variant, 4, 2, 1000, 1)
     configs = [str(p) for p in sorted(tmp_path.rglob("config.pbtxt"))]

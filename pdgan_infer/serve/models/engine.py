@@ -8,13 +8,16 @@ so the image for a seed is `Engine.generate(seeds=[seed])` with the same backend
 max_batch_size, as a user's Engine with batch_size=max_batch_size). A request with a bad seed gets its own
 error response; the others in its batch are served.
 
-Parameters (config.pbtxt, written by `pdgan_infer.serve.server.engine_repository`): pdgan.checkpoint (file),
-pdgan.backend, pdgan.dtype, pdgan.device ("cpu", or "cuda" for KIND_GPU instances: the instance's GPU),
-pdgan.threads (torch intra-op threads per instance; 0: torch's default), pdgan.latent_steps.
+Parameters (config.pbtxt, written by `pdgan_infer.serve.server.engine_repository`): pdgan.backend, pdgan.dtype,
+pdgan.device ("cpu", or "cuda" for KIND_GPU instances: the instance's GPU), pdgan.threads (torch intra-op threads
+per instance; 0: torch's default), pdgan.latent_steps. The checkpoint's path is in the version folder's
+pdgan-serve.json ({"checkpoint": PATH}), not in the configuration a client can read.
 """
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -50,7 +53,9 @@ class TritonPythonModel:
             torch.set_num_threads(threads)
         steps = p.get("pdgan.latent_steps", "")
         max_batch = int(p.get("pdgan.max_batch_size", "64"))
-        self.engine = Engine.from_checkpoint(p["pdgan.checkpoint"], backend=p.get("pdgan.backend", "auto"),
+        settings = Path(args["model_repository"]) / str(args["model_version"]) / "pdgan-serve.json"
+        checkpoint = json.loads(settings.read_text())["checkpoint"]
+        self.engine = Engine.from_checkpoint(checkpoint, backend=p.get("pdgan.backend", "auto"),
                                              device=device, dtype=p.get("pdgan.dtype") or None,
                                              batch_size=max_batch, latent_steps=int(steps) if steps else None)
         self.nz = self.engine.config.generator.nz

@@ -132,6 +132,16 @@ def content_sha256(header_json: str, tensors: Mapping[str, torch.Tensor]) -> str
     return h.hexdigest()
 
 
+def weights_sha256(module: torch.nn.Module) -> str:
+    """sha256 over a module's state dict (names, dtypes, shapes, bytes), in key order."""
+    h = hashlib.sha256()
+    for name, value in sorted(module.state_dict().items()):
+        t = value.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-d too
+    return h.hexdigest()
+
+
 # --- atomic writes ---------------------------------------------------------------------------------
 def _umask() -> int:
     """The process umask, read without changing it where Linux says it (/proc), else by setting it back."""

@@ -1,22 +1,28 @@
-"""pdgan-eval: sample quality and latent-space quality of a checkpoint (paper Sec. 5, Fig. 3).
+"""pdgan-eval: sample quality and latent-space quality of a checkpoint (paper Sec. 5, Fig. 3), and sample
+quality of any set of images.
 
     pdgan-eval MODEL --data SPEC [--n N] [--metrics fid,is,pr,digits,probe,interp] [--batch-size B]
-               [--save-samples DIR] [--json PATH] [--save-ref X.npz] [--fid-ref X.npz]
+               [--backend B] [--save-samples DIR] [--json PATH] [--save-ref X.npz] [--fid-ref X.npz|URL]
+    pdgan-eval --images DIR|NPZ [--data SPEC | --fid-ref X.npz|URL | --images2 DIR|NPZ] [--metrics fid,is,pr]
+    pdgan-eval --data SPEC --save-ref X.npz
 
 MODEL: a bundled name, a checkpoint file, a model folder or a Hub id (`Engine.from_pretrained`).
-Samples are generated as the paper does for unconditional generation: z_T from the latent denoiser
-(DDIM), then the T-step chain; image i uses the per-image seed `seed * 2**16 + i`, the rule of
-`Engine.generate(n, seed)` and `pdgan-generate` (`pdgan_infer.seeds`), so results do not depend on the
-batch size and `--save-samples` writes the files `pdgan-generate --seeds 0-(N-1)` writes (seed 0).
-Features are computed batch by batch as samples are made.
+Samples are generated as the paper does for unconditional generation, by an `Engine` (`--backend`): z_T
+from the latent denoiser (DDIM), then the T-step chain; image i uses the per-image seed
+`seed * 2**16 + i`, the rule of `Engine.generate(n, seed)` and `pdgan-generate` (`pdgan_infer.seeds`), in
+the batches pdgan-generate makes, so `--save-samples` writes the files `pdgan-generate --seeds 0-(N-1)`
+writes (seed 0) and `--images` on those files gives the same numbers. Features are computed batch by batch
+as samples are made; under torchrun each process takes its share of the batches
+(`pdgan_infer.distributed`) and rank 0 computes the metrics. `--images` (a folder or an .npz,
+`image_sets.py`) replaces the model for fid, is and pr; `--images2` replaces --data as their reference.
 
 FID protocol: the Inception-v3 of StyleGAN2-ADA / EDM (`inception-2015-12-05.pt`, the TF FID graph as
 TorchScript, 2048 pool features), samples quantised to uint8 first, unbiased covariances, against the
 training set; N = 50,000 samples by default, as published numbers (fewer gives a biased FID and a
 warning). `--save-ref X.npz` writes the data set's statistics as `mu`, `sigma` (the format of EDM's
-`fid.py ref` and pytorch-fid's `--save-stats`); `--fid-ref X.npz` takes such a file instead of
-computing them (EDM's reference files use the same network, so the numbers are comparable;
-pytorch-fid's files come from its own port of the network and differ slightly).
+`fid.py ref` and pytorch-fid's `--save-stats`, plus `n`, `detector_sha256`, `data`); `--fid-ref` takes
+such a file or URL instead of computing them (`references.py`). Which tools' numbers compare:
+docs/evaluation.md.
 
 Metric groups (`auto`, the default, picks every group that applies and skips, with the reason in
 `result["skipped"]`, those whose networks are missing; a group named explicitly must run):
@@ -53,8 +59,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,17 +67,20 @@ import numpy as np
 import torch
 
 from pdgan_infer import load_checkpoint
-from pdgan_infer.checkpoint import atomic_path
 from pdgan_infer.deprecation import moved
 from pdgan_infer.device import resolve_device
+from pdgan_infer.distributed import gather, process_group, shard
 from pdgan_infer.errors import PDGANError
+from pdgan_infer.generate import batch_images, png_name, seed_batches
 from pdgan_infer.hub import resolve_model
 from pdgan_infer.images import make_grid, save_png
-from pdgan_infer.sampler import SamplerNoise, images_from_seeds, noise_for, sample, to_uint8
+from pdgan_infer.sampler import SamplerNoise, noise_for, sample, to_uint8
 from pdgan_infer.seeds import SEED_STRIDE, check_seed_block, image_seeds
 
 from . import feature_nets
 from ._download import cache_dir as default_cache_dir
+from .data import build_dataset, dataset_labels
+from .image_sets import open_image_set
 from .metrics import (
     feature_stats,
     fid_from_features,
@@ -82,6 +90,7 @@ from .metrics import (
     precision_recall,
     stats_key,
 )
+from .references import load_ref, resolve_ref, write_ref
 
 METRIC_GROUPS = ("fid", "is", "pr", "digits", "probe", "interp")
 GROUP_KEYS = {
@@ -93,7 +102,7 @@ GROUP_KEYS = {
 }
 CONFIDENCE = 0.5  # a prediction counts for class coverage when its max probability exceeds this
 FID_N = 50_000  # the sample count of published FIDs (the paper: 50k CIFAR-10, 30k CelebA-HQ)
-DATA_GROUPS = ("pr", "digits", "probe", "interp")  # the groups that need the data set itself
+MODEL_GROUPS = ("digits", "probe", "interp")  # the groups that need the model itself (and the data set)
 log = logging.getLogger("pdgan")
 NO_LATENT = ("the checkpoint has no latent denoiser, so z_T cannot be sampled for unconditional generation; "
              "train its latent stage (pdgan-train --latent-steps N) or evaluate only --metrics probe,interp")
@@ -103,36 +112,38 @@ class EvalError(PDGANError, ValueError):
     """The evaluation cannot run as asked; the message says why and what to do."""
 
 
-# --- generation ----------------------------------------------------------------------------------
-def generate_batches(model, n: int, seed: int, batch_size: int, device: torch.device,
-                     progress: bool = True) -> Iterator[np.ndarray]:
-    """Unconditional samples as uint8 (B, H, W, 3) batches: z_T from the latent denoiser, then the
-    T-step chain. Image i uses the per-image seed `seed * 2**16 + i` for every noise it draws."""
-    from tqdm.auto import tqdm
-
-    if not model.can_draw_z_T:
-        raise EvalError(NO_LATENT)
-    with tqdm(total=n, desc="generate", unit="img", disable=not progress) as bar:
-        for start in range(0, n, batch_size):
-            seeds = image_seeds(seed, start, min(batch_size, n - start))
-            images = images_from_seeds(model, seeds, device=device)
-            bar.update(len(seeds))
-            yield to_uint8(images).cpu().numpy()
-
-
-def dataset_batches(dataset, indices: np.ndarray, batch_size: int, desc: str,
-                    progress: bool = True) -> Iterator[np.ndarray]:
-    """The dataset's images at `indices` as uint8 (B, H, W, 3) batches (quantised like the samples)."""
-    from tqdm.auto import tqdm
-
-    for start in tqdm(range(0, len(indices), batch_size), desc=desc, unit="batch", disable=not progress):
-        x = torch.stack([dataset[int(i)][0] for i in indices[start:start + batch_size]])
-        yield to_uint8(x).numpy()
-
-
+# --- image batches: uint8 (B, H, W, 3) per "job", shared out over torchrun processes -----------------
 def uint8_to_unit(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 (N, H, W, C) -> float (N, C, H, W) in [-1, 1]."""
     return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def features(jobs: Sequence[Any], read: Callable[[Any], np.ndarray], extractors: dict[str, Callable], *,
+             desc: str, progress: bool = True, rank: int = 0, world: int = 1,
+             on_batch: Callable[[Any, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
+    """{name: (N, D) float32} of every extractor over the images `read(job)` of all `jobs`, in job order.
+    Under torchrun each process reads its share of the jobs (`pdgan_infer.distributed.shard`) and every
+    process gets all the features, so they are those one process computes. `on_batch(job, images)`
+    sees each batch (writing samples)."""
+    from tqdm.auto import tqdm
+
+    mine = {}
+    for i in tqdm(shard(range(len(jobs)), rank, world), desc=desc, unit="batch", disable=not progress or rank != 0):
+        images = read(jobs[i])
+        if on_batch is not None:
+            on_batch(jobs[i], images)
+        mine[i] = {name: np.asarray(fn(images), dtype=np.float32) for name, fn in extractors.items()}
+    parts = {i: f for part in gather(mine, world) for i, f in part.items()}
+    return {name: np.concatenate([parts[i][name] for i in range(len(jobs))]) for name in extractors} if jobs else {}
+
+
+def _dataset_reader(dataset) -> Callable[[np.ndarray], np.ndarray]:
+    """job (dataset indices) -> those images as uint8, quantised like the samples."""
+    return lambda idx: to_uint8(torch.stack([dataset[int(i)][0] for i in idx])).numpy()
+
+
+def _ranges(n: int, batch_size: int) -> list[tuple[int, int]]:
+    return [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
 
 
 # --- feature extractors: uint8 NHWC batch -> (B, D) float array ------------------------------------
@@ -146,19 +157,6 @@ def _digits_extractors(clf, device) -> dict[str, Callable[[np.ndarray], np.ndarr
         return torch.softmax(clf.logits(uint8_to_unit(images, device)), 1).cpu().numpy()
 
     return {"digits_feats": feats, "digits_probs": probs}
-
-
-def _run(batches: Iterator[np.ndarray], extractors: dict[str, Callable[[np.ndarray], np.ndarray]],
-         on_batch: Callable[[int, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
-    out: dict[str, list[np.ndarray]] = {k: [] for k in extractors}
-    count = 0
-    for images in batches:
-        if on_batch is not None:
-            on_batch(count, images)
-        count += len(images)
-        for name, fn in extractors.items():
-            out[name].append(np.asarray(fn(images), dtype=np.float32))
-    return {k: np.concatenate(v) for k, v in out.items() if v}
 
 
 # --- the evaluation ------------------------------------------------------------------------------
@@ -211,73 +209,99 @@ def _load_nets(groups: list[str], auto: bool, paths: dict[str, Any], cache_dir, 
     return {k: v for k, v in nets.items() if not isinstance(v, Exception)}, skipped
 
 
-def evaluate(checkpoint: str | os.PathLike, data: str | None = None, n: int = FID_N, metrics: str | list[str] = "auto",
-             *, batch_size: int = 64, seed: int = 0, n_real: int | None = None,
-             save_samples: str | os.PathLike | None = None, device: str | torch.device = "auto",
-             inception: str | os.PathLike | None = None, vgg16: str | os.PathLike | None = None,
-             download: bool = False, verify_nets: bool = True, cache_dir: str | os.PathLike | None = None,
-             use_cache: bool = True, k: int = 3, is_splits: int = 10, probe_max: int = 5000,
-             interp_pairs: int = 16, interp_steps: int = 10, progress: bool = True,
-             fid_ref: str | os.PathLike | None = None, save_ref: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Evaluate a model (bundled name, checkpoint file, folder or Hub id); returns a JSON-ready dict with
-    the keys of every requested group (see the module docstring), `skipped` (group -> reason) and
-    `meta`. `fid_ref`: an .npz with `mu`, `sigma` to compute the FID against instead of `data`;
-    `save_ref`: write the data set's Inception statistics there. Raises EvalError (or CheckpointError /
-    FeatureNetError, all PDGANError) with a one-line reason when it cannot run as asked."""
-    from pdgan_train.data import build_dataset, dataset_labels
-
+def evaluate(checkpoint: str | os.PathLike | None = None, data: str | None = None, n: int | None = None,
+             metrics: str | list[str] = "auto", *, images: str | os.PathLike | None = None,
+             images2: str | os.PathLike | None = None, backend: str = "auto", batch_size: int | None = None,
+             seed: int = 0, n_real: int | None = None, save_samples: str | os.PathLike | None = None,
+             device: str | torch.device = "auto", inception: str | os.PathLike | None = None,
+             vgg16: str | os.PathLike | None = None, download: bool = False, verify_nets: bool = True,
+             cache_dir: str | os.PathLike | None = None, use_cache: bool = True, k: int = 3, is_splits: int = 10,
+             probe_max: int = 5000, interp_pairs: int = 16, interp_steps: int = 10, progress: bool = True,
+             fid_ref: str | os.PathLike | None = None, save_ref: str | os.PathLike | None = None,
+             resolution: int | None = None) -> dict[str, Any] | None:
+    """Evaluate a model (bundled name, checkpoint file, folder or Hub id; `n` samples, default FID_N) or
+    score the image set `images` (its first `n` images, default all); returns a JSON-ready dict with the
+    keys of every requested group (module docstring), `skipped` (group -> reason) and `meta`, or None in
+    the processes other than rank 0 under torchrun. `fid_ref` (path or URL) / `images2`: the FID
+    reference instead of `data`'s statistics; `save_ref`: write `data`'s statistics there (no model
+    needed). Raises EvalError (or CheckpointError / FeatureNetError / ImageSetError, all PDGANError) with
+    a one-line reason when it cannot run as asked."""
     t0 = time.time()
-    _check_args(n=(n, 1), batch_size=(batch_size, 1), k=(k, 1), is_splits=(is_splits, 1), probe_max=(probe_max, 10),
-                interp_pairs=(interp_pairs, 1), interp_steps=(interp_steps, 3))
-    if n_real is not None:
-        _check_args(n_real=(n_real, 2))
-    _check_seed(seed, n)
-    device = resolve_device(device)
+    _check_args(k=(k, 1), is_splits=(is_splits, 1), probe_max=(probe_max, 10), interp_pairs=(interp_pairs, 1),
+                interp_steps=(interp_steps, 3))
+    _check_args(**{name: (v, low) for name, v, low in (("n", n, 1), ("batch_size", batch_size, 1),
+                                                        ("n_real", n_real, 2), ("resolution", resolution, 1))
+                   if v is not None})
+    if checkpoint is not None and images is not None:
+        raise EvalError("give a MODEL to sample or --images to score, not both")
+    if fid_ref is not None and images2 is not None:
+        raise EvalError("--fid-ref and --images2 are both FID references; give one")
     groups, auto = parse_metrics(metrics, data == "digits")
-    ref = None if fid_ref is None else load_ref(fid_ref)
+    fake_set = None if images is None else open_image_set(images, "--images")
+    real_set = None if images2 is None else open_image_set(images2, "--images2")
+    if fake_set is not None and n is not None and n > fake_set.count:
+        raise EvalError(f"--n {n}, but --images {images} holds {fake_set.count} images")
+    n = (fake_set.count if fake_set is not None else FID_N) if n is None else n
+    if checkpoint is not None:
+        _check_seed(seed, n)
+    else:
+        groups = _without_model(groups, auto, fake_set is not None, save_ref is not None)
+    if save_ref is not None and data is None:
+        raise EvalError("--save-ref needs --data SPEC: the data set whose statistics to write")
+    skipped: dict[str, str] = {}
     if data is None:
-        if save_ref is not None:
-            raise EvalError("--save-ref needs --data SPEC: the data set whose statistics to write")
-        if ref is None:
-            raise EvalError("--data SPEC is required (without it only FID against --fid-ref X.npz and IS can run)")
-        without = [g for g in groups if g in DATA_GROUPS]
-        if without and not auto:
-            raise EvalError(f"{', '.join(without)} need --data SPEC (only fid with --fid-ref, and is, run without)")
-        groups = [g for g in groups if g not in DATA_GROUPS]
-    if "fid" in groups and n < FID_N:
+        need = [g for g in groups if g in MODEL_GROUPS or (g == "pr" and real_set is None)
+                or (g == "fid" and fid_ref is None and real_set is None)]
+        if need and not auto:
+            raise EvalError(f"{', '.join(need)} need --data SPEC (without it: fid against --fid-ref or --images2, "
+                            "is, and pr against --images2)")
+        if len(need) == len(groups):
+            raise EvalError("--data SPEC is required (without it only FID against --fid-ref / --images2 and IS run)")
+        skipped.update({g: "needs --data SPEC" for g in need})
+    if "fid" in groups and "fid" not in skipped and n < FID_N:
         log.warning(f"warning: FID from {n} samples is biased upwards and not comparable with published numbers, "
                     f"which use {FID_N:,} (--n {FID_N})")
-    if "pr" in groups and (n <= k or (n_real is not None and n_real <= k)):
+    if "pr" in groups and "pr" not in skipped and (n <= k or (n_real is not None and n_real <= k)):
         raise EvalError(f"precision/recall with k={k} need more than {k} samples and real images")
-    model = load_checkpoint(resolve_model(checkpoint), device=device)
-    cfg = model.config
+    device = resolve_device(device)
+    model = None if checkpoint is None else load_checkpoint(resolve_model(checkpoint), device=device)
     sampling = {"fid", "is", "pr", "digits"}
-    skipped: dict[str, str] = {}
-    if not model.can_draw_z_T and (sampling & set(groups) or save_samples is not None):
+    if model is not None and not model.can_draw_z_T and (sampling & set(groups) or save_samples is not None):
         if not auto or save_samples is not None:
             raise EvalError(NO_LATENT)
-        skipped = {g: "the checkpoint has no latent denoiser (cannot sample z_T)" for g in groups if g in sampling}
-    if model.latent_slot == "none":  # DDGAN baseline: its encoder was never trained, so there is nothing to probe
+        skipped.update({g: "the checkpoint has no latent denoiser (cannot sample z_T)"
+                        for g in groups if g in sampling})
+    if model is not None and model.latent_slot == "none":  # DDGAN: an encoder never trained, nothing to probe
         skipped.update({g: "the model was trained without a semantic encoder (latent_slot 'none')"
                         for g in groups if g in ("probe", "interp")})
     result: dict[str, Any] = {key: None for g in groups for key in GROUP_KEYS[g]}
     groups = [g for g in groups if g not in skipped]
-    dataset = None if data is None else build_dataset(data, cfg.resolution, cfg.channels)
-    wanted = groups + (["fid"] if save_ref is not None and "fid" not in groups else [])
-    nets, missing = _load_nets(wanted, auto and save_ref is None, {"inception": inception, "vgg16": vgg16},
-                               cache_dir, download, verify_nets, device, progress)
-    skipped.update({g: why for g, why in missing.items() if g in groups})
-    groups = [g for g in groups if g not in skipped]
-    inc, vgg = nets.get("inception"), nets.get("vgg16")
-    clf = None
-    if "digits" in groups or ("interp" in groups and data == "digits"):
-        from .digits_classifier import load_digits_classifier
+    if model is not None:
+        res, channels = model.config.resolution, model.config.channels
+    else:
+        shown = fake_set or real_set
+        res, channels = resolution or (shown.shape[0] if shown is not None else _data_resolution(data)), 3
+    with process_group(device) as (rank, world):
+        wanted = groups + (["fid"] if save_ref is not None and "fid" not in groups else [])
+        nets, missing = _load_nets(wanted, auto and save_ref is None, {"inception": inception, "vgg16": vgg16},
+                                   cache_dir, download, verify_nets, device, progress)
+        skipped.update({g: why for g, why in missing.items() if g in groups})
+        groups = [g for g in groups if g not in skipped]
+        inc, vgg = nets.get("inception"), nets.get("vgg16")
+        ref = None
+        if fid_ref is not None and rank == 0 and "fid" in groups:
+            ref = load_ref(resolve_ref(fid_ref, cache_dir, progress))
+            if ref.get("detector_sha256") not in (None, inc.sha256):
+                raise EvalError(f"--fid-ref {fid_ref} was made with the Inception file of sha256 "
+                                f"{ref['detector_sha256'][:12]}..., this run's has {inc.sha256[:12]}...; FID needs "
+                                "the same detector (--inception FILE, or a reference made with this one)")
+        clf = None
+        if "digits" in groups or ("interp" in groups and data == "digits"):
+            from .digits_classifier import load_digits_classifier
 
-        clf = load_digits_classifier(device=device)
+            clf = load_digits_classifier(device=device)
 
-    # Generated samples: every feature in one streaming pass, PNGs written on the way.
-    fake: dict[str, np.ndarray] = {}
-    if sampling & set(groups) or save_samples is not None:
+        # The scored images: sampled through the Engine (or read from --images), features batch by batch.
         extractors: dict[str, Callable] = {}
         if "fid" in groups:
             extractors["inception"] = inc.features
@@ -288,100 +312,163 @@ def evaluate(checkpoint: str | os.PathLike, data: str | None = None, n: int = FI
         if "digits" in groups:
             from .digits_metrics import pool8
             extractors.update(_digits_extractors(clf, device), digits_pooled=pool8)
-        fake = _run(generate_batches(model, n, seed, batch_size, device, progress), extractors,
-                    None if save_samples is None else _png_writer(Path(save_samples), seed))
+        share = dict(progress=progress, rank=rank, world=world)
+        fake: dict[str, np.ndarray] = {}
+        engine = None
+        if model is not None and (sampling & set(groups) or save_samples is not None):
+            from pdgan_infer.engine import Engine
 
-    # Real images: the training set (as the paper), or a fixed random subset of n_real of it.
-    total = 0 if dataset is None else len(dataset)
-    real_idx = np.arange(total) if n_real is None or n_real >= total else \
-        np.sort(np.random.default_rng(0).permutation(total)[:n_real])
-    cache = default_cache_dir(cache_dir) if use_cache else None
+            engine = Engine(model, backend, device, batch_size=batch_size)
+            bs = max(1, min(engine.batch_size, n))
+            fake = features(seed_batches(image_seeds(seed, 0, n), bs), lambda b: batch_images(engine, b, bs),
+                            extractors, desc="generate", **share,
+                            on_batch=None if save_samples is None else _png_writer(Path(save_samples)))
+        elif fake_set is not None and extractors:
+            fake = features(_ranges(n, batch_size or 64), lambda job: fake_set.read(*job), extractors,
+                            desc="--images", **share)
+        real2: dict[str, np.ndarray] = {}
+        if real_set is not None:
+            wanted_real = {name: fn for name, fn in extractors.items() if name in ("inception", "vgg16")}
+            real2 = features(_ranges(real_set.count, batch_size or 64), lambda job: real_set.read(*job), wanted_real,
+                             desc="--images2", **share)
+        if rank != 0:
+            return None
 
-    def real_features(name: str, fn: Callable) -> np.ndarray:
-        return _run(dataset_batches(dataset, real_idx, batch_size, f"dataset {name}", progress), {name: fn})[name]
+        # Real images: the training set (as the paper), or a fixed random subset of n_real of it.
+        dataset = None if data is None else build_dataset(data, res, channels)
+        total = 0 if dataset is None else len(dataset)
+        real_idx = np.arange(total) if n_real is None or n_real >= total else \
+            np.sort(np.random.default_rng(0).permutation(total)[:n_real])
+        cache = default_cache_dir(cache_dir) if use_cache else None
+        real_bs = batch_size or 64
 
-    def cache_key(net) -> str:
-        return stats_key(data=_data_key(data), items=int(total), n_real=int(len(real_idx)), resolution=cfg.resolution,
-                         channels=cfg.channels, net=net.spec.name, net_sha256=net.sha256)
+        def real_features(name: str, fn: Callable) -> np.ndarray:
+            jobs = [real_idx[i:i + real_bs] for i in range(0, len(real_idx), real_bs)]
+            return features(jobs, _dataset_reader(dataset), {name: fn}, desc=f"dataset {name}", progress=progress)[name]
 
-    label = f"{Path(str(data)).name}-{cfg.resolution}"
+        def cache_key(net) -> str:
+            return stats_key(data=_data_key(data), items=int(total), n_real=int(len(real_idx)), resolution=res,
+                             channels=channels, net=net.spec.name, net_sha256=net.sha256)
 
-    def data_stats() -> dict[str, np.ndarray]:
-        return load_or_compute_stats(cache_key(inc), lambda: real_features("inception", inc.features), cache,
-                                     label=f"{label}-inception")
+        label = f"{Path(str(data)).name}-{res}"
 
-    if save_ref is not None:
-        stats = data_stats()
-        write_ref(save_ref, stats["mu"], stats["sigma"])
-        log.info(f"wrote the Inception statistics of {data} ({len(real_idx)} images) to {save_ref}")
-    if "fid" in groups:
-        stats = ref if ref is not None else data_stats()
-        mu, sigma = feature_stats(fake["inception"])
-        if stats["mu"].shape != mu.shape:
-            raise EvalError(f"--fid-ref {fid_ref} has {stats['mu'].shape[0]}-dimensional statistics, the Inception "
-                            f"network gives {mu.shape[0]} features: the reference was made with another network")
-        result["fid"] = frechet_distance(stats["mu"], stats["sigma"], mu, sigma)
-    if "is" in groups:
-        result["is_mean"], result["is_std"] = inception_score(fake["inception_probs"], min(is_splits, n))
-    if "pr" in groups:  # features in float16, as StyleGAN2-ADA's precision/recall
-        stats = load_or_compute_stats(cache_key(vgg), lambda: real_features("vgg16", vgg.features).astype(np.float16),
-                                      cache, label=f"{label}-vgg16", keep_features=True)
-        result.update(precision_recall(stats["features"].astype(np.float32),
-                                       fake["vgg16"].astype(np.float16).astype(np.float32), k=k))
-    if "digits" in groups:
-        real = real_features("digits_feats", _digits_extractors(clf, device)["digits_feats"])
-        result.update(digits_scores(fake["digits_feats"], fake["digits_probs"], real))
-        from . import digits_metrics
+        def data_stats() -> dict[str, np.ndarray]:
+            return load_or_compute_stats(cache_key(inc), lambda: real_features("inception", inc.features), cache,
+                                         label=f"{label}-inception")
 
-        result.update(digits_metrics.sample_scores(fake["digits_pooled"].astype(np.float64)))
-        if model.latent_slot != "none":
-            result.update(digits_metrics.recon_accuracy(lambda x: digits_metrics.reconstruct(model, x, device),
-                                                        images=digits_metrics.heldout_images(cfg.resolution,
-                                                                                             cfg.channels)))
-    if "probe" in groups and data == "digits":
-        from .digits_metrics import probe_accuracy
+        if save_ref is not None:
+            stats = data_stats()
+            write_ref(save_ref, stats["mu"], stats["sigma"], n=int(len(real_idx)), detector_sha256=inc.sha256,
+                      data=_data_key(data))
+            log.info(f"wrote the Inception statistics of {data} ({len(real_idx)} images) to {save_ref}")
+        if "fid" in groups:
+            if ref is not None:
+                stats = ref
+            elif real_set is not None:
+                stats = dict(zip(("mu", "sigma"), feature_stats(real2["inception"])))
+            else:
+                stats = data_stats()
+            mu, sigma = feature_stats(fake["inception"])
+            if stats["mu"].shape != mu.shape:
+                raise EvalError(f"--fid-ref {fid_ref} has {stats['mu'].shape[0]}-dimensional statistics, the "
+                                f"Inception network gives {mu.shape[0]} features: the reference was made with another "
+                                "network")
+            result["fid"] = frechet_distance(stats["mu"], stats["sigma"], mu, sigma)
+        if "is" in groups:
+            result["is_mean"], result["is_std"] = inception_score(fake["inception_probs"], min(is_splits, n))
+        if "pr" in groups:  # features in float16, as StyleGAN2-ADA's precision/recall
+            if real_set is not None:
+                real_vgg = real2["vgg16"].astype(np.float16)
+            else:
+                real_vgg = load_or_compute_stats(
+                    cache_key(vgg), lambda: real_features("vgg16", vgg.features).astype(np.float16), cache,
+                    label=f"{label}-vgg16", keep_features=True)["features"]
+            result.update(precision_recall(real_vgg.astype(np.float32),
+                                           fake["vgg16"].astype(np.float16).astype(np.float32), k=k))
+        if "digits" in groups:
+            real = real_features("digits_feats", _digits_extractors(clf, device)["digits_feats"])
+            result.update(digits_scores(fake["digits_feats"], fake["digits_probs"], real))
+            from . import digits_metrics
 
-        result.update(probe_accuracy(lambda x: model.encoder(x.to(device)), resolution=cfg.resolution,
-                                     channels=cfg.channels))
-        from .data import digits_split_indices
+            result.update(digits_metrics.sample_scores(fake["digits_pooled"].astype(np.float64)))
+            if model.latent_slot != "none":
+                result.update(digits_metrics.recon_accuracy(lambda x: digits_metrics.reconstruct(model, x, device),
+                                                            images=digits_metrics.heldout_images(res, channels)))
+        if "probe" in groups and data == "digits":
+            from .digits_metrics import probe_accuracy
 
-        result["probe"] = {"n_train": len(digits_split_indices("train")), "n_test": len(digits_split_indices("test")),
-                           "split": "fitted on the digits training split, scored on the held-out split"}
-    elif "probe" in groups:
-        try:
-            result["probe_accuracy"], result["probe"] = linear_probe(model, dataset, dataset_labels(dataset),
-                                                                     probe_max, batch_size, device)
-        except EvalError as err:
-            if not auto:
-                raise
-            skipped["probe"] = str(err)
-    if "interp" in groups:
-        phi, space = _interp_features(clf, vgg, device)
-        grid = None if save_samples is None else Path(save_samples) / "interpolations.png"
-        result.update(interpolation_smoothness(model, dataset, phi, interp_pairs, interp_steps, seed, device,
-                                               progress, grid), interp_feature_space=space)
-        if result["interp_mean"] is None:
-            skipped["interp"] = (f"all {interp_pairs} interpolations have identical endpoints in {space} space "
-                                 "(the generator ignores z_T), so smoothness is undefined")
+            result.update(probe_accuracy(lambda x: model.encoder(x.to(device)), resolution=res, channels=channels))
+            from .data import digits_split_indices
+
+            result["probe"] = {"n_train": len(digits_split_indices("train")),
+                               "n_test": len(digits_split_indices("test")),
+                               "split": "fitted on the digits training split, scored on the held-out split"}
+        elif "probe" in groups:
+            try:
+                result["probe_accuracy"], result["probe"] = linear_probe(model, dataset, dataset_labels(dataset),
+                                                                         probe_max, real_bs, device)
+            except EvalError as err:
+                if not auto:
+                    raise
+                skipped["probe"] = str(err)
+        if "interp" in groups:
+            phi, space = _interp_features(clf, vgg, device)
+            grid = None if save_samples is None else Path(save_samples) / "interpolations.png"
+            result.update(interpolation_smoothness(model, dataset, phi, interp_pairs, interp_steps, seed, device,
+                                                   progress, grid), interp_feature_space=space)
+            if result["interp_mean"] is None:
+                skipped["interp"] = (f"all {interp_pairs} interpolations have identical endpoints in {space} space "
+                                     "(the generator ignores z_T), so smoothness is undefined")
 
     result["skipped"] = skipped
     result["meta"] = {
-        "checkpoint": str(checkpoint), "preset": cfg.preset, "data": data, "n": n, "n_real": int(len(real_idx)),
-        "seed": seed, "image_seeds": f"seed * {SEED_STRIDE} + i", "fid_ref": None if fid_ref is None else str(fid_ref),
-        "metrics": groups, "k": k, "device": str(device), "seconds": round(time.time() - t0, 1),
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "preset": None if model is None else model.config.preset,
+        "images": None if images is None else str(images), "images2": None if images2 is None else str(images2),
+        "backend": None if engine is None else engine.backend, "processes": world, "data": data, "n": n,
+        "n_real": int(len(real_idx)), "resolution": res, "seed": seed if model is not None else None,
+        "image_seeds": f"seed * {SEED_STRIDE} + i" if model is not None else None,
+        "fid_ref": None if fid_ref is None else str(fid_ref), "metrics": groups, "k": k, "device": str(device),
+        "seconds": round(time.time() - t0, 1),
         "feature_nets": {name: {"path": str(net.path), "sha256": net.sha256} for name, net in nets.items()},
     }
     return result
 
 
-def _png_writer(folder: Path, seed: int) -> Callable[[int, np.ndarray], None]:
-    """Saves batch images as FOLDER/{per-image seed:06d}.png (lossless), the names of pdgan-generate."""
-    from pdgan_infer.generate import png_name
+def _without_model(groups: list[str], auto: bool, has_images: bool, save_ref: bool) -> list[str]:
+    """The groups that run without a MODEL: fid, is, pr on --images; none for --save-ref alone."""
+    no_model = [g for g in groups if g in MODEL_GROUPS]
+    if no_model and not auto:
+        raise EvalError(f"{', '.join(no_model)} need a MODEL (its generator and encoder); --images is scored with "
+                        "fid, is and pr")
+    if has_images:
+        return [g for g in groups if g not in MODEL_GROUPS]
+    if not save_ref:
+        raise EvalError("nothing to evaluate: give a MODEL to sample, --images DIR|NPZ to score, or --data SPEC "
+                        "--save-ref X.npz to write reference statistics")
+    if groups and not auto:
+        raise EvalError("--save-ref without a MODEL or --images writes statistics only; leave out --metrics")
+    return []
 
+
+def _data_resolution(data: str) -> int:
+    """The resolution --data is read at without a MODEL or images: 32 for the digits (pdgan's digits
+    preset) and CIFAR-10, the shorter side of the first image of an image folder."""
+    from .data import _find_cifar_dir, _list_images, _open_image
+
+    path = Path(data).expanduser()
+    if data == "digits" or not path.is_dir() or _find_cifar_dir(path) is not None:
+        return 32  # (a path that is no data set: build_dataset says so)
+    files = _list_images(path)
+    return min(_open_image(str(files[0]), header_only=True)) if files else 32
+
+
+def _png_writer(folder: Path) -> Callable[[list[int], np.ndarray], None]:
+    """Saves a batch's images as FOLDER/{per-image seed:06d}.png (lossless), the names of pdgan-generate."""
     folder.mkdir(parents=True, exist_ok=True)
 
-    def write(start: int, images: np.ndarray) -> None:
-        for s, img in zip(image_seeds(seed, start, len(images)), images):
+    def write(seeds: list[int], images: np.ndarray) -> None:
+        for s, img in zip(seeds, images):
             save_png(img, folder / png_name(s))
 
     return write
@@ -392,32 +479,6 @@ def _check_seed(seed: int, n: int) -> None:
         check_seed_block(seed, n)
     except (TypeError, ValueError) as e:
         raise EvalError(str(e)) from None
-
-
-def load_ref(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """{"mu", "sigma"} of a reference statistics .npz (EDM's `fid.py ref`, pytorch-fid's --save-stats)."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if not {"mu", "sigma"} <= set(f.files):
-                raise EvalError(f"{path} has arrays {sorted(f.files)}, not 'mu' and 'sigma' (FID reference statistics)")
-            mu, sigma = f["mu"].astype(np.float64), f["sigma"].astype(np.float64)
-    except FileNotFoundError:
-        raise EvalError(f"--fid-ref {path} not found") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise EvalError(f"--fid-ref {path} is not a readable .npz ({type(err).__name__}: {err})") from None
-    if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)) or not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
-        raise EvalError(f"{path}: expected mu (D,) and sigma (D, D) with finite values, got {mu.shape} and "
-                        f"{sigma.shape}")
-    return {"mu": mu, "sigma": sigma}
-
-
-def write_ref(path: str | os.PathLike, mu: np.ndarray, sigma: np.ndarray) -> Path:
-    """Write reference statistics as an .npz with `mu` and `sigma` (atomic), as EDM and pytorch-fid do."""
-    path = Path(path)
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez(tmp, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64))
-    return path
 
 
 def digits_scores(fake_feats: np.ndarray, fake_probs: np.ndarray, real_feats: np.ndarray) -> dict[str, Any]:

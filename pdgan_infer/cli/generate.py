@@ -19,9 +19,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "(save_pretrained / pdgan-train --out) or a Hugging Face Hub id org/repo")
     p.add_argument("--seeds", type=seed_list, default=seed_list("0-63"), metavar="SPEC",
                    help="seeds, e.g. 0-49999 or 0-9,20,30-39 (ranges inclusive; default 0-63)")
-    p.add_argument("--outdir", required=True, help="the folder to write into (created; existing images are kept)")
+    p.add_argument("--outdir", required=True, help="the folder to write into (created; images already there "
+                   "from the same model, dtype and backend are kept: it records them in pdgan-generate.json)")
+    p.add_argument("--overwrite", action="store_true", help="write into a folder made by another model, dtype, "
+                   "backend or layout, or by another tool: first delete the files pdgan-generate names there "
+                   "(NNNNNN.png, NNNNNN/NNNNNN.png, images.npz)")
+    p.add_argument("--subdirs", action="store_true", help="one subfolder per 1000 seeds, as EDM: "
+                   "000000/000000.png ... 001000/001000.png")
     p.add_argument("--format", choices=FORMATS, default="png", help="one PNG per seed, or one images.npz "
-                   "(default %(default)s)")
+                   "(default %(default)s; npz: keys images and arr_0, the same array, and seeds)")
     p.add_argument("--batch-size", type=positive_int, help="images per sampler call (default: the Engine's for "
                    "the device; the images do not depend on it)")
     p.add_argument("--backend", default="auto", help="Engine backend: auto, torch, optimized, native, ... "
@@ -43,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
     check_outputs({"--outdir": args.outdir}, model_files(args.model), folders={"--outdir"})
     generate_to_folder(args.model, args.seeds, args.outdir, args.format, batch_size=args.batch_size,
                        backend=args.backend, dtype=args.dtype, device=args.device, revision=args.revision,
-                       progress=not args.quiet)
+                       progress=not args.quiet, subdirs=args.subdirs, overwrite=args.overwrite)
     return 0
 
 

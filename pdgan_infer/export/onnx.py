@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import importlib.util
 import json
 import os
@@ -48,7 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import atomic_path
+from ..checkpoint import atomic_path, weights_sha256  # noqa: F401  (weights_sha256: re-exported)
 from ..errors import PDGANError
 from ..networks import PDGAN
 from ..networks.layers import AdaGNAct
@@ -93,16 +92,6 @@ def dtype_name(dtype: torch.dtype | str) -> str:
     if name not in DTYPES:
         raise ValueError(f"the exported graphs run in float32 or float16, got {dtype!r}")
     return name
-
-
-def weights_sha256(module: nn.Module) -> str:
-    """sha256 over a module's state dict (names, dtypes, shapes, bytes), in key order."""
-    h = hashlib.sha256()
-    for name, value in sorted(module.state_dict().items()):
-        t = value.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)};".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 # --- the exported modules --------------------------------------------------------------------

@@ -21,29 +21,48 @@ from pdgan_infer.device import resolve_device
 
 from .. import feature_nets
 from ..eval import FID_N, METRIC_GROUPS, EvalError, evaluate, parse_metrics
+from ..references import is_url
 
 log = logging.getLogger("pdgan")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="pdgan-eval", description="FID / IS / precision-recall, digits metrics, "
-                       "linear probe and interpolation smoothness of a pdgan model.")
-    p.add_argument("checkpoint", metavar="MODEL", help="a bundled model name, a checkpoint file, a model folder or "
-                   "a Hub id org/repo")
-    p.add_argument("--data", help="'digits', a CIFAR-10 batches directory or an image folder (the training set; "
-                   "only --fid-ref with --metrics fid,is runs without it)")
-    p.add_argument("--n", type=_positive, default=FID_N,
-                   help="samples to generate (default %(default)s, as published FIDs; fewer prints a warning)")
+                       "linear probe and interpolation smoothness of a pdgan model; FID / IS / precision-recall "
+                       "of any folder or .npz of images (--images); reference statistics of a data set "
+                       "(--data D --save-ref X.npz). Runs under torchrun too.",
+                       epilog="examples: pdgan-eval digits --data digits --n 10000 | "
+                       "pdgan-eval --images samples/ --fid-ref https://host/cifar10-32x32.npz#sha256=HEX | "
+                       "pdgan-eval --images a.npz --images2 b/ --metrics fid | "
+                       "pdgan-eval --data cifar-10-batches-py --save-ref cifar10.npz")
+    p.add_argument("checkpoint", metavar="MODEL", nargs="?", help="a bundled model name, a checkpoint file, a "
+                   "model folder or a Hub id org/repo, sampled through the Engine (not with --images)")
+    p.add_argument("--data", help="'digits', a CIFAR-10 batches directory or an image folder: the training set "
+                   "(without it: fid against --fid-ref or --images2, is, and pr against --images2)")
+    p.add_argument("--images", metavar="DIR|NPZ", help="score these images instead of a MODEL's: a folder (PNG, "
+                   "JPEG, ...; recursively, sorted by path, not resized) or an .npz with 'images' or ADM's 'arr_0' "
+                   "(N, H, W, C) uint8; metrics fid, is, pr")
+    p.add_argument("--images2", metavar="DIR|NPZ", help="the reference set of fid and pr, instead of --data")
+    p.add_argument("--n", type=_positive,
+                   help=f"samples to generate (default {FID_N}, as published FIDs; fewer prints a warning), or with "
+                   "--images the first N images (default: all)")
     p.add_argument("--metrics", default="auto", help=f"'auto', 'none' or a comma list of {','.join(METRIC_GROUPS)} "
                    "(default %(default)s: every group that applies and whose networks are present)")
-    p.add_argument("--batch-size", type=_positive, default=64, help="images per batch (default %(default)s)")
+    p.add_argument("--batch-size", type=_positive, help="images per batch (default: the Engine's for the device "
+                   "when sampling, else 64; the images do not depend on it)")
+    p.add_argument("--backend", default="auto", help="Engine backend that samples: auto, torch, optimized, native, "
+                   "... (default %(default)s)")
+    p.add_argument("--resolution", type=_positive, help="the resolution --data is read at without a MODEL (default: "
+                   "--images' height, else 32 for digits and CIFAR-10, an image folder's first image)")
     p.add_argument("--seed", type=block_seed, default=0, help="image i uses the per-image seed SEED * 65536 + i, as "
                    "Engine.generate(n, seed) (default %(default)s: the images of pdgan-generate --seeds 0-(N-1))")
     p.add_argument("--n-real", type=int_range(2), help="real images for the statistics (default: the whole dataset)")
     p.add_argument("--save-samples", metavar="DIR", help="write every sample as DIR/{per-image seed:06d}.png")
-    p.add_argument("--fid-ref", metavar="NPZ", help="FID against these statistics (mu, sigma; EDM's fid.py ref or "
-                   "pytorch-fid --save-stats files) instead of --data's")
-    p.add_argument("--save-ref", metavar="NPZ", help="write --data's Inception statistics (mu, sigma) to NPZ")
+    p.add_argument("--fid-ref", metavar="NPZ|URL", help="FID against these statistics (mu, sigma; EDM's fid.py ref or "
+                   "pytorch-fid --save-stats files) instead of --data's; a URL (http, https, file) is downloaded "
+                   "once into the cache, checked when given as URL#sha256=<64 hex digits>")
+    p.add_argument("--save-ref", metavar="NPZ", help="write --data's Inception statistics (mu, sigma, and n, "
+                   "detector_sha256, data) to NPZ; needs no MODEL")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ... "
                    "(default %(default)s)")
@@ -75,15 +94,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)  # the device and every output are checked before the evaluation
+    fid_ref = None if is_url(args.fid_ref) else args.fid_ref
     check_outputs({"--json": args.json, "--save-ref": args.save_ref, "--save-samples": args.save_samples},
-                  [*model_files(args.checkpoint), args.fid_ref, args.inception, args.vgg16], folders={"--save-samples"})
-    result = evaluate(args.checkpoint, args.data, args.n, args.metrics, batch_size=args.batch_size,
+                  [*model_files(args.checkpoint), fid_ref, args.images, args.images2, args.inception, args.vgg16],
+                  folders={"--save-samples"})
+    result = evaluate(args.checkpoint, args.data, args.n, args.metrics, images=args.images, images2=args.images2,
+                      backend=args.backend, resolution=args.resolution, batch_size=args.batch_size,
                       seed=args.seed, n_real=args.n_real, save_samples=args.save_samples, device=device,
                       inception=args.inception, vgg16=args.vgg16, download=args.download_nets,
                       verify_nets=not args.no_verify_nets, use_cache=not args.no_cache, k=args.k,
                       probe_max=args.probe_max, interp_pairs=args.interp_pairs,
                       interp_steps=args.interp_steps, progress=not args.quiet, fid_ref=args.fid_ref,
                       save_ref=args.save_ref)
+    if result is None:  # a torchrun process other than rank 0: rank 0 reports
+        return 0
     for name, value in result.items():
         if name not in ("meta", "skipped", "probe") and value is not None:
             print(f"{name:20s} {value:.4f}" if isinstance(value, float) else f"{name:20s} {value}")

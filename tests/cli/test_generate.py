@@ -1,7 +1,10 @@
 """pdgan-generate: one PNG per seed (EDM's convention), decoded with Pillow and compared with
-`Engine.generate(seeds=...)`; seed lists, resuming, npz, torchrun with two gloo ranks, CLI conventions."""
+`Engine.generate(seeds=...)`; seed lists, resuming, the folder manifest (refused resumes, --overwrite),
+--subdirs, npz (with ADM's arr_0), torchrun with two gloo ranks, CLI conventions."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -11,9 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pdgan_infer import __version__
+from pdgan_infer import PDGAN, __version__, save_checkpoint
 from pdgan_infer.cli.generate import main
 from pdgan_infer.engine import Engine
+from pdgan_infer.generate import MANIFEST
 from pdgan_infer.seeds import parse_seeds
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -45,14 +49,14 @@ def test_parse_seeds():
 
 def test_writes_the_images_of_engine_generate(digits, tmp_path):
     assert main(["digits", "--seeds", "0-15", "--outdir", str(tmp_path), "-q", "--device", "cpu"]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{s:06d}.png" for s in range(16)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{s:06d}.png" for s in range(16)] + [MANIFEST]
     np.testing.assert_array_equal(read_pngs(tmp_path, range(16)), digits.generate(seeds=range(16)))
 
 
 def test_seed_lists_and_resume(digits, tmp_path):
     spec, seeds = "3-5,40,7", [3, 4, 5, 40, 7]
     assert main(["digits", "--seeds", spec, "--outdir", str(tmp_path), "-q", "--batch-size", "2"]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{s:06d}.png" for s in seeds)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{s:06d}.png" for s in seeds) + [MANIFEST]
     want = digits.generate(seeds=seeds, batch_size=2)
     np.testing.assert_array_equal(read_pngs(tmp_path, seeds), want)
     # resume: a file that is there is kept as is (even if it is not the image), a missing one is made again
@@ -67,9 +71,86 @@ def test_seed_lists_and_resume(digits, tmp_path):
 def test_npz(digits, tmp_path):
     assert main(["digits", "--seeds", "9,2-3", "--outdir", str(tmp_path), "--format", "npz", "-q"]) == 0
     with np.load(tmp_path / "images.npz", allow_pickle=False) as f:
-        assert f["seeds"].tolist() == [9, 2, 3]
+        assert sorted(f.files) == ["arr_0", "images", "seeds"] and f["seeds"].tolist() == [9, 2, 3]
         np.testing.assert_array_equal(f["images"], digits.generate(seeds=[9, 2, 3]))
-    assert [p.name for p in tmp_path.iterdir()] == ["images.npz"]
+        np.testing.assert_array_equal(f["arr_0"], f["images"])  # the ADM / DiT evaluator's key
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images.npz", MANIFEST]
+
+
+@pytest.fixture(scope="module")
+def other_model(tmp_path_factory) -> Path:
+    """A second digits-sized model (random weights): not the bundled one."""
+    import torch
+
+    torch.manual_seed(1)
+    model = PDGAN("digits")
+    with torch.no_grad():
+        for p in model.generator.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    path = tmp_path_factory.mktemp("other") / "other"
+    save_checkpoint(model, path)
+    return path.with_suffix(".safetensors")
+
+
+def state_sha256(engine: Engine) -> str:
+    """sha256 over name, dtype, shape and bytes of every tensor of the state dict, in name order."""
+    h = hashlib.sha256()
+    for name, value in sorted(engine.model.state_dict().items()):
+        t = value.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)};".encode() + t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_manifest_records_what_wrote_the_folder(digits, tmp_path):
+    assert main(["digits", "--seeds", "0-1", "--outdir", str(tmp_path), "-q", "--backend", "torch"]) == 0
+    m = json.loads((tmp_path / MANIFEST).read_text())
+    assert m["weights_sha256"] == state_sha256(digits)
+    assert m["config"] == json.loads(json.dumps(digits.config.to_dict()))
+    assert (m["backend"], m["dtype"], m["version"], m["model"], m["subdirs"]) == ("torch", "float32", __version__,
+                                                                                 "digits", False)
+    assert "seed" in m["seed_rule"] and m["image_shape"] == [32, 32, 3]
+
+
+def test_resume_refuses_another_model_backend_or_layout(digits, other_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["digits", "--seeds", "0-3", "--outdir", str(out), "-q", "--backend", "torch"]) == 0
+    before = read_pngs(out, range(4))
+    for extra, names in (([str(other_model)], ("model (weights sha256)", state_sha256(digits)[:12])),
+                         (["digits", "--backend", "native"], ("backend", "'torch' there, 'native' now")),
+                         (["digits", "--backend", "torch", "--subdirs"], ("layout (--subdirs)", "False there"))):
+        assert main([*extra, "--seeds", "0-5", "--outdir", str(out), "-q"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--overwrite" in err and all(n in err for n in names), err
+    assert sorted(p.name for p in out.iterdir()) == [f"{s:06d}.png" for s in range(4)] + [MANIFEST]
+    np.testing.assert_array_equal(read_pngs(out, range(4)), before)  # nothing was touched
+    # --overwrite replaces: seeds 0-1 of the other model only, the first model's 2 and 3 are gone
+    (out / "notes.txt").write_text("mine")
+    assert main([str(other_model), "--seeds", "0-1", "--outdir", str(out), "-q", "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["000000.png", "000001.png", "notes.txt", MANIFEST]
+    other = Engine.from_pretrained(other_model, device="cpu")
+    np.testing.assert_array_equal(read_pngs(out, range(2)), other.generate(seeds=range(2)))
+    assert json.loads((out / MANIFEST).read_text())["weights_sha256"] == state_sha256(other)
+    assert main([str(other_model), "--seeds", "0-2", "--outdir", str(out), "-q"]) == 0  # now it resumes
+
+
+def test_folder_of_foreign_images_is_refused(tmp_path, capsys):
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "cat.png")
+    assert main(["digits", "--seeds", "0", "--outdir", str(tmp_path), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "1 image file(s) (e.g. cat.png) but no pdgan-generate.json" in err and "--overwrite" in err
+    assert main(["digits", "--seeds", "0", "--outdir", str(tmp_path), "-q", "--overwrite"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["000000.png", "cat.png", MANIFEST]  # not its file
+
+
+def test_subdirs_as_edm(digits, tmp_path):
+    seeds = [5, 999, 1000, 2047]
+    assert main(["digits", "--seeds", "5,999-1000,2047", "--outdir", str(tmp_path), "-q", "--subdirs"]) == 0
+    got = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png"))
+    assert got == ["000000/000005.png", "000000/000999.png", "001000/001000.png", "002000/002047.png"]
+    want = digits.generate(seeds=seeds)
+    for (name, img) in zip(got, want):
+        with Image.open(tmp_path / name) as im:
+            np.testing.assert_array_equal(np.asarray(im), img)
 
 
 def test_torchrun_two_ranks_write_the_same_files(digits, tmp_path):

@@ -3,6 +3,7 @@ Inception/VGG16 networks (same call conventions, tiny weights), the error paths,
 (step ratios, digits scores, batch-size independence of the samples)."""
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 
@@ -117,17 +118,6 @@ def test_evaluate_end_to_end_returns_every_key(files, tmp_path, small_nets):
     assert again["fid"] == out["fid"] and again["precision"] == out["precision"]
 
 
-def test_samples_do_not_depend_on_batch_size(files):
-    from pdgan_infer import load_checkpoint
-
-    model = load_checkpoint(files / "ckpt")
-    a = np.concatenate(list(ev.generate_batches(model, 3, 7, 3, torch.device("cpu"), False)))
-    b = np.concatenate(list(ev.generate_batches(model, 3, 7, 2, torch.device("cpu"), False)))
-    assert a.shape == (3, 32, 32, 3) and a.dtype == np.uint8
-    diff = np.abs(a.astype(int) - b.astype(int))  # up to a rare 1-level flip (convolution order by batch shape)
-    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
-
-
 def test_missing_latent_denoiser_is_a_clear_error(files):
     with pytest.raises(ev.EvalError, match="no latent denoiser"):
         ev.evaluate(files / "nolatent", "digits", n=4, metrics="digits", **SMALL)
@@ -184,21 +174,23 @@ def test_cli_writes_json(files, tmp_path, monkeypatch, capsys, small_nets):
         eval_cli.main(["--version"])
     assert e.value.code == 0 and "pdgan-eval (pdgan)" in capsys.readouterr().out
     defaults = eval_cli.build_parser().parse_args(["digits"])
-    assert defaults.n == 50_000 and defaults.device == "auto" and defaults.data is None
+    assert defaults.n is None and defaults.device == "auto" and defaults.data is None and defaults.images is None
 
 
 def test_samples_are_engine_generate_images(files, tmp_path):
-    """--save-samples with seed s writes Engine.generate(n, seed=s)'s images under pdgan-generate's names."""
+    """--save-samples with seed s writes Engine.generate(n, seed=s)'s images under pdgan-generate's names
+    (sampled by the Engine, with the backend asked for)."""
     from PIL import Image
 
     from pdgan_infer.engine import Engine
 
-    ev.evaluate(files / "ckpt", "digits", n=3, metrics="probe", seed=2, save_samples=tmp_path / "s", **SMALL)
-    want = Engine.from_pretrained(files / "ckpt", backend="torch", device="cpu").generate(3, seed=2)
+    out = ev.evaluate(files / "ckpt", "digits", n=3, metrics="probe", seed=2, save_samples=tmp_path / "s",
+                      backend="torch", **{**SMALL, "batch_size": 2})
+    assert out["meta"]["backend"] == "torch"
+    want = Engine.from_pretrained(files / "ckpt", backend="torch", device="cpu").generate(3, seed=2, batch_size=2)
     for i in range(3):
         with Image.open(tmp_path / "s" / f"{2 * 65536 + i:06d}.png") as im:
-            diff = np.abs(np.asarray(im).astype(int) - want[i].astype(int))
-        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+            np.testing.assert_array_equal(np.asarray(im), want[i])
 
 
 def test_fid_reference_statistics(files, tmp_path, small_nets, caplog):
@@ -213,8 +205,10 @@ def test_fid_reference_statistics(files, tmp_path, small_nets, caplog):
     with caplog.at_level(logging.WARNING, logger="pdgan"):
         out = ev.evaluate(files / "ckpt", "digits", n=4, metrics="fid", save_ref=ref, **kwargs)
     assert "biased" in caplog.text and "50,000" in caplog.text  # fewer than 50k samples: a warning
-    with np.load(ref, allow_pickle=False) as f:
-        assert sorted(f.files) == ["mu", "sigma"]
+    with np.load(ref, allow_pickle=False) as f:  # mu, sigma and what they depend on (extra keys readers ignore)
+        assert sorted(f.files) == ["data", "detector_sha256", "mu", "n", "sigma"]
+        assert (f["n"].item(), f["data"].item()) == (60, "digits")
+        assert f["detector_sha256"].item() == hashlib.sha256((files / "inception.pt").read_bytes()).hexdigest()
         mu, sigma = f["mu"], f["sigma"]
     inc = feature_nets.load_inception(files / "inception.pt", None, False, False, torch.device("cpu"), False)
     from pdgan_train.data import build_dataset
@@ -224,9 +218,9 @@ def test_fid_reference_statistics(files, tmp_path, small_nets, caplog):
     feats = np.concatenate([inc.features(real[i:i + 30].permute(0, 2, 3, 1).numpy()) for i in (0, 30)])
     np.testing.assert_allclose(mu, feats.astype(np.float64).mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(sigma, np.cov(feats.astype(np.float64), rowvar=False), rtol=1e-4, atol=1e-7)
-    ref2 = tmp_path / "cli-ref.npz"  # the CLI, statistics only (--metrics none: no samples are made)
-    assert eval_cli.main([str(files / "ckpt"), "--data", "digits", "--metrics", "none", "--save-ref", str(ref2),
-                    "--n-real", "60", "--inception", str(files / "inception.pt"), "--no-verify-nets", "-q"]) == 0
+    ref2 = tmp_path / "cli-ref.npz"  # the CLI, statistics only: no MODEL, no samples
+    assert eval_cli.main(["--data", "digits", "--save-ref", str(ref2), "--n-real", "60", "--inception",
+                          str(files / "inception.pt"), "--no-verify-nets", "-q"]) == 0
     with np.load(ref2, allow_pickle=False) as f:
         np.testing.assert_array_equal(f["mu"], mu)
     again = ev.evaluate(files / "ckpt", None, n=4, metrics="fid", fid_ref=ref, **kwargs)
@@ -241,12 +235,15 @@ def test_fid_reference_statistics(files, tmp_path, small_nets, caplog):
     for path, msg in ((tmp_path / "bad.npz", "not 'mu' and 'sigma'"), (tmp_path / "none.npz", "not found")):
         with pytest.raises(ev.EvalError, match=msg):
             ev.evaluate(files / "ckpt", None, n=4, metrics="fid", fid_ref=path, **kwargs)
+    np.savez(tmp_path / "other-net.npz", mu=mu, sigma=sigma, detector_sha256="0" * 64)
+    with pytest.raises(ev.EvalError, match="made with the Inception file of sha256 000000000000"):
+        ev.evaluate(files / "ckpt", None, n=4, metrics="fid", fid_ref=tmp_path / "other-net.npz", **kwargs)
     np.savez(tmp_path / "wide.npz", mu=np.zeros(8), sigma=np.eye(8))
     with pytest.raises(ev.EvalError, match="another network"):
         ev.evaluate(files / "ckpt", None, n=4, metrics="fid", fid_ref=tmp_path / "wide.npz", **kwargs)
     with pytest.raises(ev.EvalError, match="need --data"):
         ev.evaluate(files / "ckpt", None, n=4, metrics="fid,digits", fid_ref=ref, **kwargs)
-    with pytest.raises(ev.EvalError, match="--data SPEC is required"):
+    with pytest.raises(ev.EvalError, match="fid need --data SPEC"):
         ev.evaluate(files / "ckpt", None, n=4, metrics="fid", **kwargs)
 
 
@@ -277,3 +274,93 @@ def test_digits_scores():
     assert s["class_coverage"] == pytest.approx(0.2) and s["confident_fraction"] == pytest.approx(0.5)
     assert s["mean_confidence"] == pytest.approx((3 * 0.9 + 3 * 0.1) / 6)
     assert abs(s["digits_fid"]) < 1e-6
+
+
+def _cli_json(argv: list[str], path) -> dict:
+    assert eval_cli.main([*argv, "--json", str(path), "-q"]) == 0
+    return json.loads(path.read_text())
+
+
+def test_images_folder_scores_as_sampling_inside(files, tmp_path, monkeypatch, small_nets):
+    """pdgan-eval --images on pdgan-generate's folder (and its images.npz, and an ADM-style arr_0 file)
+    gives the FID and IS that pdgan-eval gets sampling the same seeds itself."""
+    from pdgan_infer.cli.generate import main as generate_main
+
+    monkeypatch.setenv(feature_nets.INCEPTION.env, str(files / "inception.pt"))
+    ckpt, gen = str(files / "ckpt"), tmp_path / "gen"
+    common = ["--data", "digits", "--n-real", "60", "--metrics", "fid,is", "--no-verify-nets", "--batch-size", "2"]
+    sampled = _cli_json([ckpt, "--n", "4", "--backend", "torch", *common], tmp_path / "a.json")
+    assert sampled["meta"]["backend"] == "torch" and sampled["meta"]["images"] is None
+    for fmt in ("png", "npz"):
+        assert generate_main([ckpt, "--seeds", "0-3", "--outdir", str(gen), "--backend", "torch", "--batch-size",
+                              "2", "--format", fmt, "-q"]) == 0
+    folder = _cli_json(["--images", str(gen), *common], tmp_path / "b.json")
+    npz = _cli_json(["--images", str(gen / "images.npz"), *common], tmp_path / "c.json")
+    with np.load(gen / "images.npz") as f:
+        np.savez(tmp_path / "adm.npz", arr_0=f["arr_0"])  # the ADM evaluator's sample batch: arr_0 only
+    adm = _cli_json(["--images", str(tmp_path / "adm.npz"), *common], tmp_path / "d.json")
+    for got in (folder, npz, adm):
+        assert (got["fid"], got["is_mean"], got["is_std"]) == (sampled["fid"], sampled["is_mean"], sampled["is_std"])
+        assert got["meta"]["n"] == 4 and got["meta"]["checkpoint"] is None
+    assert folder["meta"]["images"] == str(gen)
+
+
+def test_images_against_images2(files, tmp_path, small_nets):
+    """--images2 is the reference set: the FID and precision/recall between the two sets' features."""
+    from pdgan_train.metrics import fid_from_features, precision_recall
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-60, 60, a.shape), 0, 255).astype(np.uint8)
+    np.savez(tmp_path / "a.npz", images=a)
+    (tmp_path / "b").mkdir()
+    from PIL import Image
+    for i, img in enumerate(b):
+        Image.fromarray(img).save(tmp_path / "b" / f"{i:03d}.png")
+    kwargs = dict(inception=files / "inception.pt", vgg16=files / "vgg16.pt", verify_nets=False, progress=False,
+                  batch_size=5)
+    out = ev.evaluate(images=tmp_path / "a.npz", images2=tmp_path / "b", metrics="fid,pr", **kwargs)
+    inc = feature_nets.load_inception(files / "inception.pt", verify=False, progress=False)
+    vgg = feature_nets.load_vgg16_ts(files / "vgg16.pt", verify=False, progress=False)
+    assert out["fid"] == pytest.approx(fid_from_features(inc.features(b), inc.features(a)), rel=1e-6, abs=1e-9)
+    half = [f.astype(np.float16).astype(np.float32) for f in (vgg.features(b), vgg.features(a))]
+    assert (out["precision"], out["recall"]) == tuple(precision_recall(*half, k=3).values())
+    assert out["meta"]["images2"] == str(tmp_path / "b") and out["meta"]["resolution"] == 16
+    same = ev.evaluate(images=tmp_path / "a.npz", images2=tmp_path / "a.npz", metrics="fid", **kwargs)
+    assert same["fid"] == pytest.approx(0, abs=1e-6)
+    with pytest.raises(ev.EvalError, match="need a MODEL"):
+        ev.evaluate(images=tmp_path / "a.npz", data="digits", metrics="fid,probe", **kwargs)
+    with pytest.raises(ev.EvalError, match="not both"):
+        ev.evaluate(files / "ckpt", images=tmp_path / "a.npz", **kwargs)
+    with pytest.raises(ev.EvalError, match="holds 12 images"):
+        ev.evaluate(images=tmp_path / "a.npz", images2=tmp_path / "b", n=13, metrics="fid", **kwargs)
+    with pytest.raises(ev.EvalError, match="nothing to evaluate"):
+        ev.evaluate(data="digits", **kwargs)
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_give_the_numbers_of_one_process(files, tmp_path):
+    """Under torchrun (2 gloo ranks) the samples are shared out as pdgan-generate does; rank 0 reports the
+    FID and IS one process computes, and --save-samples gets every image."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root),
+           feature_nets.INCEPTION.env: str(files / "inception-full.pt")}
+    args = [str(files / "ckpt"), "--data", "digits", "--n", "6", "--n-real", "60", "--metrics", "fid,is",
+            "--batch-size", "2", "--backend", "torch", "--no-verify-nets", "--device", "cpu", "-q"]
+    runs = {}
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    for name, launcher, sep in (("one", [], []), ("two", torchrun, ["--"])):  # "--": torchrun would take --n
+        cmd = [sys.executable, *launcher, "-m", "pdgan_train.cli.eval", *sep, *args, "--json",
+               str(tmp_path / f"{name}.json"), "--save-samples", str(tmp_path / name)]
+        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+        assert run.returncode == 0, run.stderr[-2000:]
+        runs[name] = json.loads((tmp_path / f"{name}.json").read_text())
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == [f"{i:06d}.png" for i in range(6)]
+    assert runs["two"]["meta"]["processes"] == 2 and runs["one"]["meta"]["processes"] == 1
+    for key in ("fid", "is_mean", "is_std"):
+        assert runs["two"][key] == runs["one"][key], key

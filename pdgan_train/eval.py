@@ -70,7 +70,6 @@ from pdgan_infer import load_checkpoint
 from pdgan_infer.deprecation import moved
 from pdgan_infer.device import resolve_device
 from pdgan_infer.distributed import gather, process_group, shard
-from pdgan_infer.errors import PDGANError
 from pdgan_infer.generate import batch_images, png_name, seed_batches
 from pdgan_infer.hub import resolve_model
 from pdgan_infer.images import make_grid, save_png
@@ -90,7 +89,7 @@ from .metrics import (
     precision_recall,
     stats_key,
 )
-from .references import load_ref, resolve_ref, write_ref
+from .references import EvalError, load_ref, resolve_ref, write_ref
 
 METRIC_GROUPS = ("fid", "is", "pr", "digits", "probe", "interp")
 GROUP_KEYS = {
@@ -106,10 +105,6 @@ MODEL_GROUPS = ("digits", "probe", "interp")  # the groups that need the model i
 log = logging.getLogger("pdgan")
 NO_LATENT = ("the checkpoint has no latent denoiser, so z_T cannot be sampled for unconditional generation; "
              "train its latent stage (pdgan-train --latent-steps N) or evaluate only --metrics probe,interp")
-
-
-class EvalError(PDGANError, ValueError):
-    """The evaluation cannot run as asked; the message says why and what to do."""
 
 
 # --- image batches: uint8 (B, H, W, 3) per "job", shared out over torchrun processes -----------------

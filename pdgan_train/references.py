@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from pdgan_infer.checkpoint import atomic_path
+from pdgan_infer.errors import PDGANError
 
 from . import _download
 from .image_sets import ImageSetError, npz_arrays
@@ -33,9 +34,11 @@ _URL = re.compile(r"(?i)(https?|file)://")
 _PIN = re.compile(r"sha256=([0-9a-fA-F]{64})")
 
 
-def _error(message: str) -> Exception:
-    from .eval import EvalError  # here, not at the top: pdgan_train.eval imports this module
+class EvalError(PDGANError, ValueError):
+    """The evaluation cannot run as asked; the message says why and what to do (pdgan_train.eval raises it too)."""
 
+
+def _error(message: str) -> Exception:
     return EvalError(message)
 
 

@@ -12,7 +12,8 @@ import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNTIME = {"pdgan-generate": "generate", "pdgan-export": "export", "pdgan-bench": "bench", "pdgan-serve": "serve"}
+RUNTIME = {"pdgan-generate": "generate", "pdgan-export": "export", "pdgan-bench": "bench", "pdgan-serve": "serve",
+           "pdgan-convert": "convert"}
 
 
 def test_the_runtime_scripts_point_at_pdgan_infer_cli():
@@ -42,7 +43,7 @@ def test_old_entry_points_resolve_to_the_new_ones():
 
 @pytest.mark.parametrize("module", ["pdgan_infer.cli.bench", "pdgan_infer.bench", "pdgan_infer.cli.generate",
                                     "pdgan_infer.generate", "pdgan_infer.cli.export", "pdgan_infer.export.cli",
-                                    "pdgan_infer.cli.serve", "pdgan_infer.serve.cli"])
+                                    "pdgan_infer.cli.serve", "pdgan_infer.serve.cli", "pdgan_infer.cli.convert"])
 def test_python_dash_m_runs_the_command(module):
     proc = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True, timeout=120,
                           check=False)

@@ -16,6 +16,7 @@ import logging
 
 from .._cli import ArgumentParser, add_common_arguments, check_outputs, run_cli
 from ..config import DDGAN_PRESETS
+from ..convert import DDGAN_CHECKPOINTS, convert_ddgan
 
 log = logging.getLogger("pdgan")
 
@@ -26,7 +27,9 @@ def parser() -> argparse.ArgumentParser:
     add_common_arguments(p, verbosity=False)
     sub = p.add_subparsers(dest="source", required=True, metavar="SOURCE", parser_class=ArgumentParser)
     d = sub.add_parser("ddgan", help="Denoising Diffusion GAN's generator (netG_EPOCH.pth)",
-                       description="Convert DDGAN's netG_EPOCH.pth into a pdgan model folder.")
+                       description="Convert DDGAN's netG_EPOCH.pth into a pdgan model folder. DDGAN's released "
+                                   "checkpoints (CIFAR-10 netG_1200.pth, CelebA-HQ 256 netG_550.pth): "
+                                   f"{DDGAN_CHECKPOINTS}")
     d.add_argument("weights", metavar="NETG.pth", help="DDGAN's generator state dict (netG_EPOCH.pth)")
     d.add_argument("--config", required=True, choices=sorted(DDGAN_PRESETS),
                    help="the DDGAN training config of the weights (its README: cifar10 T=4, celebahq256 T=2, "
@@ -42,8 +45,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..convert import convert_ddgan
-
     check_outputs({"--out": args.out}, [args.weights], folders=["--out"])
     folder = convert_ddgan(args.weights, args.config, args.out)
     log.info(f"converted DDGAN {args.config} {args.weights} -> {folder} (load it with Engine.from_pretrained or "

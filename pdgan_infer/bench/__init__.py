@@ -1,4 +1,4 @@
-"""pdgan-bench: the 2-NFE sampler on every available backend, side by side in one process.
+"""pdgan-bench: the T-step sampler (2 NFE for PDGAN presets) on every available backend, side by side in one process.
 
     pdgan-bench --preset cifar10 --n 100                          # all backends available here
     pdgan-bench --preset digits --n 20 --backends torch,onnxruntime --json out.json --png out.png

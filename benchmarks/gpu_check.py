@@ -16,7 +16,8 @@ a failing, timed-out or skipped step is recorded and the next one runs):
     engine      cifar10 and celebahq256 at 100 images, torch / optimized / native / triton x float32 / bfloat16:
                 images against torch float32 with TF32 off, replay determinism, GPU time of the 2-NFE chain +
                 latent sampler + noise (p10 / p50 / p90) against the goals, generate() end to end, each row's own
-                peak memory; torch float32 timed again at the end (drift)
+                peak memory; then DDGAN's generators (ddgan-cifar10 4 NFE, ddgan-celebahq256 2 NFE: torch float32,
+                native bf16 / float32) against DDGAN's published 0.21 s / 1.73 s; torch float32 timed again (drift)
     crosscheck  8 cifar10 images of the same seeds from the CPU (torch backend) and the GPU (torch, optimized;
                 float32, TF32 off): the max difference in uint8 levels (goal <= 1)
     kernels     fused AdaGN (native, Triton) at the shapes that matter, bf16 / fp32 channels_last timed against

@@ -18,9 +18,13 @@ from gpu_timing import bench, check, skip, timing_fields
 # first (the reference of the preset); bf16 rows before float32 rows.
 BACKENDS = [("torch", "float32"), ("optimized", "bfloat16"), ("native", "bfloat16"), ("triton", "bfloat16"),
             ("torch", "bfloat16"), ("optimized", "float32"), ("native", "float32"), ("triton", "float32")]
-ENGINE_RUNS = {"cifar10": (100, BACKENDS), "celebahq256": (100, BACKENDS)}
+# DDGAN's generators (pdgan-convert ddgan; random weights, no latent sampler) last: the reference and the fastest rows
+DDGAN_BACKENDS = [("torch", "float32"), ("native", "bfloat16"), ("native", "float32")]
+ENGINE_RUNS = {"cifar10": (100, BACKENDS), "celebahq256": (100, BACKENDS), "ddgan-cifar10": (100, DDGAN_BACKENDS),
+               "ddgan-celebahq256": (100, DDGAN_BACKENDS)}
 QUICK_ENGINE_RUNS = {"digits": (4, [("torch", "float32"), ("optimized", "float32"), ("native", "float32")])}
-GOALS_MS = {"cifar10": 8.0, "celebahq256": 60.0}  # 100 images, 2 NFE + latent sampler + noise
+# 100 images, 2 NFE + latent sampler + noise; ddgan-*: 4 / 2 NFE + noise against DDGAN's published 0.21 s / 1.73 s
+GOALS_MS = {"cifar10": 8.0, "celebahq256": 60.0, "ddgan-cifar10": 210.0, "ddgan-celebahq256": 1730.0}
 ROW_TIME_S = 1.5  # timed calls per measurement: about this many seconds, at least 3 calls
 CROSSCHECK_SEEDS = list(range(1000, 1008))
 CROSSCHECK_GOAL = 1  # uint8 levels between a seed's CPU image and its GPU image (float32)

@@ -30,6 +30,8 @@ MACHINES = {
     "xeon-amx": "the project's 2-core Intel(R) Xeon(R) Processor VM (AVX-512, avx512_bf16, AMX), torch 2.13 CPU",
     "xeon-no-amx-emulated": "the same Xeon with oneDNN capped at AVX512_CORE_BF16 (ONEDNN_MAX_CPU_ISA): the "
                             "kernels of a CPU without AMX, not its speeds",
+    "zen4": "a 2-core AMD EPYC Zen 4 VM (cpu family 25, model 17: AVX-512, avx512_bf16, no AMX), torch 2.13 CPU, "
+            "shared with other jobs (see each run's load average)",
     "h100": "one NVIDIA H100 (sm_90)",
     "h200": "one NVIDIA H200 (sm_90)",
 }
@@ -71,6 +73,12 @@ WHAT = {
         "the same per digits layer (all below 128 channels: Winograd slower, so not used)",
     "2026-11-30-xeon-no-amx-emulated-cpu-bench-cifar10.json":
         "the current CPU table without AMX (emulated): the same command as the AMX run, right after it",
+    "2026-12-06-zen4-cpu-bench-ddgan-cifar10.json":
+        "pdgan-bench ddgan-cifar10 (DDGAN's CIFAR-10 generator, 4 NFE, random weights), 10 images, torch and native "
+        "fp32, on a loaded machine (load average ~10)",
+    "2026-12-06-zen4-cpu-bench-ddgan-celebahq256.json":
+        "pdgan-bench ddgan-celebahq256 (DDGAN's CelebA-HQ 256 generator, 2 NFE, random weights), 2 images, torch "
+        "and native fp32, on a loaded machine (load average ~10)",
 }
 
 # The documents whose quotes the index lists (scripts and tests that name a file are not counted).

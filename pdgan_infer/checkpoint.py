@@ -235,7 +235,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 # --- writing ---------------------------------------------------------------------------------------
 def save_checkpoint(model: PDGAN, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
-    """Write `model` (generator, encoder and, if present, latent) to PATH.safetensors + PATH.json.
+    """Write `model` (generator and, if present, encoder and latent) to PATH.safetensors + PATH.json.
     Returns the weights path. A kill at any instant leaves a loadable checkpoint (old or new)."""
     weights, config_path = _paths(path)
     return write_checkpoint(model, weights, config_path, meta)
@@ -303,7 +303,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
             raise _corrupt(weights, _short(e)) from None
         if ck.digest is not None and content_sha256(ck.embedded or "", tensors) != ck.digest:
             raise _corrupt(weights, "its content digest does not match: the tensors or the header were changed")
-        model = PDGAN(ck.config, with_latent="latent" in ck.components)
+        model = PDGAN(ck.config, with_latent="latent" in ck.components, with_encoder="encoder" in ck.components)
         model.latent_slot = ck.latent_slot
         for name in model.components:
             prefix = name + "."
@@ -442,10 +442,13 @@ def _check_header(header: Any, where: str, keys: frozenset[str] = HEADER_KEYS) -
         raise CheckpointError(f"{where} its meta must be a mapping, got {type(header['meta']).__name__}")
     components = header.get("components", ["generator", "encoder"])
     if (not isinstance(components, list) or not all(isinstance(c, str) for c in components)
-            or len(set(components)) != len(components) or not {"generator", "encoder"} <= set(components)
+            or len(set(components)) != len(components) or "generator" not in components
             or not set(components) <= set(COMPONENTS)):
-        raise CheckpointError(f"{where} components must be ['generator', 'encoder'] or ['generator', 'encoder', "
-                              f"'latent'], got {_clip(components)}")
+        raise CheckpointError(f"{where} components must be 'generator' and any of 'encoder', 'latent', "
+                              f"got {_clip(components)}")
+    if "encoder" not in components and header.get("latent_slot") != "none":
+        raise CheckpointError(f"{where} a model without an encoder must have latent_slot 'none' (no semantic code), "
+                              f"got {_clip(header.get('latent_slot'))}")
     return header
 
 
@@ -469,7 +472,7 @@ def _check_tensor_index(ck: _Checkpoint) -> None:
     """Names and shapes of the file's tensors against the config's, from a model built on the meta
     device (no memory, no initialisation): a config that disagrees with the file fails here, before
     anything is allocated."""
-    expected = _expected_tensors(ck.config, "latent" in ck.components)
+    expected = _expected_tensors(ck.config, ck.components)
     missing = sorted(set(expected) - set(ck.tensors))
     unexpected = sorted(set(ck.tensors) - set(expected))
     if missing:
@@ -489,12 +492,11 @@ def _check_tensor_index(ck: _Checkpoint) -> None:
 _FLOAT_DTYPES = {"F16", "BF16", "F32", "F64", "F8_E4M3", "F8_E5M2"}
 
 
-def _expected_tensors(config: PDGANConfig, with_latent: bool) -> dict[str, tuple[torch.dtype, tuple[int, ...]]]:
-    parts = [("generator", build_generator), ("encoder", build_encoder)] + ([("latent", build_latent)] if with_latent
-                                                                            else [])
+def _expected_tensors(config: PDGANConfig, components: list[str]) -> dict[str, tuple[torch.dtype, tuple[int, ...]]]:
+    builders = {"generator": build_generator, "encoder": build_encoder, "latent": build_latent}
     out = {}
     with _ParametersOnMeta():
-        for name, build in parts:
+        for name, build in ((c, builders[c]) for c in COMPONENTS if c in components):
             out.update({f"{name}.{k}": (v.dtype, tuple(v.shape)) for k, v in build(config).state_dict().items()})
     return out
 

@@ -233,6 +233,19 @@ PRESETS: dict[str, PDGANConfig] = {
     ),
 }
 
+# DDGAN's released generators (NVlabs/denoising-diffusion-gan; `pdgan-convert ddgan`, `pdgan_infer.convert`): the
+# same NCSN++ as the PDGAN presets with DDGAN's own schedule and T (its README's test commands). They have no
+# semantic code: latent slot "none", no encoder and no latent denoiser (their encoder/latent sections are unused).
+DDGAN_PRESETS = {"cifar10": "ddgan-cifar10", "celebahq256": "ddgan-celebahq256", "lsun256": "ddgan-lsun256"}
+for _name, _base, _T in (("ddgan-cifar10", "cifar10", 4), ("ddgan-celebahq256", "celebahq256", 2),
+                         ("ddgan-lsun256", "celebahq256", 4)):
+    PRESETS[_name] = dataclasses.replace(PRESETS[_base], preset=_name, schedule=ScheduleConfig(kind="ddgan", T=_T))
+
+
+def has_semantic_code(cfg: PDGANConfig) -> bool:
+    """False for the DDGAN presets (no encoder, no latent denoiser, latent slot "none")."""
+    return cfg.preset not in DDGAN_PRESETS.values()
+
 
 LIMITS.update({
     PDGANConfig: {"preset": ("preset",), "resolution": ("int", 1, 1024), "channels": ("int", 1, 3)},

@@ -329,6 +329,10 @@ class Engine:
     def encode(self, images: np.ndarray | torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         """Semantic codes z_T = SE(x0) (N, nz), float32 on the CPU. `images`: uint8 (N, H, W, C) (numpy
         or tensor, as `generate` returns) or float (N, C, H, W) in [-1, 1]. The encoder runs in float32."""
+        if self.model.encoder is None:
+            raise ValueError(f"this {self.config.preset!r} model has no semantic encoder (latent slot "
+                             f"{self.model.latent_slot!r}, components {self.model.components}): it cannot encode "
+                             "images; generate(n) and generate(seeds=...) work")
         x = self._images_to_model(images)
         bs = self.batch_size if batch_size is None else _check_count(batch_size, "batch_size", minimum=1)
         parts = [self.model.encoder(x[i:i + bs].to(self.device)).float().cpu() for i in range(0, len(x), bs)]

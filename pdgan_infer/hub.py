@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import FOLDER_CONFIG, FORMAT, CheckpointError, read_header, write_checkpoint
+from .config import DDGAN_PRESETS
 from .errors import PDGANError
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
@@ -156,7 +157,9 @@ DATASETS = {  # preset or data spec -> (Hub-style dataset id for the card's meta
     "cifar10": ("cifar10", "CIFAR-10 training set (50,000 32x32 images)", "see https://www.cs.toronto.edu/~kriz/cifar.html"),
     "celebahq256": ("celebahq", "CelebA-HQ at 256x256 (30,000 images)",
                     "non-commercial research use (CelebA terms)"),
+    "lsun256": ("lsun", "LSUN Church Outdoor at 256x256 (126,227 images)", "see https://www.yf.io/p/lsun"),
 }
+DATASETS.update({preset: DATASETS[name] for name, preset in DDGAN_PRESETS.items()})
 
 
 def _dataset(model, meta: dict[str, Any]) -> tuple[str, str, str]:
@@ -185,9 +188,12 @@ def model_card(model, meta: dict[str, Any] | None = None, license: str = "mit",
     context = {k: recorded.pop(k) for k in NOT_METRICS if k in recorded}  # how they were measured
     metrics = {k: v for k, v in recorded.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     metric_ids = sorted({"fid" if k.split("_")[-1] == "fid" else k for k in metrics})  # digits_fid -> fid
+    source = meta.get("converted_from") if isinstance(meta.get("converted_from"), dict) else None
     front = {"license": license, "library_name": "pdgan", "pipeline_tag": "unconditional-image-generation",
              "tags": ["pdgan", "gan", "diffusion", "denoising-diffusion-gan", "unconditional-image-generation"],
              "datasets": list(datasets or [data_id])}
+    if source and source.get("license"):
+        front.update(license="other", license_name=source["license"], license_link=source.get("license_url", ""))
     if metric_ids:
         front["metrics"] = metric_ids
     yaml = "\n".join(f"{k}: {json.dumps(v)}" for k, v in front.items())  # JSON scalars and lists are YAML
@@ -196,15 +202,22 @@ def model_card(model, meta: dict[str, Any] | None = None, license: str = "mit",
     lines = [
         "---", yaml, "---", "",
         f"# pdgan `{cfg.preset}` model", "",
-        info.get("description") or f"A PDGAN model (preset `{cfg.preset}`, {cfg.resolution}x{cfg.resolution}).", "",
-        "PDGAN is a 2-step Denoising Diffusion GAN with a semantic encoder: a latent denoiser draws a semantic "
-        f"code z_T, then {cfg.schedule.T} generator calls refine the image from noise.", "",
+        info.get("description") or (
+            f"A PDGAN model (preset `{cfg.preset}`, {cfg.resolution}x{cfg.resolution})." if not source
+            else f"The `{source.get('config')}` generator of {source.get('project')}, converted to pdgan "
+                 f"({cfg.resolution}x{cfg.resolution})."),
+        "",
+        ("PDGAN is a 2-step Denoising Diffusion GAN with a semantic encoder: a latent denoiser draws a semantic "
+         f"code z_T, then {cfg.schedule.T} generator calls refine the image from noise." if model.encoder is not None
+         else f"A Denoising Diffusion GAN without a semantic code: {cfg.schedule.T} generator calls, each with a "
+              "fresh z ~ N(0, I), refine the image from noise."), "",
         "## Usage", "", "```bash", "pip install 'pdgan[hub]'",
         f"pdgan-generate {where} --seeds 0-49999 --outdir samples     # {{seed:06d}}.png, image k from seed k",
         "```", "", "```python", "from pdgan_infer import Engine", "",
         f"engine = Engine.from_pretrained({where!r})", "images = engine.generate(seeds=range(16))   "
         f"# (16, {cfg.resolution}, {cfg.resolution}, 3) uint8",
-        "codes = engine.encode(images)               # semantic codes z_T = SE(x0)", "```", "",
+        *(["codes = engine.encode(images)               # semantic codes z_T = SE(x0)"] if model.encoder is not None
+          else []), "```", "",
         "## Model", "",
         f"- preset `{cfg.preset}`, {cfg.resolution}x{cfg.resolution}x{cfg.channels}, T = {cfg.schedule.T} "
         f"sampling steps, semantic code size {cfg.generator.nz}",
@@ -212,6 +225,12 @@ def model_card(model, meta: dict[str, Any] | None = None, license: str = "mit",
         f"`{model.latent_slot}`",
         "- weights: `model.safetensors` (safetensors, metadata `format: pt`); configuration: `config.json`", "",
         "## Training data", "", f"{data_text}. Licence of the data: {data_licence}.", ""]
+    if source:
+        lines += ["## Source", "",
+                  f"Converted by `pdgan-convert ddgan` from {source.get('file') or 'a state dict'} "
+                  + (f"(sha256 `{source['sha256']}`) " if source.get("sha256") else "")
+                  + f"of {source.get('project', 'another project')} (config `{source.get('config')}`); the weights "
+                  "are that project's, mapped tensor by tensor onto pdgan's generator.", ""]
     if info.get("command") or meta.get("step") is not None:
         lines += ["## Training", ""]
         if info.get("command"):
@@ -232,8 +251,10 @@ def model_card(model, meta: dict[str, Any] | None = None, license: str = "mit",
         "meant for generating images of real people or for any decision about people. Small models trained "
         "on CPU (such as the digits model) are demonstrations, far from the paper's quality.", "",
         "## Licence", "",
-        f"The weights are released under the `{license}` licence (the pdgan code is MIT). The training data keeps "
-        "its own licence (above).", "",
+        (f"The weights are released under the `{license}` licence (the pdgan code is MIT)." if not source
+         else f"The weights keep their source's licence: {source.get('license', 'see the source')} "
+              f"({source.get('license_url', source.get('project', ''))}). The pdgan code is MIT.")
+        + " The training data keeps its own licence (above).", "",
         "## Citation", "", f"The method: {PAPER}. Implementation: pdgan.", ""]
     return "\n".join(lines)
 

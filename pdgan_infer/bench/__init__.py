@@ -1,4 +1,4 @@
-"""pdgan-bench: the 2-NFE sampler on every available backend, side by side in one process.
+"""pdgan-bench: the T-step sampler (2 NFE for PDGAN presets) on every available backend, side by side in one process.
 
     pdgan-bench --preset cifar10 --n 100                          # all backends available here
     pdgan-bench --preset digits --n 20 --backends torch,onnxruntime --json out.json --png out.png
@@ -36,7 +36,9 @@ generator calls and posterior steps, and the uint8 images on the host. Per backe
   the default list has both openvino rows; without openvino installed they are listed as unavailable
   (with the pip command) and do not fail the run, unless named in --backends.
 
-The paper's targets (V100, per 100 images): 0.16 s on CIFAR-10 and 2.3 s on CelebA-HQ 256. JSON:
+The paper's targets (V100, per 100 images): 0.16 s on CIFAR-10 and 2.3 s on CelebA-HQ 256; the ddgan-cifar10 (4 NFE)
+and ddgan-celebahq256 (2 NFE) presets, DDGAN's generators with random weights (no latent denoiser), hold against
+DDGAN's published 0.21 s and 1.73 s. JSON:
 {"header": {device, versions, git commit, date, load average, command}, "records": [...]}.
 
 To time a CPU without AMX on one that has it, cap oneDNN's instruction set for torch and OpenVINO

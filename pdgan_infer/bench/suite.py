@@ -25,7 +25,9 @@ from .timing import timed
 
 log = logging.getLogger("pdgan")
 
-PAPER_TARGET_S_PER_100 = {"cifar10": 0.16, "celebahq256": 2.3}  # Table 1 / 2, V100
+# seconds per 100 images on a V100: the paper's Table 1 / 2 for the PDGAN presets; for the ddgan-* presets (DDGAN's
+# generators, 4 and 2 NFE, `pdgan-convert ddgan`) DDGAN's own published sampling times
+PAPER_TARGET_S_PER_100 = {"cifar10": 0.16, "celebahq256": 2.3, "ddgan-cifar10": 0.21, "ddgan-celebahq256": 1.73}
 PAPER_GPU = "V100"
 REFERENCE = ("torch", "float32")
 SLOW_ON_CUDA = ("compile", "tensorrt")  # only when named in --backends on CUDA

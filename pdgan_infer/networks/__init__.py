@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import PDGANConfig, get_preset
+from ..config import PDGANConfig, get_preset, has_semantic_code
 from ..schedule import Schedule
 from .generator import Generator, SemanticEncoder
 from .latent import LatentDenoiser
@@ -44,14 +44,15 @@ def build_latent(preset: str | PDGANConfig) -> LatentDenoiser:
 
 
 class PDGAN(nn.Module):
-    """Everything inference needs: `generator`, `encoder`, `latent` (optional) and the `schedule`.
-    This is what a checkpoint stores (the EMA weights of training)."""
+    """Everything inference needs: `generator`, `encoder` (optional: a model without a semantic code,
+    such as an imported DDGAN, has none), `latent` (optional) and the `schedule`. This is what a
+    checkpoint stores (the EMA weights of training)."""
 
-    def __init__(self, config: str | PDGANConfig, with_latent: bool = True):
+    def __init__(self, config: str | PDGANConfig, with_latent: bool = True, with_encoder: bool = True):
         super().__init__()
         self.config = resolve_config(config)
         self.generator = build_generator(self.config)
-        self.encoder = build_encoder(self.config)
+        self.encoder = build_encoder(self.config) if with_encoder else None
         self.latent = build_latent(self.config) if with_latent else None
         self.schedule = Schedule.from_config(self.config.schedule)
         self.latent_slot = "first"  # see LATENT_SLOTS; checkpoints record it
@@ -73,7 +74,7 @@ class PDGAN(nn.Module):
 
     @property
     def components(self) -> list[str]:
-        return ["generator", "encoder"] + (["latent"] if self.latent is not None else [])
+        return ["generator"] + [name for name in ("encoder", "latent") if getattr(self, name) is not None]
 
 
 def redraw_zero_init(model: nn.Module, threshold: float = 1e-4) -> None:
@@ -86,14 +87,21 @@ def redraw_zero_init(model: nn.Module, threshold: float = 1e-4) -> None:
             variance_scaling_(w, 1.0)
 
 
-def random_model(preset: str | PDGANConfig, seed: int = 0, with_latent: bool = True) -> PDGAN:
+def random_model(preset: str | PDGANConfig, seed: int = 0, with_latent: bool = True, with_encoder: bool = True
+                 ) -> PDGAN:
     """A preset's model with random weights drawn from `seed` (benchmarks, tests, exports of a preset). The layers
     that the training initialisation zeroes (last conv of every residual block, attention output, output conv:
     scale 1e-10, which would make G(x) ~ 0 whatever the other weights) are re-drawn at scale 1, so every layer
-    shapes the images. The global RNG is left as it was."""
+    shapes the images. A preset without a semantic code (the DDGAN presets, `config.has_semantic_code`) gets no
+    encoder and no latent denoiser and latent slot "none", whatever `with_latent` / `with_encoder` say. The
+    global RNG is left as it was."""
+    cfg = resolve_config(preset)
+    code = has_semantic_code(cfg)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = PDGAN(preset, with_latent=with_latent)
+        model = PDGAN(cfg, with_latent=with_latent and code, with_encoder=with_encoder and code)
         redraw_zero_init(model)
+    if not code:
+        model.latent_slot = "none"
     return model
 

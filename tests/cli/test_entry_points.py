@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = {"pdgan-generate": "pdgan_infer.cli.generate", "pdgan-export": "pdgan_infer.cli.export",
             "pdgan-bench": "pdgan_infer.cli.bench", "pdgan-serve": "pdgan_infer.cli.serve",
             "pdgan-train": "pdgan_train.cli.train", "pdgan-eval": "pdgan_train.cli.eval",
-            "pdgan-edit": "pdgan_train.cli.edit"}
+            "pdgan-edit": "pdgan_train.cli.edit",
+            "pdgan-convert": "pdgan_infer.cli.convert"}
 
 
 def test_every_script_points_at_a_cli_module():
@@ -53,8 +54,8 @@ def test_old_entry_points_resolve_to_the_new_ones():
 
 @pytest.mark.parametrize("module", ["pdgan_infer.cli.bench", "pdgan_infer.bench", "pdgan_infer.cli.generate",
                                     "pdgan_infer.generate", "pdgan_infer.cli.export", "pdgan_infer.export.cli",
-                                    "pdgan_infer.cli.serve", "pdgan_infer.serve.cli", "pdgan_train",
-                                    "pdgan_train.cli.train", "pdgan_train.cli.eval", "pdgan_train.eval",
+                                    "pdgan_infer.cli.serve", "pdgan_infer.serve.cli", "pdgan_infer.cli.convert",
+                                    "pdgan_train", "pdgan_train.cli.train", "pdgan_train.cli.eval", "pdgan_train.eval",
                                     "pdgan_train.cli.edit", "pdgan_train.edit"])
 def test_python_dash_m_runs_the_command(module):
     proc = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True, timeout=120,

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from pdgan_infer import PRESETS, build_encoder, build_generator, build_latent, get_preset
+from pdgan_infer.config import DDGAN_PRESETS
 from pdgan_infer.engine import redraw_zero_init
 from pdgan_infer.kernels.reference import adagn_silu_ref
 from pdgan_infer.networks.layers import AdaGNAct, AttnBlock, ConvDownsample, FIRDownsample, FIRUpsample
@@ -21,7 +22,8 @@ def test_cifar10_generator_is_ddgan_size():
     assert n_params(build_generator("cifar10")) == pytest.approx(48.4e6, rel=0.01)
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
+# the ddgan-* presets are the cifar10 / celebahq256 networks with DDGAN's schedule (test_ddgan_presets_...)
+@pytest.mark.parametrize("preset", sorted(set(PRESETS) - set(DDGAN_PRESETS.values())))
 def test_forward_every_preset(preset):
     cfg = get_preset(preset)
     g, e, lat = build_generator(preset), build_encoder(preset), build_latent(preset)
@@ -36,6 +38,16 @@ def test_forward_every_preset(preset):
             assert y.shape == x.shape and torch.isfinite(y).all()
             assert y.std() > 0.05, "the output is (nearly) constant"
         assert lat(z_T, torch.tensor([10.0])).shape == z_T.shape
+
+
+def test_ddgan_presets_are_the_pdgan_networks_without_a_semantic_code():
+    from pdgan_infer.networks import random_model
+    for name, base in (("ddgan-cifar10", "cifar10"), ("ddgan-celebahq256", "celebahq256"),
+                       ("ddgan-lsun256", "celebahq256")):
+        assert get_preset(name).generator == get_preset(base).generator and get_preset(name).schedule.kind == "ddgan"
+    model = random_model("ddgan-cifar10")  # what pdgan-bench --preset ddgan-cifar10 times
+    assert model.components == ["generator"] and model.latent_slot == "none" and model.schedule.T == 4
+    assert model.can_draw_z_T and torch.equal(model.draw_z_T(torch.ones(1, 100)), torch.ones(1, 100))
 
 
 def _ddgan_sinusoid(t: torch.Tensor, dim: int) -> torch.Tensor:

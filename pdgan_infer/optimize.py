@@ -180,8 +180,9 @@ class WinogradConv2d(nn.Module):
 # Winograd pays when both channel counts are at least this: its transforms cost ~(C + K) per tile, its GEMMs
 # C * K. Measured per layer (benchmarks/winograd_layers.py, 100 images): float32 F(4x4) on the 2-core Xeon:
 # C = K = 128 1.2-1.4x faster than oneDNN's direct convolution, 256 1.7-3.0x; 64 x 64 0.8-1.05x and 128 x 64
-# 0.8-1.0x, the digits model's widest layers; 32 channels 0.55x. bfloat16 F(2x2) on the AMD EPYC Zen 4: see
-# WINOGRAD_BF16 in docs/benchmarks.md ("CPU without AMX").
+# 0.8-1.0x, the digits model's widest layers; 32 channels 0.55x. bfloat16 F(2x2) on the AMD EPYC Zen 4
+# (1 thread, per layer at batch 100): 1.3-1.6x faster than oneDNN's direct bf16 convolution at 128-512 channels
+# (docs/benchmarks.md, "CPU without AMX").
 WINOGRAD_MIN_CHANNELS = 128
 WINOGRAD_DTYPES = (torch.float32, torch.bfloat16)
 

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     tile = 4 if dtype == torch.float32 else 2
-    opts = Optimizations(winograd=False)
+    opts = Optimizations(winograd=False, dtype=dtype)  # the trunk (and its convolutions) in dtype
     kw = {"backend": "optimized", "device": "cpu", "opts": opts, "dtype": dtype}
     engine = Engine.from_checkpoint(args.checkpoint, **kw) if args.checkpoint else Engine.from_preset(args.preset, **kw)
     layers: dict[tuple[int, int, int], list] = {}

@@ -26,6 +26,8 @@
 // between threads, tile-major V/M with a strided GEMM. F(2x2) gives each thread whole blocks (single-threaded
 // GEMMs nested in one parallel region): one fork/join per convolution instead of three per block; on the busy
 // 2-core Zen 4 it used 5-10% less CPU time than the shared blocks (OMP_WAIT_POLICY=PASSIVE, 100x128x32x32 bf16).
+// Not settled there: with 2 threads on that loaded machine (load 7-30) F(2x2) spent 3-4x its 1-thread CPU time
+// in libgomp, where the direct convolution spent 1.1x (docs/benchmarks.md, "CPU without AMX").
 // Rounding in float32: F(4x4)'s transforms multiply values by up to 5 (B) and 8 (A), so its result differs
 // from a direct convolution's by a few times its rounding error (tests bound it against float64).
 #include <ATen/Parallel.h>
@@ -36,6 +38,7 @@
 #include <ATen/ops/from_blob.h>
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "../cpu_math.h"
@@ -371,13 +374,13 @@ void run(const at::Tensor& x, const at::Tensor& u, const at::Tensor& bias, const
   };
   if (Tiling::kThreadBlocks && at::get_num_threads() > 1 && P > pb_max) {
     // whole blocks per thread, each with a single-threaded GEMM (nested in the parallel region): one fork/join
-    // per convolution instead of three per block
-    // (a multiple of the thread count of equal blocks, none larger than pb_max: no thread idles at the end)
-    const int64_t nt = at::get_num_threads();
-    const int64_t blocks = ((P + pb_max - 1) / pb_max + nt - 1) / nt * nt, pb = (P + blocks - 1) / blocks;
-    at::parallel_for(0, blocks, 1, [&](int64_t b, int64_t e) {
+    // per convolution instead of three per block. Blocks are handed out one at a time (an atomic counter, not a
+    // static split): on a shared CPU a descheduled thread holds up the others by at most one block.
+    const int64_t blocks = (P + pb_max - 1) / pb_max;
+    std::atomic<int64_t> next{0};
+    at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t, int64_t) {
       T* vp = thread_scratch<T>(need_bytes, x, nullptr);
-      for (int64_t i = b; i < e && i * pb < P; ++i) block(vp, i * pb, std::min(pb, P - i * pb), false);
+      for (int64_t i = next++; i < blocks; i = next++) block(vp, i * pb_max, std::min(pb_max, P - i * pb_max), false);
     });
     return;
   }

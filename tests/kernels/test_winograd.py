@@ -117,7 +117,7 @@ def test_tile_blocks(tile_block, tiling):
 @pytest.mark.parametrize("tiling", TILINGS, ids=TILING_IDS)
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_thread_counts(threads, tiling):
-    """F(2x2) gives each thread whole blocks (a multiple of the thread count): 3 x 36 2x2 tiles, blocks <= 5."""
+    """F(2x2) gives each thread whole blocks, one at a time: 3 x 36 2x2 tiles in blocks of 5 (the last one 3)."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

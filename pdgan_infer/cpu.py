@@ -6,9 +6,11 @@
     no_bf16       neither                             float32     Winograd F(4x4)   - (bf16 is not native here)
 
 `backend="auto"` tries, on every kind, native, optimized, torch (`CPU_AUTO_ORDER`): native was the fastest
-backend in both dtypes on the AMX Xeon and on the AMD EPYC Zen 4 (docs/benchmarks.md). Why the table and
-not a measurement at first use: the choices differ between kinds by up to 2x, and within a kind the measured
-order never changed; a table is deterministic (tests, serving replicas) and costs nothing at start-up.
+backend in both dtypes on the AMX Xeon and on the AMD EPYC Zen 4 (docs/benchmarks.md). A table rather than a
+measurement at first use: what differs between the machines measured is the kind (AMX or not), not the order
+of the backends; a table is deterministic (tests, serving replicas) and costs nothing at start-up. The
+avx512_bf16 row's bf16 Winograd rests on 1-thread measurements and one quiet 2-thread sample on a busy Zen 4
+(docs/benchmarks.md, "CPU without AMX"); the quiet 2-thread run decides it.
 
 * amx: oneDNN's bf16 direct convolution runs on AMX tiles (native bf16 4.89x eager fp32 on the 2-core Xeon);
   a Winograd convolution there would spend most of its time in the transforms, which AMX does not speed up.

@@ -37,7 +37,8 @@ class NativeRunner(OptimizedRunner):
             raise BackendUnavailable(f"backend 'native': {native.unavailable_reason(self.device)}")
         self.generator.set_adagn_kernel(native.adagn_silu)
         self.step = kernel_step(self.schedule, native.posterior_step)
-        tile = cpu_choice().winograd_tile.get(self.dtype) if self.device.type == "cpu" else None
+        trunk = self.opts.dtype  # the dtype of the convolutions (an explicit `opts` sets it)
+        tile = cpu_choice().winograd_tile.get(trunk) if self.device.type == "cpu" else None
         if tile is not None and self.opts.winograd:
             self.generator.set_conv3x3_kernel(native.winograd_conv3x3,
-                                              functools.partial(native.winograd_weight, tile=tile, dtype=self.dtype))
+                                              functools.partial(native.winograd_weight, tile=tile, dtype=trunk))

@@ -30,8 +30,8 @@ MACHINES = {
     "xeon-amx": "the project's 2-core Intel(R) Xeon(R) Processor VM (AVX-512, avx512_bf16, AMX), torch 2.13 CPU",
     "xeon-no-amx-emulated": "the same Xeon with oneDNN capped at AVX512_CORE_BF16 (ONEDNN_MAX_CPU_ISA): the "
                             "kernels of a CPU without AMX, not its speeds",
-    "zen4": "a 2-core AMD EPYC Zen 4 VM (cpu family 25, model 17: AVX-512, avx512_bf16, no AMX), torch 2.13 CPU, "
-            "shared with other jobs (see each run's load average)",
+    "epyc-zen4": "a 2-core AMD EPYC VM (Zen 4: AVX-512, avx512_bf16, no AMX), torch 2.13 CPU, shared with other "
+                 "sessions",
     "h100": "one NVIDIA H100 (sm_90)",
     "h200": "one NVIDIA H200 (sm_90)",
 }
@@ -54,6 +54,14 @@ WHAT = {
         "training step time (d + g + EMA, batch 32) per provider: chain targets, channels-last, Adam variants, bf16",
     "2026-11-29-xeon-amx-train-step-profile.txt":
         "torch profiler of one digits training step (fused Adam): time shares per op",
+    "2026-12-06-epyc-zen4-cpu-bench-cifar10-busy.json":
+        "pdgan-bench cifar10, 100 images, torch / native fp32 / OpenVINO, optimized and native bf16 (F(2x2) "
+        "Winograd) on the Zen 4 while it was busy (load 7-10): direction only, not the goals",
+    "2026-12-06-epyc-zen4-winograd-layers-cifar10-bfloat16.txt":
+        "Winograd F(2x2, 3x3) bf16 against oneDNN's direct bf16 convolution per cifar10 layer, batch 100, 1 thread "
+        "(machine busy)",
+    "2026-12-06-epyc-zen4-winograd-layers-cifar10-bfloat16-2threads.txt":
+        "the same with 2 threads on the busy machine (F(2x2) slower there: its threads wait in libgomp)",
     "2026-11-30-xeon-amx-cpu-bench-cifar10.json":
         "the current CPU table: pdgan-bench cifar10, 100 images, pdgan and peer backends, fp32 and bf16 "
         "(Winograd + CPU micro-batches)",
@@ -73,10 +81,10 @@ WHAT = {
         "the same per digits layer (all below 128 channels: Winograd slower, so not used)",
     "2026-11-30-xeon-no-amx-emulated-cpu-bench-cifar10.json":
         "the current CPU table without AMX (emulated): the same command as the AMX run, right after it",
-    "2026-12-06-zen4-cpu-bench-ddgan-cifar10.json":
+    "2026-12-06-epyc-zen4-cpu-bench-ddgan-cifar10.json":
         "pdgan-bench ddgan-cifar10 (DDGAN's CIFAR-10 generator, 4 NFE, random weights), 10 images, torch and native "
         "fp32, on a loaded machine (load average ~10)",
-    "2026-12-06-zen4-cpu-bench-ddgan-celebahq256.json":
+    "2026-12-06-epyc-zen4-cpu-bench-ddgan-celebahq256.json":
         "pdgan-bench ddgan-celebahq256 (DDGAN's CelebA-HQ 256 generator, 2 NFE, random weights), 2 images, torch "
         "and native fp32, on a loaded machine (load average ~10)",
 }

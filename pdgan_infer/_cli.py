@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import pickle
+import re
 import sys
 import traceback
 import zipfile
@@ -46,13 +47,15 @@ class ArgumentParser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
 def int_range(lo: int, hi: int | None = None) -> Callable[[str], int]:
     """argparse type: an integer in [lo, hi] (no upper bound when hi is None)."""
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not _INTEGER.fullmatch(text.strip()):  # int() would take '+5', '1_0' and other scripts' digits
+            raise argparse.ArgumentTypeError(f"expected an integer (ASCII digits), got {text!r}")
+        value = int(text)
         if value < lo or (hi is not None and value > hi):
             raise argparse.ArgumentTypeError(f"must be >= {lo}, got {value}" if hi is None
                                              else f"must be in [{lo}, {hi}], got {value}")

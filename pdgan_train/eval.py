@@ -62,7 +62,7 @@ import numpy as np
 import torch
 
 from pdgan_infer import load_checkpoint
-from pdgan_infer.checkpoint import atomic_path
+from pdgan_infer.checkpoint import CheckpointError, _regular_file, atomic_path
 from pdgan_infer.deprecation import moved
 from pdgan_infer.device import resolve_device
 from pdgan_infer.errors import PDGANError
@@ -93,6 +93,11 @@ GROUP_KEYS = {
 }
 CONFIDENCE = 0.5  # a prediction counts for class coverage when its max probability exceeds this
 FID_N = 50_000  # the sample count of published FIDs (the paper: 50k CIFAR-10, 30k CelebA-HQ)
+# Upper bounds of the counts (a typo such as --interp-pairs 1000000000 is refused, not run for days):
+MAX_N = 1 << 20  # samples (their Inception features alone are 8 GiB); at most this many real images too
+MAX_BATCH = 1 << 12  # images per batch
+MAX_K = 1000  # precision/recall neighbourhood
+MAX_INTERP = 4096  # interpolation pairs, and frames per pair (one pair's frames are one batch)
 DATA_GROUPS = ("pr", "digits", "probe", "interp")  # the groups that need the data set itself
 log = logging.getLogger("pdgan")
 NO_LATENT = ("the checkpoint has no latent denoiser, so z_T cannot be sampled for unconditional generation; "
@@ -165,9 +170,12 @@ def _run(batches: Iterator[np.ndarray], extractors: dict[str, Callable[[np.ndarr
 def parse_metrics(metrics_arg: str | list[str] | tuple[str, ...], digits: bool) -> tuple[list[str], bool]:
     names = metrics_arg.split(",") if isinstance(metrics_arg, str) else list(metrics_arg)
     names = [m.strip().lower() for m in names if m.strip()]
+    if not names:
+        raise EvalError(f"no metrics in {metrics_arg!r}; give 'auto', 'none' or a comma list of "
+                        f"{','.join(METRIC_GROUPS)}")
     if names == ["none"]:
         return [], False
-    if names in ([], ["auto"]):
+    if names == ["auto"]:
         return [m for m in METRIC_GROUPS if m != "digits" or digits], True
     unknown = sorted(set(names) - set(METRIC_GROUPS))
     if unknown:
@@ -181,10 +189,10 @@ def _data_key(spec: str) -> str:
     return spec if spec == "digits" else str(Path(spec).expanduser().resolve())
 
 
-def _check_args(**values: tuple[Any, int]) -> None:
-    for name, (value, low) in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise EvalError(f"{name} must be an integer >= {low}, got {value!r}")
+def _check_args(**values: tuple[Any, int, int]) -> None:
+    for name, (value, low, high) in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise EvalError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
 
 
 def _load_nets(groups: list[str], auto: bool, paths: dict[str, Any], cache_dir, download: bool, verify: bool,
@@ -227,10 +235,12 @@ def evaluate(checkpoint: str | os.PathLike, data: str | None = None, n: int = FI
     from pdgan_train.data import build_dataset, dataset_labels
 
     t0 = time.time()
-    _check_args(n=(n, 1), batch_size=(batch_size, 1), k=(k, 1), is_splits=(is_splits, 1), probe_max=(probe_max, 10),
-                interp_pairs=(interp_pairs, 1), interp_steps=(interp_steps, 3))
+    _check_args(n=(n, 1, MAX_N), batch_size=(batch_size, 1, MAX_BATCH), k=(k, 1, MAX_K),
+                is_splits=(is_splits, 1, MAX_N), probe_max=(probe_max, 10, MAX_N),
+                interp_pairs=(interp_pairs, 1, MAX_INTERP),
+                interp_steps=(interp_steps, 3, MAX_INTERP))
     if n_real is not None:
-        _check_args(n_real=(n_real, 2))
+        _check_args(n_real=(n_real, 2, MAX_N))
     _check_seed(seed, n)
     device = resolve_device(device)
     groups, auto = parse_metrics(metrics, data == "digits")
@@ -394,22 +404,51 @@ def _check_seed(seed: int, n: int) -> None:
         raise EvalError(str(e)) from None
 
 
+MAX_REF_DIM = 8192  # feature size D of --fid-ref statistics (Inception: 2048); sigma (D, D) float64 <= 512 MiB
+
+
 def load_ref(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """{"mu", "sigma"} of a reference statistics .npz (EDM's `fid.py ref`, pytorch-fid's --save-stats)."""
+    """{"mu", "sigma"} of a reference statistics .npz (EDM's `fid.py ref`, pytorch-fid's --save-stats). Each
+    member's .npy header (dtype, shape) is read and checked before its data, so a small file declaring a huge
+    array is refused without decompressing it."""
     path = Path(path)
     try:
+        if not _regular_file(path, "--fid-ref"):
+            raise EvalError(f"--fid-ref {path} not found")
+        with zipfile.ZipFile(path) as z:
+            headers = {info.filename.removesuffix(".npy"): _npy_header(z, info) for info in z.infolist()}
+        if not {"mu", "sigma"} <= set(headers):
+            raise EvalError(f"{path} has arrays {sorted(headers)}, not 'mu' and 'sigma' (FID reference statistics)")
+        (mu_shape, mu_dtype), (sigma_shape, sigma_dtype) = headers["mu"], headers["sigma"]
+        if (len(mu_shape) != 1 or sigma_shape != (*mu_shape, *mu_shape) or not 1 <= mu_shape[0] <= MAX_REF_DIM
+                or mu_dtype.kind != "f" or sigma_dtype.kind != "f"):
+            raise EvalError(f"{path}: expected float arrays mu (D,) and sigma (D, D) with D <= {MAX_REF_DIM}, got "
+                            f"{mu_dtype} {mu_shape} and {sigma_dtype} {sigma_shape}")
         with np.load(path, allow_pickle=False) as f:
-            if not {"mu", "sigma"} <= set(f.files):
-                raise EvalError(f"{path} has arrays {sorted(f.files)}, not 'mu' and 'sigma' (FID reference statistics)")
             mu, sigma = f["mu"].astype(np.float64), f["sigma"].astype(np.float64)
-    except FileNotFoundError:
-        raise EvalError(f"--fid-ref {path} not found") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+    except CheckpointError as err:  # not a regular file (a FIFO, a folder, a dangling link)
+        raise EvalError(str(err)) from None
+    except zipfile.BadZipFile:
+        raise EvalError(f"--fid-ref {path} is not an .npz file (a zip of mu.npy and sigma.npy, as np.savez "
+                        "writes)") from None
+    except (OSError, ValueError, EOFError, zipfile.LargeZipFile) as err:
         raise EvalError(f"--fid-ref {path} is not a readable .npz ({type(err).__name__}: {err})") from None
-    if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)) or not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
-        raise EvalError(f"{path}: expected mu (D,) and sigma (D, D) with finite values, got {mu.shape} and "
-                        f"{sigma.shape}")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise EvalError(f"{path}: mu and sigma must hold finite values")
     return {"mu": mu, "sigma": sigma}
+
+
+def _npy_header(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from the header of one .npy member, without reading its data."""
+    with z.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"member {info.filename} is an .npy of version {version}, not 1.0 or 2.0")
+    return tuple(shape), dtype
 
 
 def write_ref(path: str | os.PathLike, mu: np.ndarray, sigma: np.ndarray) -> Path:

@@ -15,12 +15,11 @@ from pdgan_infer._cli import (
     model_files,
     run_cli,
 )
-from pdgan_infer._cli import positive_int as _positive
 from pdgan_infer.checkpoint import atomic_write_bytes
 from pdgan_infer.device import resolve_device
 
 from .. import feature_nets
-from ..eval import FID_N, METRIC_GROUPS, EvalError, evaluate, parse_metrics
+from ..eval import FID_N, MAX_BATCH, MAX_INTERP, MAX_K, MAX_N, METRIC_GROUPS, EvalError, evaluate, parse_metrics
 
 log = logging.getLogger("pdgan")
 
@@ -32,14 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "a Hub id org/repo")
     p.add_argument("--data", help="'digits', a CIFAR-10 batches directory or an image folder (the training set; "
                    "only --fid-ref with --metrics fid,is runs without it)")
-    p.add_argument("--n", type=_positive, default=FID_N,
+    p.add_argument("--n", type=int_range(1, MAX_N), default=FID_N,
                    help="samples to generate (default %(default)s, as published FIDs; fewer prints a warning)")
     p.add_argument("--metrics", default="auto", help=f"'auto', 'none' or a comma list of {','.join(METRIC_GROUPS)} "
                    "(default %(default)s: every group that applies and whose networks are present)")
-    p.add_argument("--batch-size", type=_positive, default=64, help="images per batch (default %(default)s)")
+    p.add_argument("--batch-size", type=int_range(1, MAX_BATCH), default=64,
+                   help="images per batch (default %(default)s)")
     p.add_argument("--seed", type=block_seed, default=0, help="image i uses the per-image seed SEED * 65536 + i, as "
                    "Engine.generate(n, seed) (default %(default)s: the images of pdgan-generate --seeds 0-(N-1))")
-    p.add_argument("--n-real", type=int_range(2), help="real images for the statistics (default: the whole dataset)")
+    p.add_argument("--n-real", type=int_range(2, MAX_N),
+                   help="real images for the statistics (default: the whole dataset)")
     p.add_argument("--save-samples", metavar="DIR", help="write every sample as DIR/{per-image seed:06d}.png")
     p.add_argument("--fid-ref", metavar="NPZ", help="FID against these statistics (mu, sigma; EDM's fid.py ref or "
                    "pytorch-fid --save-stats files) instead of --data's")
@@ -54,10 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--no-verify-nets", action="store_true", help="accept network files with another sha256")
     n.add_argument("--no-cache", action="store_true", help="neither read nor write cached dataset statistics")
     m = p.add_argument_group("metric settings")
-    m.add_argument("--k", type=_positive, default=3, help="precision/recall neighbourhood (default %(default)s)")
-    m.add_argument("--probe-max", type=int_range(10), default=5000, help="labelled images probed (default %(default)s)")
-    m.add_argument("--interp-pairs", type=_positive, default=16, help="interpolation pairs K (default %(default)s)")
-    m.add_argument("--interp-steps", type=int_range(3), default=10,
+    m.add_argument("--k", type=int_range(1, MAX_K), default=3,
+                   help="precision/recall neighbourhood (default %(default)s)")
+    m.add_argument("--probe-max", type=int_range(10, MAX_N), default=5000,
+                   help="labelled images probed (default %(default)s)")
+    m.add_argument("--interp-pairs", type=int_range(1, MAX_INTERP), default=16,
+                   help="interpolation pairs K (default %(default)s)")
+    m.add_argument("--interp-steps", type=int_range(3, MAX_INTERP), default=10,
                    help="frames per pair M, >= 3 (default %(default)s)")
     add_common_arguments(p)
     return p

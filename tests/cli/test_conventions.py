@@ -294,6 +294,12 @@ def test_unknown_device_is_one_line_exit_1(victim, tmp_path, capsys, prog, argv)
     ("pdgan-generate", ["CKPT", "--outdir", "OUT", "--seeds", "9-1"], "--seeds"),
     ("pdgan-generate", ["CKPT", "--outdir", "OUT", "--batch-size", "0"], "--batch-size"),
     ("pdgan-generate", ["CKPT", "--outdir", "OUT", "--seeds", "0-4294967295"], "--seeds"),
+    ("pdgan-generate", ["CKPT", "--outdir", "OUT", "--seeds", "1_0"], "--seeds"),
+    ("pdgan-generate", ["CKPT", "--outdir", "OUT", "--seeds", "+5"], "--seeds"),
+    ("pdgan-generate", ["CKPT", "--outdir", "OUT", "--seeds", "\u0661\u0662"], "--seeds"),
+    ("pdgan-generate", ["CKPT", "--outdir", "OUT", "--batch-size", "+5"], "ASCII digits"),
+    ("pdgan-bench", ["--seed", "1_0"], "ASCII digits"),
+    ("pdgan-eval", ["CKPT", "--data", "digits", "--n", "\u0664"], "ASCII digits"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else v if v.startswith("pdgan") else None)
 def test_bad_option_values_are_usage_errors(victim, tmp_path, capsys, prog, argv, match):
     argv = [victim if a == "CKPT" else tmp_path / "o" if a == "OUT" else a for a in argv]

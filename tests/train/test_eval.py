@@ -4,6 +4,7 @@ Inception/VGG16 networks (same call conventions, tiny weights), the error paths,
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -277,3 +278,57 @@ def test_digits_scores():
     assert s["class_coverage"] == pytest.approx(0.2) and s["confident_fraction"] == pytest.approx(0.5)
     assert s["mean_confidence"] == pytest.approx((3 * 0.9 + 3 * 0.1) / 6)
     assert abs(s["digits_fid"]) < 1e-6
+
+
+def _npz_declaring(path, shapes: dict[str, tuple[int, ...]]) -> None:
+    """An .npz whose members carry a valid .npy header declaring `shapes` (float64) but only 64 bytes of data."""
+    import io
+    import zipfile
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, shape in shapes.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": shape})
+            z.writestr(f"{name}.npy", buf.getvalue() + bytes(64))
+
+
+def test_fid_ref_headers_are_checked_before_the_data(tmp_path, monkeypatch):
+    """A small file declaring a (10**5, 10**5) sigma (80 GB) is refused from its header: np.load never runs."""
+    huge = tmp_path / "huge.npz"
+    _npz_declaring(huge, {"mu": (100_000,), "sigma": (100_000, 100_000)})
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("the data was read"))
+    with pytest.raises(ev.EvalError, match=rf"D <= {ev.MAX_REF_DIM}, got float64 \(100000,\) and float64 "):
+        ev.load_ref(huge)
+    _npz_declaring(tmp_path / "odd.npz", {"mu": (4,), "sigma": (4, 5)})
+    with pytest.raises(ev.EvalError, match=r"sigma \(D, D\)"):
+        ev.load_ref(tmp_path / "odd.npz")
+
+
+def test_fid_ref_that_is_not_an_npz_is_named_as_such(tmp_path):
+    np.save(tmp_path / "mu.npy", np.zeros(4))
+    with pytest.raises(ev.EvalError, match=r"mu.npy is not an .npz file"):
+        ev.load_ref(tmp_path / "mu.npy")
+    (tmp_path / "folder.npz").mkdir()
+    with pytest.raises(ev.EvalError, match="folder"):
+        ev.load_ref(tmp_path / "folder.npz")
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--metrics", ""], "no metrics in ''"),
+    (["--metrics", " , "], "no metrics"),
+    (["--interp-pairs", str(10**9)], r"--interp-pairs: must be in \[1, 4096\]"),
+    (["--interp-steps", str(10**9)], r"--interp-steps: must be in \[3, 4096\]"),
+    (["--n", str(10**9)], r"--n: must be in \[1, 1048576\]"),
+])
+def test_empty_metrics_and_huge_counts_are_usage_errors(argv, match, capsys):
+    with pytest.raises(SystemExit) as e:
+        eval_cli.main(["digits", "--data", "digits", *argv])
+    assert e.value.code == 2 and len(err := capsys.readouterr().err.strip().splitlines()) == 1
+    assert re.search(match, err[0]), err
+
+
+def test_huge_counts_are_refused_by_the_library(files):
+    for kwargs in ({"interp_pairs": 10**9}, {"interp_steps": 10**9}, {"n": 10**9}):
+        with pytest.raises(ev.EvalError, match=r"must be an integer in \["):
+            ev.evaluate(files / "ckpt", "digits", **{"n": 4, "metrics": "interp", **kwargs})
+    with pytest.raises(ev.EvalError, match="no metrics"):
+        ev.evaluate(files / "ckpt", "digits", n=4, metrics="")

@@ -47,15 +47,21 @@ class ArgumentParser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-_INTEGER = re.compile(r"-?[0-9]+")
+_INTEGER = re.compile(r"-?[0-9]{1,4300}")  # int() would also take '+5', '1_0' and other scripts' digits
+
+
+def ascii_int(text: str | None) -> int | None:
+    """The integer `text` spells in ASCII digits (an optional '-', spaces around), else None."""
+    match = _INTEGER.fullmatch(text.strip()) if isinstance(text, str) else None
+    return None if match is None else int(match[0])
 
 
 def int_range(lo: int, hi: int | None = None) -> Callable[[str], int]:
     """argparse type: an integer in [lo, hi] (no upper bound when hi is None)."""
     def parse(text: str) -> int:
-        if not _INTEGER.fullmatch(text.strip()):  # int() would take '+5', '1_0' and other scripts' digits
+        value = ascii_int(text)
+        if value is None:
             raise argparse.ArgumentTypeError(f"expected an integer (ASCII digits), got {text!r}")
-        value = int(text)
         if value < lo or (hi is not None and value > hi):
             raise argparse.ArgumentTypeError(f"must be >= {lo}, got {value}" if hi is None
                                              else f"must be in [{lo}, {hi}], got {value}")

@@ -293,6 +293,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
             raise _corrupt(weights, _short(e)) from None
         if ck.digest is not None and content_sha256(ck.embedded or "", tensors) != ck.digest:
             raise _corrupt(weights, "its content digest does not match: the tensors or the header were changed")
+        _check_finite(weights, tensors)
         model = PDGAN(ck.config, with_latent="latent" in ck.components)
         model.latent_slot = ck.latent_slot
         for name in model.components:
@@ -301,6 +302,16 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
                                                   if k.startswith(prefix)})
         model.checkpoint_meta = ck.header.get("meta", {})  # for save_pretrained's model card
     return model.to(device).eval()
+
+
+def _check_finite(weights: Path, tensors: Mapping[str, torch.Tensor]) -> None:
+    """CheckpointError naming the first tensor (in name order) with a NaN or infinite value: such weights make
+    NaN images, which the uint8 conversion turns into black ones without a word."""
+    for name in sorted(tensors):
+        t = tensors[name]
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"checkpoint {weights}: tensor {name} holds NaN or infinite values; the weights "
+                                  "are damaged (a diverged training run?): use another checkpoint")
 
 
 @contextlib.contextmanager

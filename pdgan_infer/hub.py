@@ -108,6 +108,9 @@ def resolve_model(name: str | os.PathLike | None, revision: str | None = None,
     if not isinstance(name, (str, os.PathLike)):
         raise TypeError(f"the model must be a name, a path or a Hub id, got {type(name).__name__}")
     text = os.fspath(name)
+    if not text.strip():  # Path("") is the working directory: never load whatever happens to be there
+        raise HubError(f"the model name is empty ({text!r}); give a bundled name, a checkpoint file or folder, or a "
+                       "Hub id org/repo (the working directory: '.')")
     if isinstance(name, str) and name in pretrained_models():
         return pretrained_path(name)
     local = Path(text).expanduser()

@@ -60,6 +60,18 @@ def test_from_pretrained_without_a_name_lists_and_explains(run_checkpoint, tmp_p
         Engine.from_pretrained("digits")
 
 
+@pytest.mark.parametrize("name", ["", " "])
+def test_empty_model_name_is_not_the_working_directory(run_checkpoint, tmp_path, monkeypatch, name):
+    """`from_pretrained("")` would load whatever model is in the working directory (Path("") is ".")."""
+    import shutil
+    for f in run_checkpoint.parent.iterdir():  # model.safetensors and model.json in the working directory
+        shutil.copy(f, tmp_path / f.name)
+    monkeypatch.chdir(tmp_path)
+    assert Engine.from_pretrained(".", device="cpu").config.preset == "digits"  # '.' asks for it
+    with pytest.raises(hub.HubError, match="the model name is empty"):
+        Engine.from_pretrained(name)
+
+
 def test_damaged_bundle_is_named(run_checkpoint, tmp_path, monkeypatch):
     dest = tmp_path / "pretrained"
     bundle(run_checkpoint, "mine", "x", dest=dest)

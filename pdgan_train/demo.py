@@ -16,7 +16,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from pdgan_infer._cli import ArgumentParser, add_common_arguments, check_outputs, int_range, positive_int, run_cli
+from pdgan_infer._cli import (
+    ArgumentParser,
+    add_common_arguments,
+    add_overwrite_argument,
+    check_outputs,
+    int_range,
+    positive_int,
+    run_cli,
+)
 from pdgan_infer.seeds import SEED_STRIDE
 
 # Timed by default: every CPU backend that is ready in seconds. `compile` (minutes of Inductor warm-up) and
@@ -33,13 +41,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="samples for the digits metrics (default %(default)s; 0: skip)")
     p.add_argument("--backends", help="comma-separated backends to time, NAME or NAME:DTYPE (default: those of "
                    f"{','.join(DEMO_BACKENDS)} available here)")
+    add_overwrite_argument(p)
     add_common_arguments(p)
     args = p.parse_args(argv)
     return run_cli("pdgan-demo", args, lambda: _main(args))
 
 
 def _main(args: argparse.Namespace) -> int:
-    check_outputs({"--out": args.out}, folders={"--out"})
+    check_outputs({"--out": args.out}, folders={"--out"}, overwrite=args.overwrite)
     from pdgan_infer import Engine, bench
     from pdgan_infer.hub import pretrained_models
     out = Path(args.out)

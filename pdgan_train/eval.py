@@ -46,7 +46,9 @@ Metric groups (`auto`, the default, picks every group that applies and skips, wi
             (0 = evenly paced; a sudden jump of content makes it large). Lower is smoother.
 
 Inception and VGG16 are the TorchScript files of StyleGAN2-ADA (see `feature_nets.py`); dataset
-statistics are cached under `<cache>/stats/` (cache = `pdgan_infer.hub.cache_dir()`).
+statistics are cached under `<cache>/stats/` (cache = `pdgan_infer.hub.cache_dir()`). The cache is trusted
+input: an entry is matched by its key only, so whoever can write the cache can change the FID; evaluate
+with `--no-cache` (nothing read or written) when the cache folder is shared or not yours.
 """
 from __future__ import annotations
 

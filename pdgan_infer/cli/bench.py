@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .. import bench
+from .. import _cli, bench
 from .._cli import ArgumentParser, add_common_arguments, block_seed, check_outputs, int_range, model_files, run_cli
 from .._cli import positive_int as _positive
 from ..config import PRESETS
@@ -47,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
                    help="time each backend in its own process (default: on for CUDA)")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one backend, results to this folder
+    _cli.add_overwrite_argument(p)
     add_common_arguments(p)
     return p
 
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace, argv: list[str]) -> int:
     # Everything that can be checked is checked before minutes of benchmarking, not after.
     resolve_device(args.device)
-    check_outputs({"--json": args.json, "--png": args.png}, model_files(args.checkpoint))
+    check_outputs({"--json": args.json, "--png": args.png}, model_files(args.checkpoint), overwrite=args.overwrite)
     if args.png:
         bench.require_matplotlib()
     if args.checkpoint:  # a damaged checkpoint is one error, not one "unavailable" per backend

@@ -9,6 +9,7 @@ from pathlib import Path
 from pdgan_infer._cli import (
     ArgumentParser,
     add_common_arguments,
+    add_overwrite_argument,
     block_seed,
     check_outputs,
     int_range,
@@ -19,6 +20,7 @@ from pdgan_infer.checkpoint import atomic_write_bytes
 from pdgan_infer.device import resolve_device
 
 from .. import feature_nets
+from ..data import data_inputs
 from ..eval import FID_N, MAX_BATCH, MAX_INTERP, MAX_K, MAX_N, METRIC_GROUPS, EvalError, evaluate, parse_metrics
 
 log = logging.getLogger("pdgan")
@@ -63,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="interpolation pairs K (default %(default)s)")
     m.add_argument("--interp-steps", type=int_range(3, MAX_INTERP), default=10,
                    help="frames per pair M, >= 3 (default %(default)s)")
+    add_overwrite_argument(p)
     add_common_arguments(p)
     return p
 
@@ -80,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)  # the device and every output are checked before the evaluation
     check_outputs({"--json": args.json, "--save-ref": args.save_ref, "--save-samples": args.save_samples},
-                  [*model_files(args.checkpoint), args.fid_ref, args.inception, args.vgg16], folders={"--save-samples"})
+                  [*model_files(args.checkpoint), *data_inputs(args.data), args.fid_ref, args.inception, args.vgg16],
+                  folders={"--save-samples"}, overwrite=args.overwrite)
     result = evaluate(args.checkpoint, args.data, args.n, args.metrics, batch_size=args.batch_size,
                       seed=args.seed, n_real=args.n_real, save_samples=args.save_samples, device=device,
                       inception=args.inception, vgg16=args.vgg16, download=args.download_nets,

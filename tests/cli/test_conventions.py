@@ -222,6 +222,33 @@ def test_output_that_is_a_folder_is_refused_before_the_work(victim, tmp_path, ca
     assert_fails(prog, argv, capsys, match="not a folder")
 
 
+@pytest.mark.parametrize("flag", OUTPUT_FLAGS)
+def test_a_users_file_is_replaced_only_with_overwrite(victim, tmp_path, capsys, monkeypatch, flag):
+    """An existing output that pdgan did not write (no record in its folder's .pdgan-files) is refused before
+    the work; --overwrite lets the command start; a model folder is an input nothing is written into."""
+    if flag == "bench-png":
+        pytest.importorskip("matplotlib")
+
+    class Started(Exception):
+        pass
+
+    def work_started(*a, **k):
+        raise Started
+
+    for module, name in ((bench, "run"), (eval_cli, "evaluate"), (edit_cli, "load_checkpoint"),
+                         (export_cli, "load_model")):
+        monkeypatch.setattr(module, name, work_started)
+    user = tmp_path / "out" / "mine.out"
+    user.parent.mkdir()
+    user.write_text("the user's file")
+    prog, *argv = _out_on_input(flag, victim, user, tmp_path)
+    assert_fails(prog, argv, capsys, match="mine.out exists and was not written by pdgan; give --overwrite")
+    assert user.read_text() == "the user's file"
+    assert_fails(prog, [*argv, "--overwrite"], capsys, match="unexpected Started")  # the work started
+    prog, *argv = _out_on_input(flag, tmp_path, tmp_path / "sub" / "x.out", tmp_path)  # inside the model folder
+    assert_fails(prog, argv, capsys, match="is inside the input")
+
+
 def test_eval_bad_paths_fail_before_the_work(victim, tmp_path, capsys, monkeypatch):
     def work_started(*a, **k):
         raise AssertionError("the work started before the arguments were checked")

@@ -14,6 +14,7 @@ from PIL import Image
 from pdgan_infer import __version__
 from pdgan_infer.cli.generate import main
 from pdgan_infer.engine import Engine
+from pdgan_infer.files import MANIFEST
 from pdgan_infer.seeds import parse_seeds
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -45,14 +46,14 @@ def test_parse_seeds():
 
 def test_writes_the_images_of_engine_generate(digits, tmp_path):
     assert main(["digits", "--seeds", "0-15", "--outdir", str(tmp_path), "-q", "--device", "cpu"]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{s:06d}.png" for s in range(16)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST, *(f"{s:06d}.png" for s in range(16))]
     np.testing.assert_array_equal(read_pngs(tmp_path, range(16)), digits.generate(seeds=range(16)))
 
 
 def test_seed_lists_and_resume(digits, tmp_path):
     spec, seeds = "3-5,40,7", [3, 4, 5, 40, 7]
     assert main(["digits", "--seeds", spec, "--outdir", str(tmp_path), "-q", "--batch-size", "2"]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{s:06d}.png" for s in seeds)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([MANIFEST, *(f"{s:06d}.png" for s in seeds)])
     want = digits.generate(seeds=seeds, batch_size=2)
     np.testing.assert_array_equal(read_pngs(tmp_path, seeds), want)
     # resume: a file that is there is kept as is (even if it is not the image), a missing one is made again
@@ -69,7 +70,7 @@ def test_npz(digits, tmp_path):
     with np.load(tmp_path / "images.npz", allow_pickle=False) as f:
         assert f["seeds"].tolist() == [9, 2, 3]
         np.testing.assert_array_equal(f["images"], digits.generate(seeds=[9, 2, 3]))
-    assert [p.name for p in tmp_path.iterdir()] == ["images.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST, "images.npz"]
 
 
 def test_torchrun_two_ranks_write_the_same_files(digits, tmp_path):

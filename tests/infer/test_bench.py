@@ -78,6 +78,14 @@ CHART = {"header": {"device_name": "Test CPU @ 2.0GHz"},
                       "error": "ImportError: no", "images_per_s": None}]}
 
 
+def test_unknown_backend_is_refused_before_any_timing(monkeypatch):
+    from pdgan_infer.bench import suite
+    monkeypatch.setattr(suite, "bench_one", lambda *a, **k: pytest.fail("a backend was timed"))
+    monkeypatch.setattr(suite, "conv_peak", lambda *a, **k: pytest.fail("the conv peak was timed"))
+    with pytest.raises(ValueError, match="unknown backend 'torhc'; choose from torch, optimized"):
+        suite.run(suite.BenchSettings(preset="digits", n=1, repeats=1), "cpu", ["torhc"], isolate=False)
+
+
 def test_chart_bars_and_error_bars(tmp_path):
     pytest.importorskip("matplotlib")
     from matplotlib.container import BarContainer

@@ -129,11 +129,32 @@ def reference_images():
 
 def test_save_pretrained_then_from_pretrained_dir(digits_model, reference_images, tmp_path):
     folder = hub.save_pretrained(digits_model, tmp_path / "my-model")
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == [".pdgan-files", "README.md", "config.json",
+                                                         "model.safetensors"]  # .pdgan-files: what pdgan wrote
     got = Engine.from_pretrained(folder, backend="torch", device="cpu").generate(seeds=range(4))
     np.testing.assert_array_equal(got, reference_images)
     got = Engine.from_pretrained(str(folder), backend="torch", device="cpu").generate(seeds=range(4))
     np.testing.assert_array_equal(got, reference_images)
+
+
+def test_save_pretrained_writes_over_its_own_files_only(digits_model, tmp_path):
+    """The user's README.md or another tool's model.safetensors in the folder are not replaced without
+    overwrite=True; a folder written by save_pretrained is written again freely."""
+    from pdgan_infer.files import OutputError
+    folder = hub.save_pretrained(digits_model, tmp_path / "m")
+    hub.save_pretrained(digits_model, folder)  # its own files
+    (folder / "README.md").write_text("the user's card")
+    with pytest.raises(OutputError, match=r"README.md exists and was not written by pdgan; give overwrite=True"):
+        hub.save_pretrained(digits_model, folder)
+    assert (folder / "README.md").read_text() == "the user's card"
+    hub.save_pretrained(digits_model, folder, overwrite=True)
+    assert (folder / "README.md").read_text() != "the user's card"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model.safetensors").write_bytes(b"another tool's weights")
+    with pytest.raises(OutputError, match="holds files that pdgan did not write; give overwrite=True"):
+        hub.save_pretrained(digits_model, other)
+    assert (other / "model.safetensors").read_bytes() == b"another tool's weights"
 
 
 def test_model_card_front_matter(digits_model, tmp_path):

@@ -4,6 +4,7 @@ Inception/VGG16 networks (same call conventions, tiny weights), the error paths,
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import replace
 
@@ -332,3 +333,27 @@ def test_huge_counts_are_refused_by_the_library(files):
             ev.evaluate(files / "ckpt", "digits", **{"n": 4, "metrics": "interp", **kwargs})
     with pytest.raises(ev.EvalError, match="no metrics"):
         ev.evaluate(files / "ckpt", "digits", n=4, metrics="")
+
+
+@pytest.mark.parametrize("flag, target", [("--save-ref", "labels.csv"), ("--json", "labels.csv"),
+                                          ("--save-samples", "."), ("--save-samples", "generated"),
+                                          ("--json", "sub/r.json")])
+def test_outputs_inside_the_data_set_are_refused_before_the_work(tmp_path, capsys, monkeypatch, flag, target):
+    """--save-ref/--json DATA/labels.csv destroyed the labels; --save-samples DATA added samples to the data set."""
+    data = tmp_path / "images"
+    data.mkdir()
+    (data / "labels.csv").write_text("filename,label\n")
+    monkeypatch.setattr(eval_cli, "evaluate", lambda *a, **k: pytest.fail("the evaluation started"))
+    argv = ["digits", "--data", str(data), "--metrics", "fid", flag, str((data / target).resolve())]
+    assert eval_cli.main([*argv, "--overwrite"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(rf"{flag} .* (is the input|is inside the input) .*images", err[0]), err
+    assert (data / "labels.csv").read_text() == "filename,label\n" and sorted(os.listdir(data)) == ["labels.csv"]
+
+
+def test_users_result_file_is_refused_without_overwrite(tmp_path, capsys, monkeypatch):
+    (tmp_path / "r.json").write_text("the user's notes")
+    monkeypatch.setattr(eval_cli, "evaluate", lambda *a, **k: pytest.fail("the evaluation started"))
+    assert eval_cli.main(["digits", "--data", "digits", "--metrics", "digits", "--json", str(tmp_path / "r.json")]) == 1
+    assert "r.json exists and was not written by pdgan; give --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "r.json").read_text() == "the user's notes"

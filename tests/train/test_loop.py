@@ -135,6 +135,26 @@ def test_bad_input_clear_errors(tiny, tmp_path, capsys):
     assert e.value.code == 0 and "pdgan-train (pdgan)" in capsys.readouterr().out
 
 
+def test_out_inside_the_data_or_over_user_files_is_refused_before_anything_is_written(tiny, tmp_path):
+    """--out equal to or inside an image-folder --data would add sample grids to the training set; --out over a
+    folder of the user's files would replace their config.json."""
+    from pdgan_train.config import TrainingError
+    from pdgan_train.loop import Trainer
+
+    data = tmp_path / "images"
+    data.mkdir()
+    for out in (data, data / "run"):
+        with pytest.raises(TrainingError, match=r"--out .* (is the input|is inside the input) .*images"):
+            Trainer(tiny_cfg(out, data=str(data)))
+    assert sorted(p.name for p in data.iterdir()) == []
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "config.json").write_text('{"mine": 1}')
+    with pytest.raises(TrainingError, match="holds files that pdgan did not write"):
+        Trainer(tiny_cfg(user))
+    assert (user / "config.json").read_text() == '{"mine": 1}'
+
+
 def test_corrupt_resume_leaves_checkpoints_intact(tiny, tmp_path, capsys):
     from pdgan_train.loop import Trainer
     Trainer(tiny_cfg(tmp_path)).train(until=2)

@@ -88,12 +88,18 @@ class Trainer:
             except OutputError as e:
                 raise TrainingError(str(e)) from None
             rundir.check_writable(self.out)
+            new_lock = not os.path.lexists(self._lock.path)
             self._lock.acquire()  # before anything is read or written: a second run fails at once
         try:
             if self.main:
                 rundir.remove_stale_temporaries(self.out)
                 if resume is None or not _same_dir(_run_dir(resume), self.out):
-                    self._replace_run = rundir.claim_out(self.out, overwrite)
+                    try:
+                        self._replace_run = rundir.claim_out(self.out, overwrite)
+                    except TrainingError:  # a refused folder is left as it was found
+                        if new_lock:
+                            self._lock.path.unlink(missing_ok=True)
+                        raise
             self._setup(resume)
         except BaseException:
             self._lock.release()

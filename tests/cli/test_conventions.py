@@ -324,14 +324,22 @@ def test_unknown_device_is_one_line_exit_1(victim, tmp_path, capsys, prog, argv)
     ("pdgan-generate", ["CKPT", "--outdir", "OUT", "--seeds", "1_0"], "--seeds"),
     ("pdgan-generate", ["CKPT", "--outdir", "OUT", "--seeds", "+5"], "--seeds"),
     ("pdgan-generate", ["CKPT", "--outdir", "OUT", "--seeds", "\u0661\u0662"], "--seeds"),
-    ("pdgan-generate", ["CKPT", "--outdir", "OUT", "--batch-size", "+5"], "ASCII digits"),
-    ("pdgan-bench", ["--seed", "1_0"], "ASCII digits"),
-    ("pdgan-eval", ["CKPT", "--data", "digits", "--n", "\u0664"], "ASCII digits"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else v if v.startswith("pdgan") else None)
 def test_bad_option_values_are_usage_errors(victim, tmp_path, capsys, prog, argv, match):
     argv = [victim if a == "CKPT" else tmp_path / "o" if a == "OUT" else a for a in argv]
     assert_fails(prog, argv, capsys, code=2, match=match)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("text", ["+5", "1_0", "\u0664", "\uff15", "5.0", "0x5", "", "1 2"])
+def test_integer_options_take_ascii_digits_only(text):
+    """int() takes '+5', '1_0' and digits of other scripts; the option types do not."""
+    import argparse
+
+    from pdgan_infer._cli import int_range
+    with pytest.raises(argparse.ArgumentTypeError, match=r"expected an integer \(ASCII digits\)"):
+        int_range(0, 100)(text)
+    assert int_range(-5, 100)(" -5 ") == -5 and int_range(0)("0042") == 42
 
 
 def test_edit_scale_must_be_finite_even_through_the_api(victim):

@@ -14,6 +14,14 @@ def test_parse_seeds_takes_ascii_digits_only():
 
 
 def test_check_seeds_range_is_not_listed():
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        check_seeds(range(10**7))  # listed, 10**7 seeds would be ~0.4 GB
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
     huge = range(SEED_LIMIT)
     assert check_seeds(huge) is huge  # returned as it is: a range of 2**32 seeds costs nothing
     assert check_seeds(range(0)) == range(0)
@@ -28,4 +36,4 @@ def test_check_seeds_range_is_not_listed():
 def test_check_seeds_stream_is_bounded():
     import itertools
     with pytest.raises(ValueError, match=f"more than {MAX_SEEDS:,} seeds"):
-        check_seeds(itertools.count())  # an endless stream is refused at MAX_SEEDS, not listed to 2**32
+        check_seeds(itertools.islice(itertools.count(), MAX_SEEDS + 1))  # refused at MAX_SEEDS, not listed on

@@ -152,7 +152,7 @@ def test_out_inside_the_data_or_over_user_files_is_refused_before_anything_is_wr
     (user / "config.json").write_text('{"mine": 1}')
     with pytest.raises(TrainingError, match="holds files that pdgan did not write"):
         Trainer(tiny_cfg(user))
-    assert (user / "config.json").read_text() == '{"mine": 1}'
+    assert (user / "config.json").read_text() == '{"mine": 1}' and sorted(os.listdir(user)) == ["config.json"]
 
 
 def test_corrupt_resume_leaves_checkpoints_intact(tiny, tmp_path, capsys):

@@ -22,7 +22,6 @@ from pdgan_infer._cli import (
     add_overwrite_argument,
     check_outputs,
     int_range,
-    positive_int,
     run_cli,
 )
 from pdgan_infer.seeds import SEED_STRIDE
@@ -36,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="pdgan-demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="demo_out", help="output folder (default %(default)s)")
     p.add_argument("--n", type=int_range(1, SEED_STRIDE), default=100, help="images to generate (default %(default)s)")
-    p.add_argument("--repeats", type=positive_int, default=3, help="timed runs per backend (default %(default)s)")
+    p.add_argument("--repeats", type=int_range(1, 1000), default=3, help="timed runs per backend (default %(default)s)")
     p.add_argument("--eval-n", type=int_range(0, SEED_STRIDE), default=1000,
                    help="samples for the digits metrics (default %(default)s; 0: skip)")
     p.add_argument("--backends", help="comma-separated backends to time, NAME or NAME:DTYPE (default: those of "

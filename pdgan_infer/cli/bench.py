@@ -35,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
                    f"{SEED_STRIDE})")
     p.add_argument("--batch-size", type=_positive, default=None, help="images per sampler call (default: n, "
                    "one batch, as the paper's per-100-images timing)")
-    p.add_argument("--repeats", type=_positive, default=5, help="timed calls per backend, after one warm-up")
+    p.add_argument("--repeats", type=int_range(1, 1000), default=5, help="timed calls per backend, after one warm-up")
     p.add_argument("--latency-repeats", type=int_range(0, 1000), default=5, help="single-image generate calls "
                    "timed per backend for the batch-1 latency (after one untimed call; 0: none)")
     p.add_argument("--seed", type=block_seed, default=0, help="seed of the random weights and of the images")

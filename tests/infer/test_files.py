@@ -106,3 +106,19 @@ def test_manifest_is_compacted_and_tolerates_damage(tmp_path, monkeypatch):
     (tmp_path / "late.txt").write_text("appended by a log writer")
     record_written(tmp_path / "late.txt")
     assert written_by_pdgan(tmp_path / "late.txt")
+
+
+def test_folder_output_that_cannot_be_written_or_dangles_is_refused_before_the_work(tmp_path, monkeypatch):
+    """An existing folder without write permission failed only after the model loaded, naming a temporary; a
+    dangling symlink as the folder gave '[Errno 17] File exists'."""
+    out = tmp_path / "out"
+    out.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: False if os.fspath(p) == os.fspath(out)
+                        else real_access(p, mode, **k))  # as an unprivileged user sees a 0o555 folder (root does not)
+    for overwrite in (None, False, True):
+        refused(r"--outdir .*out: no permission to write in it", {"--outdir": out}, folders={"--outdir"},
+                overwrite=overwrite)
+    os.symlink(tmp_path / "gone", tmp_path / "dangling")
+    refused(r"--outdir .*dangling is a symlink \(to .*gone\)", {"--outdir": tmp_path / "dangling"},
+            folders={"--outdir"}, overwrite=None)

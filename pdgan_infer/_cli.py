@@ -110,6 +110,8 @@ def model_files(model: str | os.PathLike | None) -> list[Path]:
     if model is None:
         return []
     text = os.fspath(model)
+    if not text.strip():  # not the working directory: the loader refuses an empty name
+        return []
     if text in pretrained_models():
         local = Path(pretrained_path(text))
     else:

@@ -230,23 +230,36 @@ def record_written(path: str | os.PathLike) -> None:
 def written_by_pdgan(path: str | os.PathLike) -> bool:
     """Whether `path` is a regular file (not a symlink) that its folder's MANIFEST records with its current
     size and modification time."""
-    path = Path(path)
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return False
-    if not stat.S_ISREG(st.st_mode):
-        return False
-    fd = _open_manifest(path.parent, os.O_RDONLY)
+    return not foreign_files([path])
+
+
+def foreign_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """The existing `paths` that pdgan did not write (or that changed since), in order; each folder's MANIFEST
+    is read once."""
+    records: dict[Path, dict[str, tuple[int, int]]] = {}
+    foreign = []
+    for path in map(Path, paths):
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if path.parent not in records:
+            records[path.parent] = _read_records(path.parent)
+        if not stat.S_ISREG(st.st_mode) or records[path.parent].get(path.name) != (st.st_size, st.st_mtime_ns):
+            foreign.append(path)
+    return foreign
+
+
+def _read_records(folder: Path) -> dict[str, tuple[int, int]]:
+    fd = _open_manifest(folder, os.O_RDONLY)
     if fd is None:
-        return False
+        return {}
     try:
-        records = _parse(os.pread(fd, 2 * MAX_MANIFEST_BYTES, 0))
+        return _parse(os.pread(fd, 2 * MAX_MANIFEST_BYTES, 0))
     except OSError:
-        return False
+        return {}
     finally:
         os.close(fd)
-    return records.get(path.name) == (st.st_size, st.st_mtime_ns)
 
 
 def check_outputs(outputs: Mapping[str, str | os.PathLike | None], inputs: Iterable[str | os.PathLike | None] = (),
@@ -316,7 +329,6 @@ def _check_folder(flag: str, path: Path, overwrite: bool | None, names: Iterable
             if any(True for _ in entries):
                 raise OutputError(f"{flag} {path} holds files that pdgan did not write; give {how} to write into "
                                   "it anyway, or an empty or new folder")
-    for name in names:
-        if os.path.lexists(path / name) and not written_by_pdgan(path / name):
-            raise OutputError(f"{flag} {path / name} exists and was not written by pdgan; give {how} to replace "
-                              "it, or another folder")
+    for foreign in foreign_files(path / name for name in names):
+        raise OutputError(f"{flag} {foreign} exists and was not written by pdgan; give {how} to replace it, or "
+                          "another folder")

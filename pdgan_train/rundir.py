@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
-from pdgan_infer.files import OutputPathError, written_by_pdgan
+from pdgan_infer.files import OutputPathError, foreign_files
 
 from .config import TrainConfig, TrainingError
 
@@ -137,7 +137,7 @@ def claim_out(out: Path, overwrite: bool) -> bool:
     if found and not overwrite:
         raise TrainingError(f"{out} already holds a pdgan-train run ({found[0]}); continue it with --resume {out}, "
                             f"or start over with --overwrite (deletes it), or choose another --out")
-    foreign = [p for p in run_files(out) if not written_by_pdgan(p)]
+    foreign = foreign_files(run_files(out))
     if foreign and not overwrite:
         raise TrainingError(f"{out} holds files that pdgan did not write and the run would replace ({foreign[0]}"
                             f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); choose another --out, "

@@ -2,8 +2,9 @@
 torch version under `cache_dir` (default `pdgan_infer.hub.cache_dir()`: $PDGAN_CACHE or ~/.cache/pdgan), its
 sha256 recorded beside it and checked before reuse. The record and the metadata can be rewritten by whoever
 can write the cache, so a cached graph is also run on one seed against torch (the export's own verification,
-`onnx.verify_against_torch`, batch 1) before it is used. A cached file that is corrupt, was written for other
-weights or computes other images is re-exported (with a warning), never trusted. The exported-graph backends
+`onnx.verify_against_torch`, batch 1) before it is used (once per process while the file is unchanged). A
+cached file that is corrupt, was written for other weights or computes other images is re-exported (with a
+warning), never trusted. The exported-graph backends
 (`pdgan_infer.backends`: onnxruntime, tensorrt, openvino) load their graphs from here.
 """
 from __future__ import annotations
@@ -115,6 +116,10 @@ def _cache_problem(model: PDGAN, graph: str, path: Path, record: Path, wsha: str
         return str(e)
     if meta.get("pdgan.weights_sha256") != wsha or meta.get("pdgan.dtype") != dtype:
         return "it was exported from other weights"
+    st = os.stat(path)
+    seen = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, wsha, dtype, graph)
+    if seen in _VERIFIED:  # checked by this process, and the file has not changed since
+        return None
     try:
         errs, tols, _ = verify_against_torch(OnnxRunner(path), model, graph, DTYPES[dtype], (1,))
     except Exception as e:  # noqa: BLE001 - whatever a damaged graph makes onnxruntime raise: re-export it
@@ -122,4 +127,8 @@ def _cache_problem(model: PDGAN, graph: str, path: Path, record: Path, wsha: str
     if not errs[1] <= tols[1]:
         return (f"on one seed it differs from torch by {errs[1]:.3g} (tolerance {tols[1]:.3g}): its weights are "
                 "not these")
+    _VERIFIED.add(seen)
     return None
+
+
+_VERIFIED: set[tuple] = set()  # cached graphs this process ran its one-seed check on (path, inode, size, mtime, ...)

@@ -359,7 +359,6 @@ def test_edit_scale_must_be_finite_even_through_the_api(victim):
 
 # --- pdgan-bench: a requested backend that fails is a failed run -------------------------------------
 @pytest.mark.parametrize("argv, match", [
-    (["--backends", "foo"], "foo"),
     (["--backends", "torch", "--dtype", "float16"], "float16"),
 ])
 def test_bench_failed_backend_exits_1(victim, tmp_path, capsys, argv, match):
@@ -372,6 +371,14 @@ def test_bench_failed_backend_exits_1(victim, tmp_path, capsys, argv, match):
     assert code == 1 and "Traceback" not in err and lines and match in lines[-1], (code, err)
     assert lines[-1].startswith("pdgan-bench: error:"), err
     assert json.loads(out.read_text())["records"], "the results are still written"
+
+
+def test_bench_unknown_backend_exits_1_before_any_timing(victim, tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert_fails("pdgan-bench", ["--checkpoint", victim, "--n", "1", "--repeats", "1", "--device", "cpu",
+                                 "--no-isolate", "-q", "--json", out, "--backends", "foo"], capsys,
+                 match="unknown backend 'foo'; choose from torch")
+    assert not out.exists()  # nothing was timed
 
 
 # --- pdgan-train: its command line (the training loop is not run) --------------------------------------

@@ -7,9 +7,10 @@ logging and exit codes.
     return run_cli("pdgan-x", args, lambda: work(args))   # a failed run: one line on stderr, status 1
 
 Every number an option takes is range-checked by its type (`int_range`, `float_range`, `block_seed`), so
-NaN, infinities and sizes that would exhaust memory are usage errors. `check_outputs` runs before the
-work: an output that is the input checkpoint (or another input), a folder where a file is expected, or a
-path that cannot be created fails at once instead of after a long run.
+NaN, infinities and sizes that would exhaust memory are usage errors. `check_outputs` (the files layer's rule,
+`pdgan_infer.files`) runs before the work: an output that is an input or inside one, a user's file without
+--overwrite, a symlinked output folder, a folder where a file is expected, or a path that cannot be created
+fails at once instead of after a long run.
 
 Library code logs to `logging.getLogger("pdgan")` (children "pdgan.*") and never prints; `run_cli`
 attaches a stderr handler to that logger for the duration of the command: INFO by default, WARNING
@@ -23,15 +24,16 @@ import logging
 import math
 import os
 import pickle
+import re
 import sys
 import traceback
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 from ._version import __version__
 from .errors import PDGANError
-from .files import OutputError
+from .files import OutputError, check_outputs  # noqa: F401  (the commands' one output check)
 from .seeds import MAX_BLOCK_SEED, parse_seeds
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -47,13 +49,21 @@ class ArgumentParser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,4300}")  # int() would also take '+5', '1_0' and other scripts' digits
+
+
+def ascii_int(text: str | None) -> int | None:
+    """The integer `text` spells in ASCII digits (an optional '-', spaces around), else None."""
+    match = _INTEGER.fullmatch(text.strip()) if isinstance(text, str) else None
+    return None if match is None else int(match[0])
+
+
 def int_range(lo: int, hi: int | None = None) -> Callable[[str], int]:
     """argparse type: an integer in [lo, hi] (no upper bound when hi is None)."""
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        value = ascii_int(text)
+        if value is None:
+            raise argparse.ArgumentTypeError(f"expected an integer (ASCII digits), got {text!r}")
         if value < lo or (hi is not None and value > hi):
             raise argparse.ArgumentTypeError(f"must be >= {lo}, got {value}" if hi is None
                                              else f"must be in [{lo}, {hi}], got {value}")
@@ -90,7 +100,7 @@ def seed_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-# --- outputs are checked before the work -----------------------------------------------------------------
+# --- outputs are checked before the work (the rule: pdgan_infer.files) ----------------------------------
 def model_files(model: str | os.PathLike | None) -> list[Path]:
     """The local files a model argument (bundled name, checkpoint file or folder) reads: weights and JSON.
     Nothing for a Hub id or a missing path (nothing is downloaded here)."""
@@ -100,6 +110,8 @@ def model_files(model: str | os.PathLike | None) -> list[Path]:
     if model is None:
         return []
     text = os.fspath(model)
+    if not text.strip():  # not the working directory: the loader refuses an empty name
+        return []
     if text in pretrained_models():
         local = Path(pretrained_path(text))
     else:
@@ -107,43 +119,15 @@ def model_files(model: str | os.PathLike | None) -> list[Path]:
         if not (local.exists() or local.with_name(local.name + ".safetensors").exists()):
             return []
     weights, sidecar = _paths(local)
-    if local.is_dir():  # a run folder (model.json) or a save_pretrained one (config.json)
-        return [weights, weights.with_name("model.json"), weights.with_name(FOLDER_CONFIG)]
+    if local.is_dir():  # a run folder (model.json) or a save_pretrained one (config.json): nothing is written in it
+        return [local, weights, weights.with_name("model.json"), weights.with_name(FOLDER_CONFIG)]
     return [weights, sidecar]
 
 
-def check_outputs(outputs: Mapping[str, str | os.PathLike | None], inputs: Iterable[str | os.PathLike | None] = (),
-                  folders: Iterable[str] = ()) -> None:
-    """OutputError unless every output {flag: path} can be written without touching an input: not one of
-    `inputs` (symlinks resolved), not an existing folder (or, for the flags in `folders`, an existing
-    non-folder), not below a file, in a folder this process may write, and no two flags on one file."""
-    protected = {Path(p).expanduser().resolve(): Path(p) for p in inputs if p is not None}
-    folders, seen = set(folders), {}
-    for flag, raw in outputs.items():
-        if raw is None:
-            continue
-        path = Path(raw).expanduser()
-        real = path.resolve()
-        if real in protected:
-            raise OutputError(f"{flag} {path} is the input {protected[real]}: writing it would destroy the input; "
-                              "choose another output path")
-        if real in seen:
-            raise OutputError(f"{seen[real]} and {flag} name the same file {path}; give each its own")
-        seen[real] = flag
-        if flag in folders:
-            if path.exists() and not path.is_dir():
-                raise OutputError(f"{flag} {path} exists and is not a folder; give a folder")
-        elif path.is_dir():
-            raise OutputError(f"{flag} {path} is a folder; give a file name (e.g. {path / 'out'}{path.suffix})")
-        elif path.exists() and not path.is_file():
-            raise OutputError(f"{flag} {path} exists and is not a regular file; give another file name")
-        parent = path.absolute().parent
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
-        if not parent.is_dir():
-            raise OutputError(f"{flag} {path}: {parent} is not a folder, so {path.name} cannot be created there")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise OutputError(f"{flag} {path}: no permission to write in {parent}")
+def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
+    """--overwrite: replace existing outputs that pdgan did not write (`pdgan_infer.files`' rule)."""
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files that pdgan did "
+                        "not write (without it they are refused before the work)")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, version: bool = True, verbosity: bool = True) -> None:

@@ -29,14 +29,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import glob
 import hashlib
 import json
 import logging
 import os
 import stat
-import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +47,14 @@ from torch.overrides import TorchFunctionMode
 from ._version import __version__
 from .config import PRESETS, PDGANConfig
 from .errors import PDGANError
+from .files import (  # noqa: F401  (the writers' old home: these names keep working here)
+    STALE_TMP_S,
+    OutputPathError,
+    atomic_path,
+    atomic_write_bytes,
+    sha256_file,
+    sweep_stale_temporaries,
+)
 from .networks import LATENT_SLOTS, PDGAN, build_encoder, build_generator, build_latent
 
 FORMAT = "pdgan-checkpoint"
@@ -60,17 +65,12 @@ SIDECAR_KEYS = HEADER_KEYS | {"sha256", "content_sha256"}
 COMPONENTS = ("generator", "encoder", "latent")
 MAX_JSON_BYTES = 100 << 20  # the sidecar (safetensors caps its own header at 100 MB too)
 MAX_JSON_DEPTH = 32  # nesting of a header (the config is 3 deep; meta holds a few dicts)
-STALE_TMP_S = 600  # a temporary without a live writer's pid is stale after this long
 
 log = logging.getLogger("pdgan")
 
 
 class CheckpointError(PDGANError, ValueError):
     """A checkpoint could not be loaded; the message names the file and the problem."""
-
-
-class OutputPathError(PDGANError, OSError):
-    """A file cannot be written where asked (a folder is there, the parent is a file)."""
 
 
 # --- paths -----------------------------------------------------------------------------------------
@@ -111,14 +111,6 @@ def _regular_file(path: Path, what: str) -> bool:
     return True
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def content_sha256(header_json: str, tensors: Mapping[str, torch.Tensor]) -> str:
     """The digest a checkpoint's weights carry: sha256 over the header string and, in name order, each
     tensor's name, dtype, shape and bytes (independent of the file layout)."""
@@ -140,97 +132,6 @@ def weights_sha256(module: torch.nn.Module) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)};".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-d too
     return h.hexdigest()
-
-
-# --- atomic writes ---------------------------------------------------------------------------------
-def _umask() -> int:
-    """The process umask, read without changing it where Linux says it (/proc), else by setting it back."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
-    """Write to the yielded temporary path (same folder, so the rename is atomic); on success it
-    replaces `path` (fsynced, mode 0o666 & ~umask like any new file) and stale temporaries of `path`
-    left by killed writers are removed; on any exception it is removed and `path` is untouched.
-    `suffix` matters to writers that add or check one (np.savez wants ".npz")."""
-    path = Path(path)
-    if path.is_dir():
-        raise OutputPathError(f"cannot write {path}: it is a folder; give a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise OutputPathError(f"cannot write {path}: a file is in the way of its folder {path.parent}") from None
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-", suffix=suffix)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, PDGANError) or e.filename is not None or e.errno not in _WRITE_FAILURES:
-            raise
-        # a full disk or quota, a file-size limit: the writer's message names no file
-        raise OutputPathError(f"cannot write {path} ({e.strerror or _short(e)}); free space or choose another "
-                              "output") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    sweep_stale_temporaries(path, suffix)
-
-
-_WRITE_FAILURES = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO, errno.EROFS}
-
-
-def sweep_stale_temporaries(path: str | os.PathLike, suffix: str = ".tmp") -> list[Path]:
-    """Remove `.NAME.PID-XXXX<suffix>` files beside `path` whose writer is gone (killed: no cleanup
-    ran), and older pid-less `.NAME.XXXX<suffix>` ones; returns what was removed. A live writer's
-    temporary (another process saving the same file) is left alone."""
-    path = Path(path)
-    removed = []
-    prefix = f".{path.name}."
-    for name in glob.glob(glob.escape(str(path.parent / prefix)) + "*" + glob.escape(suffix)):
-        p = Path(name)
-        middle = p.name[len(prefix):len(p.name) - len(suffix)]
-        pid_text = middle.split("-", 1)[0] if "-" in middle else ""
-        try:
-            if pid_text.isdigit():
-                if _alive(int(pid_text)):
-                    continue
-            elif time.time() - p.lstat().st_mtime < STALE_TMP_S:
-                continue
-            p.unlink()
-            removed.append(p)
-        except OSError:
-            continue
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True  # another thread of ours may be writing it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
 
 
 # --- writing ---------------------------------------------------------------------------------------
@@ -303,6 +204,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
             raise _corrupt(weights, _short(e)) from None
         if ck.digest is not None and content_sha256(ck.embedded or "", tensors) != ck.digest:
             raise _corrupt(weights, "its content digest does not match: the tensors or the header were changed")
+        _check_finite(weights, tensors)
         model = PDGAN(ck.config, with_latent="latent" in ck.components, with_encoder="encoder" in ck.components)
         model.latent_slot = ck.latent_slot
         for name in model.components:
@@ -311,6 +213,16 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
                                                   if k.startswith(prefix)})
         model.checkpoint_meta = ck.header.get("meta", {})  # for save_pretrained's model card
     return model.to(device).eval()
+
+
+def _check_finite(weights: Path, tensors: Mapping[str, torch.Tensor]) -> None:
+    """CheckpointError naming the first tensor (in name order) with a NaN or infinite value: such weights make
+    NaN images, which the uint8 conversion turns into black ones without a word."""
+    for name in sorted(tensors):
+        t = tensors[name]
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"checkpoint {weights}: tensor {name} holds NaN or infinite values; the weights "
+                                  "are damaged (a diverged training run?): use another checkpoint")
 
 
 @contextlib.contextmanager

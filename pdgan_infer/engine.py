@@ -37,8 +37,9 @@ torch.set_num_threads(1) can be faster than more threads (OpenMP regions wait fo
 
 Memory: `generate` holds one batch of activations and the (n, H, W, 3) uint8 result, and refuses a
 result above `MAX_GENERATE_BYTES` (4 GiB: 1.4 M images of 32x32) before allocating anything; `iter_batches`
-yields uint8 batches for callers that write them out instead (memory independent of n), as
-`pdgan-generate` does. Options a backend does not know (a misspelt keyword) raise TypeError.
+yields uint8 batches for callers that write them out instead (memory independent of n: a `range` of seeds
+is checked by its end points and never listed), as `pdgan-generate` does. Options a backend does not know
+(a misspelt keyword) raise TypeError.
 """
 from __future__ import annotations
 

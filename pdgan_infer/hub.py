@@ -109,6 +109,9 @@ def resolve_model(name: str | os.PathLike | None, revision: str | None = None,
     if not isinstance(name, (str, os.PathLike)):
         raise TypeError(f"the model must be a name, a path or a Hub id, got {type(name).__name__}")
     text = os.fspath(name)
+    if not text.strip():  # Path("") is the working directory: never load whatever happens to be there
+        raise HubError(f"the model name is empty ({text!r}); give a bundled name, a checkpoint file or folder, or a "
+                       "Hub id org/repo (the working directory: '.')")
     if isinstance(name, str) and name in pretrained_models():
         return pretrained_path(name)
     local = Path(text).expanduser()
@@ -260,19 +263,21 @@ def model_card(model, meta: dict[str, Any] | None = None, license: str = "mit",
 
 
 def save_pretrained(model, folder: str | os.PathLike, *, meta: dict[str, Any] | None = None, license: str = "mit",
-                    datasets: list[str] | None = None, repo_id: str | None = None, card: bool = True) -> Path:
+                    datasets: list[str] | None = None, repo_id: str | None = None, card: bool = True,
+                    overwrite: bool = False) -> Path:
     """Write `folder/config.json`, `folder/model.safetensors` and `folder/README.md` (model card); all
     atomic. `meta` (default: what the model was loaded with) is kept in config.json. Returns the folder,
     which `Engine.from_pretrained(folder)` and `load_checkpoint(folder)` read, and which can be
-    uploaded to the Hub as is (`huggingface_hub.upload_folder`)."""
-    from .checkpoint import atomic_write_bytes
+    uploaded to the Hub as is (`huggingface_hub.upload_folder`). A folder of files pdgan did not write,
+    or one of the three files written by someone else, is refused unless `overwrite` (`pdgan_infer.files`)."""
+    from .files import atomic_write_bytes, check_outputs
 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise HubError(f"{folder} exists and is not a folder")
     if (folder / "model.json").exists():
         raise HubError(f"{folder} holds a pdgan-train checkpoint (model.json); save_pretrained into a new folder")
-    if (folder / FOLDER_CONFIG).exists():
+    if (folder / FOLDER_CONFIG).exists() and not overwrite:
         try:
             ours = json.loads((folder / FOLDER_CONFIG).read_text()).get("format") == FORMAT
         except (OSError, ValueError, AttributeError):
@@ -280,6 +285,9 @@ def save_pretrained(model, folder: str | os.PathLike, *, meta: dict[str, Any] | 
         if not ours:
             raise HubError(f"{folder / FOLDER_CONFIG} is not a pdgan model config (a training run's?); "
                            "save_pretrained into a new folder")
+    check_outputs({"save_pretrained folder": folder}, folders={"save_pretrained folder"}, overwrite=overwrite,
+                  contents={"save_pretrained folder": ["model.safetensors", FOLDER_CONFIG, "README.md"]},
+                  how="overwrite=True")
     meta = dict(model.checkpoint_meta) if meta is None else dict(meta)
     write_checkpoint(model, folder / "model.safetensors", folder / FOLDER_CONFIG, meta)
     if card:

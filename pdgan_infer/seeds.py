@@ -14,7 +14,8 @@ stride 2**16 keeps the images of `generate(n, seed=s)` apart from those of other
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 
 SEED_STRIDE = 1 << 16  # image i of seed s draws from per-image seed s * SEED_STRIDE + i
 SEED_LIMIT = 1 << 32  # per-image seeds are in [0, SEED_LIMIT)
@@ -45,18 +46,31 @@ def check_seed_block(seed: object, n: int, what: str = "seed") -> int:
     return seed
 
 
-def check_seeds(seeds: Iterable[int], what: str = "seeds") -> list[int]:
-    """A list of per-image seeds (ints in [0, 2**32)); TypeError/ValueError naming the first bad one."""
+def check_seeds(seeds: Iterable[int], what: str = "seeds") -> Sequence[int]:
+    """The per-image seeds (ints in [0, 2**32)); TypeError/ValueError naming the first bad one. A `range` is
+    checked by its bounds and returned as it is (never listed: `range(2**32)` costs nothing); anything else
+    becomes a list of ints, at most MAX_SEEDS of them (a longer stream is refused before it fills memory)."""
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
         raise TypeError(f"{what} must be a sequence of integers (e.g. range(16)), got {type(seeds).__name__}")
+    if isinstance(seeds, range):
+        for i, s in ((0, seeds[0]), (-1, seeds[-1])) if seeds else ():  # the end points bound every element
+            if not 0 <= s < SEED_LIMIT:
+                raise ValueError(f"{what}[{i}] = {s} is outside [0, 2**32)")
+        return seeds
     out = []
     for i, s in enumerate(seeds):
         if isinstance(s, bool) or not isinstance(s, numbers.Integral):
             raise TypeError(f"{what}[{i}] must be an integer, got {type(s).__name__} {s!r}")
         if not 0 <= s < SEED_LIMIT:
             raise ValueError(f"{what}[{i}] = {s} is outside [0, 2**32)")
+        if i >= MAX_SEEDS:
+            raise ValueError(f"more than {MAX_SEEDS:,} {what}: pass a range (checked without listing it) or "
+                             "split the run")
         out.append(int(s))
     return out
+
+
+_SEED_PART = re.compile(r"([0-9]+)(?:-([0-9]+))?")  # ASCII digits only: no '+5', '1_0' or other scripts' digits
 
 
 def parse_seeds(spec: str) -> list[int]:
@@ -67,11 +81,11 @@ def parse_seeds(spec: str) -> list[int]:
         part = raw.strip()
         if not part:
             continue
-        lo, dash, hi = part.partition("-")
-        try:
-            a, b = int(lo), int(hi) if dash else int(lo)
-        except ValueError:
-            raise ValueError(f"bad seed {part!r} in {spec!r}: expected N or A-B, e.g. 0-49999 or 0-9,20") from None
+        match = _SEED_PART.fullmatch(part)
+        if match is None:
+            raise ValueError(f"bad seed {part!r} in {spec!r}: expected N or A-B (ASCII digits), e.g. 0-49999 or 0-9,20")
+        a = int(match[1])
+        b = a if match[2] is None else int(match[2])
         if b < a:
             raise ValueError(f"bad seed range {part!r}: the end is below the start")
         if b >= SEED_LIMIT:  # checked before the list is built: '0-4294967295' would not fit in memory
@@ -81,4 +95,4 @@ def parse_seeds(spec: str) -> list[int]:
         seeds.extend(range(a, b + 1))
     if not seeds:
         raise ValueError(f"no seeds in {spec!r}: expected e.g. 0-49999 or 0-9,20,30-39")
-    return check_seeds(seeds)
+    return list(check_seeds(seeds))

@@ -12,7 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pdgan_infer._cli import ArgumentParser, add_common_arguments, check_outputs, model_files, run_cli
+from pdgan_infer._cli import (
+    ArgumentParser,
+    add_common_arguments,
+    add_overwrite_argument,
+    check_outputs,
+    model_files,
+    run_cli,
+)
 from pdgan_infer.checkpoint import CheckpointError, load_checkpoint, read_header, save_checkpoint
 from pdgan_infer.hub import PRETRAINED_DIR
 
@@ -48,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval", dest="eval_json",
                    help="a pdgan-eval --json (or digits_metrics) result whose numbers to record")
     p.add_argument("--dest", help=f"output folder (default {PRETRAINED_DIR})")
+    add_overwrite_argument(p)
     add_common_arguments(p)
     args = p.parse_args(argv)
     if not args.name.isidentifier():
@@ -58,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace) -> int:
     dest = Path(args.dest or PRETRAINED_DIR) / args.name
     check_outputs({"--name": dest.with_suffix(".safetensors"), "--name's JSON": dest.with_suffix(".json")},
-                  [*model_files(args.checkpoint), args.eval_json])
+                  [*model_files(args.checkpoint), args.eval_json], overwrite=args.overwrite)
     metrics = json.loads(Path(args.eval_json).read_text()) if args.eval_json else None
     if metrics is not None and not isinstance(metrics, dict):
         raise ValueError(f"--eval {args.eval_json} holds a JSON {type(metrics).__name__}, not the object that "

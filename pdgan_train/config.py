@@ -224,6 +224,10 @@ def read_run_config(run_dir: str | os.PathLike) -> tuple[TrainConfig, Path]:
         raise TrainingError(f"{where} cannot be read ({e.strerror})") from None
     except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError
         raise TrainingError(f"{where} is corrupt ({e})"[:300]) from None
+    from pdgan_infer.checkpoint import FORMAT
+    if isinstance(data, dict) and data.get("format") == FORMAT:
+        raise TrainingError(f"cannot resume: {run_dir} is a model folder written by save_pretrained, not a "
+                            "pdgan-train run (it holds no training state)")
     if not isinstance(data, dict) or not isinstance(data.get("train"), dict):
         raise TrainingError(f"{where} is corrupt: expected a mapping with a 'train' mapping")
     run_relative = data.get(PATHS_KEY) == PATHS_RUN_RELATIVE

@@ -46,6 +46,12 @@ class DataError(PDGANError, ValueError):
     """A data set file is not what it should be; the message names the file and what to do."""
 
 
+def data_inputs(spec: str | None) -> list[Path]:
+    """The folder a data set argument reads (for the outputs' check: nothing is written into it); none for
+    'digits' (bundled with scikit-learn) or no argument."""
+    return [] if spec is None or spec == "digits" else [Path(spec).expanduser()]
+
+
 def build_dataset(spec: str, resolution: int, channels: int = 3, *, allow_upscale: bool = False,
                   split: str = "train", check_images: bool = False) -> Dataset:
     """The dataset named by `spec` ("digits", a CIFAR-10 batches directory or an image folder).

@@ -16,7 +16,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from pdgan_infer._cli import ArgumentParser, add_common_arguments, check_outputs, int_range, positive_int, run_cli
+from pdgan_infer._cli import (
+    ArgumentParser,
+    add_common_arguments,
+    add_overwrite_argument,
+    check_outputs,
+    int_range,
+    run_cli,
+)
 from pdgan_infer.seeds import SEED_STRIDE
 
 # Timed by default: every CPU backend that is ready in seconds. `compile` (minutes of Inductor warm-up) and
@@ -28,18 +35,19 @@ def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="pdgan-demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="demo_out", help="output folder (default %(default)s)")
     p.add_argument("--n", type=int_range(1, SEED_STRIDE), default=100, help="images to generate (default %(default)s)")
-    p.add_argument("--repeats", type=positive_int, default=3, help="timed runs per backend (default %(default)s)")
+    p.add_argument("--repeats", type=int_range(1, 1000), default=3, help="timed runs per backend (default %(default)s)")
     p.add_argument("--eval-n", type=int_range(0, SEED_STRIDE), default=1000,
                    help="samples for the digits metrics (default %(default)s; 0: skip)")
     p.add_argument("--backends", help="comma-separated backends to time, NAME or NAME:DTYPE (default: those of "
                    f"{','.join(DEMO_BACKENDS)} available here)")
+    add_overwrite_argument(p)
     add_common_arguments(p)
     args = p.parse_args(argv)
     return run_cli("pdgan-demo", args, lambda: _main(args))
 
 
 def _main(args: argparse.Namespace) -> int:
-    check_outputs({"--out": args.out}, folders={"--out"})
+    check_outputs({"--out": args.out}, folders={"--out"}, overwrite=args.overwrite)
     from pdgan_infer import Engine, bench
     from pdgan_infer.hub import pretrained_models
     out = Path(args.out)

@@ -33,6 +33,7 @@ CLI (every subcommand writes one PNG grid and prints its path):
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 from collections.abc import Sequence
@@ -42,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pdgan_infer._cli import ascii_int
 from pdgan_infer.deprecation import moved
 from pdgan_infer.errors import PDGANError
 from pdgan_infer.sampler import SamplerNoise, noise_for, sample, to_uint8
@@ -352,35 +354,53 @@ def read_labels_csv(path: str | Path, dataset) -> np.ndarray:
     files = getattr(dataset, "files", None)
     names = {Path(f).relative_to(dataset.root).as_posix(): i for i, f in enumerate(files or ())}
     labels, matched = np.full(len(dataset), -1, dtype=np.int64), 0
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise EditError(f"{path}, line {line}: not UTF-8 text ({e.reason} at byte "
+                        f"{e.start})") from None
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
-        cols = set(reader.fieldnames or ())
-        key = "index" if "index" in cols else "filename"
-        if "label" not in cols or key not in cols or (key == "filename" and files is None):
-            accepted = "'index,label'" + (" or 'filename,label'" if files is not None else "")
-            raise EditError(f"{path} must have a header {accepted}, got {reader.fieldnames}")
-        for row in reader:
-            where = f"{path}, line {reader.line_num}"
-            label = _csv_int(row["label"], where, "label")
-            if key == "index":
-                i = _csv_int(row["index"], where, "index")
-                if not 0 <= i < len(dataset):
-                    raise EditError(f"{where}: index {i} is outside the dataset's 0..{len(dataset) - 1}")
-            else:
-                i = names.get((row["filename"] or "").strip().replace("\\", "/").removeprefix("./"))
-                if i is None:
-                    continue
-            labels[i], matched = label, matched + 1
+        try:
+            cols = reader.fieldnames or []
+            key = "index" if "index" in cols else "filename"
+            if "label" not in cols or key not in cols or (key == "filename" and files is None):
+                accepted = "'index,label'" + (" or 'filename,label'" if files is not None else "")
+                raise EditError(f"{path} must have a header {accepted}, got {reader.fieldnames}")
+            twice = sorted({c for c in cols if cols.count(c) > 1} & {"index", "filename", "label"})
+            if twice:
+                raise EditError(f"{path}: the header names column {twice[0]!r} more than once")
+            for row in reader:
+                where = f"{path}, line {reader.line_num}"
+                label = _csv_int(row["label"], where, "label")
+                if key == "index":
+                    i = _csv_int(row["index"], where, "index")
+                    if not 0 <= i < len(dataset):
+                        raise EditError(f"{where}: index {i} is outside the dataset's 0..{len(dataset) - 1}")
+                else:
+                    i = names.get((row["filename"] or "").strip().replace("\\", "/").removeprefix("./"))
+                    if i is None:
+                        continue
+                labels[i], matched = label, matched + 1
+        except csv.Error as e:  # a field over csv's 128 kB limit
+            raise EditError(f"{path}, line {reader.line_num + 1}: not a readable CSV file ({e})") from None
     if matched == 0:
         raise EditError(f"{path} labels none of the dataset's {len(dataset)} images")
     return labels
 
 
+LABEL_LIMIT = 1 << 31  # labels and indices in a labels CSV are in (-2**31, 2**31)
+
+
 def _csv_int(text: str | None, where: str, what: str) -> int:
-    try:
-        return int(text)
-    except (TypeError, ValueError):
-        raise EditError(f"{where}: {what} {text!r} is not an integer") from None
+    value = ascii_int(text)
+    if value is None:
+        raise EditError(f"{where}: {what} {text!r} is not an integer")
+    if not -LABEL_LIMIT < value < LABEL_LIMIT:
+        raise EditError(f"{where}: {what} {value} is outside (-2**31, 2**31)")
+    return value
 
 
 # the command line lives in pdgan_train.cli.edit; `main` and `build_parser` resolve here for one release

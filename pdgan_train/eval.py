@@ -52,7 +52,9 @@ Metric groups (`auto`, the default, picks every group that applies and skips, wi
             (0 = evenly paced; a sudden jump of content makes it large). Lower is smoother.
 
 Inception and VGG16 are the TorchScript files of StyleGAN2-ADA (see `feature_nets.py`); dataset
-statistics are cached under `<cache>/stats/` (cache = `pdgan_infer.hub.cache_dir()`).
+statistics are cached under `<cache>/stats/` (cache = `pdgan_infer.hub.cache_dir()`). The cache is trusted
+input: an entry is matched by its key only, so whoever can write the cache can change the FID; evaluate
+with `--no-cache` (nothing read or written) when the cache folder is shared or not yours.
 """
 from __future__ import annotations
 
@@ -79,7 +81,7 @@ from pdgan_infer.seeds import SEED_STRIDE, check_seed_block, image_seeds
 from . import feature_nets
 from ._download import cache_dir as default_cache_dir
 from .data import build_dataset, dataset_labels
-from .image_sets import open_image_set
+from .image_sets import MAX_IMAGES, MAX_SIDE, open_image_set
 from .metrics import (
     feature_stats,
     fid_from_features,
@@ -102,6 +104,11 @@ GROUP_KEYS = {
 CONFIDENCE = 0.5  # a prediction counts for class coverage when its max probability exceeds this
 FID_N = 50_000  # the sample count of published FIDs (the paper: 50k CIFAR-10, 30k CelebA-HQ)
 MODEL_GROUPS = ("digits", "probe", "interp")  # the groups that need the model itself (and the data set)
+# Upper bounds of the counts (a typo such as --interp-pairs 1000000000 is refused, not run for days):
+MAX_N = 1 << 20  # samples (their Inception features alone are 8 GiB); at most this many real images too
+MAX_BATCH = 1 << 12  # images per batch
+MAX_K = 1000  # precision/recall neighbourhood
+MAX_INTERP = 4096  # interpolation pairs, and frames per pair (one pair's frames are one batch)
 log = logging.getLogger("pdgan")
 NO_LATENT = ("the checkpoint has no latent denoiser, so z_T cannot be sampled for unconditional generation; "
              "train its latent stage (pdgan-train --latent-steps N) or evaluate only --metrics probe,interp")
@@ -158,9 +165,12 @@ def _digits_extractors(clf, device) -> dict[str, Callable[[np.ndarray], np.ndarr
 def parse_metrics(metrics_arg: str | list[str] | tuple[str, ...], digits: bool) -> tuple[list[str], bool]:
     names = metrics_arg.split(",") if isinstance(metrics_arg, str) else list(metrics_arg)
     names = [m.strip().lower() for m in names if m.strip()]
+    if not names:
+        raise EvalError(f"no metrics in {metrics_arg!r}; give 'auto', 'none' or a comma list of "
+                        f"{','.join(METRIC_GROUPS)}")
     if names == ["none"]:
         return [], False
-    if names in ([], ["auto"]):
+    if names == ["auto"]:
         return [m for m in METRIC_GROUPS if m != "digits" or digits], True
     unknown = sorted(set(names) - set(METRIC_GROUPS))
     if unknown:
@@ -174,10 +184,10 @@ def _data_key(spec: str) -> str:
     return spec if spec == "digits" else str(Path(spec).expanduser().resolve())
 
 
-def _check_args(**values: tuple[Any, int]) -> None:
-    for name, (value, low) in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise EvalError(f"{name} must be an integer >= {low}, got {value!r}")
+def _check_args(**values: tuple[Any, int, int]) -> None:
+    for name, (value, low, high) in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise EvalError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
 
 
 def _load_nets(groups: list[str], auto: bool, paths: dict[str, Any], cache_dir, download: bool, verify: bool,
@@ -222,11 +232,11 @@ def evaluate(checkpoint: str | os.PathLike | None = None, data: str | None = Non
     needed). Raises EvalError (or CheckpointError / FeatureNetError / ImageSetError, all PDGANError) with
     a one-line reason when it cannot run as asked."""
     t0 = time.time()
-    _check_args(k=(k, 1), is_splits=(is_splits, 1), probe_max=(probe_max, 10), interp_pairs=(interp_pairs, 1),
-                interp_steps=(interp_steps, 3))
-    _check_args(**{name: (v, low) for name, v, low in (("n", n, 1), ("batch_size", batch_size, 1),
-                                                        ("n_real", n_real, 2), ("resolution", resolution, 1))
-                   if v is not None})
+    _check_args(k=(k, 1, MAX_K), is_splits=(is_splits, 1, MAX_N), probe_max=(probe_max, 10, MAX_N),
+                interp_pairs=(interp_pairs, 1, MAX_INTERP), interp_steps=(interp_steps, 3, MAX_INTERP))
+    _check_args(**{name: (v, low, high) for name, v, low, high in (
+        ("n", n, 1, MAX_N if images is None else MAX_IMAGES), ("batch_size", batch_size, 1, MAX_BATCH),
+        ("n_real", n_real, 2, MAX_N), ("resolution", resolution, 1, MAX_SIDE)) if v is not None})
     if checkpoint is not None and images is not None:
         raise EvalError("give a MODEL to sample or --images to score, not both")
     if fid_ref is not None and images2 is not None:

@@ -41,15 +41,15 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from pdgan_infer import PDGAN, save_checkpoint
-from pdgan_infer.checkpoint import atomic_path, atomic_write_bytes
 from pdgan_infer.config import get_preset
 from pdgan_infer.device import resolve_device
+from pdgan_infer.files import OutputError, atomic_path, atomic_write_bytes, check_outputs, record_written
 
 from . import losses as L
 from . import rundir
 from .adversarial import d_loss_fake, d_loss_real, g_loss_adv, r1_penalty, r1_weight
 from .config import PATHS_KEY, PATHS_RUN_RELATIVE, TrainConfig, TrainingError
-from .data import build_dataset, random_hflip, random_translate
+from .data import build_dataset, data_inputs, random_hflip, random_translate
 from .discriminator import build_discriminator
 from .latent import train_latent
 from .rundir import STATE_FILE, RunLock, read_state, short
@@ -83,13 +83,23 @@ class Trainer:
         self._signals_seen, self._progress, self._saved, self._save_failed = 0, "boundary", None, False
         self._lock, self._replace_run = RunLock(self.out), False
         if self.main:
+            try:  # not inside the data set, not a symlinked folder (which files it may replace: claim_out)
+                check_outputs({"--out": self.out}, data_inputs(cfg.data), folders={"--out"}, overwrite=None)
+            except OutputError as e:
+                raise TrainingError(str(e)) from None
             rundir.check_writable(self.out)
+            new_lock = not os.path.lexists(self._lock.path)
             self._lock.acquire()  # before anything is read or written: a second run fails at once
         try:
             if self.main:
                 rundir.remove_stale_temporaries(self.out)
                 if resume is None or not _same_dir(_run_dir(resume), self.out):
-                    self._replace_run = rundir.claim_out(self.out, overwrite)
+                    try:
+                        self._replace_run = rundir.claim_out(self.out, overwrite)
+                    except TrainingError:  # a refused folder is left as it was found
+                        if new_lock:
+                            self._lock.path.unlink(missing_ok=True)
+                        raise
             self._setup(resume)
         except BaseException:
             self._lock.release()
@@ -504,8 +514,10 @@ class Trainer:
         return result
 
     def _log(self, record: dict[str, Any]) -> None:
-        with rundir.writing(self.out / "metrics.jsonl"), open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        with rundir.writing(self.out / "metrics.jsonl"):
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            record_written(self.out / "metrics.jsonl")  # appended, not atomic: recorded as the run's own here
 
     @torch.no_grad()
     def sample_grid(self, final: bool = False) -> Path | None:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
-from pdgan_infer.checkpoint import OutputPathError
+from pdgan_infer.files import OutputPathError, foreign_files
 
 from .config import TrainConfig, TrainingError
 
@@ -127,22 +127,48 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
 
 def claim_out(out: Path, overwrite: bool) -> bool:
     """Whether `out` holds a run that `overwrite` allows to be deleted; TrainingError when it holds one
-    and `overwrite` is not given (a fresh launch never silently replaces a run)."""
+    and `overwrite` is not given (a fresh launch never silently replaces a run), or when a file the run
+    would write is there and pdgan did not write it (`pdgan_infer.files`: a user's config.json, a
+    samples/final.png)."""
     found = [name for name in CHECKPOINT_FILES if (out / name).exists()]
+    if found == ["model.safetensors"] and not (out / "model.json").exists() and _model_folder(out):
+        raise TrainingError(f"{out} is a model folder written by save_pretrained (config.json + model.safetensors), "
+                            "not a pdgan-train run; choose another --out")
     if found and not overwrite:
         raise TrainingError(f"{out} already holds a pdgan-train run ({found[0]}); continue it with --resume {out}, "
                             f"or start over with --overwrite (deletes it), or choose another --out")
-    return bool(found)
+    foreign = foreign_files(run_files(out))
+    if foreign and not overwrite:
+        raise TrainingError(f"{out} holds files that pdgan did not write and the run would replace ({foreign[0]}"
+                            f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); choose another --out, "
+                            "or --overwrite to replace them")
+    return bool(found) or bool(foreign)
+
+
+def _model_folder(out: Path) -> bool:
+    """Whether out/config.json is a pdgan model config (a save_pretrained folder), not a run's config."""
+    from pdgan_infer.checkpoint import FORMAT
+    try:
+        return json.loads((out / "config.json").read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return False
+
+
+def run_files(out: Path) -> list[Path]:
+    """The files in `out` that a run writes and --overwrite deletes: RUN_FILES and the sample grids."""
+    files = [out / name for name in RUN_FILES if os.path.lexists(out / name)]
+    with contextlib.suppress(OSError):
+        files += sorted(p for p in (out / "samples").iterdir() if _SAMPLE.fullmatch(p.name))
+    return files
+
+
+_SAMPLE = re.compile(r"(step_\d+|final)\.png")
 
 
 def remove_run(out: Path) -> None:
     """What --overwrite deletes: the run's checkpoints, metrics and sample grids (not other files)."""
-    for name in RUN_FILES:
-        (out / name).unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        for path in (out / "samples").iterdir():
-            if re.fullmatch(r"(step_\d+|final)\.png", path.name):
-                path.unlink(missing_ok=True)
+    for path in run_files(out):
+        path.unlink(missing_ok=True)
 
 
 # --- writing -------------------------------------------------------------------------------------

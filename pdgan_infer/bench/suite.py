@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..backends import BACKENDS
 from ..config import PRESETS
 from ..device import resolve_device
 from . import flops
@@ -157,7 +158,10 @@ def run(settings: BenchSettings, device: str | torch.device = "auto", backends: 
     wanted = list(backends) if backends is not None else default_backends(probed, device)
     runs = [REFERENCE] + [(b.split(":")[0], b.split(":")[1] if ":" in b else settings.dtype) for b in wanted]
     runs = list(dict.fromkeys(runs))  # the reference first, no duplicates
-    for _, dt in runs:
+    for name, dt in runs:  # before any timing (the reference alone takes minutes)
+        if name not in (*BACKENDS, *PEERS):
+            known = ", ".join(dict.fromkeys((*BACKENDS, *PEERS)))
+            raise ValueError(f"unknown backend {name!r}; choose from {known}")
         if dt not in DTYPES:
             raise ValueError(f"unknown dtype {dt!r}; choose one of {sorted(DTYPES)}")
     unavailable = {k: v for k, v in probed.items() if v}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .. import bench
+from .. import _cli, bench
 from .._cli import ArgumentParser, add_common_arguments, block_seed, check_outputs, int_range, model_files, run_cli
 from .._cli import positive_int as _positive
 from ..config import PRESETS
@@ -35,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
                    f"{SEED_STRIDE})")
     p.add_argument("--batch-size", type=_positive, default=None, help="images per sampler call (default: n, "
                    "one batch, as the paper's per-100-images timing)")
-    p.add_argument("--repeats", type=_positive, default=5, help="timed calls per backend, after one warm-up")
+    p.add_argument("--repeats", type=int_range(1, 1000), default=5, help="timed calls per backend, after one warm-up")
     p.add_argument("--latency-repeats", type=int_range(0, 1000), default=5, help="single-image generate calls "
                    "timed per backend for the batch-1 latency (after one untimed call; 0: none)")
     p.add_argument("--seed", type=block_seed, default=0, help="seed of the random weights and of the images")
@@ -47,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
                    help="time each backend in its own process (default: on for CUDA)")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one backend, results to this folder
+    _cli.add_overwrite_argument(p)
     add_common_arguments(p)
     return p
 
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace, argv: list[str]) -> int:
     # Everything that can be checked is checked before minutes of benchmarking, not after.
     resolve_device(args.device)
-    check_outputs({"--json": args.json, "--png": args.png}, model_files(args.checkpoint))
+    check_outputs({"--json": args.json, "--png": args.png}, model_files(args.checkpoint), overwrite=args.overwrite)
     if args.png:
         bench.require_matplotlib()
     if args.checkpoint:  # a damaged checkpoint is one error, not one "unavailable" per backend

@@ -19,7 +19,15 @@ from pathlib import Path
 
 import torch
 
-from .._cli import ArgumentParser, add_common_arguments, check_outputs, int_range, model_files, run_cli
+from .._cli import (
+    ArgumentParser,
+    add_common_arguments,
+    add_overwrite_argument,
+    check_outputs,
+    int_range,
+    model_files,
+    run_cli,
+)
 from ..config import PRESETS
 from ..export.onnx import GRAPHS
 from ..hub import load_model
@@ -53,6 +61,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--min-batch", type=batch, default=1, help="TensorRT profile: smallest batch")
     p.add_argument("--opt-batch", type=batch, default=100, help="TensorRT profile: batch tuned for")
     p.add_argument("--max-batch", type=batch, default=256, help="TensorRT profile: largest batch")
+    add_overwrite_argument(p)
     add_common_arguments(p)
     return p
 
@@ -81,7 +90,8 @@ def output_files(out: Path, fmt: str) -> dict[str, Path]:
 def _run(args: argparse.Namespace) -> int:
     if args.format == "triton":  # a repository folder, not one file: its own checks (pdgan_infer.serve.repository)
         return _run_triton(args)
-    check_outputs(output_files(args.out, args.format), model_files(args.checkpoint))  # before the export
+    check_outputs(output_files(args.out, args.format), model_files(args.checkpoint),  # before the export
+                  overwrite=args.overwrite)
     dtype = "float16" if (args.fp16 or args.format == "tensorrt") else "float32"
     if args.format == "tensorrt":
         from ..export.tensorrt import BatchProfile, require_tensorrt

@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    check_outputs({"--outdir": args.outdir}, model_files(args.model), folders={"--outdir"})
+    check_outputs({"--outdir": args.outdir}, model_files(args.model), folders={"--outdir"},
+                  overwrite=None)  # which files in --outdir may be kept or replaced: the resume decides
     generate_to_folder(args.model, args.seeds, args.outdir, args.format, batch_size=args.batch_size,
                        backend=args.backend, dtype=args.dtype, device=args.device, revision=args.revision,
                        progress=not args.quiet, subdirs=args.subdirs, overwrite=args.overwrite)

@@ -1,8 +1,11 @@
 """The export cache: the sampler graph (or another graph) exported once per weights, config, dtype, opset and
 torch version under `cache_dir` (default `pdgan_infer.hub.cache_dir()`: $PDGAN_CACHE or ~/.cache/pdgan), its
-sha256 recorded beside it and checked before reuse. A cached file that is corrupt or was written for other
-weights is re-exported (with a warning), never trusted. The exported-graph backends (`pdgan_infer.backends`:
-onnxruntime, tensorrt, openvino) load their graphs from here.
+sha256 recorded beside it and checked before reuse. The record and the metadata can be rewritten by whoever
+can write the cache, so a cached graph is also run on one seed against torch (the export's own verification,
+`onnx.verify_against_torch`, batch 1) before it is used (once per process while the file is unchanged). A
+cached file that is corrupt, was written for other weights or computes other images is re-exported (with a
+warning), never trusted. The exported-graph backends
+(`pdgan_infer.backends`: onnxruntime, tensorrt, openvino) load their graphs from here.
 """
 from __future__ import annotations
 
@@ -16,7 +19,16 @@ import torch
 
 from ..checkpoint import OutputPathError, atomic_write_bytes, sha256_file
 from ..networks import PDGAN
-from .onnx import OPSET, OnnxLoadError, export_onnx, read_metadata, weights_sha256
+from .onnx import (
+    DTYPES,
+    OPSET,
+    OnnxLoadError,
+    OnnxRunner,
+    export_onnx,
+    read_metadata,
+    verify_against_torch,
+    weights_sha256,
+)
 
 EXPORT_REVISION = 1  # bump when the exported graph changes for the same weights and config
 
@@ -45,8 +57,8 @@ def cached_onnx(model: PDGAN, dtype: str, cache_dir: str | os.PathLike | None = 
                 graph: str = "sampler", force: bool = False) -> tuple[Path, str]:
     """(path, weights hash) of the exported `graph`, exporting it unless a valid cached copy exists
     (`force`: export anyway). Valid: the file's sha256 is the one recorded beside it (NAME.onnx.json)
-    when it was exported, and its metadata names these weights and this dtype. Anything else is
-    re-exported with a warning."""
+    when it was exported, its metadata names these weights and this dtype, and on one seed it computes
+    what torch computes. Anything else is re-exported with a warning."""
     wsha = weights_sha256(model.generator)
     key = onnx_cache_key(wsha, model.config.to_json(), dtype, graph)
     path = _cache_folder(cache_dir) / f"{model.config.preset}-{graph}-{dtype}-{key[:16]}.onnx"
@@ -56,7 +68,7 @@ def cached_onnx(model: PDGAN, dtype: str, cache_dir: str | os.PathLike | None = 
             raise OutputPathError(f"the export cache entry {p} is a folder; remove it, or point $PDGAN_CACHE "
                                   "(or cache_dir=) at another folder")
     if path.exists() and not force:
-        reason = _cache_problem(path, record, wsha, dtype)
+        reason = _cache_problem(model, graph, path, record, wsha, dtype)
         if reason is None:
             return path, wsha
         warnings.warn(f"re-exporting the cached graph {path}: {reason}", stacklevel=3)
@@ -86,9 +98,10 @@ def _cache_folder(cache_dir: str | os.PathLike | None) -> Path:
     return folder
 
 
-def _cache_problem(path: Path, record: Path, wsha: str, dtype: str) -> str | None:
+def _cache_problem(model: PDGAN, graph: str, path: Path, record: Path, wsha: str, dtype: str) -> str | None:
     """Why a cached export cannot be used, or None. The content is checked first (a file whose metadata
-    was rewritten to name these weights must not pass)."""
+    was rewritten to name these weights must not pass), then the graph is run on one seed against torch (a
+    file whose weights were changed and whose record and metadata were rewritten must not pass either)."""
     try:
         recorded = json.loads(record.read_text()).get("sha256") if record.is_file() else None
     except (OSError, ValueError, AttributeError):
@@ -103,4 +116,19 @@ def _cache_problem(path: Path, record: Path, wsha: str, dtype: str) -> str | Non
         return str(e)
     if meta.get("pdgan.weights_sha256") != wsha or meta.get("pdgan.dtype") != dtype:
         return "it was exported from other weights"
+    st = os.stat(path)
+    seen = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, wsha, dtype, graph)
+    if seen in _VERIFIED:  # checked by this process, and the file has not changed since
+        return None
+    try:
+        errs, tols, _ = verify_against_torch(OnnxRunner(path), model, graph, DTYPES[dtype], (1,))
+    except Exception as e:  # noqa: BLE001 - whatever a damaged graph makes onnxruntime raise: re-export it
+        return f"it does not run ({type(e).__name__}: {str(e).strip()[:200]})"
+    if not errs[1] <= tols[1]:
+        return (f"on one seed it differs from torch by {errs[1]:.3g} (tolerance {tols[1]:.3g}): its weights are "
+                "not these")
+    _VERIFIED.add(seen)
     return None
+
+
+_VERIFIED: set[tuple] = set()  # cached graphs this process ran its one-seed check on (path, inode, size, mtime, ...)

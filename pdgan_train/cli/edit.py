@@ -14,6 +14,7 @@ from pdgan_infer import load_checkpoint
 from pdgan_infer._cli import (
     ArgumentParser,
     add_common_arguments,
+    add_overwrite_argument,
     block_seed,
     check_outputs,
     float_range,
@@ -27,6 +28,7 @@ from pdgan_infer.images import save_grid
 from pdgan_infer.sampler import to_uint8
 from pdgan_infer.seeds import MAX_BLOCK_SEED
 
+from ..data import data_inputs
 from ..edit import (
     BATCH,
     MAX_GRID,
@@ -85,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = ArgumentParser(add_help=False)
     add_common_arguments(common, version=False)
     common.add_argument("--out", required=True, metavar="PATH", help="the PNG grid to write")
+    add_overwrite_argument(common)
     common.add_argument("--seed", type=block_seed, default=0, help="noise seed s: the noises of Engine.generate(n, "
                         "seed=s), per-image seeds s * 65536 + i (default %(default)s)")
     common.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ... "
@@ -275,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)  # the device and the output are checked before the model is loaded
-    check_outputs({"--out": args.out}, [*model_files(args.checkpoint), getattr(args, "labels", None)])
+    check_outputs({"--out": args.out}, [*model_files(args.checkpoint), getattr(args, "labels", None),
+                                        *data_inputs(getattr(args, "data", None))], overwrite=args.overwrite)
     model = load_checkpoint(resolve_model(args.checkpoint), device=device)
     grid, nrow = COMMANDS[args.command](args, model)
     print(save_grid(grid, args.out, nrow=nrow))

@@ -9,18 +9,20 @@ from pathlib import Path
 from pdgan_infer._cli import (
     ArgumentParser,
     add_common_arguments,
+    add_overwrite_argument,
     block_seed,
     check_outputs,
     int_range,
     model_files,
     run_cli,
 )
-from pdgan_infer._cli import positive_int as _positive
 from pdgan_infer.checkpoint import atomic_write_bytes
 from pdgan_infer.device import resolve_device
 
 from .. import feature_nets
-from ..eval import FID_N, METRIC_GROUPS, EvalError, evaluate, parse_metrics
+from ..data import data_inputs
+from ..eval import FID_N, MAX_BATCH, MAX_INTERP, MAX_K, MAX_N, METRIC_GROUPS, EvalError, evaluate, parse_metrics
+from ..image_sets import MAX_SIDE
 from ..references import is_url
 
 log = logging.getLogger("pdgan")
@@ -43,20 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "JPEG, ...; recursively, sorted by path, not resized) or an .npz with 'images' or ADM's 'arr_0' "
                    "(N, H, W, C) uint8; metrics fid, is, pr")
     p.add_argument("--images2", metavar="DIR|NPZ", help="the reference set of fid and pr, instead of --data")
-    p.add_argument("--n", type=_positive,
+    p.add_argument("--n", type=int_range(1, MAX_N),
                    help=f"samples to generate (default {FID_N}, as published FIDs; fewer prints a warning), or with "
                    "--images the first N images (default: all)")
     p.add_argument("--metrics", default="auto", help=f"'auto', 'none' or a comma list of {','.join(METRIC_GROUPS)} "
                    "(default %(default)s: every group that applies and whose networks are present)")
-    p.add_argument("--batch-size", type=_positive, help="images per batch (default: the Engine's for the device "
-                   "when sampling, else 64; the images do not depend on it)")
+    p.add_argument("--batch-size", type=int_range(1, MAX_BATCH), help="images per batch (default: the Engine's for "
+                   "the device when sampling, else 64; the images do not depend on it)")
     p.add_argument("--backend", default="auto", help="Engine backend that samples: auto, torch, optimized, native, "
                    "... (default %(default)s)")
-    p.add_argument("--resolution", type=_positive, help="the resolution --data is read at without a MODEL (default: "
-                   "--images' height, else 32 for digits and CIFAR-10, an image folder's first image)")
+    p.add_argument("--resolution", type=int_range(1, MAX_SIDE), help="the resolution --data is read at without a "
+                   "MODEL (default: --images' height, else 32 for digits and CIFAR-10, an image folder's first image)")
     p.add_argument("--seed", type=block_seed, default=0, help="image i uses the per-image seed SEED * 65536 + i, as "
                    "Engine.generate(n, seed) (default %(default)s: the images of pdgan-generate --seeds 0-(N-1))")
-    p.add_argument("--n-real", type=int_range(2), help="real images for the statistics (default: the whole dataset)")
+    p.add_argument("--n-real", type=int_range(2, MAX_N),
+                   help="real images for the statistics (default: the whole dataset)")
     p.add_argument("--save-samples", metavar="DIR", help="write every sample as DIR/{per-image seed:06d}.png")
     p.add_argument("--fid-ref", metavar="NPZ|URL", help="FID against these statistics (mu, sigma; EDM's fid.py ref or "
                    "pytorch-fid --save-stats files) instead of --data's; a URL (http, https, file) is downloaded "
@@ -73,11 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--no-verify-nets", action="store_true", help="accept network files with another sha256")
     n.add_argument("--no-cache", action="store_true", help="neither read nor write cached dataset statistics")
     m = p.add_argument_group("metric settings")
-    m.add_argument("--k", type=_positive, default=3, help="precision/recall neighbourhood (default %(default)s)")
-    m.add_argument("--probe-max", type=int_range(10), default=5000, help="labelled images probed (default %(default)s)")
-    m.add_argument("--interp-pairs", type=_positive, default=16, help="interpolation pairs K (default %(default)s)")
-    m.add_argument("--interp-steps", type=int_range(3), default=10,
+    m.add_argument("--k", type=int_range(1, MAX_K), default=3,
+                   help="precision/recall neighbourhood (default %(default)s)")
+    m.add_argument("--probe-max", type=int_range(10, MAX_N), default=5000,
+                   help="labelled images probed (default %(default)s)")
+    m.add_argument("--interp-pairs", type=int_range(1, MAX_INTERP), default=16,
+                   help="interpolation pairs K (default %(default)s)")
+    m.add_argument("--interp-steps", type=int_range(3, MAX_INTERP), default=10,
                    help="frames per pair M, >= 3 (default %(default)s)")
+    add_overwrite_argument(p)
     add_common_arguments(p)
     return p
 
@@ -96,8 +103,8 @@ def _main(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)  # the device and every output are checked before the evaluation
     fid_ref = None if is_url(args.fid_ref) else args.fid_ref
     check_outputs({"--json": args.json, "--save-ref": args.save_ref, "--save-samples": args.save_samples},
-                  [*model_files(args.checkpoint), fid_ref, args.images, args.images2, args.inception, args.vgg16],
-                  folders={"--save-samples"})
+                  [*model_files(args.checkpoint), *data_inputs(args.data), fid_ref, args.images, args.images2,
+                   args.inception, args.vgg16], folders={"--save-samples"}, overwrite=args.overwrite)
     result = evaluate(args.checkpoint, args.data, args.n, args.metrics, images=args.images, images2=args.images2,
                       backend=args.backend, resolution=args.resolution, batch_size=args.batch_size,
                       seed=args.seed, n_real=args.n_real, save_samples=args.save_samples, device=device,

@@ -222,6 +222,33 @@ def test_output_that_is_a_folder_is_refused_before_the_work(victim, tmp_path, ca
     assert_fails(prog, argv, capsys, match="not a folder")
 
 
+@pytest.mark.parametrize("flag", OUTPUT_FLAGS)
+def test_a_users_file_is_replaced_only_with_overwrite(victim, tmp_path, capsys, monkeypatch, flag):
+    """An existing output that pdgan did not write (no record in its folder's .pdgan-files) is refused before
+    the work; --overwrite lets the command start; a model folder is an input nothing is written into."""
+    if flag == "bench-png":
+        pytest.importorskip("matplotlib")
+
+    class Started(Exception):
+        pass
+
+    def work_started(*a, **k):
+        raise Started
+
+    for module, name in ((bench, "run"), (eval_cli, "evaluate"), (edit_cli, "load_checkpoint"),
+                         (export_cli, "load_model")):
+        monkeypatch.setattr(module, name, work_started)
+    user = tmp_path / "out" / "mine.out"
+    user.parent.mkdir()
+    user.write_text("the user's file")
+    prog, *argv = _out_on_input(flag, victim, user, tmp_path)
+    assert_fails(prog, argv, capsys, match="mine.out exists and was not written by pdgan; give --overwrite")
+    assert user.read_text() == "the user's file"
+    assert_fails(prog, [*argv, "--overwrite"], capsys, match="unexpected Started")  # the work started
+    prog, *argv = _out_on_input(flag, tmp_path, tmp_path / "sub" / "x.out", tmp_path)  # inside the model folder
+    assert_fails(prog, argv, capsys, match="is inside the input")
+
+
 def test_eval_bad_paths_fail_before_the_work(victim, tmp_path, capsys, monkeypatch):
     def work_started(*a, **k):
         raise AssertionError("the work started before the arguments were checked")
@@ -294,11 +321,25 @@ def test_unknown_device_is_one_line_exit_1(victim, tmp_path, capsys, prog, argv)
     ("pdgan-generate", ["CKPT", "--outdir", "OUT", "--seeds", "9-1"], "--seeds"),
     ("pdgan-generate", ["CKPT", "--outdir", "OUT", "--batch-size", "0"], "--batch-size"),
     ("pdgan-generate", ["CKPT", "--outdir", "OUT", "--seeds", "0-4294967295"], "--seeds"),
+    ("pdgan-generate", ["CKPT", "--outdir", "OUT", "--seeds", "1_0"], "--seeds"),
+    ("pdgan-generate", ["CKPT", "--outdir", "OUT", "--seeds", "+5"], "--seeds"),
+    ("pdgan-generate", ["CKPT", "--outdir", "OUT", "--seeds", "\u0661\u0662"], "--seeds"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else v if v.startswith("pdgan") else None)
 def test_bad_option_values_are_usage_errors(victim, tmp_path, capsys, prog, argv, match):
     argv = [victim if a == "CKPT" else tmp_path / "o" if a == "OUT" else a for a in argv]
     assert_fails(prog, argv, capsys, code=2, match=match)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("text", ["+5", "1_0", "\u0664", "\uff15", "5.0", "0x5", "", "1 2"])
+def test_integer_options_take_ascii_digits_only(text):
+    """int() takes '+5', '1_0' and digits of other scripts; the option types do not."""
+    import argparse
+
+    from pdgan_infer._cli import int_range
+    with pytest.raises(argparse.ArgumentTypeError, match=r"expected an integer \(ASCII digits\)"):
+        int_range(0, 100)(text)
+    assert int_range(-5, 100)(" -5 ") == -5 and int_range(0)("0042") == 42
 
 
 def test_edit_scale_must_be_finite_even_through_the_api(victim):
@@ -318,7 +359,6 @@ def test_edit_scale_must_be_finite_even_through_the_api(victim):
 
 # --- pdgan-bench: a requested backend that fails is a failed run -------------------------------------
 @pytest.mark.parametrize("argv, match", [
-    (["--backends", "foo"], "foo"),
     (["--backends", "torch", "--dtype", "float16"], "float16"),
 ])
 def test_bench_failed_backend_exits_1(victim, tmp_path, capsys, argv, match):
@@ -331,6 +371,14 @@ def test_bench_failed_backend_exits_1(victim, tmp_path, capsys, argv, match):
     assert code == 1 and "Traceback" not in err and lines and match in lines[-1], (code, err)
     assert lines[-1].startswith("pdgan-bench: error:"), err
     assert json.loads(out.read_text())["records"], "the results are still written"
+
+
+def test_bench_unknown_backend_exits_1_before_any_timing(victim, tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert_fails("pdgan-bench", ["--checkpoint", victim, "--n", "1", "--repeats", "1", "--device", "cpu",
+                                 "--no-isolate", "-q", "--json", out, "--backends", "foo"], capsys,
+                 match="unknown backend 'foo'; choose from torch")
+    assert not out.exists()  # nothing was timed
 
 
 # --- pdgan-train: its command line (the training loop is not run) --------------------------------------

@@ -17,8 +17,11 @@ from PIL import Image
 from pdgan_infer import PDGAN, __version__, save_checkpoint
 from pdgan_infer.cli.generate import main
 from pdgan_infer.engine import Engine
+from pdgan_infer.files import MANIFEST as FILES_MANIFEST
 from pdgan_infer.generate import MANIFEST
 from pdgan_infer.seeds import parse_seeds
+
+WRITTEN = (MANIFEST, FILES_MANIFEST)  # pdgan-generate's manifest and the files layer's record of its writes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,14 +52,14 @@ def test_parse_seeds():
 
 def test_writes_the_images_of_engine_generate(digits, tmp_path):
     assert main(["digits", "--seeds", "0-15", "--outdir", str(tmp_path), "-q", "--device", "cpu"]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{s:06d}.png" for s in range(16)] + [MANIFEST]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*(f"{s:06d}.png" for s in range(16)), *WRITTEN])
     np.testing.assert_array_equal(read_pngs(tmp_path, range(16)), digits.generate(seeds=range(16)))
 
 
 def test_seed_lists_and_resume(digits, tmp_path):
     spec, seeds = "3-5,40,7", [3, 4, 5, 40, 7]
     assert main(["digits", "--seeds", spec, "--outdir", str(tmp_path), "-q", "--batch-size", "2"]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{s:06d}.png" for s in seeds) + [MANIFEST]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*(f"{s:06d}.png" for s in seeds), *WRITTEN])
     want = digits.generate(seeds=seeds, batch_size=2)
     np.testing.assert_array_equal(read_pngs(tmp_path, seeds), want)
     # resume: a file that is there is kept as is (even if it is not the image), a missing one is made again
@@ -74,7 +77,7 @@ def test_npz(digits, tmp_path):
         assert sorted(f.files) == ["arr_0", "images", "seeds"] and f["seeds"].tolist() == [9, 2, 3]
         np.testing.assert_array_equal(f["images"], digits.generate(seeds=[9, 2, 3]))
         np.testing.assert_array_equal(f["arr_0"], f["images"])  # the ADM / DiT evaluator's key
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["images.npz", MANIFEST]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["images.npz", *WRITTEN])
 
 
 @pytest.fixture(scope="module")
@@ -121,12 +124,12 @@ def test_resume_refuses_another_model_backend_or_layout(digits, other_model, tmp
         assert main([*extra, "--seeds", "0-5", "--outdir", str(out), "-q"]) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "--overwrite" in err and all(n in err for n in names), err
-    assert sorted(p.name for p in out.iterdir()) == [f"{s:06d}.png" for s in range(4)] + [MANIFEST]
+    assert sorted(p.name for p in out.iterdir()) == sorted([*(f"{s:06d}.png" for s in range(4)), *WRITTEN])
     np.testing.assert_array_equal(read_pngs(out, range(4)), before)  # nothing was touched
     # --overwrite replaces: seeds 0-1 of the other model only, the first model's 2 and 3 are gone
     (out / "notes.txt").write_text("mine")
     assert main([str(other_model), "--seeds", "0-1", "--outdir", str(out), "-q", "--overwrite"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["000000.png", "000001.png", "notes.txt", MANIFEST]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["000000.png", "000001.png", "notes.txt", *WRITTEN])
     other = Engine.from_pretrained(other_model, device="cpu")
     np.testing.assert_array_equal(read_pngs(out, range(2)), other.generate(seeds=range(2)))
     assert json.loads((out / MANIFEST).read_text())["weights_sha256"] == state_sha256(other)
@@ -139,7 +142,7 @@ def test_folder_of_foreign_images_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "1 image file(s) (e.g. cat.png) but no pdgan-generate.json" in err and "--overwrite" in err
     assert main(["digits", "--seeds", "0", "--outdir", str(tmp_path), "-q", "--overwrite"]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["000000.png", "cat.png", MANIFEST]  # not its file
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["000000.png", "cat.png", *WRITTEN])  # not its file
 
 
 def test_subdirs_as_edm(digits, tmp_path):

@@ -79,6 +79,22 @@ CHART = {"header": {"device_name": "Test CPU @ 2.0GHz"},
                       "error": "ImportError: no", "images_per_s": None}]}
 
 
+def test_unknown_backend_is_refused_before_any_timing(monkeypatch):
+    from pdgan_infer.bench import suite
+    monkeypatch.setattr(suite, "bench_one", lambda *a, **k: pytest.fail("a backend was timed"))
+    monkeypatch.setattr(suite, "conv_peak", lambda *a, **k: pytest.fail("the conv peak was timed"))
+    with pytest.raises(ValueError, match="unknown backend 'torhc'; choose from torch, optimized"):
+        suite.run(suite.BenchSettings(preset="digits", n=1, repeats=1), "cpu", ["torhc"], isolate=False)
+
+
+def test_repeats_are_bounded(capsys):
+    from pdgan_infer.cli.bench import parser
+    assert parser().parse_args(["--repeats", "1000"]).repeats == 1000
+    with pytest.raises(SystemExit) as e:
+        parser().parse_args(["--repeats", str(10**9)])
+    assert e.value.code == 2 and r"--repeats: must be in [1, 1000]" in capsys.readouterr().err
+
+
 def test_chart_bars_and_error_bars(tmp_path):
     pytest.importorskip("matplotlib")
     from matplotlib.container import BarContainer

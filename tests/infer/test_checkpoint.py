@@ -47,5 +47,18 @@ def test_truncated(saved, tmp_path):
     one_line_error(bad, "truncated or corrupt")
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_naming_the_first_tensor(tmp_path, value):
+    """A checkpoint whose digest is right but whose weights hold NaN (any writer can compute the digest) would
+    make all-black images: it is refused, naming the first damaged tensor in name order."""
+    torch.manual_seed(0)
+    m = PDGAN("digits")
+    with torch.no_grad():
+        m.generator.state_dict()[sorted(m.generator.state_dict())[-1]].view(-1)[0] = value
+        m.latent.state_dict()[sorted(m.latent.state_dict())[0]].view(-1)[3] = value
+    first = "generator." + sorted(m.generator.state_dict())[-1]  # "generator." sorts before "latent."
+    one_line_error(save_checkpoint(m, tmp_path / "nan"), rf"tensor {first} holds NaN or infinite values")
+
+
 # Wrong presets, shape mismatches, missing tensors, bad JSON and every other malformed header (in the
 # weights' own metadata and in an older checkpoint's sidecar): tests/infer/test_checkpoint_integrity.py.

@@ -289,6 +289,34 @@ def test_bad_seeds(engine, kwargs, exc, match):
         engine.generate(**kwargs)
 
 
+def _peak_bytes(fn) -> int:
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_seed_ranges_are_checked_without_listing_them(engine):
+    """A range of seeds is checked by its end points: `generate` refuses a too-large result, and `iter_batches`
+    streams, without a list of every seed (10**7 of them listed are ~0.4 GB)."""
+    def refused():
+        with pytest.raises(ValueError, match="GiB of images in memory"):
+            engine.generate(seeds=range(10**7))
+    assert _peak_bytes(refused) < 8 << 20
+    with pytest.raises(ValueError, match="GiB of images in memory"):
+        engine.generate(seeds=range(2**32 - 1))
+    first = []
+    assert _peak_bytes(lambda: first.append(next(engine.iter_batches(seeds=range(3 * 10**6), progress=False)))) \
+        < 8 << 20
+    np.testing.assert_array_equal(first[0], engine.generate(seeds=[0, 1, 2, 3]))
+    next(engine.iter_batches(seeds=range(3 * 10**8), progress=False))  # the reviewer's size: no list, no wait
+    with pytest.raises(ValueError, match=r"seeds\[-1\] = 4294967296 is outside"):
+        engine.iter_batches(seeds=range(2**32 + 1))
+
+
 def test_progress_bar_off_without_tty(engine, capsys):
     engine.generate(2, seed=0)
     if not sys.stderr.isatty():

@@ -88,6 +88,31 @@ def test_cached_graph_is_reused_only_with_its_recorded_sha256(model, cache, monk
     assert record.exists()
 
 
+def test_cached_graph_with_other_weights_and_a_rewritten_record_is_not_used(model, cache, tmp_path):
+    """Whoever can write the cache can change the graph's weights and rewrite its sha256 record and metadata:
+    the one-seed comparison with torch catches it, and the graph is exported again."""
+    folder, good = cache
+    forged_cache = tmp_path / "c"
+    shutil.copytree(folder, forged_cache)
+    path = forged_cache / "onnx" / good.name
+    want = _sampler_output(model, path)
+    proto = onnx.load(str(path))
+    init = max(proto.graph.initializer, key=lambda t: len(t.raw_data))
+    init.raw_data = (np.frombuffer(init.raw_data, np.float32) * 10).astype(np.float32).tobytes()
+    onnx.save(proto, str(path))
+    record = export_cache.cache_record_path(path)
+    record.write_text(json.dumps({**json.loads(record.read_text()), "sha256": sha256_file(path)}))
+    assert ox.read_metadata(path)["pdgan.weights_sha256"] == ox.weights_sha256(model.generator)
+    assert (_sampler_output(model, path) - want).abs().max() > 0.05
+    with pytest.warns(UserWarning, match=r"on one seed it differs from torch by .*: its weights are not these"):
+        again, _ = export_cache.cached_onnx(model, "float32", forged_cache)
+    assert again == path
+    torch.testing.assert_close(_sampler_output(model, path), want, rtol=0, atol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the good graph passes its check: no warning, no export
+        export_cache.cached_onnx(model, "float32", forged_cache)
+
+
 def test_cache_paths_that_are_folders_or_files_are_clean_errors(model, cache, tmp_path):
     """IsADirectoryError / NotADirectoryError tracebacks before."""
     folder, good = cache

@@ -60,6 +60,18 @@ def test_from_pretrained_without_a_name_lists_and_explains(run_checkpoint, tmp_p
         Engine.from_pretrained("digits")
 
 
+@pytest.mark.parametrize("name", ["", " "])
+def test_empty_model_name_is_not_the_working_directory(run_checkpoint, tmp_path, monkeypatch, name):
+    """`from_pretrained("")` would load whatever model is in the working directory (Path("") is ".")."""
+    import shutil
+    for f in run_checkpoint.parent.iterdir():  # model.safetensors and model.json in the working directory
+        shutil.copy(f, tmp_path / f.name)
+    monkeypatch.chdir(tmp_path)
+    assert Engine.from_pretrained(".", device="cpu").config.preset == "digits"  # '.' asks for it
+    with pytest.raises(hub.HubError, match="the model name is empty"):
+        Engine.from_pretrained(name)
+
+
 def test_damaged_bundle_is_named(run_checkpoint, tmp_path, monkeypatch):
     dest = tmp_path / "pretrained"
     bundle(run_checkpoint, "mine", "x", dest=dest)
@@ -117,11 +129,32 @@ def reference_images():
 
 def test_save_pretrained_then_from_pretrained_dir(digits_model, reference_images, tmp_path):
     folder = hub.save_pretrained(digits_model, tmp_path / "my-model")
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == [".pdgan-files", "README.md", "config.json",
+                                                         "model.safetensors"]  # .pdgan-files: what pdgan wrote
     got = Engine.from_pretrained(folder, backend="torch", device="cpu").generate(seeds=range(4))
     np.testing.assert_array_equal(got, reference_images)
     got = Engine.from_pretrained(str(folder), backend="torch", device="cpu").generate(seeds=range(4))
     np.testing.assert_array_equal(got, reference_images)
+
+
+def test_save_pretrained_writes_over_its_own_files_only(digits_model, tmp_path):
+    """The user's README.md or another tool's model.safetensors in the folder are not replaced without
+    overwrite=True; a folder written by save_pretrained is written again freely."""
+    from pdgan_infer.files import OutputError
+    folder = hub.save_pretrained(digits_model, tmp_path / "m")
+    hub.save_pretrained(digits_model, folder)  # its own files
+    (folder / "README.md").write_text("the user's card")
+    with pytest.raises(OutputError, match=r"README.md exists and was not written by pdgan; give overwrite=True"):
+        hub.save_pretrained(digits_model, folder)
+    assert (folder / "README.md").read_text() == "the user's card"
+    hub.save_pretrained(digits_model, folder, overwrite=True)
+    assert (folder / "README.md").read_text() != "the user's card"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model.safetensors").write_bytes(b"another tool's weights")
+    with pytest.raises(OutputError, match="holds files that pdgan did not write; give overwrite=True"):
+        hub.save_pretrained(digits_model, other)
+    assert (other / "model.safetensors").read_bytes() == b"another tool's weights"
 
 
 def test_model_card_front_matter(digits_model, tmp_path):

@@ -21,7 +21,7 @@ def test_png_round_trips_through_pillow(tmp_path):
         assert im.mode == "L"
         np.testing.assert_array_equal(np.asarray(im), grey)
     np.testing.assert_array_equal(load_image(tmp_path / "sub" / "rgb.png"), rgb)
-    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["rgb.png"]  # no temporary file left
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == [".pdgan-files", "rgb.png"]  # no temporary left
     with pytest.raises(ValueError, match="uint8"):
         save_png(rgb.astype(np.float32), tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()

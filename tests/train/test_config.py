@@ -25,3 +25,17 @@ def test_every_numeric_option_is_finite_and_in_range(field, value):
 def test_cli_rejects_nan_learning_rate(capsys):
     assert train_main(["--preset", "digits", "--data", "digits", "--dry-run", "--lr-d", "nan"]) in (1, 2)
     assert "lr_d" in capsys.readouterr().err
+
+
+def test_resume_of_a_save_pretrained_folder_says_what_it_is(tmp_path):
+    """It was called corrupt ('expected a mapping with a train mapping')."""
+    import torch
+
+    from pdgan_infer import PDGAN
+    from pdgan_infer.hub import save_pretrained
+    from pdgan_train.config import TrainingError, read_run_config
+
+    torch.manual_seed(0)
+    folder = save_pretrained(PDGAN("digits", with_latent=False), tmp_path / "m", card=False)
+    with pytest.raises(TrainingError, match="is a model folder written by save_pretrained, not a pdgan-train run"):
+        read_run_config(folder)

@@ -246,6 +246,24 @@ def test_labels_csv(digits, unlabelled_folder, tmp_path):
         edit.read_labels_csv(by_name, digits)  # digits has no file names
 
 
+@pytest.mark.parametrize("content, match", [
+    ("index,label\n0,1\n1," + "7" * 200_000 + "\n", r"line 3: not a readable CSV file \(field larger than"),
+    ("index,label\n0,1\n1," + str(10**29) + "\n", r"line 3: label 10{29} is outside \(-2\*\*31, 2\*\*31\)"),
+    ("index,label\n0,1\n1,-" + str(2**63) + "\n", r"line 3: label -9223372036854775808 is outside"),
+    ("index,label,label\n0,1,2\n", "the header names column 'label' more than once"),
+    (b"index,label\n0,1\n\xff\xfe,2\n", r"line 3: not UTF-8 text"),
+    ("index,label\n0,1_0\n", r"line 2: label '1_0' is not an integer"),
+    ("index,label\n+1,2\n", r"line 2: index '\+1' is not an integer"),
+    ("index,label\n0,\u0664\n", r"line 2: label '\u0664' is not an integer"),
+])
+def test_labels_csv_errors_are_one_line_naming_file_and_line(digits, tmp_path, content, match):
+    path = tmp_path / "labels.csv"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(edit.EditError, match=match) as e:
+        edit.read_labels_csv(path, digits)
+    assert str(e.value).startswith(str(path)) and "\n" not in str(e.value)
+
+
 def test_seed_s_is_engine_generate_seed_s(ckpt):
     """A frame made from seed s's noises and latent sample is Engine.generate(1, seed=s)'s image, and row
     r of `vary` is seed SEED + r."""

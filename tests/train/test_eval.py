@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -364,3 +366,80 @@ def test_torchrun_two_ranks_give_the_numbers_of_one_process(files, tmp_path):
     assert runs["two"]["meta"]["processes"] == 2 and runs["one"]["meta"]["processes"] == 1
     for key in ("fid", "is_mean", "is_std"):
         assert runs["two"][key] == runs["one"][key], key
+def _npz_declaring(path, shapes: dict[str, tuple[int, ...]]) -> None:
+    """An .npz whose members carry a valid .npy header declaring `shapes` (float64) but only 64 bytes of data."""
+    import io
+    import zipfile
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, shape in shapes.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": shape})
+            z.writestr(f"{name}.npy", buf.getvalue() + bytes(64))
+
+
+def test_fid_ref_headers_are_checked_before_the_data(tmp_path, monkeypatch):
+    """A small file declaring a (10**5, 10**5) sigma (80 GB) is refused from its header: np.load never runs."""
+    huge = tmp_path / "huge.npz"
+    _npz_declaring(huge, {"mu": (100_000,), "sigma": (100_000, 100_000)})
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("the data was read"))
+    with pytest.raises(ev.EvalError, match=rf"D <= {ev.MAX_REF_DIM}, got float64 \(100000,\) and float64 "):
+        ev.load_ref(huge)
+    _npz_declaring(tmp_path / "odd.npz", {"mu": (4,), "sigma": (4, 5)})
+    with pytest.raises(ev.EvalError, match=r"sigma \(D, D\)"):
+        ev.load_ref(tmp_path / "odd.npz")
+
+
+def test_fid_ref_that_is_not_an_npz_is_named_as_such(tmp_path):
+    np.save(tmp_path / "mu.npy", np.zeros(4))
+    with pytest.raises(ev.EvalError, match=r"mu.npy is not an .npz file"):
+        ev.load_ref(tmp_path / "mu.npy")
+    (tmp_path / "folder.npz").mkdir()
+    with pytest.raises(ev.EvalError, match="folder"):
+        ev.load_ref(tmp_path / "folder.npz")
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--metrics", ""], "no metrics in ''"),
+    (["--metrics", " , "], "no metrics"),
+    (["--interp-pairs", str(10**9)], r"--interp-pairs: must be in \[1, 4096\]"),
+    (["--interp-steps", str(10**9)], r"--interp-steps: must be in \[3, 4096\]"),
+    (["--n", str(10**9)], r"--n: must be in \[1, 1048576\]"),
+])
+def test_empty_metrics_and_huge_counts_are_usage_errors(argv, match, capsys, monkeypatch):
+    monkeypatch.setattr(eval_cli, "evaluate", lambda *a, **k: pytest.fail("the evaluation started"))
+    with pytest.raises(SystemExit) as e:
+        eval_cli.main(["digits", "--data", "digits", *argv])
+    assert e.value.code == 2 and len(err := capsys.readouterr().err.strip().splitlines()) == 1
+    assert re.search(match, err[0]), err
+
+
+def test_huge_counts_are_refused_by_the_library(files):
+    for kwargs in ({"n": 10**9}, {"interp_steps": 10**9}, {"interp_pairs": 10**9}):
+        with pytest.raises(ev.EvalError, match=r"must be an integer in \["):
+            ev.evaluate(files / "ckpt", "digits", **{"n": 4, "metrics": "interp", **kwargs})
+    with pytest.raises(ev.EvalError, match="no metrics"):
+        ev.evaluate(files / "ckpt", "digits", n=4, metrics="")
+
+
+@pytest.mark.parametrize("flag, target", [("--save-ref", "labels.csv"), ("--json", "labels.csv"),
+                                          ("--save-samples", "."), ("--save-samples", "generated"),
+                                          ("--json", "sub/r.json")])
+def test_outputs_inside_the_data_set_are_refused_before_the_work(tmp_path, capsys, monkeypatch, flag, target):
+    """--save-ref/--json DATA/labels.csv destroyed the labels; --save-samples DATA added samples to the data set."""
+    data = tmp_path / "images"
+    data.mkdir()
+    (data / "labels.csv").write_text("filename,label\n")
+    monkeypatch.setattr(eval_cli, "evaluate", lambda *a, **k: pytest.fail("the evaluation started"))
+    argv = ["digits", "--data", str(data), "--metrics", "fid", flag, str((data / target).resolve())]
+    assert eval_cli.main([*argv, "--overwrite"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(rf"{flag} .* (is the input|is inside the input) .*images", err[0]), err
+    assert (data / "labels.csv").read_text() == "filename,label\n" and sorted(os.listdir(data)) == ["labels.csv"]
+
+
+def test_users_result_file_is_refused_without_overwrite(tmp_path, capsys, monkeypatch):
+    (tmp_path / "r.json").write_text("the user's notes")
+    monkeypatch.setattr(eval_cli, "evaluate", lambda *a, **k: pytest.fail("the evaluation started"))
+    assert eval_cli.main(["digits", "--data", "digits", "--metrics", "digits", "--json", str(tmp_path / "r.json")]) == 1
+    assert "r.json exists and was not written by pdgan; give --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "r.json").read_text() == "the user's notes"

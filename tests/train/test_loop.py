@@ -111,7 +111,7 @@ def test_bad_input_clear_errors(tiny, tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
     (tmp_path / "file").write_text("x")
     assert train_main(["--preset", "tiny", "--data", "digits", "--out", str(tmp_path / "file" / "sub")]) == 1
-    assert "not writable" in capsys.readouterr().err
+    assert "file is not a folder, so sub cannot be created there" in capsys.readouterr().err
     assert train_main(["--preset", "nope", "--data", "digits"]) == 1
     assert "unknown preset" in capsys.readouterr().err
     cifar = tmp_path / "cifar-10-batches-py"
@@ -133,6 +133,26 @@ def test_bad_input_clear_errors(tiny, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         train_main(["--version"])
     assert e.value.code == 0 and "pdgan-train (pdgan)" in capsys.readouterr().out
+
+
+def test_out_inside_the_data_or_over_user_files_is_refused_before_anything_is_written(tiny, tmp_path):
+    """--out equal to or inside an image-folder --data would add sample grids to the training set; --out over a
+    folder of the user's files would replace their config.json."""
+    from pdgan_train.config import TrainingError
+    from pdgan_train.loop import Trainer
+
+    data = tmp_path / "images"
+    data.mkdir()
+    for out in (data, data / "run"):
+        with pytest.raises(TrainingError, match=r"--out .* (is the input|is inside the input) .*images"):
+            Trainer(tiny_cfg(out, data=str(data)))
+    assert sorted(p.name for p in data.iterdir()) == []
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "config.json").write_text('{"mine": 1}')
+    with pytest.raises(TrainingError, match="holds files that pdgan did not write"):
+        Trainer(tiny_cfg(user))
+    assert (user / "config.json").read_text() == '{"mine": 1}' and sorted(os.listdir(user)) == ["config.json"]
 
 
 def test_corrupt_resume_leaves_checkpoints_intact(tiny, tmp_path, capsys):

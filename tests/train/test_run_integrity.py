@@ -20,6 +20,7 @@ from hang_guard import in_thread as _in_thread  # tests/support
 from tiny_models import tiny_cfg  # tests/support (the tiny fixture: tests/conftest.py)
 
 from pdgan_infer import load_checkpoint
+from pdgan_infer.files import MANIFEST
 from pdgan_train.cli.train import main as train_main
 from pdgan_train.config import TrainingError
 
@@ -324,7 +325,7 @@ def test_failed_write_names_the_file_and_keeps_the_checkpoint(tiny, tmp_path, mo
     assert f"cannot write {run / 'train_state.pt'}" in msg and "(step 2) is intact" in msg, msg
     assert ("MiB free" in msg) if fault == "disk_full" else ("Permission denied" in msg)
     assert "\n" not in msg
-    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".") and p.name != ".lock") == []
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".") and p.name not in (".lock", MANIFEST)) == []
     assert ((run / "train_state.pt").read_bytes(), (run / "model.safetensors").read_bytes()) == good
     load_checkpoint(run)
     assert _state(run)["step"] == 2

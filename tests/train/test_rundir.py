@@ -43,3 +43,44 @@ def test_torch_save_cut_short_by_a_file_size_limit_says_so(tmp_path):
     msg = out.stdout.strip()
     assert msg.startswith(f"cannot write {tmp_path / 'train_state.pt'} (") and "\n" not in msg, out.stdout + out.stderr
     assert "files of at most 65536 bytes (ulimit -f)" in msg, msg
+
+
+def test_claim_out_refuses_files_pdgan_did_not_write(tmp_path):
+    """A fresh run over a folder of the user's files would replace their config.json and samples/final.png and
+    append to their metrics.jsonl: refused without --overwrite, which then deletes only the run's file names."""
+    from pdgan_infer.files import atomic_write_bytes, record_written
+    from pdgan_train.config import TrainingError
+    from pdgan_train.rundir import claim_out, remove_run
+
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "config.json").write_text('{"mine": 1}')
+    (tmp_path / "samples" / "final.png").write_bytes(b"my picture")
+    (tmp_path / "notes.txt").write_text("not a run file")
+    with pytest.raises(TrainingError, match=r"holds files that pdgan did not write and the run would replace "
+                                            r"\(.*config.json and 1 more\); choose another --out, or --overwrite"):
+        claim_out(tmp_path, overwrite=False)
+    assert claim_out(tmp_path, overwrite=True) is True
+    remove_run(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "samples"]
+    # what a killed run wrote (no checkpoint yet) is its own: a new launch goes on without --overwrite
+    atomic_write_bytes(tmp_path / "config.json", b"{}")
+    atomic_write_bytes(tmp_path / "samples" / "step_0000001.png", b"png")
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write("{}\n")
+    record_written(tmp_path / "metrics.jsonl")
+    assert claim_out(tmp_path, overwrite=False) is False
+
+
+def test_a_save_pretrained_folder_is_not_called_a_run(tmp_path):
+    import torch
+
+    from pdgan_infer import PDGAN
+    from pdgan_infer.hub import save_pretrained
+    from pdgan_train.config import TrainingError
+    from pdgan_train.rundir import claim_out
+
+    torch.manual_seed(0)
+    folder = save_pretrained(PDGAN("digits", with_latent=False), tmp_path / "m", card=False)
+    for overwrite in (False, True):
+        with pytest.raises(TrainingError, match="is a model folder written by save_pretrained .*not a pdgan-train run"):
+            claim_out(folder, overwrite)

@@ -25,6 +25,7 @@ import pytest
 import torch
 
 from pdgan_infer import load_checkpoint
+from pdgan_infer.files import MANIFEST
 
 pytestmark = pytest.mark.slow
 
@@ -168,7 +169,7 @@ def test_sigkill_at_every_write_phase_and_at_random_moments(tiny, runner, tmp_pa
     rc, err = finish(proc)
     assert rc == 0, err
     assert check_run(run) == saved + 1
-    leftovers = [p.name for p in run.iterdir() if p.name.startswith(".") and p.name != ".lock"]
+    leftovers = [p.name for p in run.iterdir() if p.name.startswith(".") and p.name not in (".lock", MANIFEST)]
     assert leftovers == [], leftovers
 
 
@@ -245,6 +246,6 @@ def test_file_size_limit_is_one_line_and_keeps_the_checkpoint(tiny, runner, tmp_
     lines = err.strip().splitlines()
     assert rc == 1 and "Traceback" not in err, err
     assert f"cannot write {run / 'train_state.pt'}" in lines[-1] and "(step 2) is intact" in lines[-1], err
-    assert [p.name for p in run.iterdir() if p.name.startswith(".") and p.name != ".lock"] == []
+    assert [p.name for p in run.iterdir() if p.name.startswith(".") and p.name not in (".lock", MANIFEST)] == []
     assert (run / "train_state.pt").read_bytes() == good
     check_run(run)

@@ -55,11 +55,11 @@ WHAT = {
     "2026-11-29-xeon-amx-train-step-profile.txt":
         "torch profiler of one digits training step (fused Adam): time shares per op",
     "2026-12-06-epyc-zen4-cpu-bench-cifar10-busy.json":
-        "pdgan-bench cifar10, 100 images, torch / native fp32 / OpenVINO, optimized and native bf16 (F(2x2) "
-        "Winograd) on the Zen 4 while it was busy (load 7-10): direction only, not the goals",
+        "pdgan-bench cifar10, 100 images, torch / native fp32 / OpenVINO, optimized and native bf16 with the bf16 "
+        "Winograd F(2x2) kernel (tried, then reverted) on the Zen 4 while it was busy (load 7-10): direction only",
     "2026-12-06-epyc-zen4-winograd-layers-cifar10-bfloat16.txt":
-        "Winograd F(2x2, 3x3) bf16 against oneDNN's direct bf16 convolution per cifar10 layer, batch 100, 1 thread "
-        "(machine busy)",
+        "the reverted Winograd F(2x2, 3x3) bf16 kernel against oneDNN's direct bf16 convolution per cifar10 layer, "
+        "batch 100, 1 thread (machine busy)",
     "2026-12-06-epyc-zen4-winograd-layers-cifar10-bfloat16-2threads.txt":
         "the same with 2 threads on the busy machine (F(2x2) slower there: its threads wait in libgomp)",
     "2026-11-30-xeon-amx-cpu-bench-cifar10.json":

@@ -1,16 +1,13 @@
-"""Per layer: oneDNN's direct 3x3 convolution (F.conv2d, channels_last) against the native Winograd kernel, on
-every distinct 3x3 stride-1 layer shape of a model at its real batch, CPU: float32 with F(4x4, 3x3), bfloat16
-with F(2x2, 3x3) (bf16 GEMMs; pdgan_infer/cpu.py).
+"""Per layer: oneDNN's direct 3x3 convolution (F.conv2d, channels_last) against the native Winograd F(4x4, 3x3)
+kernel, on every distinct 3x3 stride-1 layer shape of a model at its real batch, float32, CPU.
 
     python benchmarks/winograd_layers.py --preset cifar10 --n 100 --threads 2
-    python benchmarks/winograd_layers.py --preset cifar10 --n 100 --threads 2 --dtype bfloat16
     python benchmarks/winograd_layers.py --checkpoint pdgan_infer/pretrained/digits.safetensors --n 100
 
 Prints (and writes to --out, default benchmarks/results/DATE-MACHINE-winograd-layers-<model>.txt) one row per
 (C in, C out, resolution): calls per generate(1) (T = 2 generator passes), best-of-`--repeats` milliseconds
-of each, the speedup, and the largest difference from a float64 convolution (of the inputs as rounded to the
-dtype) relative to the |x| * |w| scale. This is the measurement behind `optimize.WINOGRAD_MIN_CHANNELS` and the
-bfloat16 column of `pdgan_infer.cpu`'s table.
+of each, the speedup, and the largest difference from a float64 convolution relative to the |x| * |w| scale. This is the
+measurement behind `optimize.WINOGRAD_MIN_CHANNELS`.
 """
 from __future__ import annotations
 
@@ -44,7 +41,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=100, help="batch of the timed convolutions")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
 
@@ -61,10 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    dtype = getattr(torch, args.dtype)
-    tile = 4 if dtype == torch.float32 else 2
-    opts = Optimizations(winograd=False, dtype=dtype)  # the trunk (and its convolutions) in dtype
-    kw = {"backend": "optimized", "device": "cpu", "opts": opts, "dtype": dtype}
+    opts = Optimizations(winograd=False)
+    kw = {"backend": "optimized", "device": "cpu", "opts": opts}
     engine = Engine.from_checkpoint(args.checkpoint, **kw) if args.checkpoint else Engine.from_preset(args.preset, **kw)
     layers: dict[tuple[int, int, int], list] = {}
 
@@ -73,15 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         layers.setdefault(key, [module, 0])[1] += 1
 
     convs = [m for m in engine.runner.generator.modules() if type(m) is torch.nn.Conv2d and m.kernel_size == (3, 3)
-             and m.stride == (1, 1) and m.padding == (1, 1) and m.groups == 1 and m.weight.dtype == dtype]
+             and m.stride == (1, 1) and m.padding == (1, 1) and m.groups == 1 and m.weight.dtype == torch.float32]
     handles = [m.register_forward_pre_hook(hook) for m in convs]
     engine.generate(1, seed=0)
     for h in handles:
         h.remove()
     name = args.checkpoint.stem if args.checkpoint else args.preset
     cpu = bench.device_name(torch.device("cpu"))
-    lines = [f"# Winograd F({tile}x{tile}, 3x3) vs direct 3x3 convolution per layer: {name}, batch {args.n}, "
-             f"{args.dtype}",
+    lines = [f"# Winograd F(4x4, 3x3) vs direct 3x3 convolution per layer: {name}, batch {args.n}, float32",
              f"cpu: {cpu}; torch {torch.__version__}; {torch.get_num_threads()} threads; commit {bench.git_commit()}; "
              f"{datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
              "command: python benchmarks/winograd_layers.py " + " ".join(argv), "",
@@ -91,18 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     total = [0.0, 0.0]
     gen = torch.Generator().manual_seed(0)
     for (cin, cout, res), (conv, calls) in sorted(layers.items()):
-        x = torch.randn(args.n, cin, res, res, generator=gen).to(dtype).contiguous(memory_format=torch.channels_last)
+        x = torch.randn(args.n, cin, res, res, generator=gen).contiguous(memory_format=torch.channels_last)
         w, b = conv.weight.detach(), conv.bias.detach().float().contiguous()
-        wc, bd = w.contiguous(memory_format=torch.channels_last), b.to(dtype)  # the direct conv's bias in dtype
-        u = native.winograd_weight(w, tile, dtype)
+        wc = w.contiguous(memory_format=torch.channels_last)
+        u = native.winograd_weight(w)
         with torch.no_grad():
-            direct = best_ms(lambda *a: F.conv2d(*a, padding=1), (x, wc, bd), args.repeats)
+            direct = best_ms(lambda *a: F.conv2d(*a, padding=1), (x, wc, b), args.repeats)
             wino = best_ms(native.winograd_conv3x3, (x, u, b), args.repeats)
             ref = F.conv2d(x[:4].double(), w.double(), b.double(), padding=1)
             scale = F.conv2d(x[:4].double().abs(), w.double().abs(), b.double().abs(), padding=1).amax()
             err_w = ((native.winograd_conv3x3(x[:4], u, b).double() - ref).abs().amax() / scale).item()
-            ref_d = F.conv2d(x[:4].double(), w.double(), bd.double(), padding=1)
-            err_d = ((F.conv2d(x[:4], wc, bd, padding=1).double() - ref_d).abs().amax() / scale).item()
+            err_d = ((F.conv2d(x[:4], wc, b, padding=1).double() - ref).abs().amax() / scale).item()
         total[0] += direct * calls
         total[1] += wino * calls
         lines.append(f"| {cin} | {cout} | {res} | {calls} | {direct:.2f} | {wino:.2f} | {direct / wino:.2f}x | "
@@ -112,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({total[0] / max(total[1], 1e-9):.2f}x); load average {[round(v, 2) for v in os.getloadavg()]}"]
     text = "\n".join(lines) + "\n"
     print(text, end="")
-    suffix = "" if dtype == torch.float32 else f"-{args.dtype}"
-    stem = f"{datetime.date.today().isoformat()}-{MACHINE}-winograd-layers-{name}{suffix}.txt"
+    stem = f"{datetime.date.today().isoformat()}-{MACHINE}-winograd-layers-{name}.txt"
     out = args.out or ROOT / "benchmarks" / "results" / stem
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")

@@ -28,9 +28,7 @@ also prints them to stderr.
 Backends (`Engine.backends()` says which can run here and why not): see `pdgan_infer.backends`.
 `backend="auto"` takes the first that builds of: CPU: native, optimized, torch; CUDA: native,
 triton, optimized, torch (onnxruntime and tensorrt only when asked for by name). `dtype=None` means
-float32; reduced precision is asked for (`dtype="bfloat16"`), or `dtype="auto"` takes the CPU's fastest dtype
-from `pdgan_infer.cpu`'s table (bfloat16 with avx512_bf16 or AMX, images within the bf16 tolerance of the
-tests; float32 on CUDA). Timings per backend and machine:
+float32; reduced precision is asked for (`dtype="bfloat16"`). Timings per backend and machine:
 docs/benchmarks.md. `compile` is not in the auto list: ~10 minutes of Inductor compilation per batch size on
 the project's 2-core Xeon for no measurable gain over `optimized`. On a small or shared CPU,
 torch.set_num_threads(1) can be faster than more threads (OpenMP regions wait for descheduled threads).
@@ -379,20 +377,12 @@ class Engine:
 
 # --- argument checks ---------------------------------------------------------------------------------
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """None -> float32; torch dtypes or names (float32/fp32, bfloat16/bf16, float16/fp16/half); "auto": the
-    fastest dtype of the device: on the CPU `pdgan_infer.cpu`'s table (bfloat16 where the CPU has avx512_bf16
-    or AMX, else float32), on CUDA float32 (reduced precision not yet measured there)."""
+    """None -> float32; torch dtypes or names (float32/fp32, bfloat16/bf16, float16/fp16/half)."""
     if dtype is None:
         return torch.float32
-    if isinstance(dtype, str) and dtype.lower() == "auto":
-        if device.type != "cpu":
-            return torch.float32
-        from .cpu import cpu_choice
-        best = cpu_choice().dtype
-        return best if reduced_dtype_supported(best, device) is None else torch.float32
     if isinstance(dtype, str):
         if dtype.lower() not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; choose float32, bfloat16, float16 or auto")
+            raise ValueError(f"unknown dtype {dtype!r}; choose float32, bfloat16 or float16")
         dtype = DTYPES[dtype.lower()]
     if not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype must be a torch.dtype or a name like 'bfloat16', got {type(dtype).__name__}")

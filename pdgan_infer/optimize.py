@@ -26,11 +26,10 @@ exactly the same function with:
   weights of its last convolution (and of its 1x1 skip convolution), and the sum is one in-place
   `add_(x, alpha)` (the time-embedding bias likewise in place): two full passes over the
   activations and two allocations fewer per block. Same for the attention block's output.
-* Winograd 3x3 convolutions (CPU; the `native` backend installs them with `FastGenerator.set_conv3x3_kernel`,
-  with the tile `pdgan_infer.cpu` gives the CPU and dtype): every 3x3 stride-1 padding-1 convolution of the
-  trunk with at least WINOGRAD_MIN_CHANNELS channels in and out becomes a `WinogradConv2d` holding its filters
-  transformed once (float32: F(4x4, 3x3), a quarter of the direct convolution's multiply-adds; bfloat16 on CPUs
-  without AMX: F(2x2, 3x3), 4/9 of them, in bf16 GEMMs; csrc/winograd); a residual block's last convolution
+* Winograd 3x3 convolutions (CPU, float32; the `native` backend installs them with
+  `FastGenerator.set_conv3x3_kernel`): every 3x3 stride-1 padding-1 convolution of the trunk with at least
+  128 channels in and out becomes a `WinogradConv2d` holding its filters transformed once (F(4x4, 3x3): a
+  quarter of the direct convolution's multiply-adds, csrc/winograd); a residual block's last convolution
   then also adds the block's identity/skip path in its output pass (no separate `add_`). Thinner layers
   (the digits model's) keep oneDNN's direct convolution, which is faster there.
 * reduced precision: convolutions, attention and norms in `dtype` (bf16 / fp16); the tiny
@@ -70,7 +69,7 @@ class Optimizations:
     fast_fir: bool = True  # bilinear-based exact FIR x2 upsampling (kernel (1, 3, 3, 1) only)
     fast_attention: bool = True  # attention through SDPA's fused (flash) kernel, no layout copies
     fold_scales: bool = True  # residual 1/sqrt(2) folded into the last conv; in-place epilogues
-    winograd: bool = True  # native backend, CPU: Winograd 3x3 convolutions (tile per CPU kind, pdgan_infer.cpu)
+    winograd: bool = True  # native backend, CPU, float32: Winograd F(4x4, 3x3) 3x3 convolutions
     dtype: torch.dtype = torch.float32  # compute dtype of the convolutional trunk
 
     def __post_init__(self):
@@ -154,14 +153,13 @@ class FastAttnBlock(nn.Module):
 
 class WinogradConv2d(nn.Module):
     """A 3x3 stride-1 padding-1 `Conv2d` computed by `kernel(x, u, bias, residual, alpha)` from its filters
-    transformed once by `transform` (the native Winograd kernel: u (36, C, K) for F(4x4, 3x3), (16, C, K) for
-    F(2x2, 3x3), in the weight's dtype); the bias is kept in float32."""
+    transformed once by `transform` (the native Winograd F(4x4, 3x3) kernel; float32)."""
 
     def __init__(self, conv: nn.Conv2d, kernel, transform):
         super().__init__()
         if not is_winograd_conv(conv):
-            raise ValueError(f"WinogradConv2d needs a float32 or bfloat16 3x3 stride-1 padding-1 ungrouped Conv2d "
-                             f"with at least {WINOGRAD_MIN_CHANNELS} input and output channels, got {conv}")
+            raise ValueError(f"WinogradConv2d needs a float32 3x3 stride-1 padding-1 ungrouped Conv2d with at least "
+                             f"{WINOGRAD_MIN_CHANNELS} input and output channels, got {conv}")
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.kernel = kernel
         self.register_buffer("u", transform(conv.weight.detach()))
@@ -172,27 +170,22 @@ class WinogradConv2d(nn.Module):
         return self.kernel(x, self.u, self.bias, residual, alpha)
 
     def extra_repr(self) -> str:
-        m = round(self.u.shape[0] ** 0.5) - 2
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size=(3, 3), Winograd F({m}x{m}, 3x3), "
-                f"{str(self.u.dtype).removeprefix('torch.')}")
+        return f"{self.in_channels}, {self.out_channels}, kernel_size=(3, 3), Winograd F(4x4, 3x3)"
 
 
 # Winograd pays when both channel counts are at least this: its transforms cost ~(C + K) per tile, its GEMMs
-# C * K. Measured per layer (benchmarks/winograd_layers.py, 100 images): float32 F(4x4) on the 2-core Xeon:
-# C = K = 128 1.2-1.4x faster than oneDNN's direct convolution, 256 1.7-3.0x; 64 x 64 0.8-1.05x and 128 x 64
-# 0.8-1.0x, the digits model's widest layers; 32 channels 0.55x. bfloat16 F(2x2) on the AMD EPYC Zen 4
-# (1 thread, per layer at batch 100): 1.3-1.6x faster than oneDNN's direct bf16 convolution at 128-512 channels
-# (docs/benchmarks.md, "CPU without AMX").
+# C * K. Measured per layer (2-core Xeon, fp32, 100 images, benchmarks/winograd_layers.py): C = K = 128 1.2-1.4x
+# faster than oneDNN's direct convolution, 256 1.7-3.0x; 64 x 64 0.8-1.05x and 128 x 64 0.8-1.0x, the digits
+# model's widest layers; 32 channels 0.55x.
 WINOGRAD_MIN_CHANNELS = 128
-WINOGRAD_DTYPES = (torch.float32, torch.bfloat16)
 
 
 def is_winograd_conv(conv: nn.Module) -> bool:
-    """A Conv2d that `WinogradConv2d` stands in for: float32 or bfloat16, 3x3, stride 1, padding 1, dilation 1,
-    groups 1, at least WINOGRAD_MIN_CHANNELS input and output channels."""
+    """A Conv2d that `WinogradConv2d` stands in for: float32, 3x3, stride 1, padding 1, dilation 1, groups 1,
+    at least WINOGRAD_MIN_CHANNELS input and output channels."""
     return (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
             and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
-            and conv.padding_mode == "zeros" and conv.weight.dtype in WINOGRAD_DTYPES
+            and conv.padding_mode == "zeros" and conv.weight.dtype == torch.float32
             and min(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS)
 
 
@@ -288,8 +281,8 @@ class FastGenerator(nn.Module):
                 m.kernel = kernel
 
     def set_conv3x3_kernel(self, kernel, transform) -> int:
-        """Replace every eligible 3x3 convolution of the trunk's blocks (`is_winograd_conv`: float32 or bfloat16, at
-        least WINOGRAD_MIN_CHANNELS channels in and out) by a `WinogradConv2d` computed by `kernel` with filters
+        """Replace every eligible 3x3 convolution of the trunk's blocks (`is_winograd_conv`: float32, at least
+        WINOGRAD_MIN_CHANNELS channels in and out) by a `WinogradConv2d` computed by `kernel` with filters
         `transform(weight)`. Returns how many trunk convolutions are Winograd afterwards."""
         def make(conv: nn.Conv2d) -> nn.Module:
             return WinogradConv2d(conv, kernel, transform) if is_winograd_conv(conv) else conv

@@ -14,9 +14,8 @@
                   CPU plugin (a peer runtime for comparison)
 
 `probe(name, device)` says why a backend cannot run (None when it can), `create` builds one, and
-`AUTO_ORDER` is the order `backend="auto"` tries, fastest first (CPU: `pdgan_infer.cpu`'s table, measured on
-the cifar10 preset on an AMX Xeon and an AMD EPYC Zen 4; CUDA: the expected order, to be settled by
-`make gpu-check`).
+`AUTO_ORDER` is the order `backend="auto"` tries, fastest first (CPU: measured on the cifar10
+preset, see the engine's docstring; CUDA: the expected order, to be settled by `make gpu-check`).
 The exported backends are never picked by "auto": their first use exports ONNX and (TensorRT) builds
 an engine for minutes, and neither has run on a GPU yet; ask for them by name. `openvino` is another
 project's runtime over pdgan's exported graph, registered so that pdgan-bench compares it like any
@@ -34,7 +33,6 @@ import shutil
 
 import torch
 
-from ..cpu import CPU_AUTO_ORDER
 from .base import BackendUnavailable, Runner, chain
 
 __all__ = ["BACKENDS", "AUTO_ORDER", "OPTIONS", "BackendUnavailable", "Runner", "chain", "probe", "probe_all",
@@ -44,7 +42,7 @@ BACKENDS = ("torch", "optimized", "compile", "triton", "native", "onnxruntime", 
 
 # `backend="auto"`: the first of these that probes available (and builds) on the device.
 AUTO_ORDER = {
-    "cpu": CPU_AUTO_ORDER,
+    "cpu": ("native", "optimized", "torch"),
     "cuda": ("native", "triton", "optimized", "torch"),
 }
 

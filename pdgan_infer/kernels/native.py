@@ -25,11 +25,10 @@ Ops (references in `pdgan_infer.kernels.reference`):
     philox_normal(shape, seed, offset=0)  the stream's normals themselves (same numbers the kernels use).
     philox_normal_rows(seeds, count, offset=0)  (N, count): row n is philox_normal(count, seeds[n], offset),
         one launch for a batch; seeds is an int64 tensor on the output's device (read by the kernel).
-    winograd_conv3x3(x, u, bias, residual=None, alpha=1.0)   (CPU)
-        conv2d(x, w, bias, padding=1) (+ alpha * residual) by Winograd (csrc/winograd), with
-        u = winograd_weight(w, tile, dtype), transformed once. x and residual channels_last, y channels_last.
-        F(4x4, 3x3), float32: a quarter of the direct convolution's multiply-adds, error a few times the direct
-        one's. F(2x2, 3x3), float32 or bfloat16: 4/9 of them; in bf16 error within ~2x a direct bf16 one's.
+    winograd_conv3x3(x, u, bias, residual=None, alpha=1.0)   (CPU, float32)
+        conv2d(x, w, bias, padding=1) (+ alpha * residual) by Winograd F(4x4, 3x3) (csrc/winograd), with
+        u = winograd_weight(w) (36, C, K), transformed once. x and residual channels_last, y channels_last.
+        A quarter of the direct convolution's multiply-adds; float32 error a few times the direct one's.
 
 In-kernel noise: the Philox4x32-10 stream (csrc/philox.h), identical on CPU and CUDA
 --------------------------------------------------------------------------------------
@@ -267,39 +266,32 @@ def philox_normal_rows(seeds: Sequence[int] | torch.Tensor, count: int, offset: 
     return out
 
 
-# Winograd filter transforms G (Lavin & Gray 2016): F(4x4, 3x3) with the points 0, +-1, +-2, F(2x2, 3x3) with
-# 0, +-1; B^T and A^T are in csrc/winograd/winograd_cpu.cpp.
+# Winograd F(4x4, 3x3) filter transform (Lavin & Gray 2016, points 0, +-1, +-2); B^T and A^T are in
+# csrc/winograd/winograd_cpu.cpp.
 WINOGRAD_G = ((1 / 4, 0.0, 0.0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6), (1 / 24, 1 / 12, 1 / 6),
               (1 / 24, -1 / 12, 1 / 6), (0.0, 0.0, 1.0))
-WINOGRAD_G2 = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
-WINOGRAD_TILES = {4: WINOGRAD_G, 2: WINOGRAD_G2}  # output tile side -> G
 
 
-def winograd_weight(weight: torch.Tensor, tile: int = 4, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The (a*a, C, K) transformed filters G g G^T of a (K, C, 3, 3) convolution weight for F(tile x tile, 3x3)
-    (a = tile + 2: 36 components for tile 4, 16 for tile 2), computed in float64 and rounded once to `dtype`
-    (component i * a + j is entry (i, j) of the a x a transformed filter)."""
+def winograd_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The (36, C, K) float32 transformed filters G g G^T of a (K, C, 3, 3) convolution weight, computed in
+    float64 (component i * 6 + j is entry (i, j) of the 6x6 transformed filter)."""
     if weight.dim() != 4 or tuple(weight.shape[2:]) != (3, 3):
         raise ValueError(f"winograd_weight: needs a (K, C, 3, 3) weight, got {tuple(weight.shape)}")
-    if tile not in WINOGRAD_TILES:
-        raise ValueError(f"winograd_weight: tile must be 4 (F(4x4, 3x3)) or 2 (F(2x2, 3x3)), got {tile}")
-    g = torch.tensor(WINOGRAD_TILES[tile], dtype=torch.float64, device=weight.device)
+    g = torch.tensor(WINOGRAD_G, dtype=torch.float64, device=weight.device)
     u = torch.einsum("ij,kcjl,ml->imck", g, weight.detach().double(), g)
-    return u.reshape(g.shape[0] ** 2, weight.shape[1], weight.shape[0]).to(dtype).contiguous()
+    return u.reshape(36, weight.shape[1], weight.shape[0]).float().contiguous()
 
 
 def winograd_conv3x3(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None = None,
                      residual: torch.Tensor | None = None, alpha: float = 1.0, tile_block: int = 0) -> torch.Tensor:
-    """F.conv2d(x, w, bias, padding=1) (+ alpha * residual), stride 1, by Winograd on the CPU, with
-    u = winograd_weight(w, tile, x.dtype): F(4x4, 3x3) for a (36, C, K) u (float32 only), F(2x2, 3x3) for a
-    (16, C, K) u (float32 or bfloat16: bf16 GEMMs with float32 accumulation, float32 transforms). x (N, C, H, W)
-    in any memory format (made channels_last); bias float32 (K,); residual (N, K, H, W) of x's dtype; the result
-    is channels_last in x's dtype. tile_block: tiles per GEMM block (0: automatic)."""
+    """F.conv2d(x, w, bias, padding=1) (+ alpha * residual), stride 1, by Winograd F(4x4, 3x3) on the CPU,
+    float32, with u = winograd_weight(w). x (N, C, H, W) in any memory format (made channels_last); residual
+    (N, K, H, W); the result is channels_last. tile_block: 4x4 tiles per GEMM block (0: automatic)."""
     _require(x.device)
     if x.device.type != "cpu":
         raise RuntimeError(f"winograd_conv3x3 runs on the CPU only (x is on {x.device}); use F.conv2d there")
     if bias is None:
-        bias = x.new_zeros(u.shape[2], dtype=torch.float32)
+        bias = x.new_zeros(u.shape[2])
     x = x.contiguous(memory_format=torch.channels_last)
     if residual is not None:
         residual = residual.contiguous(memory_format=torch.channels_last)

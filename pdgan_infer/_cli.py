@@ -127,7 +127,8 @@ def model_files(model: str | os.PathLike | None) -> list[Path]:
 def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
     """--overwrite: replace existing outputs that pdgan did not write (`pdgan_infer.files`' rule)."""
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files that pdgan did "
-                        "not write (without it they are refused before the work)")
+                        "not write, or write into a folder pdgan did not write (the other files in it are kept); "
+                        "without it they are refused before the work")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, version: bool = True, verbosity: bool = True) -> None:

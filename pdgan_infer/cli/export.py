@@ -55,8 +55,6 @@ def parser() -> argparse.ArgumentParser:
                    help="'sampler': the whole T-step chain; 'step': one generator call G(x_t, z, t)")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip the ONNX Runtime vs torch comparison (it runs unless this is given)")
-    p.add_argument("--overwrite", action="store_true", help="--format triton: write into an --out folder that "
-                   "pdgan-export did not write (its files at pdgan's paths are replaced, other files are kept)")
     batch = int_range(1, MAX_PROFILE_BATCH)
     p.add_argument("--min-batch", type=batch, default=1, help="TensorRT profile: smallest batch")
     p.add_argument("--opt-batch", type=batch, default=100, help="TensorRT profile: batch tuned for")

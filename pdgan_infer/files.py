@@ -74,12 +74,12 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp", record: bool = True) -> Iterator[Path]:
     """Write to the yielded temporary path (same folder, so the rename is atomic); on success it
     replaces `path` (fsynced, mode 0o666 & ~umask like any new file), is recorded as pdgan's own in its
-    folder's MANIFEST, and stale temporaries of `path` left by killed writers are removed; on any
-    exception it is removed and `path` is untouched. `suffix` matters to writers that add or check one
-    (np.savez wants ".npz")."""
+    folder's MANIFEST (unless `record` is False: a whole-folder marker is its own record), and stale
+    temporaries of `path` left by killed writers are removed; on any exception it is removed and `path` is
+    untouched. `suffix` matters to writers that add or check one (np.savez wants ".npz")."""
     path = Path(path)
     if path.is_dir():
         raise OutputPathError(f"cannot write {path}: it is a folder; give a file name")
@@ -106,7 +106,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    record_written(path)
+    if record:
+        record_written(path)
     sweep_stale_temporaries(path, suffix)
 
 
@@ -149,8 +150,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, record: bool = True) -> None:
+    with atomic_path(path, record=record) as tmp:
         tmp.write_bytes(data)
 
 
@@ -397,7 +398,7 @@ def write_owned_marker(folder: str | os.PathLike, marker: str, files: Iterable[s
 
     record = {"written_by": "pdgan", "tool": tool, "version": __version__, "files": sorted(set(files))}
     path = Path(folder) / marker
-    atomic_write_bytes(path, (json.dumps(record, indent=1) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(record, indent=1) + "\n").encode(), record=False)  # the marker is the record
     return path
 
 

@@ -58,7 +58,9 @@ def npz_arrays(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.d
                 out[info.filename[:-4]] = (tuple(shape), dtype, info.file_size)
     except FileNotFoundError:
         raise ImageSetError(f"{path} not found") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+    except zipfile.BadZipFile:
+        raise ImageSetError(f"{path} is not an .npz file (a zip of .npy arrays, as np.savez writes)") from None
+    except (OSError, ValueError, EOFError) as err:
         raise ImageSetError(f"{path} is not a readable .npz ({type(err).__name__}: {err})") from None
     return out
 

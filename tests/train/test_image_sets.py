@@ -67,7 +67,7 @@ def test_unreadable_sets(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     (tmp_path / "empty").mkdir()
     for path, match in ((tmp_path / "stats.npz", r"has arrays \['mu'\], none of images or arr_0"),
-                        (tmp_path / "junk.npz", "is not a readable .npz"), (tmp_path / "none", "not found"),
+                        (tmp_path / "junk.npz", "is not an .npz file"), (tmp_path / "none", "not found"),
                         (tmp_path / "empty", "no images in it")):
         with pytest.raises(ImageSetError, match=match):
             open_image_set(path)

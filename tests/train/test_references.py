@@ -57,3 +57,35 @@ def test_url_downloaded_once_and_checked(tmp_path, ref_file, monkeypatch, caplog
     ref_file.unlink()  # both are cached: no second download
     assert refs.resolve_ref(f"{url}#sha256={digest}", progress=False) == local
     assert refs.resolve_ref(url, progress=False) == unpinned and unpinned.is_file()
+
+
+def _npz_declaring(path, shapes: dict[str, tuple[int, ...]]) -> None:
+    """An .npz whose members carry a valid .npy header declaring `shapes` (float64) but only 64 bytes of data."""
+    import io
+    import zipfile
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, shape in shapes.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": shape})
+            z.writestr(f"{name}.npy", buf.getvalue() + bytes(64))
+
+
+def test_fid_ref_headers_are_checked_before_the_data(tmp_path, monkeypatch):
+    """A small file declaring a (10**5, 10**5) sigma (80 GB) is refused from its header: np.load never runs."""
+    huge = tmp_path / "huge.npz"
+    _npz_declaring(huge, {"mu": (100_000,), "sigma": (100_000, 100_000)})
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("the data was read"))
+    with pytest.raises(EvalError, match=rf"D <= {refs.MAX_DIM}, got float64 \(100000,\) and float64 "):
+        refs.load_ref(huge)
+    _npz_declaring(tmp_path / "odd.npz", {"mu": (4,), "sigma": (4, 5)})
+    with pytest.raises(EvalError, match=r"sigma \(D, D\)"):
+        refs.load_ref(tmp_path / "odd.npz")
+
+
+def test_fid_ref_that_is_not_an_npz_is_named_as_such(tmp_path):
+    np.save(tmp_path / "mu.npy", np.zeros(4))
+    with pytest.raises(EvalError, match=r"mu.npy is not an .npz file"):
+        refs.load_ref(tmp_path / "mu.npy")
+    (tmp_path / "folder.npz").mkdir()
+    with pytest.raises(EvalError, match="folder"):
+        refs.load_ref(tmp_path / "folder.npz")

@@ -38,10 +38,6 @@ class EvalError(PDGANError, ValueError):
     """The evaluation cannot run as asked; the message says why and what to do (pdgan_train.eval raises it too)."""
 
 
-def _error(message: str) -> Exception:
-    return EvalError(message)
-
-
 def is_url(spec: str | os.PathLike | None) -> bool:
     return spec is not None and _URL.match(str(spec)) is not None
 
@@ -53,7 +49,7 @@ def resolve_ref(spec: str | os.PathLike, cache_dir: str | os.PathLike | None = N
     url, _, fragment = str(spec).partition("#")
     pin = _PIN.fullmatch(fragment) if fragment else None
     if fragment and pin is None:
-        raise _error(f"--fid-ref {spec}: the part after '#' must be sha256=<64 hex digits>")
+        raise EvalError(f"--fid-ref {spec}: the part after '#' must be sha256=<64 hex digits>")
     name = re.sub(r"[^A-Za-z0-9._-]", "-", url.rstrip("/").rsplit("/", 1)[-1])[-80:] or "ref.npz"
     folder = _download.cache_dir(cache_dir) / "fid-refs"
     if pin is not None:
@@ -77,13 +73,13 @@ def load_ref(path: str | os.PathLike) -> dict[str, Any]:
     try:
         arrays = npz_arrays(path)
     except ImageSetError as err:
-        raise _error(f"--fid-ref {err}") from None
+        raise EvalError(f"--fid-ref {err}") from None
     if not {"mu", "sigma"} <= set(arrays):
-        raise _error(f"{path} has arrays {sorted(arrays)}, not 'mu' and 'sigma' (FID reference statistics)")
+        raise EvalError(f"{path} has arrays {sorted(arrays)}, not 'mu' and 'sigma' (FID reference statistics)")
     (mu_shape, mu_dtype, _), (sigma_shape, sigma_dtype, _) = arrays["mu"], arrays["sigma"]
     if (len(mu_shape) != 1 or not 1 <= mu_shape[0] <= MAX_DIM or sigma_shape != (mu_shape[0],) * 2
             or mu_dtype.kind != "f" or sigma_dtype.kind != "f"):
-        raise _error(f"{path}: expected float mu (D,) and sigma (D, D) with D <= {MAX_DIM}, got {mu_dtype} "
+        raise EvalError(f"{path}: expected float mu (D,) and sigma (D, D) with D <= {MAX_DIM}, got {mu_dtype} "
                         f"{mu_shape} and {sigma_dtype} {sigma_shape}")
     with np.load(path, allow_pickle=False) as f:
         out: dict[str, Any] = {"mu": f["mu"].astype(np.float64), "sigma": f["sigma"].astype(np.float64)}
@@ -91,7 +87,7 @@ def load_ref(path: str | os.PathLike) -> dict[str, Any]:
             if key in arrays and arrays[key][0] == () and arrays[key][1].kind in kinds:
                 out[key] = f[key].item()
     if not (np.isfinite(out["mu"]).all() and np.isfinite(out["sigma"]).all()):
-        raise _error(f"{path}: mu or sigma holds NaN or inf")
+        raise EvalError(f"{path}: mu or sigma holds NaN or inf")
     return out
 
 

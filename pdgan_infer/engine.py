@@ -67,7 +67,7 @@ from .device import resolve_device
 from .hub import pretrained_models, resolve_model
 from .hub import push_to_hub as _push_to_hub
 from .hub import save_pretrained as _save_pretrained
-from .images import as_output_type
+from .images import as_output_type, check_output_type
 from .networks import NO_LATENT, PDGAN, random_model, redraw_zero_init
 from .optimize import CUDAGraphSampler, default_batch_size, reduced_dtype_supported
 from .sampler import images_from_seeds, noise_for, to_uint8
@@ -220,7 +220,7 @@ class Engine:
         `GenerateOutput(images, seeds)`. `generator=` (diffusers') raises TypeError: pass `seeds=`."""
         if generator is not None:
             raise TypeError(NO_GENERATOR)
-        as_output_type(np.zeros((0, 1, 1, 3), np.uint8), output_type)  # an unknown output_type before any work
+        check_output_type(output_type)  # before any work
         seeds = self._image_seeds(n, seed, seeds)
         batches = self._iter(seeds, batch_size, z_T, progress)  # checks the arguments first
         size = len(seeds) * int(np.prod(self.image_shape))

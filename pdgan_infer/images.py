@@ -28,14 +28,19 @@ def to_pil(image: np.ndarray):
 OUTPUT_TYPES = ("np", "pil", "pt")
 
 
+def check_output_type(output_type: object) -> str:
+    """`output_type` if it is one of OUTPUT_TYPES, else ValueError naming them."""
+    if not isinstance(output_type, str) or output_type not in OUTPUT_TYPES:
+        raise ValueError(f"unknown output_type {output_type!r}; choose 'np' (uint8 (N, H, W, 3) array), 'pil' (a list "
+                         "of PIL images) or 'pt' (float32 torch (N, 3, H, W) in [0, 1])")
+    return output_type
+
+
 def as_output_type(images: np.ndarray, output_type: str = "np"):
     """(N, H, W, 3) uint8 images as `output_type`: "np" the array itself; "pil" a list of N PIL images (`to_pil`);
     "pt" a float32 torch tensor (N, 3, H, W) in [0, 1] (diffusers' layout), exactly images / 255, so
     `(x * 255).round().to(torch.uint8)` gives the uint8 images back: every output type holds the same image."""
-    if output_type not in OUTPUT_TYPES:
-        raise ValueError(f"unknown output_type {output_type!r}; choose 'np' (uint8 (N, H, W, 3) array), 'pil' (a list "
-                         "of PIL images) or 'pt' (float32 torch (N, 3, H, W) in [0, 1])")
-    if output_type == "np":
+    if check_output_type(output_type) == "np":
         return images
     if output_type == "pil":
         return [to_pil(image) for image in images]

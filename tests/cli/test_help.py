@@ -158,14 +158,18 @@ def test_quiet_and_verbose_anywhere(prog, before, after):
         assert vars(first) == vars(last)
 
 
-def test_edit_quiet_before_the_subcommand_runs(tmp_path, capsys):
+@pytest.mark.slow  # ~10 s: loads the digits model and data, fits a direction
+def test_edit_quiet_before_the_subcommand_silences_the_run(tmp_path, capsys):
+    """pdgan-edit attribute logs the direction's accuracy (INFO); -q before MODEL silences it as -q after does."""
     from pdgan_train.cli.edit import main
 
-    out = tmp_path / "vary.png"
-    assert main(["-q", "digits", "vary", "--which", "z", "--n", "2", "--rows", "1", "--device", "cpu",
-                 "--out", str(out)]) == 0
-    captured = capsys.readouterr()
-    assert out.is_file() and captured.out.strip() == str(out) and captured.err == ""
+    argv = ["digits", "attribute", "--data", "digits", "--target", "3", "--index", "0", "--strengths", "0,1",
+            "--fit-max", "60", "--device", "cpu"]
+    for quiet, out in ((False, tmp_path / "plain.png"), (True, tmp_path / "quiet.png")):
+        assert main((["-q"] if quiet else []) + argv + ["--out", str(out)]) == 0
+        captured = capsys.readouterr()
+        assert out.is_file() and captured.out.strip() == str(out)
+        assert (captured.err == "") if quiet else ("held-out accuracy" in captured.err), captured.err
 
 
 def test_serve_without_arguments_is_one_line(capsys):

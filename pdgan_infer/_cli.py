@@ -1,10 +1,14 @@
 """What the command-line tools share: the parser, argument types, output checks, `--version` / `-q` / `-v`,
 logging and exit codes.
 
-    parser = ArgumentParser(prog="pdgan-x")   # a wrong command line: one line on stderr, status 2
+    parser = ArgumentParser(prog="pdgan-x", epilog=examples("pdgan-x digits --out x.png"))
     add_common_arguments(parser)              # --version, -q/--quiet, -v/--verbose
     args = parser.parse_args(argv)
     return run_cli("pdgan-x", args, lambda: work(args))   # a failed run: one line on stderr, status 1
+
+A wrong command line is one line on stderr, status 2. `--help` (`HelpFormatter`, every parser's and
+subcommand's) adds "(default: X)" only where X is a real value that the help text does not state already, and
+keeps indented lines (the "Examples:" epilog, made by `examples`) as written.
 
 Every number an option takes is range-checked by its type (`int_range`, `float_range`, `block_seed`), so
 NaN, infinities and sizes that would exhaust memory are usage errors. `check_outputs` (the files layer's rule,
@@ -40,9 +44,61 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 LOGGER = "pdgan"
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """--help that shows a default only when it says something: " (default: X)" for an option or optional
+    positional whose default is a number, a string or a path, unless its help text already mentions "default";
+    never None, never the True/False of a flag (store_true, store_false, BooleanOptionalAction, count), never a
+    SUPPRESSed one. In descriptions and epilogs, indented lines (an "Examples:" block) keep their line breaks
+    and the other lines are wrapped."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or not shows_default(action):
+            return text
+        return f"{text} (default: %(default)s)"
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out, prose = [], []
+
+        def flush() -> None:
+            if prose:
+                out.append(super(HelpFormatter, self)._fill_text(" ".join(prose), width, indent))
+                prose.clear()
+
+        for line in text.strip("\n").splitlines():
+            if line[:1].isspace() or not line.strip():
+                flush()
+                out.append(indent + line.rstrip())
+            else:
+                prose.append(line.strip())
+        flush()
+        return "\n".join(out)
+
+
+def shows_default(action: argparse.Action) -> bool:
+    """Whether --help states `action`'s default: a real value (a number, a non-empty string, a path) of an
+    option or an optional positional that takes a value; not None, SUPPRESS, a flag's bool or a list."""
+    default = action.default
+    if action.nargs == 0 or isinstance(default, bool) or default is None or default is argparse.SUPPRESS:
+        return False
+    if not action.option_strings and action.nargs not in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+        return False
+    return isinstance(default, (int, float, os.PathLike)) or (isinstance(default, str) and default != "")
+
+
+def examples(*commands: str) -> str:
+    """The "Examples:" epilog of a command's --help: one command line each, written as a user types it
+    (a '  # comment' after it is allowed); tests/cli/test_help.py parses every one with the command's parser."""
+    return "Examples:\n" + "\n".join(f"  {c}" for c in commands)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with a one-line error, 'PROG: error: MESSAGE (see --help)', and exit status 2 (argparse
-    prints the whole usage first). Subcommand parsers are of this class too."""
+    prints the whole usage first), and `HelpFormatter` unless another formatter_class is given. Subcommand
+    parsers are of this class too."""
+
+    def __init__(self, *args, formatter_class: type = HelpFormatter, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
 
     def error(self, message: str):
         print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
@@ -131,15 +187,20 @@ def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
                         "without it they are refused before the work")
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, version: bool = True, verbosity: bool = True) -> None:
-    """--version and -q/--quiet, -v/--verbose (a CLI with subcommands puts the latter on its subcommands)."""
-    if version:
+def add_common_arguments(parser: argparse.ArgumentParser, version: bool = True, verbosity: bool = True,
+                         subcommand: bool = False) -> None:
+    """--version and -q/--quiet, -v/--verbose. A command with subcommands calls it on its top-level parser and,
+    with subcommand=True (no --version; -q/-v default to unset, so they do not undo the top level's), on each
+    subcommand's parser (or a parents= parser they share): `pdgan-edit -q MODEL vary ...` and
+    `pdgan-edit MODEL vary -q ...` are the same command."""
+    if version and not subcommand:
         parser.add_argument("--version", action="version", version=f"%(prog)s (pdgan) {__version__}")
     if verbosity:
+        unset = {"default": argparse.SUPPRESS} if subcommand else {}
         g = parser.add_mutually_exclusive_group()
         g.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr, no progress "
-                       "bars")
-        g.add_argument("-v", "--verbose", action="store_true", help="debug messages on stderr")
+                       "bars", **unset)
+        g.add_argument("-v", "--verbose", action="store_true", help="debug messages on stderr", **unset)
 
 
 class _Handler(logging.StreamHandler):

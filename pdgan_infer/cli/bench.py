@@ -19,11 +19,15 @@ from ..seeds import SEED_STRIDE
 log = logging.getLogger("pdgan")
 
 MAX_THREADS = os.cpu_count() or 1  # --threads: more threads than CPUs only slows the timing down
+EXAMPLES = _cli.examples(
+    "pdgan-bench --preset digits --n 64 --repeats 3   # every backend available here",
+    "pdgan-bench --preset cifar10 --n 100 --backends torch,native,native:bfloat16 --json bench.json",
+    "pdgan-bench --checkpoint runs/digits/model.safetensors --backends native,onnxruntime",
+    "pdgan-bench --device cuda --backends torch:float16,tensorrt --isolate   # a GPU")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="pdgan-bench", description=bench.__doc__.split("\n\n")[0],
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(prog="pdgan-bench", description=bench.__doc__.split("\n\n")[0], epilog=EXAMPLES)
     p.add_argument("--backends", help="comma-separated NAME or NAME:DTYPE (default: every backend available "
                    "here); the torch float32 reference always runs first")
     p.add_argument("--preset", choices=sorted(PRESETS), default="cifar10", help="model size (random weights)")

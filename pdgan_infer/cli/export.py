@@ -1,9 +1,4 @@
-"""pdgan-export: a checkpoint (or a preset with random weights) -> ONNX file or TensorRT engine.
-
-    pdgan-export runs/cifar10 --format onnx --out cifar10.onnx                 # whole sampler, float32
-    pdgan-export runs/cifar10 --format onnx --out g16.onnx --fp16 --graph step  # one generator step
-    pdgan-export --preset digits --format onnx --out digits.onnx               # random weights
-    pdgan-export runs/cifar10 --format tensorrt --out cifar10.engine           # needs a GPU + TensorRT
+"""pdgan-export: a checkpoint (or a preset with random weights) -> ONNX file, TensorRT engine or Triton repository.
 
 The ONNX export is checked with onnx.checker and compared with torch in ONNX Runtime at batch 1 and 5
 on the noises of `Engine.generate(n, seed=1234)` (max error printed; exit status 1 when it exceeds
@@ -24,6 +19,7 @@ from .._cli import (
     add_common_arguments,
     add_overwrite_argument,
     check_outputs,
+    examples,
     int_range,
     model_files,
     run_cli,
@@ -32,14 +28,22 @@ from ..config import PRESETS
 from ..export.onnx import GRAPHS
 from ..hub import load_model
 from ..seeds import SEED_LIMIT
+from ..serve.config import MAX_QUEUE_DELAY_US, REPOSITORY_MAX_BATCH
 
 log = logging.getLogger("pdgan")
 MAX_PROFILE_BATCH = 65536
+EXAMPLES = examples(
+    "pdgan-export digits --format triton --out model_repository   # for the Triton container",
+    "pdgan-export digits --format triton --triton-backend python --out model_repository   # for pdgan-serve "
+    "--repository",
+    "pdgan-export runs/digits --format onnx --out digits.onnx   # whole sampler, float32",
+    "pdgan-export runs/digits --format onnx --out step16.onnx --fp16 --graph step   # one generator step",
+    "pdgan-export --preset cifar10 --format onnx --out cifar10.onnx   # random weights",
+    "pdgan-export runs/cifar10 --format tensorrt --out cifar10.engine   # needs a GPU + TensorRT")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="pdgan-export", description=__doc__.split("\n\n")[0],
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(prog="pdgan-export", description=__doc__.split("\n\n")[0], epilog=EXAMPLES)
     p.add_argument("checkpoint", nargs="?", help="a .safetensors checkpoint or a run directory")
     p.add_argument("--preset", choices=sorted(PRESETS), help="random weights of a preset instead of a checkpoint")
     p.add_argument("--seed", type=int_range(0, SEED_LIMIT - 1), default=0, help="seed of the random weights (--preset)")
@@ -48,7 +52,8 @@ def parser() -> argparse.ArgumentParser:
                    "name such as digits; --max-batch is the models' max_batch_size)")
     p.add_argument("--triton-backend", choices=("onnxruntime", "tensorrt", "python"), default="onnxruntime",
                    help="--format triton: what runs the serving graph (pdgan_infer.serve.repository)")
-    p.add_argument("--out", required=True, type=Path, help="output file (.onnx or .engine)")
+    p.add_argument("--out", required=True, type=Path, help="output file (.onnx or .engine); --format triton: the "
+                   "repository folder")
     p.add_argument("--fp16", action="store_true", help="run the generator in float16 inside the graph "
                    "(I/O stays float32); always on for --format tensorrt")
     p.add_argument("--graph", choices=GRAPHS, default="sampler",
@@ -58,7 +63,13 @@ def parser() -> argparse.ArgumentParser:
     batch = int_range(1, MAX_PROFILE_BATCH)
     p.add_argument("--min-batch", type=batch, default=1, help="TensorRT profile: smallest batch")
     p.add_argument("--opt-batch", type=batch, default=100, help="TensorRT profile: batch tuned for")
-    p.add_argument("--max-batch", type=batch, default=256, help="TensorRT profile: largest batch")
+    p.add_argument("--max-batch", type=batch, default=REPOSITORY_MAX_BATCH, help="TensorRT profile: largest "
+                   "batch; --format triton: also the models' max_batch_size, fixed as the export cannot know the "
+                   "device it will run on (pdgan-serve MODEL knows it and uses the Engine's batch for it: 64 at 32x32 "
+                   "on a CPU)")
+    p.add_argument("--max-queue-delay-us", type=int_range(0, 10 ** 9), default=MAX_QUEUE_DELAY_US,
+                   help="--format triton: how long the dynamic batcher waits for more requests to fill a batch "
+                   "(microseconds; the same as pdgan-serve's)")
     add_overwrite_argument(p)
     add_common_arguments(p)
     return p
@@ -133,7 +144,8 @@ def _run_triton(args: argparse.Namespace) -> int:
     model, sha = load_model(None if args.preset is not None else resolve_model(args.checkpoint), args.preset,
                             args.seed)
     result = export_triton(model, args.out, sampler_backend=args.triton_backend, max_batch_size=args.max_batch,
-                           opt_batch=args.opt_batch, min_batch=args.min_batch, checkpoint_sha256=sha,
+                           opt_batch=args.opt_batch, min_batch=args.min_batch,
+                           max_queue_delay_us=args.max_queue_delay_us, checkpoint_sha256=sha,
                            verify=args.verify, overwrite=args.overwrite)
     print(describe(result))
     if result.max_level_diff is not None and result.max_level_diff > 2:

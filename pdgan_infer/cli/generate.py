@@ -1,20 +1,34 @@
-"""pdgan-generate: the command line of `pdgan_infer.generate.generate_to_folder` (what it writes: that module's doc).
-
-    torchrun --standalone --nproc_per_node=2 -m pdgan_infer.cli.generate digits --seeds 0-49999 --outdir samples
-"""
+"""pdgan-generate: the command line of `pdgan_infer.generate.generate_to_folder` (what it writes: that module's doc;
+examples: `pdgan-generate --help`)."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from .._cli import ArgumentParser, add_common_arguments, check_outputs, model_files, positive_int, run_cli, seed_list
+from .._cli import (
+    ArgumentParser,
+    add_common_arguments,
+    check_outputs,
+    examples,
+    model_files,
+    positive_int,
+    run_cli,
+    seed_list,
+)
 from ..generate import FORMATS, generate_to_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="pdgan-generate", description="Write one image per seed into a folder "
                        "({seed:06d}.png, or images.npz): the input of pytorch-fid, clean-fid, "
-                       "torch-fidelity and EDM's fid.py. Runs under torchrun too.")
+                       "torch-fidelity and EDM's fid.py. Runs under torchrun too.", epilog=examples(
+                           "pdgan-generate digits --seeds 0-63 --outdir samples",
+                           "pdgan-generate digits --seeds 0-49999 --outdir samples --subdirs --batch 256"
+                           "   # 50k for FID, EDM's layout",
+                           "pdgan-generate digits --seeds 0-9999 --format npz --outdir samples   # samples/images.npz",
+                           "pdgan-generate digits --seeds 0-63 --outdir samples --backend native --dtype bfloat16",
+                           "torchrun --standalone --nproc_per_node=2 -m pdgan_infer.cli.generate digits "
+                           "--seeds 0-49999 --outdir samples"))
     p.add_argument("model", help="a bundled model name (digits), a checkpoint file, a model folder "
                    "(save_pretrained / pdgan-train --out) or a Hugging Face Hub id org/repo")
     p.add_argument("--seeds", type=seed_list, default=seed_list("0-63"), metavar="SPEC",
@@ -28,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "000000/000000.png ... 001000/001000.png")
     p.add_argument("--format", choices=FORMATS, default="png", help="one PNG per seed, or one images.npz "
                    "(default %(default)s; npz: keys images and arr_0, the same array, and seeds)")
-    p.add_argument("--batch-size", type=positive_int, help="images per sampler call (default: the Engine's for "
+    p.add_argument("--batch-size", "--batch", type=positive_int, help="images per sampler call (--batch: EDM's "
+                   "name; default: the Engine's for "
                    "the device; the images do not depend on it)")
     p.add_argument("--backend", default="auto", help="Engine backend: auto, torch, optimized, native, ... "
                    "(default %(default)s)")

@@ -1,9 +1,5 @@
 """pdgan-serve: a pdgan model on NVIDIA Triton Inference Server (HTTP/gRPC, dynamic batching, metrics).
 
-    pdgan-serve digits                                   # HTTP :8000, gRPC :8001, metrics :8002 on 127.0.0.1
-    pdgan-serve runs/digits --backend native --max-batch-size 32 --instances 2 --http-port 9000
-    pdgan-serve --repository model_repository            # an exported repository (pdgan-export --format triton)
-
 Triton model `pdgan`: input SEED (INT64, [1], batch first: a request holds [N, 1] seeds), optional Z_T (FP32,
 [nz]); output IMAGE (UINT8, [H, W, 3]). The image for a seed is `Engine.generate(seeds=[seed])` with the same
 backend. Runs in the foreground until SIGTERM or Ctrl-C, then stops the server (exit status 0); exits with status
@@ -18,23 +14,33 @@ import argparse
 import ipaddress
 import sys
 
-from .._cli import ArgumentParser, add_common_arguments, int_range, positive_int, run_cli
+from .._cli import ArgumentParser, add_common_arguments, examples, int_range, positive_int, run_cli
+from ..serve.config import MAX_QUEUE_DELAY_US
+
+EXAMPLES = examples(
+    "pdgan-serve digits   # HTTP :8000, gRPC :8001, metrics :8002 on 127.0.0.1",
+    "pdgan-serve digits --backend native --max-batch-size 32 --instances 2 --http-port 9000",
+    "pdgan-serve --repository model_repository   # from pdgan-export digits --format triton --triton-backend python "
+    "--out model_repository",
+    "pdgan-serve digits --host 0.0.0.0   # every interface: only behind an authenticating proxy")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="pdgan-serve", description=__doc__.split("\n\n")[0],
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(prog="pdgan-serve", description=__doc__.split("\n\n")[0], epilog=EXAMPLES)
     p.add_argument("model", nargs="?", help="a bundled model name (digits), a checkpoint file, a model folder or a "
                    "Hugging Face Hub id org/repo")
-    p.add_argument("--repository", help="serve this Triton model repository instead of MODEL")
+    p.add_argument("--repository", metavar="REPO", help="serve this Triton model repository instead of MODEL "
+                   "(pdgan-export --format triton --triton-backend python: this server has no ONNX Runtime backend)")
     p.add_argument("--backend", default="auto", help="Engine backend: auto, torch, optimized, native, ...")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="compute dtype (default float32)")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:N")
     p.add_argument("--max-batch-size", type=positive_int, help="the largest batch one execution runs, and the "
-                   "largest request (default: the Engine's batch for the device, 64 at 32x32 on a CPU)")
+                   "largest request (default: the Engine's batch for the device it starts on, 64 at 32x32 on a CPU; "
+                   "pdgan-export --format triton writes --max-batch 256 instead, as it cannot know the device)")
     p.add_argument("--instances", type=positive_int, default=1, help="model instances (one process and Engine each)")
-    p.add_argument("--max-queue-delay-us", type=int, default=500, help="how long the dynamic batcher waits for "
-                   "more requests to fill a batch (microseconds)")
+    p.add_argument("--max-queue-delay-us", type=int_range(0, 10 ** 9), default=MAX_QUEUE_DELAY_US,
+                   help="how long the dynamic batcher waits for more requests to fill a batch (microseconds; "
+                   "the same as pdgan-export --format triton's)")
     p.add_argument("--threads", type=positive_int, help="torch threads per instance on the CPU (default: the cores "
                    "divided by --instances)")
     p.add_argument("--latent-steps", type=positive_int, help="DDIM steps of the latent denoiser (default: the model's)")

@@ -19,6 +19,15 @@ from pathlib import Path
 MODEL_NAME = "pdgan"
 SEED, Z_T, IMAGE = "SEED", "Z_T", "IMAGE"
 
+# The serving defaults of pdgan-serve and of the repositories pdgan-export --format triton writes (one home).
+# Queue delay: how long the dynamic batcher waits for more requests to fill a batch; 500 us is far below one
+# execution on a CPU (~30 ms for a 32x32 image) or a GPU batch, and is what docs/deployment.md's load benchmark ran.
+MAX_QUEUE_DELAY_US = 500
+# max_batch_size of an exported repository (and the top of its TensorRT profile): fixed, because the export does
+# not know where it will run (its ONNX sampler is KIND_AUTO: a GPU when the container has one). pdgan-serve knows
+# its device when it starts and uses the Engine's batch for it instead (64 at 32x32 on a CPU; more on a GPU).
+REPOSITORY_MAX_BATCH = 256
+
 
 class Enum(str):
     """A protobuf enum value (TYPE_INT64, KIND_CPU): written without quotes."""

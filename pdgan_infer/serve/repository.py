@@ -140,8 +140,9 @@ class TritonExport:
     differing_fraction: float | None = None
 
 
-def export_triton(model: PDGAN, out: str | Path, *, sampler_backend: str = "onnxruntime", max_batch_size: int = 256,
-                  opt_batch: int = 100, min_batch: int = 1, max_queue_delay_us: int = 1000, instances: int = 1,
+def export_triton(model: PDGAN, out: str | Path, *, sampler_backend: str = "onnxruntime",
+                  max_batch_size: int = cfg.REPOSITORY_MAX_BATCH, opt_batch: int = 100, min_batch: int = 1,
+                  max_queue_delay_us: int = cfg.MAX_QUEUE_DELAY_US, instances: int = 1,
                   latent_steps: int | None = None, checkpoint_sha256: str | None = None, verify: bool = True,
                   verify_seeds: tuple[int, ...] = (0, 1, 2, 3, 4), overwrite: bool = False) -> TritonExport:
     """Write the repository OUT (module docstring). `verify`: compare the ONNX graph in ONNX Runtime with

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import stat
 import tempfile
@@ -31,17 +32,18 @@ from ..engine import Engine, resolve_dtype
 from ..errors import PDGANError
 from ..optimize import default_batch_size
 from . import config as cfg
-from .tritonserver import HARMLESS, TEMP_PREFIXES, ServeError, TritonServer, find_tritonserver
+from .tritonserver import HARMLESS, SERVED_RUNTIMES, TEMP_PREFIXES, ServeError, TritonServer, find_tritonserver
 
 log = logging.getLogger("pdgan")
 ENGINE_MODEL_PY = "from pdgan_infer.serve.models.engine import TritonPythonModel  # noqa: F401\n"
 SETTINGS = "pdgan-serve.json"  # beside model.py: what the model reads and no client may (the checkpoint's path)
 WILDCARDS = ("0.0.0.0", "::", "")
+RUNTIME_FIELD = re.compile(r"""^\s*(platform|backend)\s*:\s*["']([^"']*)["']""", re.MULTILINE)  # config.pbtxt
 
 
 def engine_repository(folder: str | Path, checkpoint: str | Path, *, resolution: int, nz: int, backend: str = "auto",
                       dtype: str | None = None, device: str = "cpu", gpus: list[int] | None = None,
-                      instances: int = 1, max_batch_size: int = 64, max_queue_delay_us: int = 500,
+                      instances: int = 1, max_batch_size: int = 64, max_queue_delay_us: int = cfg.MAX_QUEUE_DELAY_US,
                       threads: int = 0, latent_steps: int | None = None, warmup: bool = True) -> Path:
     """FOLDER/pdgan/{config.pbtxt, 1/model.py}: the Python-backend model that runs an Engine per instance."""
     device_kind = "KIND_GPU" if device == "cuda" else "KIND_CPU"
@@ -88,7 +90,7 @@ def resolve_serving_device(device: str) -> tuple[str, list[int] | None]:
 def serve(model: str | None = None, *, repository: str | Path | None = None, backend: str = "auto",
           dtype: str | None = None, device: str = "auto", max_batch_size: int | None = None, instances: int = 1,
           host: str = "127.0.0.1", http_port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002,
-          max_queue_delay_us: int = 500, threads: int | None = None, latent_steps: int | None = None,
+          max_queue_delay_us: int = cfg.MAX_QUEUE_DELAY_US, threads: int | None = None, latent_steps: int | None = None,
           warmup: bool = True, revision: str | None = None, verbose: bool = False, ready_timeout: float = 600.0) -> int:
     """Serve `model` (bundled name, checkpoint, model folder, Hub id) as Triton model `pdgan`, or every model of an
     exported `repository` (pdgan-export --format triton), on `host`, until SIGTERM/SIGINT. Returns 0 after a clean
@@ -113,8 +115,9 @@ def serve(model: str | None = None, *, repository: str | Path | None = None, bac
 
 def check_repository(repository: str | Path) -> Path:
     """REPO, once it is a folder with */config.pbtxt whose every entry is a regular file or a folder (a symlink: its
-    target; symlinked folders are not entered); ServeError naming the first that is not (a FIFO would block
-    Triton's start, a device feed it forever)."""
+    target; symlinked folders are not entered) and whose every model runs on what this Triton has (SERVED_RUNTIMES);
+    ServeError naming the first that is not (a FIFO would block Triton's start, a device feed it forever; an
+    onnxruntime_onnx model would fail only once the server loads it)."""
     repo = Path(repository)
     if not repo.is_dir():
         raise ServeError(f"--repository {repo} is not a folder; write a repository with pdgan-export MODEL --format "
@@ -130,9 +133,18 @@ def check_repository(repository: str | Path) -> Path:
             if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 raise ServeError(f"--repository {repo}: {path} is not a regular file (a FIFO, socket or device); "
                                  "remove it")
-    if not any(p.is_file() for p in repo.glob("*/config.pbtxt")):
+    configs = sorted(p for p in repo.glob("*/config.pbtxt") if p.is_file())
+    if not configs:
         raise ServeError(f"{repo} is not a Triton model repository (no */config.pbtxt); write one with "
-                         "pdgan-export MODEL --format triton --out REPO")
+                         "pdgan-export MODEL --format triton --triton-backend python --out REPO")
+    for config in configs:
+        found = RUNTIME_FIELD.search(config.read_text(errors="replace"))
+        field, runtime = (found[1], found[2]) if found else ("platform", "(none given)")
+        if runtime not in SERVED_RUNTIMES:
+            raise ServeError(f"--repository {repo}: model {config.parent.name} runs on {field} {runtime}, which "
+                             "pdgan-serve's Triton (nvidia-pytriton: Python backend only) cannot load; re-export "
+                             "with pdgan-export MODEL --format triton --triton-backend python --out REPO, or serve "
+                             "REPO in NVIDIA's Triton container")
     return repo
 
 

@@ -66,6 +66,9 @@ ADMIN_HEADER = "pdgan-admin-key"
 STUB = "triton_python_backend_stub"
 TEMP_PREFIXES = ("pdgan-serve-", "pdgan-repo-")  # + PID + "-": the server's backends, pdgan-serve's repository
 SHM_PREFIX = "pdgan_"  # + PID + "_": the Python backend's shared-memory regions in /dev/shm
+# What the nvidia-pytriton build of tritonserver can run: its one backend (TritonServer.start gives it only that) and
+# the ensembles the server core runs itself. No ONNX Runtime (onnxruntime_onnx) or TensorRT (tensorrt_plan) backend.
+SERVED_RUNTIMES = ("python", "ensemble")
 
 
 class ServeError(PDGANError, RuntimeError):

@@ -17,6 +17,7 @@ from pdgan_infer._cli import (
     add_overwrite_argument,
     block_seed,
     check_outputs,
+    examples,
     float_range,
     int_range,
     model_files,
@@ -78,14 +79,27 @@ def count(lo: int):
     return int_range(lo, MAX_GRID)
 
 
+# Each subcommand's --help shows its own; pdgan-edit --help shows them all.
+EXAMPLES = {
+    "reconstruct": ["pdgan-edit digits reconstruct --data digits --n 8 --out recon.png"],
+    "interpolate": ["pdgan-edit digits interpolate --data digits --pair 0 1 --pair 2 3 --out interp.png   # latent",
+                    "pdgan-edit digits interpolate --space pixel --pair 0 1 --steps 10 --out slerp.png"],
+    "vary": ["pdgan-edit digits vary --which z_T --out vary.png   # paper Fig. 5",
+             "pdgan-edit -q digits vary --which x_T --rows 2 --seed 7 --out vary_xT.png"],
+    "attribute": ["pdgan-edit digits attribute --data digits --target 3 --index 0,1 --out attr.png",
+                  "pdgan-edit digits attribute --data digits --target 3 --strengths -3,0,3 --out attr.png"],
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="pdgan-edit", description="Reconstruct, interpolate, vary one input or move along an "
-                       "attribute direction with a pdgan checkpoint; writes one PNG grid and prints its path.")
+                       "attribute direction with a pdgan checkpoint; writes one PNG grid and prints its path.",
+                       epilog=examples(*(e for command in EXAMPLES.values() for e in command)))
     p.add_argument("checkpoint", metavar="MODEL", help="a bundled model name, a checkpoint file "
                    "(NAME.safetensors with NAME.json beside it), a model folder or a Hub id org/repo")
-    add_common_arguments(p, verbosity=False)
+    add_common_arguments(p)
     common = ArgumentParser(add_help=False)
-    add_common_arguments(common, version=False)
+    add_common_arguments(common, subcommand=True)
     common.add_argument("--out", required=True, metavar="PATH", help="the PNG grid to write")
     add_overwrite_argument(common)
     common.add_argument("--seed", type=block_seed, default=0, help="noise seed s: the noises of Engine.generate(n, "
@@ -95,17 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
     data_help = "'digits', a CIFAR-10 batches directory or an image folder"
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    r = sub.add_parser("reconstruct", parents=[common], help="images and their reconstructions from SE(x0)",
-                       description="Rows of dataset images, each followed by its reconstruction (image i "
-                       "uses the noises of image i of SEED).")
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], epilog=examples(*EXAMPLES[name]), **kwargs)
+
+    r = command("reconstruct", help="images and their reconstructions from SE(x0)",
+                description="Rows of dataset images, each followed by its reconstruction (image i "
+                "uses the noises of image i of SEED).")
     r.add_argument("--data", required=True, help=data_help)
     r.add_argument("--n", type=count(1), default=8, help="the first N images (default %(default)s)")
     r.add_argument("--indices", type=_int_list, metavar="I,J,..", help="these dataset images instead of the first N")
 
-    i = sub.add_parser("interpolate", parents=[common], help="paper Fig. 3: latent- or pixel-space interpolation",
-                       description="latent: lerp of SE(x0) between dataset images I and J (x_T, z, eps of SEED). "
-                       "pixel: slerp of x_T between the noises of seeds I and J, with z_T from the latent "
-                       "denoiser (seed I) or SE of dataset image --index K. One row per --pair.")
+    i = command("interpolate", help="paper Fig. 3: latent- or pixel-space interpolation",
+                description="latent: lerp of SE(x0) between dataset images I and J (x_T, z, eps of SEED). "
+                "pixel: slerp of x_T between the noises of seeds I and J, with z_T from the latent "
+                "denoiser (seed I) or SE of dataset image --index K. One row per --pair.")
     i.add_argument("--space", choices=("latent", "pixel"), default="latent", help="(default %(default)s)")
     i.add_argument("--pair", nargs=2, type=int_range(0), action="append", metavar=("I", "J"),
                    help="dataset indices (latent) or x_T seeds (pixel); repeat for more rows (default 0 1)")
@@ -114,19 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--index", type=int_range(0), help="pixel space: z_T = SE(dataset image K)")
     i.add_argument("--method", choices=("slerp", "lerp"), default="slerp", help="pixel space (default %(default)s)")
 
-    v = sub.add_parser("vary", parents=[common], help="paper Fig. 5: change one of z_T, z, x_T",
-                       description="Row r uses seed SEED + r; image i of a row draws the varied input from "
-                       "image i of the row's seed. z_T comes from the latent denoiser, or without one from SE "
-                       "of random --data images.")
+    v = command("vary", help="paper Fig. 5: change one of z_T, z, x_T",
+                description="Row r uses seed SEED + r; image i of a row draws the varied input from "
+                "image i of the row's seed. z_T comes from the latent denoiser, or without one from SE "
+                "of random --data images.")
     v.add_argument("--which", required=True, choices=VARY, help="the input that changes")
     v.add_argument("--n", type=count(1), default=8, help="images per row (default %(default)s)")
     v.add_argument("--rows", type=count(1), default=4, help="rows (default %(default)s)")
     v.add_argument("--data", help=data_help + " (codes for checkpoints without a latent denoiser)")
 
-    a = sub.add_parser("attribute", parents=[common], help="move SE(x0) along a label's direction",
-                       description="Fit `label == TARGET` vs the rest on SE(x0) (logistic regression on "
-                       "normalised codes, Diffusion Autoencoders), then move each --index image along the "
-                       "direction; a strength is in standard deviations of the codes along it.")
+    a = command("attribute", help="move SE(x0) along a label's direction",
+                description="Fit `label == TARGET` vs the rest on SE(x0) (logistic regression on "
+                "normalised codes, Diffusion Autoencoders), then move each --index image along the "
+                "direction; a strength is in standard deviations of the codes along it.")
     a.add_argument("--data", required=True, help=data_help)
     a.add_argument("--target", required=True, type=int, help="the label whose direction to follow")
     a.add_argument("--labels", metavar="CSV", help="labels file: 'index,label' or, for image folders, "

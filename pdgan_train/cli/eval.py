@@ -12,6 +12,7 @@ from pdgan_infer._cli import (
     add_overwrite_argument,
     block_seed,
     check_outputs,
+    examples,
     int_range,
     model_files,
     run_cli,
@@ -33,10 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "linear probe and interpolation smoothness of a pdgan model; FID / IS / precision-recall "
                        "of any folder or .npz of images (--images); reference statistics of a data set "
                        "(--data D --save-ref X.npz). Runs under torchrun too.",
-                       epilog="examples: pdgan-eval digits --data digits --n 10000 | "
-                       "pdgan-eval --images samples/ --fid-ref https://host/cifar10-32x32.npz#sha256=HEX | "
-                       "pdgan-eval --images a.npz --images2 b/ --metrics fid | "
-                       "pdgan-eval --data cifar-10-batches-py --save-ref cifar10.npz")
+                       epilog=examples(
+                           "pdgan-eval digits --data digits --n 10000   # a model: samples it, then every metric",
+                           "pdgan-eval --images samples/ --data digits --metrics fid,is   # pdgan-generate's folder",
+                           "pdgan-eval --images samples/ --fid-ref "
+                           "https://nvlabs-fi-cdn.nvidia.com/edm/fid-refs/cifar10-32x32.npz   # EDM's reference",
+                           "pdgan-eval --images a.npz --images2 b/ --metrics fid",
+                           "pdgan-eval --data cifar-10-batches-py --save-ref cifar10.npz   # statistics, no model",
+                           "torchrun --standalone --nproc_per_node=2 -m pdgan_train.cli.eval digits --data digits"))
     p.add_argument("checkpoint", metavar="MODEL", nargs="?", help="a bundled model name, a checkpoint file, a "
                    "model folder or a Hub id org/repo, sampled through the Engine (not with --images)")
     p.add_argument("--data", help="'digits', a CIFAR-10 batches directory or an image folder: the training set "

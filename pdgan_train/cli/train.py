@@ -1,11 +1,4 @@
-"""`pdgan-train`: train a PDGAN model. Examples:
-
-    pdgan-train --preset digits --data digits --out runs/digits            # CPU, minutes
-    pdgan-train --preset cifar10 --data ~/data/cifar-10-batches-py --out runs/c10 --vgg-weights vgg16.pth
-    torchrun --nproc_per_node=8 -m pdgan_train --preset celebahq256 --data ~/celeba_hq --out runs/chq
-    pdgan-train --resume runs/c10 --max-steps 400000                        # continue (and extend)
-    pdgan-train --preset digits --data digits --ablation baseline --dry-run # Table 1 rows: see --ablation
-"""
+"""`pdgan-train`: train a PDGAN model (examples: `pdgan-train --help`; the guide: docs/training.md)."""
 from __future__ import annotations
 
 import argparse
@@ -17,16 +10,43 @@ import sys
 import threading
 from pathlib import Path
 
-from pdgan_infer._cli import add_common_arguments, run_cli
+from pdgan_infer._cli import ArgumentParser, add_common_arguments, examples, run_cli
 
-from ..config import ABLATIONS, TrainConfig, TrainingError, read_run_config, resolve_train_config
+from ..config import (
+    ABLATIONS,
+    PRESET_DEFAULTS,
+    TrainConfig,
+    TrainingError,
+    read_run_config,
+    resolve_train_config,
+)
 
 log = logging.getLogger("pdgan.train")
+EXAMPLES = examples(
+    "pdgan-train --preset digits --data digits --out runs/digits   # 2 CPU cores: about 75 min (2400 + 10k "
+    "latent steps)",
+    "pdgan-train --preset digits --data digits --no-feature-loss --out runs/digits --max-steps 1600   # the bundled "
+    "model's command: 57 min",
+    "pdgan-train --preset cifar10 --data ~/data/cifar-10-batches-py --out runs/c10 --vgg-weights vgg16.pth",
+    "torchrun --nproc_per_node=8 -m pdgan_train --preset celebahq256 --data ~/data/celeba_hq_256 --out runs/chq",
+    "pdgan-train --resume runs/c10 --max-steps 400000   # continue (and extend)",
+    "pdgan-train --preset digits --data digits --ablation baseline --dry-run   # Table 1 rows: see --ablation")
+
+
+def preset_default(key: str) -> str:
+    """'default: the preset's (digits X, cifar10 Y, celebahq256 Z)', or 'default X' when every preset has X."""
+    values = {name: PRESET_DEFAULTS[name].get(key, getattr(TrainConfig, key)) for name in PRESET_DEFAULTS}
+    show = {name: ("on" if v else "off") if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
+            for name, v in values.items()}
+    if len(set(show.values())) == 1:
+        return f"default {next(iter(show.values()))}"
+    return "default: the preset's (" + ", ".join(f"{name} {v}" for name, v in show.items()) + ")"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pdgan-train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="pdgan-train", description="Train a PDGAN model: a preset's network and recipe (digits, "
+                       "cifar10, celebahq256), single process or under torchrun; resumable. Options left out take "
+                       "the preset's values (--dry-run prints them).", epilog=EXAMPLES)
     p.add_argument("--preset", help="model preset: cifar10, celebahq256 or digits")
     p.add_argument("--data", help="'digits', a CIFAR-10 batches directory, or an image folder")
     p.add_argument("--out", help="run directory (default runs/<preset>)")
@@ -36,36 +56,47 @@ def build_parser() -> argparse.ArgumentParser:
                    "(its checkpoints, metrics and samples are deleted)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
     p.add_argument("--device", default="auto", help="auto (cuda:$LOCAL_RANK when CUDA is present), cpu, cuda, "
-                   "cuda:1 ... (default %(default)s)")
+                   "cuda:1 ...")
     p.add_argument("--ablation", choices=list(ABLATIONS),
                    help="paper Table 1 row: baseline (DDGAN), encoder, pixel, feature, full (default)")
     g = p.add_argument_group("optimisation (defaults: the preset's)")
-    g.add_argument("--max-steps", type=int)
-    g.add_argument("--batch-size", type=int, help="images per process per step")
-    g.add_argument("--lr-g", type=float)
-    g.add_argument("--lr-d", type=float)
-    g.add_argument("--ema-decay", type=float)
-    g.add_argument("--r1-gamma", type=float)
-    g.add_argument("--lazy-reg", type=int)
-    g.add_argument("--amp", choices=["none", "bf16", "fp16"])
-    g.add_argument("--seed", type=int)
-    o = p.add_argument_group("objective (paper Eq. 9-11)")
-    o.add_argument("--encoder", choices=["none", "all", "first"], help="where SE(x0) fills the latent slot")
-    o.add_argument("--pixel-loss", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--max-steps", type=int, help=f"optimisation steps of the GAN stage; {preset_default('max_steps')}")
+    g.add_argument("--batch-size", type=int, help=f"images per process per step; {preset_default('batch_size')}")
+    g.add_argument("--lr-g", type=float, help="Adam learning rate of the generator and the semantic encoder "
+                   f"(cosine decay); {preset_default('lr_g')}")
+    g.add_argument("--lr-d", type=float, help=f"Adam learning rate of the discriminator; {preset_default('lr_d')}")
+    g.add_argument("--ema-decay", type=float, help="EMA decay of the generator and encoder weights (the exported "
+                   f"model); {preset_default('ema_decay')}")
+    g.add_argument("--r1-gamma", type=float, help=f"R1 penalty weight on real images; {preset_default('r1_gamma')}")
+    g.add_argument("--lazy-reg", type=int, help=f"apply R1 every N steps; {preset_default('lazy_reg')}")
+    g.add_argument("--amp", choices=["none", "bf16", "fp16"], help=f"autocast dtype; {preset_default('amp')}")
+    g.add_argument("--seed", type=int, help=f"seed of everything random (each rank adds its own); "
+                   f"{preset_default('seed')}")
+    o = p.add_argument_group("objective (paper Eq. 9-11; defaults: the preset's, then --ablation's)")
+    o.add_argument("--encoder", choices=["none", "all", "first"], help="where SE(x0) fills the latent slot "
+                   f"(none: random z, DDGAN); {preset_default('encoder')}")
+    o.add_argument("--pixel-loss", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"L1 between G(x_T, SE(x0), T) and x0 (Eq. 9); {preset_default('pixel_loss')}")
     o.add_argument("--feature-loss", action=argparse.BooleanOptionalAction, default=None,
-                   help="VGG16-feature L1 (needs ImageNet VGG16 weights)")
-    o.add_argument("--perceptual-chain", action=argparse.BooleanOptionalAction, default=None, help="L_per, Eq. 10")
-    o.add_argument("--progressive", action=argparse.BooleanOptionalAction, default=None, help="Eq. 11 P schedule")
-    o.add_argument("--p-max", type=float)
-    o.add_argument("--p-min", type=float)
-    o.add_argument("--vgg-weights", help="VGG16 weights file (.pth or .safetensors)")
+                   help=f"VGG16-feature L1 (needs ImageNet VGG16 weights); {preset_default('feature_loss')}")
+    o.add_argument("--perceptual-chain", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"L_per, Eq. 10; {preset_default('perceptual_chain')}")
+    o.add_argument("--progressive", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"Eq. 11 P schedule (else t uniform); {preset_default('progressive')}")
+    o.add_argument("--p-max", type=float, help=f"P(t=T) at the start (Eq. 11); {preset_default('p_max')}")
+    o.add_argument("--p-min", type=float, help=f"P(t=T) at the end (Eq. 11); {preset_default('p_min')}")
+    o.add_argument("--vgg-weights", help="VGG16 weights file (.pth or .safetensors; default: $PDGAN_VGG16_WEIGHTS, the "
+                   "cache, or a download)")
     r = p.add_argument_group("running")
-    r.add_argument("--latent-steps", type=int, help="latent-denoiser steps after the GAN stage (0: skip)")
-    r.add_argument("--log-every", type=int)
-    r.add_argument("--sample-every", type=int)
-    r.add_argument("--ckpt-every", type=int)
-    r.add_argument("--num-workers", type=int)
-    r.add_argument("--allow-upscale", action="store_true", default=None)
+    r.add_argument("--latent-steps", type=int, help="latent-denoiser steps after the GAN stage (0: skip); "
+                   f"{preset_default('latent_steps')}")
+    r.add_argument("--log-every", type=int, help=f"a metrics line every N steps; {preset_default('log_every')}")
+    r.add_argument("--sample-every", type=int, help=f"a sample grid every N steps; {preset_default('sample_every')}")
+    r.add_argument("--ckpt-every", type=int, help=f"a checkpoint every N steps; {preset_default('ckpt_every')}")
+    r.add_argument("--num-workers", type=int, help=f"DataLoader workers (image folders); "
+                   f"{preset_default('num_workers')}")
+    r.add_argument("--allow-upscale", action="store_true", default=None,
+                   help="let image folders upscale images smaller than the resolution")
     r.add_argument("--check-images", action="store_true", default=None,
                    help="decode every image of an image folder before training (default: headers only)")
     add_common_arguments(p)

@@ -232,3 +232,13 @@ def test_auto_device_means_the_gpu_when_there_is_one(monkeypatch, tmp_path):
     monkeypatch.setattr(edit_cli, "load_checkpoint", fake_load)
     assert edit_cli.main(["digits", "vary", "--which", "z", "--out", str(tmp_path / "g.png"), "-q"]) == 1
     assert seen == [torch.device("cuda")]
+
+
+def test_batch_is_edms_name_for_batch_size():
+    """EDM's generate.py spells it --batch; both names set the same option, and the prefix --batch-s still works."""
+    from pdgan_infer.cli.generate import build_parser
+
+    parser = build_parser()
+    for flag in ("--batch", "--batch-size", "--batch-s"):
+        assert parser.parse_args(["digits", "--outdir", "o", flag, "8"]).batch_size == 8
+    assert parser.parse_args(["digits", "--outdir", "o"]).batch_size is None

@@ -268,6 +268,31 @@ def test_repository_with_a_fifo_is_refused_at_once(tmp_path, capsys):
         check_repository(tmp_path)
 
 
+@pytest.mark.parametrize("variant, runtime", [("onnxruntime", "platform onnxruntime_onnx"),
+                                              ("tensorrt", "platform tensorrt_plan"), ("python", None)])
+def test_repository_pdgan_serve_cannot_load_is_refused_before_the_start(tmp_path, variant, runtime):
+    """pdgan-serve's Triton (nvidia-pytriton) has the Python backend only: a repository that pdgan-export wrote for
+    ONNX Runtime or TensorRT is refused at once, naming the model, its runtime and the re-export; the Python
+    variant passes. Besides, a hand-written config: an ensemble passes, a config without a runtime is refused."""
+    from tiny_models import tiny_config
+
+    from pdgan_infer import PDGAN
+    from pdgan_infer.serve.repository import _write_configs
+
+    _write_configs(tmp_path, PDGAN(tiny_config()), {}, variant, 4, 2, 500, 1)
+    if runtime is None:
+        assert check_repository(tmp_path) == tmp_path
+        (tmp_path / "ens" / "1").mkdir(parents=True)
+        (tmp_path / "ens" / "config.pbtxt").write_text('name: "ens"\nplatform: "ensemble"\nmax_batch_size: 4\n')
+        assert check_repository(tmp_path) == tmp_path
+        (tmp_path / "ens" / "config.pbtxt").write_text('name: "ens"\nmax_batch_size: 4\n')
+        with pytest.raises(ServeError, match=r"model ens runs on platform \(none given\)"):
+            check_repository(tmp_path)
+        return
+    with pytest.raises(ServeError, match=rf"model pdgan_sampler runs on {runtime}, .*--triton-backend python"):
+        check_repository(tmp_path)
+
+
 def test_sweep_stale_removes_only_dead_servers_temporaries(tmp_path):
     """What a SIGKILLed pdgan-serve leaves (its pid in the name) goes; a live process's and others' files stay."""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -17,6 +17,7 @@ import torch
 from ..backends import BACKENDS
 from ..config import PRESETS
 from ..device import resolve_device
+from ..progress import track
 from . import flops
 from .environment import header
 from .flops import DTYPES, add_flop_rates, conv_peak, model_flops_per_image
@@ -75,10 +76,11 @@ def probe_backends(device: torch.device) -> dict[str, str | None]:
 
 
 def time_generate(engine, n: int, batch_size: int, seed: int, repeats: int,
-                  device: torch.device) -> tuple[list[float], Any]:
-    """Seconds of one warm-up and `repeats` timed generate calls (same seed: the same images)."""
+                  device: torch.device, progress: bool | None = None) -> tuple[list[float], Any]:
+    """Seconds of one warm-up and `repeats` timed generate calls (same seed: the same images); `progress`
+    counts the calls (`pdgan_infer.progress`; updated between them)."""
     times, images = [], None
-    for _ in range(1 + repeats):
+    for _ in track(range(1 + repeats), f"{getattr(engine, 'backend', 'engine')}: generate({n})", "call", progress):
         dt, images = timed(lambda: engine.generate(n, seed=seed, batch_size=batch_size), device)
         times.append(dt)
     return times, images
@@ -113,7 +115,7 @@ def _flop_model(checkpoint: str | None, preset: str):
 
 
 def bench_one(backend: str, dtype_name: str, settings: BenchSettings, device: torch.device,
-              preset: str) -> tuple[dict[str, Any], np.ndarray | None]:
+              preset: str, progress: bool | None = None) -> tuple[dict[str, Any], np.ndarray | None]:
     s = settings
     rec: dict[str, Any] = {"backend": backend, "dtype": dtype_name, "device": str(device), "preset": preset,
                            "n": s.n, "batch_size": s.batch, "repeats": s.repeats}
@@ -121,7 +123,7 @@ def bench_one(backend: str, dtype_name: str, settings: BenchSettings, device: to
         with PeakMemory(device) as mem:
             build_s, engine = timed(lambda: make_engine(backend, DTYPES[dtype_name], device, preset,
                                                         s.checkpoint, s.seed), device)
-            times, images = time_generate(engine, s.n, s.batch, s.seed, s.repeats, device)
+            times, images = time_generate(engine, s.n, s.batch, s.seed, s.repeats, device, progress)
             runner_times = time_runner(engine, s.batch, s.seed, s.repeats, device) if device.type == "cuda" else None
         latency = (time_latency(engine, s.seed, s.latency_repeats, device)
                    if s.latency_repeats and backend not in NO_LATENCY else None)
@@ -144,10 +146,11 @@ def bench_one(backend: str, dtype_name: str, settings: BenchSettings, device: to
 
 
 def run(settings: BenchSettings, device: str | torch.device = "auto", backends: Sequence[str] | None = None,
-        isolate: bool | None = None, argv: Sequence[str] = ()) -> dict[str, Any]:
+        isolate: bool | None = None, argv: Sequence[str] = (), progress: bool | None = None) -> dict[str, Any]:
     """{"header": ..., "records": [...]}: the torch float32 reference first, then each of `backends`
     (NAME or NAME:DTYPE; None: `default_backends`), each in its own process when `isolate`
-    (None: on CUDA). `argv` is the command line recorded in the header."""
+    (None: on CUDA). `argv` is the command line recorded in the header. `progress`: the timed calls of a
+    backend in this process as `pdgan_infer.progress.Progress(show=progress)` (between calls, untimed)."""
     device = resolve_device(device)
     preset, nfe = settings.preset, PRESETS[settings.preset].schedule.T
     if settings.checkpoint:
@@ -180,7 +183,8 @@ def run(settings: BenchSettings, device: str | torch.device = "auto", backends: 
     for backend, dt in runs:
         log.info(f"{backend} ({dt}) ...")
         isolated = device.type == "cuda" if isolate is None else isolate
-        rec, images = (bench_isolated if isolated else bench_one)(backend, dt, settings, device, preset)
+        rec, images = (bench_isolated(backend, dt, settings, device, preset) if isolated
+                       else bench_one(backend, dt, settings, device, preset, progress))
         rec["reference"], rec["nfe"], rec["peer"] = (backend, dt) == REFERENCE, nfe, backend in PEERS
         if backends is None and f"{backend}:{dt}" in CPU_PEER_ROWS:
             rec["optional"] = True  # a peer of the default list: missing is reported, not a failed run

@@ -102,7 +102,7 @@ class Progress:
         self.mode = mode(show)
         self.values: dict[str, Any] = {}
         self._initial, self._clock, self._closed, self._bar = initial, clock, False, None
-        self._every = interval() if every is None else every
+        self._every = every if every is not None or self.mode != "log" else interval()
         if self.mode == "bar":
             from tqdm.auto import tqdm
             self._bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, leave=leave, dynamic_ncols=True)

@@ -134,6 +134,8 @@ def test_interval_from_the_environment(monkeypatch):
         monkeypatch.setenv(P.INTERVAL_ENV, bad)
         with pytest.raises(ValueError, match=f"PDGAN_PROGRESS_INTERVAL must be a number of seconds >= 0, got '{bad}'"):
             P.interval()
+        with P.Progress(3, "quiet", "step", False) as bar:  # a phase that shows nothing never reads it
+            bar.update(3)
 
 
 @pytest.mark.parametrize("seconds, text", [(0.4, "0 s"), (35, "35 s"), (89, "89 s"), (90, "2 min"), (725, "12 min"),

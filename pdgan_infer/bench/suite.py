@@ -26,6 +26,7 @@ from .report import summary
 from .timing import timed
 
 log = logging.getLogger("pdgan")
+WORKER_PREFIX = "pdgan-bench worker: "  # what starts an isolated worker's log lines
 
 # seconds per 100 images on a V100: the paper's Table 1 / 2 for the PDGAN presets; for the ddgan-* presets (DDGAN's
 # generators, 4 and 2 NFE, `pdgan-convert ddgan`) DDGAN's own published sampling times
@@ -227,17 +228,23 @@ def _worker_argv(backend: str, dtype_name: str, settings: BenchSettings, device:
 
 def bench_isolated(backend: str, dtype_name: str, settings: BenchSettings, device: torch.device,
                    preset: str) -> tuple[dict[str, Any], np.ndarray | None]:
-    """`bench_one` in a fresh process (`python -m pdgan_infer.bench --worker DIR ...`)."""
+    """`bench_one` in a fresh process (`python -m pdgan_infer.bench --worker DIR ...`). The worker's progress
+    lines (`worker`) are logged here as they come; its last stderr line names a failure."""
     import tempfile
     with tempfile.TemporaryDirectory(prefix="pdgan-bench-") as tmp:
         cmd = [sys.executable, "-m", "pdgan_infer.bench", *_worker_argv(backend, dtype_name, settings, device, tmp)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        lines: list[str] = []
+        with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
+            for line in proc.stderr:
+                lines.append(line.rstrip("\n"))
+                if line.startswith(WORKER_PREFIX):
+                    log.info(f"  {line[len(WORKER_PREFIX):].rstrip()}")
         rec_path, img_path = Path(tmp) / "record.json", Path(tmp) / "images.npy"
         if not rec_path.exists():
-            tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+            tail = ([line for line in lines if line.strip()] or [f"exit status {proc.returncode}"])[-1]
             rec = {"backend": backend, "dtype": dtype_name, "device": str(device), "preset": preset,
                    "n": settings.n, "batch_size": settings.batch, "repeats": settings.repeats,
-                   "error": f"worker process failed (exit {proc.returncode}): {tail}"[:300]}
+                   "error": f"worker process failed (exit {proc.returncode}): {tail.strip()}"[:300]}
             return {**rec, "isolated": True}, None
         rec = {**json.loads(rec_path.read_text()), "isolated": True}
         return rec, (np.load(img_path) if img_path.exists() else None)
@@ -245,14 +252,17 @@ def bench_isolated(backend: str, dtype_name: str, settings: BenchSettings, devic
 
 def worker(spec: str, settings: BenchSettings, device: str | torch.device, out: str | Path) -> int:
     """The isolated worker (--worker DIR): time the one backend `spec` (NAME or NAME:DTYPE), write
-    DIR/record.json (+ images.npy)."""
+    DIR/record.json (+ images.npy). Its progress goes to stderr as log lines (`bench_isolated` relays them)."""
+    from .._cli import setup_logging
+
+    setup_logging(WORKER_PREFIX.removesuffix(": "))
     device = torch.device(device)
     backend, _, dtype_name = spec.partition(":")
     preset = settings.preset
     if settings.checkpoint:
         from ..checkpoint import read_header
         preset = read_header(settings.checkpoint)["config"]["preset"]
-    rec, images = bench_one(backend, dtype_name or settings.dtype, settings, device, preset)
+    rec, images = bench_one(backend, dtype_name or settings.dtype, settings, device, preset, progress=True)
     out = Path(out)
     if images is not None:
         np.save(out / "images.npy", images)

@@ -440,24 +440,26 @@ API_CASES = {  # id -> (body, must work)
     "api.iter.n=10**9 (control)": ("e = Engine.from_checkpoint(ck, backend='torch')\n"
                                    "    return next(e.iter_batches(10**9, seed=0, batch_size=2))", True),
     "cache.is_dir": ("import glob, os, shutil\n"
-                     "    e = Engine.from_checkpoint(ck, backend='onnxruntime', cache_dir='cache_isdir')\n"
+                     "    e = Engine.from_checkpoint(ck, backend='onnxruntime', export_cache_dir='cache_isdir')\n"
                      "    p = glob.glob('cache_isdir/**/*.onnx', recursive=True)[0]; os.remove(p); os.mkdir(p)\n"
-                     "    return Engine.from_checkpoint(ck, backend='onnxruntime', cache_dir='cache_isdir')", False),
+                     "    return Engine.from_checkpoint(ck, backend='onnxruntime',\n"
+                     "                                  export_cache_dir='cache_isdir')", False),
     "cache.dir_is_file": ("open('cache_file', 'w').write('x')\n"
-                          "    return Engine.from_checkpoint(ck, backend='onnxruntime', cache_dir='cache_file/f')",
-                          False),
+                          "    return Engine.from_checkpoint(ck, backend='onnxruntime',\n"
+                          "                                  export_cache_dir='cache_file/f')", False),
     "cache.forged_meta": (
         "import glob, os, shutil, onnx\n"
         "    from pdgan_infer import load_checkpoint\n"
-        "    e = Engine.from_checkpoint(ck, backend='onnxruntime', cache_dir='cache_forged')\n"
+        "    e = Engine.from_checkpoint(ck, backend='onnxruntime', export_cache_dir='cache_forged')\n"
         "    p = glob.glob('cache_forged/**/*.onnx', recursive=True)[0]\n"
-        "    other = Engine.from_preset('digits', seed=5, backend='onnxruntime', cache_dir='cache_other')\n"
+        "    other = Engine.from_preset('digits', seed=5, backend='onnxruntime', export_cache_dir='cache_other')\n"
         "    q = glob.glob('cache_other/**/*.onnx', recursive=True)[0]\n"
         "    mo, mp = onnx.load(q), onnx.load(p)\n"
         "    want = {x.key: x.value for x in mp.metadata_props}\n"
         "    for x in mo.metadata_props:\n        x.value = want.get(x.key, x.value)\n"
         "    onnx.save(mo, p)\n"
-        "    a = Engine.from_checkpoint(ck, backend='onnxruntime', cache_dir='cache_forged').generate(2, seed=0)\n"
+        "    a = Engine.from_checkpoint(ck, backend='onnxruntime', export_cache_dir='cache_forged')\n"
+        "    a = a.generate(2, seed=0)\n"
         "    b = Engine.from_checkpoint(ck, backend='torch').generate(2, seed=0)\n"
         "    d = int(np.abs(a.astype(int) - b.astype(int)).max())\n"
         "    if d > 4:\n        print(f'WRONG IMAGES: max diff {d}', file=sys.stderr); sys.exit(7)\n"

@@ -12,11 +12,14 @@ from .schedule import Schedule
 
 __all__ = ["Schedule", "PDGANConfig", "PRESETS", "get_preset", "PDGAN", "build_generator", "build_encoder",
            "build_latent", "SamplerNoise", "draw_noise", "sample", "save_checkpoint", "load_checkpoint",
-           "read_header", "CheckpointError", "PDGANError", "Engine", "__version__"]
+           "read_header", "CheckpointError", "PDGANError", "Engine", "GenerateOutput", "to_pil", "__version__"]
 
 
 def __getattr__(name: str):
-    if name == "Engine":  # lazy: the engine pulls in optional backends
-        from .engine import Engine
-        return Engine
+    if name in ("Engine", "GenerateOutput"):  # lazy: the engine pulls in optional backends
+        from . import engine
+        return getattr(engine, name)
+    if name == "to_pil":  # lazy: Pillow
+        from .images import to_pil
+        return to_pil
     raise AttributeError(f"module 'pdgan_infer' has no attribute {name!r}")

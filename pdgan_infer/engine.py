@@ -3,8 +3,11 @@
     engine = Engine.from_pretrained("digits")     # bundled name, folder, checkpoint file or "org/repo" (Hub)
     images = engine.generate(seeds=range(16))     # (16, H, W, 3) uint8: image i from seeds[i] alone
     images = engine.generate(10_000, seed=0)      # the same as seeds = [0 * 2**16 + i for i < 10_000]
+    pils = engine(4, seed=0, output_type="pil")   # a list of PIL images; "pt": float32 (N, 3, H, W) in [0, 1]
+    out = engine(seeds=[7, 8], return_dict=True)  # GenerateOutput(images=..., seeds=[7, 8])
     engine.save_grid(images[:100], "grid.png", nrow=10)
     engine.save_pretrained("my-model")            # config.json + model.safetensors + README.md (card)
+    engine.push_to_hub("me/my-model")             # the same folder on the Hugging Face Hub
     z_T = engine.encode(images[:8])               # semantic codes SE(x0)
     variations = engine.generate_from(z_T, seed=1)
 
@@ -17,9 +20,10 @@ so an image depends only on its seed, not on n, the batch size or the other seed
 convolutions' summation order, which oneDNN/cuDNN may pick by batch shape: rare 1-level uint8 flips);
 the same seed and backend give the same images, and calls with different `seed` share no image as long
 as each makes at most 65,536 images (s * 2**16 + n <= 2**32 is checked). `pdgan-generate --seeds 0-15`
-writes `generate(seeds=range(16))`. `seed=None` draws a random s, stored in `engine.last_seed` and
-logged. z_T comes from the latent denoiser (DDIM with `latent_steps` steps, float32) unless the
-caller passes it; the other noises are the same either way, so
+writes `generate(seeds=range(16))`. There is no `generator=` (diffusers' list of torch.Generators): one
+seed = one image, whatever the batch, so `seeds=[...]` is the list to pass. `seed=None` draws a random s,
+stored in `engine.last_seed` and logged. z_T comes from the latent denoiser (DDIM with `latent_steps` steps,
+float32) unless the caller passes it; the other noises are the same either way, so
 `generate(n, s) == generate_from(engine.sample_latents(n, s), s)`.
 
 Messages (the backend `auto` chose, a random seed) go to `logging.getLogger("pdgan")`; `verbose=True`
@@ -48,18 +52,22 @@ import secrets
 import sys
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .backends import AUTO_ORDER, BACKENDS, BackendUnavailable, check_options, create, probe_all
+from .backends import AUTO_ORDER, BACKENDS, BackendUnavailable, check_options, create, probe_all, renamed_options
 from .backends import check_name as _check_backend_name
 from .checkpoint import load_checkpoint
 from .config import PDGANConfig
 from .device import resolve_device
 from .hub import pretrained_models, resolve_model
+from .hub import push_to_hub as _push_to_hub
 from .hub import save_pretrained as _save_pretrained
+from .images import as_output_type, check_output_type
 from .networks import NO_LATENT, PDGAN, random_model, redraw_zero_init
 from .optimize import CUDAGraphSampler, default_batch_size, reduced_dtype_supported
 from .sampler import images_from_seeds, noise_for, to_uint8
@@ -74,6 +82,20 @@ MAX_GENERATE_BYTES = 4 << 30
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
+
+
+NO_GENERATOR = ("pdgan takes no generator=: every image comes from one integer seed of its own (the same image "
+                "whatever the batch), so pass seeds=[s0, s1, ...] (one per image) or n with seed=s")
+EXPORTED = ("onnxruntime", "tensorrt", "openvino")  # the backends with an export cache (export_cache_dir=)
+
+
+@dataclass
+class GenerateOutput:
+    """What `Engine.generate(..., return_dict=True)` returns (diffusers' `ImagePipelineOutput` with the seeds):
+    `images` in the call's `output_type`, and `seeds`, the per-image seed of each image."""
+
+    images: Any
+    seeds: list[int]
 
 
 class Engine:
@@ -99,6 +121,7 @@ class Engine:
             model.latent.ddim_timesteps(latent_steps)  # validates (ValueError with the valid range)
         self.latent_steps = latent_steps
         self.last_seed: int | None = None
+        backend_options = renamed_options(backend_options)
         check_options(backend_options, engine_keywords=ENGINE_KEYWORDS)
         self.backend, self.runner = self._build_backend(backend, backend_options)
         self._latent_graph = self._latent_sampler()
@@ -113,14 +136,25 @@ class Engine:
     @classmethod
     def from_pretrained(cls, name: str | os.PathLike | None = None, backend: str = "auto",
                         device: str | torch.device | None = None, dtype: str | torch.dtype | None = None, *,
-                        revision: str | None = None, **kwargs: Any) -> Engine:
+                        revision: str | None = None, token: str | bool | None = None,
+                        cache_dir: str | os.PathLike | None = None, local_files_only: bool = False,
+                        force_download: bool = False, **kwargs: Any) -> Engine:
         """A model by name: bundled with the package (`Engine.from_pretrained("digits")`: the
         scikit-learn digits, 32x32, trained on CPU by the command in its JSON), a local folder
         (`save_pretrained`'s, or a pdgan-train run directory), a checkpoint file, or a Hugging Face Hub
-        repository "org/repo" (`revision`: branch, tag or commit; needs `pip install 'pdgan[hub]'`,
-        honours HF_HOME / HF_HUB_OFFLINE). Without a name, or with an unknown one, raises ValueError
-        listing what is available; `Engine.pretrained()` returns the bundled models as a dict."""
-        return cls.from_checkpoint(resolve_model(name, revision), backend, device, dtype, **kwargs)
+        repository "org/repo" (needs `pip install 'pdgan[hub]'`). The Hub keywords are huggingface_hub's:
+        `revision` (branch, tag or commit), `token`, `cache_dir` (the Hugging Face cache, default HF_HUB_CACHE),
+        `local_files_only`, `force_download`; HF_HOME / HF_HUB_OFFLINE / HF_TOKEN apply. For a bundled name or a
+        local path they change nothing. The exported backends' cache is `export_cache_dir=`. Without a name, or
+        with an unknown one, raises ValueError listing what is available; `Engine.pretrained()` returns the
+        bundled models as a dict."""
+        path = resolve_model(name, revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only,
+                             force_download=force_download)
+        if (cache_dir is not None and backend in EXPORTED and "export_cache_dir" not in kwargs
+                and not Path(path).resolve().is_relative_to(Path(cache_dir).expanduser().resolve())):
+            warnings.warn(f"cache_dir= is the Hugging Face cache, which this local model does not use; the export "
+                          f"cache of backend {backend!r} is export_cache_dir=", UserWarning, stacklevel=2)
+        return cls.from_checkpoint(path, backend, device, dtype, **kwargs)
 
     @staticmethod
     def pretrained() -> dict[str, dict[str, Any]]:
@@ -176,10 +210,17 @@ class Engine:
     # --- generation ----------------------------------------------------------------------------
     def generate(self, n: int | None = None, seed: int | None = None, batch_size: int | None = None,
                  z_T: torch.Tensor | np.ndarray | None = None, progress: bool | None = None, *,
-                 seeds: Iterable[int] | None = None) -> np.ndarray:
+                 seeds: Iterable[int] | None = None, output_type: str = "np", return_dict: bool = False,
+                 generator: Any = None) -> Any:
         """Images as a (N, H, W, 3) uint8 array: `seeds=[...]` (image i from seeds[i] alone), or `n`
         images of `seed` (per-image seeds seed * 2**16 + i). z_T: (N, nz) or (nz,) semantic codes
-        (default: drawn by the latent denoiser). Same seeds and backend => same images."""
+        (default: drawn by the latent denoiser). Same seeds and backend => same images.
+        `output_type`: "np" (the uint8 array), "pil" (a list of PIL images), "pt" (float32 torch (N, 3, H, W)
+        in [0, 1], the uint8 values / 255: `pdgan_infer.images.as_output_type`); `return_dict=True` returns a
+        `GenerateOutput(images, seeds)`. `generator=` (diffusers') raises TypeError: pass `seeds=`."""
+        if generator is not None:
+            raise TypeError(NO_GENERATOR)
+        check_output_type(output_type)  # before any work
         seeds = self._image_seeds(n, seed, seeds)
         batches = self._iter(seeds, batch_size, z_T, progress)  # checks the arguments first
         size = len(seeds) * int(np.prod(self.image_shape))
@@ -192,15 +233,21 @@ class Engine:
         for images in batches:
             out[start:start + len(images)] = images
             start += len(images)
-        return out
+        images = as_output_type(out, output_type)
+        return GenerateOutput(images, list(seeds)) if return_dict else images
 
     __call__ = generate
 
     def generate_from(self, z_T: torch.Tensor | np.ndarray, seed: int | None = None, batch_size: int | None = None,
-                      progress: bool | None = None, *, seeds: Iterable[int] | None = None) -> np.ndarray:
-        """One image per row of z_T (N, nz), e.g. codes from `encode`: same semantics, new details."""
+                      progress: bool | None = None, *, seeds: Iterable[int] | None = None, output_type: str = "np",
+                      return_dict: bool = False, generator: Any = None) -> Any:
+        """One image per row of z_T (N, nz), e.g. codes from `encode`: same semantics, new details
+        (`output_type`, `return_dict`: as in `generate`)."""
+        if generator is not None:
+            raise TypeError(NO_GENERATOR)
         z_T = self._check_latents(z_T, None)
-        return self.generate(len(z_T) if seeds is None else None, seed, batch_size, z_T, progress, seeds=seeds)
+        return self.generate(len(z_T) if seeds is None else None, seed, batch_size, z_T, progress, seeds=seeds,
+                             output_type=output_type, return_dict=return_dict)
 
     def iter_batches(self, n: int | None = None, seed: int | None = None, batch_size: int | None = None,
                      z_T: torch.Tensor | np.ndarray | None = None, progress: bool | None = None, *,
@@ -268,6 +315,15 @@ class Engine:
         """Write the model as a folder: config.json, model.safetensors and a README.md model card, which
         `Engine.from_pretrained(folder)` loads (keywords: `pdgan_infer.hub.save_pretrained`'s). Returns the folder."""
         return _save_pretrained(self.model, folder, **kwargs)
+
+    def push_to_hub(self, repo_id: str, *, token: str | None = None, private: bool | None = None,
+                    revision: str | None = None, commit_message: str = "Upload pdgan model", create_pr: bool = False,
+                    **kwargs: Any):
+        """Upload the model to Hugging Face Hub repository `repo_id` (created if missing) as the folder
+        `save_pretrained` writes; `Engine.from_pretrained(repo_id)` loads it. Keywords: `pdgan_infer.hub.push_to_hub`'s
+        (needs `pip install 'pdgan[hub]'`). Returns huggingface_hub's CommitInfo (`.commit_url`)."""
+        return _push_to_hub(self.model, repo_id, token=token, private=private, revision=revision,
+                            commit_message=commit_message, create_pr=create_pr, **kwargs)
 
     def sample_latents(self, n: int | None = None, seed: int | None = None, batch_size: int | None = None, *,
                        seeds: Iterable[int] | None = None) -> torch.Tensor:
@@ -422,8 +478,8 @@ def _pad(t: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     return torch.cat([t, t.new_zeros(shape)], dim=dim)
 
 
-__all__ = ["Engine", "BACKENDS", "BackendUnavailable", "image_seeds", "redraw_zero_init", "resolve_device",
-           "resolve_dtype"]
+__all__ = ["Engine", "GenerateOutput", "BACKENDS", "BackendUnavailable", "image_seeds", "redraw_zero_init",
+           "resolve_device", "resolve_dtype"]
 
 
 def _has_values(t: torch.Tensor, what: str) -> None:

@@ -4,21 +4,34 @@ Face Hub, `save_pretrained` folders with a model card, and pdgan's one cache dir
     Engine.from_pretrained("digits")               # a model bundled with the package
     Engine.from_pretrained("runs/digits")          # a folder (save_pretrained, or a pdgan-train run)
     Engine.from_pretrained("runs/digits/model.safetensors")   # a checkpoint file (NAME.safetensors + NAME.json)
-    Engine.from_pretrained("org/repo", revision="main")       # the Hub: pip install 'pdgan[hub]'
+    Engine.from_pretrained("org/repo", revision="main", token=None, cache_dir=None, local_files_only=False,
+                           force_download=False)  # the Hub: pip install 'pdgan[hub]'
     engine.save_pretrained("my-model")             # config.json + model.safetensors + README.md (card)
+    engine.push_to_hub("me/my-model", private=True)   # the same folder, uploaded (HfApi)
 
-The Hub path goes through `huggingface_hub.snapshot_download`, so its cache (`HF_HOME`, `HF_HUB_CACHE`),
-offline mode (`HF_HUB_OFFLINE=1`) and authentication apply unchanged; only config.json,
-model.safetensors and README.md are fetched. A name is tried in this order: bundled model, existing
-local path, Hub repository id (`owner/name`).
+The Hub path goes through `huggingface_hub.snapshot_download`, with the keywords of
+`ModelHubMixin.from_pretrained` passed on as they are, so its cache (`cache_dir=`, else `HF_HUB_CACHE`), offline
+mode (`HF_HUB_OFFLINE=1`, `local_files_only=True`) and authentication (`token=`, `HF_TOKEN`) apply unchanged; only
+config.json, model.safetensors and README.md are fetched. A name is tried in this order: bundled model, existing
+local path, Hub repository id (`owner/name`); the Hub keywords change nothing for the first two.
+
+The model folder is the layout of huggingface_hub's `PyTorchModelHubMixin` (config.json, model.safetensors,
+README.md), and `from_pretrained` / `push_to_hub` take the mixin's keywords, but by hand rather than through the
+mixin: `PDGAN` cannot subclass `ModelHubMixin` without making huggingface_hub a dependency of pdgan_infer (which
+runs with torch alone; a base class chosen at import time would give two different `PDGAN` classes); the mixin
+writes its `__init__` arguments as config.json, while pdgan's config.json is its checkpoint record (format,
+configuration, weights sha256, training metadata: `pdgan_infer.checkpoint`); and the object users load is the
+`Engine`, not the network. The card is written with huggingface_hub's `ModelCardData` / `EvalResult` when it is
+installed, and from the same metadata (`card_metadata`) by hand otherwise.
 
 `cache_dir()` is where pdgan keeps downloads (feature networks), dataset statistics and exported
-graphs: `$PDGAN_CACHE`, else `$XDG_CACHE_HOME/pdgan`, else `~/.cache/pdgan`.
+graphs: `$PDGAN_CACHE`, else `$XDG_CACHE_HOME/pdgan`, else `~/.cache/pdgan`. It is not the Hugging Face cache.
 """
 from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -99,11 +112,14 @@ def pretrained_path(name: str | None, directory: str | Path | None = None) -> Pa
 
 
 # --- any model -----------------------------------------------------------------------------------
-def resolve_model(name: str | os.PathLike | None, revision: str | None = None,
-                  hub_cache_dir: str | os.PathLike | None = None) -> Path:
+def resolve_model(name: str | os.PathLike | None, revision: str | None = None, *, token: str | bool | None = None,
+                  cache_dir: str | os.PathLike | None = None, local_files_only: bool = False,
+                  force_download: bool = False) -> Path:
     """The checkpoint path (file or folder) that `load_checkpoint` reads for a bundled name, a local
     file or folder, or a Hub repository id `owner/name` (downloaded, or taken from the Hugging Face
-    cache; `revision`: branch, tag or commit)."""
+    cache). The Hub keywords are `huggingface_hub.snapshot_download`'s (`revision`: branch, tag or commit;
+    `cache_dir`: the Hugging Face cache, default `HF_HUB_CACHE`); a bundled name or a local path is already
+    here, so they change nothing for it."""
     if name is None:
         return pretrained_path(None)
     if not isinstance(name, (str, os.PathLike)):
@@ -118,27 +134,41 @@ def resolve_model(name: str | os.PathLike | None, revision: str | None = None,
     if local.exists() or os.path.lexists(local) or local.with_name(local.name + ".safetensors").exists():
         return local  # a dangling link or a symlink loop too: the loader names what is wrong with it
     if isinstance(name, str) and _REPO_ID.match(text) and not text.endswith((".safetensors", ".json")):
-        return hub_download(text, revision, hub_cache_dir)
+        return hub_download(text, revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only,
+                            force_download=force_download)
     if "/" in text or os.sep in text or text.startswith((".", "~")) or text.endswith((".safetensors", ".json")):
         raise CheckpointError(f"checkpoint not found: {local} (expected a folder with model.safetensors, or "
                               "NAME.safetensors with NAME.json beside it)")
     raise HubError(f"no pretrained model, file or folder named {text!r}.\n" + describe(pretrained_models()))
 
 
-def hub_download(repo_id: str, revision: str | None = None, hub_cache_dir: str | os.PathLike | None = None) -> Path:
-    """The local snapshot folder of Hub repository `repo_id` (config.json, model.safetensors, README.md)."""
+def require_hub(what: str):
+    """The huggingface_hub module; ImportError naming the extra when it is not installed (pdgan_infer runs
+    with torch alone)."""
     if importlib.util.find_spec("huggingface_hub") is None:
-        raise ImportError(f"there is no local folder {repo_id!r}, and loading it from the Hugging Face Hub needs "
-                          "huggingface_hub: pip install 'pdgan[hub]'")
-    from huggingface_hub import snapshot_download
+        raise ImportError(f"{what} needs huggingface_hub: pip install 'pdgan[hub]'")
+    import huggingface_hub
+    return huggingface_hub
+
+
+def hub_download(repo_id: str, revision: str | None = None, *, token: str | bool | None = None,
+                 cache_dir: str | os.PathLike | None = None, local_files_only: bool = False,
+                 force_download: bool = False) -> Path:
+    """The local snapshot folder of Hub repository `repo_id` (config.json, model.safetensors, README.md), through
+    `huggingface_hub.snapshot_download` with these keywords."""
+    hf = require_hub(f"there is no local folder {repo_id!r}, and loading it from the Hugging Face Hub")
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
-        folder = snapshot_download(repo_id, revision=revision, allow_patterns=list(HUB_FILES),
-                                   cache_dir=None if hub_cache_dir is None else str(hub_cache_dir))
+        folder = hf.snapshot_download(repo_id, revision=revision, allow_patterns=list(HUB_FILES), token=token,
+                                      cache_dir=None if cache_dir is None else str(cache_dir),
+                                      local_files_only=local_files_only, force_download=force_download)
     except LocalEntryNotFoundError as e:
-        raise HubError(f"{repo_id!r} is not a local folder, and it is not in the Hugging Face cache and cannot be "
-                       f"downloaded (offline, HF_HUB_OFFLINE=1, or no network): {str(e).splitlines()[0]}") from None
+        why = ("local_files_only=True" if local_files_only
+               else "offline, HF_HUB_OFFLINE=1, or no network")
+        where = f" {cache_dir}" if cache_dir is not None else ""
+        raise HubError(f"{repo_id!r} is not a local folder, and it is not in the Hugging Face cache{where} and cannot "
+                       f"be downloaded ({why}): {str(e).splitlines()[0]}") from None
     except (RepositoryNotFoundError, HfHubHTTPError) as e:
         raise HubError(f"{repo_id!r} is not a local folder, and the Hugging Face Hub cannot give it: "
                        f"{str(e).splitlines()[0]}") from None
@@ -147,6 +177,27 @@ def hub_download(repo_id: str, revision: str | None = None, hub_cache_dir: str |
         raise HubError(f"Hub repository {repo_id!r} has no model.safetensors: it was not written by "
                        "pdgan's save_pretrained")
     return folder
+
+
+def push_to_hub(model, repo_id: str, *, token: str | None = None, private: bool | None = None,
+                revision: str | None = None, commit_message: str = "Upload pdgan model", create_pr: bool = False,
+                **save_options: Any):
+    """Upload `model` as Hub repository `repo_id`: `save_pretrained` into a temporary folder (keywords
+    `save_options`: meta, license, datasets), then `HfApi(token=token).create_repo(repo_id, exist_ok=True,
+    private=private)` and `upload_folder` of config.json, model.safetensors and README.md (`revision`: the branch,
+    created if missing; `create_pr`: open a pull request instead of committing). Returns the `CommitInfo`
+    (`.commit_url`; with create_pr, `.pr_url`)."""
+    import tempfile
+
+    hf = require_hub("push_to_hub")
+    api = hf.HfApi(token=token)
+    api.create_repo(repo_id, exist_ok=True, private=private)
+    if revision is not None and not create_pr:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="pdgan-push-") as tmp:
+        folder = save_pretrained(model, Path(tmp) / "model", repo_id=repo_id, **save_options)
+        return api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
+                                 revision=revision, create_pr=create_pr, allow_patterns=list(HUB_FILES))
 
 
 # --- save_pretrained -----------------------------------------------------------------------------
@@ -178,28 +229,81 @@ def _dataset(model, meta: dict[str, Any]) -> tuple[str, str, str]:
     return name, f"an image folder ({name})" if data else "not recorded", "not recorded"
 
 
+TASK = ("unconditional-image-generation", "Unconditional Image Generation")  # the Hub's pipeline tag and task name
+METRICS = {  # recorded key -> (metric id in the card's model-index, the name the Hub shows)
+    "fid": ("fid", "FID (Inception-v3 features, pdgan-eval)"),
+    "digits_fid": ("digits_fid", "FID (digits-CNN features, not Inception)"),
+    "is_mean": ("inception_score", "Inception Score"),
+    "is_std": ("inception_score_std", "Inception Score (standard deviation over splits)"),
+    "precision": ("precision", "Precision (VGG16 features, k-NN manifolds)"),
+    "recall": ("recall", "Recall (VGG16 features, k-NN manifolds)"),
+}
+
+
+def _metrics(meta: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
+    """(the recorded metrics: finite numbers by key, how they were measured: n, seed, ...)."""
+    info = meta.get("pretrained") or {}
+    recorded = dict(info.get("metrics") or meta.get("metrics") or {})
+    context = {k: recorded.pop(k) for k in NOT_METRICS if k in recorded}
+    metrics = {k: float(v) for k, v in recorded.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    return metrics, context
+
+
+def card_metadata(model, meta: dict[str, Any] | None = None, license: str = "mit",
+                  datasets: list[str] | None = None, repo_id: str | None = None) -> dict[str, Any]:
+    """The model card's metadata (its YAML front matter) as the Hub reads it: license, library_name,
+    pipeline_tag, tags, datasets, metrics (ids) and a `model-index` with every recorded metric (task
+    unconditional-image-generation, the training data set). The one template of both serialisations."""
+    meta = dict(meta or {})
+    data_id = _dataset(model, meta)[0]
+    metrics, _ = _metrics(meta)
+    source = meta.get("converted_from") if isinstance(meta.get("converted_from"), dict) else None
+    front: dict[str, Any] = {"license": license, "library_name": "pdgan", "pipeline_tag": TASK[0],
+                             "tags": ["pdgan", "gan", "diffusion", "denoising-diffusion-gan", TASK[0]],
+                             "datasets": list(datasets or [data_id])}
+    if source and source.get("license"):
+        front.update(license="other", license_name=source["license"])
+        if source.get("license_url"):
+            front["license_link"] = source["license_url"]
+    if metrics:
+        ids = {k: METRICS.get(k, (k, k.replace("_", " "))) for k in sorted(metrics)}
+        front["metrics"] = [ids[k][0] for k in ids]
+        front["model-index"] = [{"name": repo_id or f"pdgan-{model.config.preset}", "results": [{
+            "task": {"type": TASK[0], "name": TASK[1]},
+            "dataset": {"name": front["datasets"][0], "type": front["datasets"][0]},
+            "metrics": [{"type": ids[k][0], "value": metrics[k], "name": ids[k][1]} for k in ids]}]}]
+    return front
+
+
+def front_matter(front: dict[str, Any], hub: bool | None = None) -> str:
+    """`card_metadata` as YAML: through huggingface_hub's `ModelCardData` (its `EvalResult`s parsed from the
+    model-index) when it is installed (`hub`: None) or `hub` is True; by hand otherwise (JSON values are YAML)."""
+    if hub is None:
+        hub = importlib.util.find_spec("huggingface_hub") is not None
+    if not hub:
+        return "\n".join(f"{k}: {json.dumps(v)}" for k, v in front.items())
+    from huggingface_hub import ModelCardData
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    fields = {k: v for k, v in front.items() if k != "model-index"}
+    if "model-index" in front:
+        fields["model_name"], fields["eval_results"] = model_index_to_eval_results(front["model-index"])
+    return ModelCardData(**fields).to_yaml()
+
+
 def model_card(model, meta: dict[str, Any] | None = None, license: str = "mit",
                datasets: list[str] | None = None, repo_id: str | None = None) -> str:
-    """README.md for a model folder: YAML front matter (license, library_name, pipeline_tag, tags,
-    datasets, metrics) and what the model is, how to use it, what it was trained on, its numbers,
-    intended use, limitations and the paper."""
+    """README.md for a model folder: YAML front matter (`card_metadata`: license, library_name, pipeline_tag,
+    tags, datasets, metrics, model-index) and what the model is, how to use it, what it was trained on, its
+    numbers, intended use, limitations and the paper."""
     meta = dict(meta or {})
     info = meta.get("pretrained") or {}
     cfg = model.config
-    data_id, data_text, data_licence = _dataset(model, meta)
-    recorded = dict(info.get("metrics") or meta.get("metrics") or {})
-    context = {k: recorded.pop(k) for k in NOT_METRICS if k in recorded}  # how they were measured
-    metrics = {k: v for k, v in recorded.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    metric_ids = sorted({"fid" if k.split("_")[-1] == "fid" else k for k in metrics})  # digits_fid -> fid
+    _, data_text, data_licence = _dataset(model, meta)
+    metrics, context = _metrics(meta)
     source = meta.get("converted_from") if isinstance(meta.get("converted_from"), dict) else None
-    front = {"license": license, "library_name": "pdgan", "pipeline_tag": "unconditional-image-generation",
-             "tags": ["pdgan", "gan", "diffusion", "denoising-diffusion-gan", "unconditional-image-generation"],
-             "datasets": list(datasets or [data_id])}
-    if source and source.get("license"):
-        front.update(license="other", license_name=source["license"], license_link=source.get("license_url", ""))
-    if metric_ids:
-        front["metrics"] = metric_ids
-    yaml = "\n".join(f"{k}: {json.dumps(v)}" for k, v in front.items())  # JSON scalars and lists are YAML
+    yaml = front_matter(card_metadata(model, meta, license, datasets, repo_id)).strip()
     where = repo_id or "PATH/TO/THIS/FOLDER"
     n_params = sum(p.numel() for p in model.parameters())
     lines = [
@@ -218,7 +322,8 @@ def model_card(model, meta: dict[str, Any] | None = None, license: str = "mit",
         f"pdgan-generate {where} --seeds 0-49999 --outdir samples     # {{seed:06d}}.png, image k from seed k",
         "```", "", "```python", "from pdgan_infer import Engine", "",
         f"engine = Engine.from_pretrained({where!r})", "images = engine.generate(seeds=range(16))   "
-        f"# (16, {cfg.resolution}, {cfg.resolution}, 3) uint8",
+        f"# (16, {cfg.resolution}, {cfg.resolution}, 3) uint8; image i from seeds[i] alone",
+        "pil = engine(4, seed=0, output_type='pil')    # a list of PIL images ('pt': float32 NCHW in [0, 1])",
         *(["codes = engine.encode(images)               # semantic codes z_T = SE(x0)"] if model.encoder is not None
           else []), "```", "",
         "## Model", "",
@@ -242,8 +347,8 @@ def model_card(model, meta: dict[str, Any] | None = None, license: str = "mit",
             lines += [f"Steps: {meta['step']}."]
         lines += [""]
     if metrics:
-        lines += ["## Metrics", "", "| metric | value |", "|---|--:|"]
-        lines += [f"| {k} | {v:.4g} |" for k, v in sorted(metrics.items())]
+        lines += ["## Metrics", "", "| metric | value | what |", "|---|--:|---|"]
+        lines += [f"| {k} | {v:.4g} | {METRICS.get(k, (k, ''))[1]} |" for k, v in sorted(metrics.items())]
         how = ", ".join(f"{k} = {v}" for k, v in context.items() if not isinstance(v, (list, dict)))
         lines += ["", "Measured with `pdgan-eval`" + (f" ({how})" if how else "")
                   + "; see pdgan's docs/inference.md for the protocol.", ""]

@@ -1,4 +1,5 @@
-"""Image files with Pillow: `save_png`, `encode_png`, `to_pil`, `load_image`, and `make_grid`/`save_grid`.
+"""Images as files and objects: `to_pil` (one uint8 image -> PIL), `as_output_type` (a uint8 batch -> numpy, PIL or
+torch, the `output_type` of `Engine.generate`), `save_png`, `encode_png`, `load_image`, and `make_grid`/`save_grid`.
 Writes are atomic (temporary file + rename). PNG is lossless, so a saved image decodes to the same
 uint8 values; the compressed bytes may differ between zlib builds (zlib-ng), the pixels do not."""
 from __future__ import annotations
@@ -22,6 +23,30 @@ def to_pil(image: np.ndarray):
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     return Image.fromarray(np.ascontiguousarray(img), "RGB" if img.ndim == 3 else "L")
+
+
+OUTPUT_TYPES = ("np", "pil", "pt")
+
+
+def check_output_type(output_type: object) -> str:
+    """`output_type` if it is one of OUTPUT_TYPES, else ValueError naming them."""
+    if not isinstance(output_type, str) or output_type not in OUTPUT_TYPES:
+        raise ValueError(f"unknown output_type {output_type!r}; choose 'np' (uint8 (N, H, W, 3) array), 'pil' (a list "
+                         "of PIL images) or 'pt' (float32 torch (N, 3, H, W) in [0, 1])")
+    return output_type
+
+
+def as_output_type(images: np.ndarray, output_type: str = "np"):
+    """(N, H, W, 3) uint8 images as `output_type`: "np" the array itself; "pil" a list of N PIL images (`to_pil`);
+    "pt" a float32 torch tensor (N, 3, H, W) in [0, 1] (diffusers' layout), exactly images / 255, so
+    `(x * 255).round().to(torch.uint8)` gives the uint8 images back: every output type holds the same image."""
+    if check_output_type(output_type) == "np":
+        return images
+    if output_type == "pil":
+        return [to_pil(image) for image in images]
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
 
 
 def encode_png(image: np.ndarray) -> bytes:

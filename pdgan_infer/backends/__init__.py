@@ -33,10 +33,11 @@ import shutil
 
 import torch
 
+from ..deprecation import renamed_keywords
 from .base import BackendUnavailable, Runner, chain
 
-__all__ = ["BACKENDS", "AUTO_ORDER", "OPTIONS", "BackendUnavailable", "Runner", "chain", "probe", "probe_all",
-           "create", "check_options"]
+__all__ = ["BACKENDS", "AUTO_ORDER", "OPTIONS", "RENAMED_OPTIONS", "renamed_options", "BackendUnavailable", "Runner",
+           "chain", "probe", "probe_all", "create", "check_options"]
 
 BACKENDS = ("torch", "optimized", "compile", "triton", "native", "onnxruntime", "tensorrt", "openvino")
 
@@ -47,8 +48,17 @@ AUTO_ORDER = {
 }
 
 # Options `create` (and Engine(..., **options)) passes on, by backend; anything else is a TypeError.
+# export_cache_dir: where the exported ONNX graphs (and TensorRT engines) are cached (default: pdgan's cache,
+# `hub.cache_dir()`); not the Hugging Face cache, which is `Engine.from_pretrained(..., cache_dir=)`.
 OPTIONS = {"cuda_graph": "optimized/compile/triton/native", "opts": "optimized/compile/triton/native",
-           "cache_dir": "onnxruntime/tensorrt/openvino", "batch_size": "tensorrt (the Engine passes its own)"}
+           "export_cache_dir": "onnxruntime/tensorrt/openvino", "batch_size": "tensorrt (the Engine passes its own)"}
+# Old option names (old -> new), accepted with a DeprecationWarning for one release.
+RENAMED_OPTIONS = {"cache_dir": "export_cache_dir"}
+
+
+def renamed_options(options: dict, stacklevel: int = 4) -> dict:
+    """`options` with the old names of `RENAMED_OPTIONS` under their new names (a DeprecationWarning each)."""
+    return renamed_keywords(options, RENAMED_OPTIONS, "backend options", stacklevel)
 
 
 def check_options(options: dict, engine_keywords: tuple[str, ...] = ()) -> None:
@@ -164,8 +174,10 @@ def check_name(name: object) -> str:
 def create(name: str, model, device: torch.device, dtype: torch.dtype, **options) -> Runner:
     """Build backend `name` for `model` (already on `device`). Raises BackendUnavailable naming the
     fix when it cannot run here. `options`: `cuda_graph` (optimized/compile/triton/native),
-    `opts` (an `optimize.Optimizations`), `cache_dir` (onnxruntime/tensorrt/openvino), `batch_size` (tensorrt:
-    the batch its engine is built and tuned for). An unknown option raises TypeError."""
+    `opts` (an `optimize.Optimizations`), `export_cache_dir` (onnxruntime/tensorrt/openvino; its old name
+    `cache_dir` warns), `batch_size` (tensorrt: the batch its engine is built and tuned for). An unknown option
+    raises TypeError."""
+    options = renamed_options(options)
     check_options(options)
     reason = probe(name, device)
     if reason is not None:
@@ -179,7 +191,7 @@ def create(name: str, model, device: torch.device, dtype: torch.dtype, **options
         from .tensorrt import TensorRTRunner
         cls = {"onnxruntime": OnnxRuntimeRunner, "tensorrt": TensorRTRunner, "openvino": OpenVinoRunner}[name]
         extra = {"batch_size": options["batch_size"]} if name == "tensorrt" and options.get("batch_size") else {}
-        return cls(model, device, dtype, cache_dir=options.get("cache_dir"), **extra)
+        return cls(model, device, dtype, cache_dir=options.get("export_cache_dir"), **extra)
     from .compiled import CompileRunner
     from .eager import OptimizedRunner
     from .fused import NativeRunner, TritonRunner

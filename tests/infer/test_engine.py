@@ -330,7 +330,7 @@ def test_misspelt_keywords_are_refused(engine):
         Engine(engine.model, backend="torch", device="cpu", bach_size=4)
     with pytest.raises(TypeError, match="unknown options 'cuda_grpah', 'x'"):
         create("torch", engine.model, CPU, torch.float32, cuda_grpah=False, x=1)
-    create("torch", engine.model, CPU, torch.float32, cache_dir=None)  # a known option is fine anywhere
+    create("torch", engine.model, CPU, torch.float32, export_cache_dir=None)  # a known option is fine anywhere
 
 
 @pytest.mark.parametrize("n, seed, match", [
@@ -459,6 +459,72 @@ def test_encode_meta_images_is_a_value_error(tiny_engine):
     r = tiny_engine.config.resolution
     with pytest.raises(ValueError, match="images is on the meta device"):
         tiny_engine.encode(torch.zeros(2, 3, r, r, device="meta"))
+
+
+@pytest.fixture(scope="module")
+def varied_engine() -> Engine:
+    """The tiny model with its zero-initialised layers re-drawn: images of full contrast, not uint8 127/128."""
+    torch.manual_seed(0)
+    model = PDGAN(tiny_config())
+    redraw_zero_init(model)
+    return Engine(model, backend="torch", device="cpu", batch_size=4)
+
+
+def test_output_type_and_return_dict(varied_engine):
+    """"np" is the default path, unchanged; "pil" and "pt" hold the same uint8 images (decoded by Pillow, and
+    rounded back from [0, 1] by hand); return_dict gives GenerateOutput with the per-image seeds."""
+    from pdgan_infer import GenerateOutput
+    ref = varied_engine.generate(3, seed=1)
+    assert len(np.unique(ref)) > 100  # images, not a flat grey
+    np.testing.assert_array_equal(varied_engine(3, seed=1, output_type="np"), ref)
+    pils = varied_engine.generate(3, seed=1, output_type="pil")
+    assert [p.mode for p in pils] == ["RGB"] * 3
+    np.testing.assert_array_equal(np.stack([np.asarray(p) for p in pils]), ref)
+    pt = varied_engine(3, seed=1, output_type="pt")
+    assert pt.dtype == torch.float32 and tuple(pt.shape) == (3, 3, *ref.shape[1:3])
+    assert float(pt.min()) >= 0.0 and float(pt.max()) <= 1.0
+    np.testing.assert_array_equal(np.rint(pt.numpy().transpose(0, 2, 3, 1) * 255).astype(np.uint8), ref)
+    out = varied_engine(3, seed=1, return_dict=True)
+    assert isinstance(out, GenerateOutput) and out.seeds == [65536, 65537, 65538]
+    np.testing.assert_array_equal(out.images, ref)
+    out = varied_engine(seeds=[9, 4], output_type="pil", return_dict=True)
+    assert out.seeds == [9, 4] and len(out.images) == 2
+    np.testing.assert_array_equal(np.asarray(out.images[1]), varied_engine.generate(seeds=[4])[0])
+    z_T = varied_engine.sample_latents(seeds=[9, 4])
+    out = varied_engine.generate_from(z_T, seeds=[9, 4], output_type="pt", return_dict=True)
+    np.testing.assert_array_equal(np.rint(out.images.numpy().transpose(0, 2, 3, 1) * 255).astype(np.uint8),
+                                  varied_engine.generate(seeds=[9, 4]))
+
+
+def test_generator_points_to_seeds(varied_engine):
+    """diffusers' generator= (a torch.Generator or a list of them) is answered with the seed rule."""
+    for call in (lambda: varied_engine(2, generator=torch.Generator().manual_seed(0)),
+                 lambda: varied_engine.generate(generator=[torch.Generator(), torch.Generator()]),
+                 lambda: varied_engine.generate_from(torch.zeros(2, varied_engine.config.generator.nz),
+                                                   generator=torch.Generator())):
+        with pytest.raises(TypeError, match=r"one integer seed of its own .* pass seeds=\[s0, s1, ...\]"):
+            call()
+    with pytest.raises(ValueError, match="unknown output_type 'latent'"):
+        varied_engine(2, seed=0, output_type="latent")
+
+
+def test_export_cache_dir_and_its_old_name(varied_engine, tmp_path):
+    """export_cache_dir= is where the onnxruntime backend caches its graph; cache_dir= (its old name) warns and
+    still puts the graph there; giving both is a TypeError."""
+    if AVAILABLE["onnxruntime"] is not None:
+        pytest.skip(AVAILABLE["onnxruntime"])
+    with pytest.warns(DeprecationWarning, match="cache_dir= is now called export_cache_dir="):
+        old = Engine(varied_engine.model, backend="onnxruntime", device="cpu", cache_dir=tmp_path / "c")
+    graphs = list((tmp_path / "c").rglob("*.onnx"))
+    assert len(graphs) == 1
+    new = Engine(varied_engine.model, backend="onnxruntime", device="cpu", export_cache_dir=tmp_path / "c")
+    assert list((tmp_path / "c").rglob("*.onnx")) == graphs  # found in the same cache, not exported again
+    np.testing.assert_array_equal(old.generate(2, seed=0), new.generate(2, seed=0))
+    assert_same_images(new.generate(2, seed=0), varied_engine.generate(2, seed=0))
+    with pytest.raises(TypeError, match="give export_cache_dir= only"):
+        Engine(varied_engine.model, backend="torch", cache_dir=tmp_path, export_cache_dir=tmp_path)
+    with pytest.warns(DeprecationWarning, match="cache_dir= is now called export_cache_dir="):
+        create("torch", varied_engine.model, CPU, torch.float32, cache_dir=None)
 
 
 def test_progress_off_a_terminal_only_when_asked(engine, caplog, capfd, monkeypatch):

@@ -165,11 +165,20 @@ def test_model_card_front_matter(digits_model, tmp_path):
     front = yaml.safe_load(text.split("---\n")[1])  # parsed by a YAML library, not by pdgan
     assert front["license"] == "mit" and front["library_name"] == "pdgan"
     assert front["pipeline_tag"] == "unconditional-image-generation"
-    assert front["datasets"] == ["optdigits"] and "fid" in front["metrics"]
+    assert front["datasets"] == ["optdigits"] and "digits_fid" in front["metrics"]
+    assert "fid" not in front["metrics"]  # the digits-CNN FID is not the Hub's (Inception) fid
     assert not {"n", "seed"} & set(front["metrics"])  # recorded beside the metrics, not metrics
     recorded = digits_model.checkpoint_meta["pretrained"]["metrics"]
     numbers = [k for k, v in recorded.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    assert set(front["metrics"]) == {"fid" if k.endswith("_fid") else k for k in numbers if k not in ("n", "seed")}
+    assert set(front["metrics"]) == {k for k in numbers if k not in ("n", "seed")}
+    (index,) = front["model-index"]
+    (result,) = index["results"]
+    assert result["task"]["type"] == "unconditional-image-generation"
+    assert result["dataset"] == {"name": "optdigits", "type": "optdigits"}
+    values = {m["type"]: m["value"] for m in result["metrics"]}
+    assert values == {k: recorded[k] for k in front["metrics"]}
+    names = {m["type"]: m["name"] for m in result["metrics"]}
+    assert names["digits_fid"] == "FID (digits-CNN features, not Inception)"
     body = text.split("---\n", 2)[2]
     for needle in ("## Usage", "Engine.from_pretrained(", "pdgan-generate", "## Training data", "scikit-learn digits",
                    "CC BY 4.0", "## Licence", "## Intended use and limitations", "## Citation",
@@ -177,7 +186,8 @@ def test_model_card_front_matter(digits_model, tmp_path):
         assert needle in body, needle
     other = hub.save_pretrained(digits_model, tmp_path / "m2", license="cc-by-4.0", datasets=["mine"], meta={})
     front = yaml.safe_load((other / "README.md").read_text().split("---\n")[1])
-    assert front["license"] == "cc-by-4.0" and front["datasets"] == ["mine"] and "metrics" not in front
+    assert front["license"] == "cc-by-4.0" and front["datasets"] == ["mine"]
+    assert "metrics" not in front and "model-index" not in front
 
 
 def test_safetensors_metadata_is_accepted_by_hugging_face(digits_model, tmp_path):
@@ -302,3 +312,157 @@ def test_engine_save_pretrained(digits_model, tmp_path):
         loaded = load_checkpoint(folder)
         assert loaded.config == digits_model.config
         assert all(torch.equal(v, expected[k]) for k, v in loaded.state_dict().items())
+
+
+def test_card_parses_with_model_card_and_both_writers_agree(digits_model, tmp_path, monkeypatch):
+    """huggingface_hub's ModelCard.load reads the card's eval_results with pdgan's metric ids; the card written
+    by hand (no huggingface_hub) carries the same metadata as the one written through ModelCardData."""
+    pytest.importorskip("huggingface_hub")
+    yaml = pytest.importorskip("yaml")
+    import importlib.util
+
+    from huggingface_hub import ModelCard
+
+    folder = hub.save_pretrained(digits_model, tmp_path / "with-hub", repo_id="me/digits")
+    results = ModelCard.load(folder / "README.md").data.eval_results
+    recorded = digits_model.checkpoint_meta["pretrained"]["metrics"]
+    assert {r.metric_type: r.metric_value for r in results} == {
+        k: v for k, v in recorded.items() if isinstance(v, float) and k not in ("n", "seed")}
+    fid = next(r for r in results if r.metric_type == "digits_fid")
+    assert (fid.metric_name, fid.task_type, fid.dataset_type) == (
+        "FID (digits-CNN features, not Inception)", "unconditional-image-generation", "optdigits")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "huggingface_hub" else real(name, *a))
+    by_hand = hub.save_pretrained(digits_model, tmp_path / "by-hand", repo_id="me/digits")
+    monkeypatch.undo()
+
+    def front(path):
+        return yaml.safe_load((path / "README.md").read_text().split("---\n")[1])
+
+    assert front(by_hand) == front(folder) and "model-index" in front(folder)
+    assert (by_hand / "README.md").read_text() != (folder / "README.md").read_text()  # two writers
+    assert ModelCard.load(by_hand / "README.md").data.eval_results == results
+    meta = digits_model.checkpoint_meta
+    assert yaml.safe_load(hub.front_matter(hub.card_metadata(digits_model, meta), hub=False)) == \
+        yaml.safe_load(hub.front_matter(hub.card_metadata(digits_model, meta), hub=True))
+
+
+def test_hub_keywords_with_a_local_folder(digits_model, reference_images, tmp_path):
+    """token=, local_files_only=, cache_dir=, force_download= and revision= are accepted for a bundled name and a
+    folder, which are already here: the same images, and nothing written to the Hugging Face cache."""
+    folder = hub.save_pretrained(digits_model, tmp_path / "m")
+    keywords = dict(token="hf_not_used", local_files_only=True, cache_dir=tmp_path / "hf", force_download=True,
+                    revision="main")
+    for name in (folder, str(folder), "digits"):
+        got = Engine.from_pretrained(name, backend="torch", device="cpu", **keywords).generate(seeds=range(4))
+        np.testing.assert_array_equal(got, reference_images)
+    assert not (tmp_path / "hf").exists()
+
+
+def _hf_cache(digits_model, cache: Path, repo_id: str) -> Path:
+    """A Hugging Face cache holding `repo_id` at refs/main, in huggingface_hub's layout."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    hub.save_pretrained(digits_model, repo / "snapshots" / commit, repo_id=repo_id)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return repo / "snapshots" / commit
+
+
+def test_hub_id_from_the_cache_with_local_files_only(digits_model, reference_images, tmp_path, monkeypatch):
+    """An org/repo id with local_files_only=True and cache_dir=: the snapshot in that cache, no network; the same
+    id with an empty cache is a one-line HubError."""
+    pytest.importorskip("huggingface_hub")
+    for k in ("HF_HUB_OFFLINE", "HF_HUB_CACHE", "HF_HOME", "HF_TOKEN"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no token or cache of the machine's user
+    _hf_cache(digits_model, tmp_path / "cache", "someorg/pdgan-digits")
+    engine = Engine.from_pretrained("someorg/pdgan-digits", backend="torch", device="cpu", local_files_only=True,
+                                    cache_dir=tmp_path / "cache", token="hf_not_used")
+    np.testing.assert_array_equal(engine.generate(seeds=range(4)), reference_images)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(hub.HubError) as err:
+        Engine.from_pretrained("someorg/pdgan-digits", local_files_only=True, cache_dir=tmp_path / "empty")
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"'someorg/pdgan-digits' is not a local folder, and it is not in the Hugging Face "
+                              f"cache {tmp_path / 'empty'} and cannot be downloaded (local_files_only=True)")
+
+
+def test_cache_dir_with_a_local_model_and_an_exported_backend_warns(tmp_path, monkeypatch):
+    """cache_dir= used to be the export cache: with a local model (no Hub cache to use) and an exported backend,
+    a warning names export_cache_dir=, and the graph goes to the export cache, not to cache_dir."""
+    from tiny_models import tiny_config
+
+    from pdgan_infer.backends import probe
+    if probe("onnxruntime", torch.device("cpu")) is not None:
+        pytest.skip("onnxruntime is not installed")
+    monkeypatch.setenv("PDGAN_CACHE", str(tmp_path / "pdgan-cache"))
+    folder = hub.save_pretrained(PDGAN(tiny_config()), tmp_path / "tiny")
+    with pytest.warns(UserWarning, match="cache_dir= is the Hugging Face cache, .* is export_cache_dir="):
+        Engine.from_pretrained(folder, backend="onnxruntime", device="cpu", cache_dir=tmp_path / "hf")
+    assert not (tmp_path / "hf").exists() and list((tmp_path / "pdgan-cache").rglob("*.onnx"))
+
+
+def test_push_to_hub_uploads_the_save_pretrained_folder(digits_model, reference_images, tmp_path, monkeypatch):
+    """Engine.push_to_hub against huggingface_hub's HfApi with its network calls replaced by recorders (the
+    upload copies the folder): the repository is created, the three files go up, and the copy loads to the same
+    images."""
+    hf = pytest.importorskip("huggingface_hub")
+    import shutil
+
+    calls = []
+
+    def create_repo(self, repo_id, **kw):
+        calls.append(("create_repo", repo_id, kw, self.token))
+        return f"https://huggingface.co/{repo_id}"
+
+    def create_branch(self, repo_id, **kw):
+        calls.append(("create_branch", repo_id, kw, self.token))
+
+    def upload_folder(self, **kw):
+        calls.append(("upload_folder", kw.pop("repo_id"), kw, self.token))
+        folder = Path(kw["folder_path"])
+        shutil.copytree(folder, tmp_path / "uploaded",
+                        ignore=lambda d, names: [n for n in names if n not in kw["allow_patterns"]])
+        return "https://huggingface.co/me/digits/commit/0123abc"
+
+    for name, fn in (("create_repo", create_repo), ("create_branch", create_branch),
+                     ("upload_folder", upload_folder)):
+        monkeypatch.setattr(hf.HfApi, name, fn)
+    engine = Engine(digits_model, backend="torch", device="cpu")
+    url = engine.push_to_hub("me/digits", token="hf_x", private=True, commit_message="first")
+    assert url == "https://huggingface.co/me/digits/commit/0123abc"
+    assert [c[0] for c in calls] == ["create_repo", "upload_folder"]
+    assert calls[0][1:] == ("me/digits", {"exist_ok": True, "private": True}, "hf_x")
+    _, repo_id, upload, token = calls[1]
+    assert (repo_id, token, upload["commit_message"], upload["revision"], upload["create_pr"]) == (
+        "me/digits", "hf_x", "first", None, False)
+    assert not Path(upload["folder_path"]).exists()  # the temporary folder is gone
+    assert sorted(p.name for p in (tmp_path / "uploaded").iterdir()) == ["README.md", "config.json",
+                                                                         "model.safetensors"]
+    assert "Engine.from_pretrained('me/digits')" in (tmp_path / "uploaded" / "README.md").read_text()
+    got = Engine.from_pretrained(tmp_path / "uploaded", backend="torch", device="cpu").generate(seeds=range(4))
+    np.testing.assert_array_equal(got, reference_images)
+
+    calls.clear()
+    shutil.rmtree(tmp_path / "uploaded")
+    hub.push_to_hub(digits_model, "me/digits", revision="v2")
+    assert [(c[0], c[2].get("branch")) for c in calls] == [("create_repo", None), ("create_branch", "v2"),
+                                                            ("upload_folder", None)]
+    assert calls[2][2]["revision"] == "v2"
+    calls.clear()
+    shutil.rmtree(tmp_path / "uploaded")
+    hub.push_to_hub(digits_model, "me/digits", revision="main", create_pr=True)  # a PR: no branch to create
+    assert [c[0] for c in calls] == ["create_repo", "upload_folder"] and calls[1][2]["create_pr"] is True
+
+
+def test_push_to_hub_without_huggingface_hub_names_the_extra(digits_model, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "huggingface_hub" else real(name, *a))
+    with pytest.raises(ImportError, match=r"push_to_hub needs huggingface_hub: pip install 'pdgan\[hub\]'"):
+        Engine(digits_model, backend="torch", device="cpu").push_to_hub("me/digits")

@@ -34,3 +34,27 @@ def test_grid_layout(tmp_path):
     assert grid[1, 1, 0] == 10 and grid[1, 5, 0] == 20 and grid[4, 5, 0] == 50 and grid[4, 9, 0] == 255
     with Image.open(save_grid(images, tmp_path / "g.png", nrow=3, pad=1)) as im:
         np.testing.assert_array_equal(np.asarray(im), grid)
+
+
+def test_output_types_hold_the_same_image():
+    """as_output_type against hand conversions: PIL pixels as decoded by Pillow, "pt" = uint8 / 255 in NCHW."""
+    import torch
+
+    from pdgan_infer.images import as_output_type
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (3, 5, 7, 3), dtype=np.uint8)
+    images[0, 0, 0] = (0, 255, 128)
+    assert as_output_type(images, "np") is images
+    pils = as_output_type(images, "pil")
+    assert isinstance(pils, list) and len(pils) == 3
+    for pil, image in zip(pils, images):
+        assert (pil.mode, pil.size) == ("RGB", (7, 5))
+        np.testing.assert_array_equal(np.asarray(pil), image)
+    pt = as_output_type(images, "pt")
+    assert pt.dtype == torch.float32 and tuple(pt.shape) == (3, 3, 5, 7) and pt.is_contiguous()
+    want = images.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
+    np.testing.assert_array_equal(pt.numpy(), want)
+    assert float(pt.min()) == 0.0 and float(pt.max()) == 1.0
+    np.testing.assert_array_equal((pt * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy(), images)
+    with pytest.raises(ValueError, match=r"unknown output_type 'latent'; choose 'np' .* 'pil' .* 'pt'"):
+        as_output_type(images, "latent")

@@ -65,7 +65,7 @@ def _params():
 def test_backend_matches_torch_on_a_converted_model(converted, T, name):
     folder, ref_engine, args, ref = converted[T]
     assert ref_engine.model.latent_slot == "none" and ref_engine.model.schedule.T == T and ref.std() > 0.1
-    options = {"cache_dir": str(converted["cache"])} if name in ("onnxruntime", "tensorrt", "openvino") else {}
+    options = {"export_cache_dir": str(converted["cache"])} if name in ("onnxruntime", "tensorrt", "openvino") else {}
     engine = Engine.from_pretrained(folder, backend=name, device="cpu", batch_size=4, **options)
     assert engine.backend == name
     out = engine.runner(*args)

@@ -18,7 +18,9 @@ fails at once instead of after a long run.
 
 Library code logs to `logging.getLogger("pdgan")` (children "pdgan.*") and never prints; `run_cli`
 attaches a stderr handler to that logger for the duration of the command: INFO by default, WARNING
-with -q, DEBUG with -v. Results go to stdout, everything else to stderr. No exception escapes `run_cli`
+with -q, DEBUG with -v; under torchrun the processes other than rank 0 log warnings and errors only.
+Progress (bars on a terminal or in a notebook, periodic lines elsewhere) is `pdgan_infer.progress`; -q turns
+it off. Results go to stdout, everything else to stderr. No exception escapes `run_cli`
 as a traceback unless -v is given.
 """
 from __future__ import annotations
@@ -36,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ._version import __version__
+from .distributed import process_rank
 from .errors import PDGANError
 from .files import OutputError, check_outputs  # noqa: F401  (the commands' one output check)
 from .seeds import MAX_BLOCK_SEED, parse_seeds
@@ -224,7 +227,10 @@ def setup_logging(prog: str, quiet: bool = False, verbose: bool = False) -> logg
     handler = _Handler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"{prog}: %(message)s"))
     logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    if process_rank() != 0:  # torchrun: the other processes do the same work; rank 0 alone reports it
+        level = max(level, logging.WARNING)
+    logger.setLevel(level)
     return logger
 
 

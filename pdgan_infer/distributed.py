@@ -20,6 +20,14 @@ import torch
 T = TypeVar("T")
 
 
+def process_rank() -> int:
+    """This process's rank under torchrun ($RANK), 0 otherwise. It holds before any process group exists, so
+    logging and progress use it to let rank 0 alone report (`pdgan_infer._cli.setup_logging`,
+    `pdgan_infer.progress`)."""
+    text = os.environ.get("RANK", "").strip()
+    return int(text) if text.isdigit() else 0
+
+
 def init_distributed(device: torch.device) -> tuple[int, int, bool]:
     """(rank, world size, whether this call started the process group) under torchrun; (0, 1, False) otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

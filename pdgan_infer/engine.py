@@ -261,13 +261,16 @@ class Engine:
         z_T = None if z_T is None else self._check_latents(z_T, n)
         if z_T is None and not self.model.can_draw_z_T:
             raise ValueError(NO_LATENT)
-        show = (sys.stderr.isatty() if self.progress is None else self.progress) if progress is None else progress
-        return self._batches(seeds, max(1, min(bs, n)), z_T, bool(show))
+        show = self.progress if progress is None else progress
+        return self._batches(seeds, max(1, min(bs, n)), z_T, show)
 
-    def _batches(self, seeds: Sequence[int], bs: int, z_T: torch.Tensor | None, show: bool) -> Iterator[np.ndarray]:
-        from tqdm.auto import tqdm
+    def _batches(self, seeds: Sequence[int], bs: int, z_T: torch.Tensor | None,
+                 show: bool | None) -> Iterator[np.ndarray]:
+        """The batches' images; `show` as `pdgan_infer.progress.Progress` takes it (None: a bar on a terminal
+        or in a notebook, nothing in a plain script; True: log lines there too; False: nothing)."""
+        from .progress import Progress
         n = len(seeds)
-        with tqdm(total=n, unit="img", desc=f"pdgan {self.backend}", disable=not show, leave=False) as bar:
+        with Progress(n, f"pdgan {self.backend}", "img", show, leave=False) as bar:
             for start in range(0, n, bs):
                 part = list(seeds[start:start + bs])
                 zb = None if z_T is None else z_T[start:start + len(part)]

@@ -44,6 +44,7 @@ from .device import resolve_device
 from .distributed import barrier, broadcast_int, process_group, shard, sum_int
 from .errors import PDGANError
 from .images import save_png
+from .progress import Progress
 
 log = logging.getLogger("pdgan")
 FORMATS = ("png", "npz")
@@ -89,8 +90,6 @@ def generate_to_folder(model: str, seeds: list[int], outdir: str | os.PathLike, 
                        subdirs: bool = False, overwrite: bool = False) -> dict[str, int]:
     """Write the images of `seeds` into `outdir` (see the module docstring). Returns {"written",
     "skipped"} summed over all processes."""
-    from tqdm.auto import tqdm
-
     from .engine import Engine
 
     if fmt not in FORMATS:
@@ -122,9 +121,7 @@ def generate_to_folder(model: str, seeds: list[int], outdir: str | os.PathLike, 
         batches = seed_batches(seeds, bs, rank, world)
         written = skipped = 0
         parts: list[tuple[list[int], np.ndarray]] = []
-        bar = tqdm(total=sum(len(b) for b in batches), unit="img", desc="pdgan-generate",
-                   disable=not progress or rank != 0)
-        with bar:
+        with Progress(sum(len(b) for b in batches), "generate", "img", progress) as bar:
             for batch in batches:
                 todo = [s for s in batch if fmt == "npz" or not png_path(out, s, subdirs).exists()]
                 if not todo:  # resumed: this batch is on disk already

@@ -36,9 +36,12 @@ def download_file(url: str, dest: str | os.PathLike[str], sha256: str | None = N
 
     The SHA-256 of the bytes is checked against `sha256` (the full hex digest; give it whenever it is
     known) and/or `sha256_prefix` (e.g. the 8 hex digits torchvision puts in file names) before the
-    file is moved into place; on any failure nothing is left at `dest`.
+    file is moved into place; on any failure nothing is left at `dest`. `progress`: torch.hub's bar on a
+    terminal or in a notebook, a start and an end line elsewhere (`pdgan_infer.progress`), nothing when False.
     """
     import torch.hub
+
+    from pdgan_infer.progress import Progress, mode
 
     dest = Path(dest)
     full, prefix = (sha256 or "").lower() or None, (sha256_prefix or "").lower() or None
@@ -46,7 +49,9 @@ def download_file(url: str, dest: str | os.PathLike[str], sha256: str | None = N
         raise HashMismatchError(f"SHA-256 for {url}: the expected digest {full} does not start with {prefix}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(url, str(dest), hash_prefix=full or prefix, progress=progress)
+        shown = mode(progress)
+        with Progress(None, f"download {url}", show=shown == "log"):
+            torch.hub.download_url_to_file(url, str(dest), hash_prefix=full or prefix, progress=shown == "bar")
     except RuntimeError as err:
         m = _TORCH_HASH.search(str(err))
         if m is None:

@@ -70,7 +70,7 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader workers (image folders)
     allow_upscale: bool = False  # let image folders upscale images smaller than the resolution
     check_images: bool = False  # decode every image of an image folder at start (else headers only)
-    log_every: int = 50  # JSONL metrics + progress-bar refresh
+    log_every: int = 50  # JSONL metrics + the line (or bar) with the losses
     sample_every: int = 1000  # PNG sample grid
     ckpt_every: int = 2000  # atomic checkpoint (resume state + EMA inference checkpoint)
     eval_every: int = 0  # digits data: the 8x8 metrics of the EMA model every N steps (0: never)

@@ -53,13 +53,14 @@ def data_inputs(spec: str | None) -> list[Path]:
 
 
 def build_dataset(spec: str, resolution: int, channels: int = 3, *, allow_upscale: bool = False,
-                  split: str = "train", check_images: bool = False) -> Dataset:
+                  split: str = "train", check_images: bool = False, progress: bool | None = None) -> Dataset:
     """The dataset named by `spec` ("digits", a CIFAR-10 batches directory or an image folder).
 
     `allow_upscale` lets an image folder contain images smaller than `resolution` (they are
     upscaled); `split` is "train" or "test" for CIFAR-10 (its test batch), "train", "test" or "all"
     for the digits (a stratified 80/20 split, `DigitsDataset`) and "train" for image folders.
-    `check_images` decodes every image of a folder now (a truncated file fails here, not mid-run).
+    `check_images` decodes every image of a folder now (a truncated file fails here, not mid-run; its
+    progress: `pdgan_infer.progress`, `progress` as `Progress(show=...)` takes it).
     """
     if not isinstance(resolution, int) or resolution < 1:
         raise ValueError(f"resolution must be a positive int, got {resolution!r}")
@@ -83,7 +84,7 @@ def build_dataset(spec: str, resolution: int, channels: int = 3, *, allow_upscal
                          f"or a folder of images (archives must be extracted first)")
     _train_split_only(split, f"the image folder {path}")
     return ImageFolderDataset(path, resolution, channels, allow_upscale=allow_upscale,
-                              check_files="decode" if check_images else True)
+                              check_files="decode" if check_images else True, progress=progress)
 
 
 def random_hflip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -372,7 +373,7 @@ class ImageFolderDataset(Dataset):
     """
 
     def __init__(self, root: str | os.PathLike[str], resolution: int, channels: int = 3, *,
-                 allow_upscale: bool = False, check_files: bool | str = True):
+                 allow_upscale: bool = False, check_files: bool | str = True, progress: bool | None = None):
         _require("PIL", "loading an image folder")
         if channels not in (1, 3):
             raise ValueError(f"image folders are loaded as RGB (channels=3) or greyscale (channels=1), "
@@ -389,8 +390,8 @@ class ImageFolderDataset(Dataset):
         self.files = [str(p) for p in files]
         self.labels = _read_labels(root, [p.relative_to(root).as_posix() for p in files])
         if check_files == "decode":
-            from tqdm import tqdm
-            for index in tqdm(range(len(self.files)), desc="check images", leave=False, disable=None):
+            from pdgan_infer.progress import track
+            for index in track(range(len(self.files)), "check images", "img", progress, leave=False):
                 self[index]
         elif check_files:
             for path in self.files:

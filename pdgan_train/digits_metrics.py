@@ -188,39 +188,47 @@ def _cnn_fid(images_uint8: np.ndarray) -> float:
 
 @torch.no_grad()
 def evaluate_model(model, n: int = 1000, seed: int = 0, batch_size: int = 100, z_T: str = "latent",
-                   device: torch.device | str = "cpu") -> dict[str, Any]:
+                   device: torch.device | str = "cpu", progress: bool | None = None,
+                   desc: str = "digits evaluation") -> dict[str, Any]:
     """Every digits metric of a `pdgan_infer.PDGAN`: n samples (image i from seed `seed * 2**16 + i`, the
-    rule of `Engine.generate(n, seed)`), held-out reconstructions and the held-out probe.
+    rule of `Engine.generate(n, seed)`), held-out reconstructions and the held-out probe. `progress` and
+    `desc`: the phase's `pdgan_infer.progress.Progress` (counted in samples; it ends after the scores).
 
     z_T: "latent" (the latent denoiser, as `Engine.generate`) or "gaussian" (a Gaussian fitted to the
     training split's codes: the sampling used during training, before the latent denoiser exists)."""
+    from pdgan_infer.progress import Progress
     from pdgan_infer.sampler import images_from_seeds, to_uint8
     from pdgan_infer.seeds import image_seeds
 
     cfg, slot = model.config, model.latent_slot
     ch, res = cfg.channels, cfg.resolution
     encode = (lambda x: model.encoder(x.to(device))) if slot != "none" else None
-    if z_T == "gaussian" and slot != "none":
-        x_train, _ = _images("train", res, ch)
-        codes = torch.cat([encode(x_train[i:i + 256]).float() for i in range(0, len(x_train), 256)])
-        mu, sd = codes.mean(0), codes.std(0)
-        draw = lambda start: mu + sd * start  # noqa: E731
-    elif z_T == "latent" or slot == "none":
-        if not model.can_draw_z_T:
-            raise ValueError("the model has no latent denoiser: evaluate with z_T='gaussian'")
-        draw = model.draw_z_T
-    else:
-        raise ValueError(f"z_T must be 'latent' or 'gaussian', got {z_T!r}")
-    images = []
-    for start in range(0, n, batch_size):
-        seeds = image_seeds(seed, start, min(batch_size, n - start))
-        images.append(to_uint8(images_from_seeds(model, seeds, draw_z_T=draw, device=device)).cpu().numpy())
-    samples = np.concatenate(images)
-    out: dict[str, Any] = {"n": n, "seed": seed, "z_T": z_T, **sample_scores(pool8(samples)),
-                           "digits_fid": _cnn_fid(samples)}
-    if encode is not None:
-        out.update(recon_accuracy(lambda x: reconstruct(model, x, device), images=heldout_images(res, ch)))
-        out.update(probe_accuracy(encode, resolution=res, channels=ch))
+    with Progress(n, desc, "img", progress) as bar:  # updated between the scores too (a line when one is due)
+        if z_T == "gaussian" and slot != "none":
+            x_train, _ = _images("train", res, ch)
+            codes = torch.cat([encode(x_train[i:i + 256]).float() for i in range(0, len(x_train), 256)])
+            mu, sd = codes.mean(0), codes.std(0)
+            draw = lambda start: mu + sd * start  # noqa: E731
+        elif z_T == "latent" or slot == "none":
+            if not model.can_draw_z_T:
+                raise ValueError("the model has no latent denoiser: evaluate with z_T='gaussian'")
+            draw = model.draw_z_T
+        else:
+            raise ValueError(f"z_T must be 'latent' or 'gaussian', got {z_T!r}")
+        images = []
+        for start in range(0, n, batch_size):
+            seeds = image_seeds(seed, start, min(batch_size, n - start))
+            images.append(to_uint8(images_from_seeds(model, seeds, draw_z_T=draw, device=device)).cpu().numpy())
+            bar.update(len(seeds))
+        samples = np.concatenate(images)
+        out: dict[str, Any] = {"n": n, "seed": seed, "z_T": z_T, **sample_scores(pool8(samples))}
+        bar.update(0, scoring="digits_fid")
+        out["digits_fid"] = _cnn_fid(samples)
+        if encode is not None:
+            bar.update(0, scoring="reconstructions")
+            out.update(recon_accuracy(lambda x: reconstruct(model, x, device), images=heldout_images(res, ch)))
+            bar.update(0, scoring="probe")
+            out.update(probe_accuracy(encode, resolution=res, channels=ch))
     out["targets_met"] = check_targets(out)
     return out
 

@@ -75,6 +75,7 @@ from pdgan_infer.distributed import gather, process_group, shard
 from pdgan_infer.generate import batch_images, png_name, seed_batches
 from pdgan_infer.hub import resolve_model
 from pdgan_infer.images import make_grid, save_png
+from pdgan_infer.progress import track
 from pdgan_infer.sampler import SamplerNoise, noise_for, sample, to_uint8
 from pdgan_infer.seeds import SEED_STRIDE, check_seed_block, image_seeds
 
@@ -127,10 +128,8 @@ def features(jobs: Sequence[Any], read: Callable[[Any], np.ndarray], extractors:
     Under torchrun each process reads its share of the jobs (`pdgan_infer.distributed.shard`) and every
     process gets all the features, so they are those one process computes. `on_batch(job, images)`
     sees each batch (writing samples)."""
-    from tqdm.auto import tqdm
-
     mine = {}
-    for i in tqdm(shard(range(len(jobs)), rank, world), desc=desc, unit="batch", disable=not progress or rank != 0):
+    for i in track(shard(range(len(jobs)), rank, world), desc, "batch", progress and rank == 0):
         images = read(jobs[i])
         if on_batch is not None:
             on_batch(jobs[i], images)
@@ -556,15 +555,13 @@ def interpolation_smoothness(model, dataset, phi: Callable[[np.ndarray], np.ndar
     """interp_mean / interp_var of the step ratios r_j = (M-1) |phi_{j+1} - phi_j| / |phi_{M-1} - phi_0|
     along latent interpolations between SE(x_a) and SE(x_b) (module docstring); pairs whose endpoints
     have the same features (D ~ 0) are left out and counted in interp_degenerate (None when all are)."""
-    from tqdm.auto import tqdm
-
     if len(dataset) < 2:
         raise EvalError("interpolation needs at least two dataset images")
     rng = np.random.default_rng(seed)
     picks = [rng.choice(len(dataset), size=2, replace=False) for _ in range(pairs)]
     alphas = torch.linspace(0, 1, steps, device=device)[:, None]
     means, variances, frames_all, degenerate = [], [], [], 0
-    for p, (a, b) in enumerate(tqdm(picks, desc="interpolate", unit="pair", disable=not progress)):
+    for p, (a, b) in enumerate(track(picks, "interpolate", "pair", progress)):
         x = torch.stack([dataset[int(a)][0], dataset[int(b)][0]]).to(device)
         z_a, z_b = model.encoder(x)
         base = noise_for(model, image_seeds(seed, p, 1), device=device)  # pair p: the noises of sample p

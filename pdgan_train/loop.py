@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from contextlib import nullcontext
@@ -38,12 +37,12 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
 
 from pdgan_infer import PDGAN, save_checkpoint
 from pdgan_infer.config import get_preset
 from pdgan_infer.device import resolve_device
 from pdgan_infer.files import OutputError, atomic_path, atomic_write_bytes, check_outputs, record_written
+from pdgan_infer.progress import Progress
 
 from . import losses as L
 from . import rundir
@@ -67,12 +66,15 @@ def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
 
 class Trainer:
     """`Trainer(cfg).train()`; `resume` is a run directory to continue, `overwrite` lets a fresh run
-    replace the run that `cfg.out` already holds (else that is refused)."""
+    replace the run that `cfg.out` already holds (else that is refused). Every phase (training steps,
+    evaluations, sample grids, the latent-denoiser stage) reports its progress (`pdgan_infer.progress`: a
+    bar on a terminal, log lines on "pdgan.*" elsewhere); `quiet` turns that off."""
 
     def __init__(self, cfg: TrainConfig, resume: str | None = None, device: str | None = None,
-                 overwrite: bool = False):
+                 overwrite: bool = False, quiet: bool = False):
         cfg.validate()
         self.cfg = cfg
+        self.show = not quiet  # progress bars and lines (pdgan_infer.progress)
         self.rank, self.world = _init_distributed()
         self.device = _training_device(device)
         if self.device.type == "cuda":
@@ -110,7 +112,8 @@ class Trainer:
         self.model_cfg = get_preset(cfg.preset)
         # Inputs first, so that bad data or missing weights fail before any model is built.
         self.dataset = build_dataset(cfg.data, self.model_cfg.resolution, self.model_cfg.channels,
-                                     allow_upscale=cfg.allow_upscale, check_images=cfg.check_images)
+                                     allow_upscale=cfg.allow_upscale, check_images=cfg.check_images,
+                                     progress=self.show and self.main)
         if len(self.dataset) < cfg.batch_size * self.world:
             raise TrainingError(f"dataset {cfg.data!r} has {len(self.dataset)} images, fewer than one batch "
                                 f"({cfg.batch_size} x {self.world} processes); lower --batch-size")
@@ -309,7 +312,7 @@ class Trainer:
                 self._final_outputs(evaluate=False)
         if self.phase == "latent":
             if self.main and not train_latent(self.ema, self.dataset, self.device, cfg,
-                                              lambda: self.stop_signal is not None, self._log):
+                                              lambda: self.stop_signal is not None, self._log, quiet=not self.show):
                 self._stop_now(f"during the latent-denoiser stage; the state of step {self.step} is saved (the "
                                "latent stage starts over on resume)")
             self.phase = "done"
@@ -328,8 +331,7 @@ class Trainer:
 
     def _gan_stage(self, stop: int) -> None:
         cfg = self.cfg
-        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not self.main or None, desc="pdgan-train",
-                   dynamic_ncols=True)
+        bar = Progress(cfg.max_steps, "training", "step", self.show and self.main, initial=self.step)
         batches, t_last, n_last = self._batches(), time.perf_counter(), self.step
         snapshot = None
         try:
@@ -347,19 +349,17 @@ class Trainer:
                 self._check_weights()  # before the EMA (and any checkpoint) can take them in
                 self._update_ema()
                 self.step += 1
-                self._progress = "boundary"
+                self._progress, shown = "boundary", {}
                 if self.main and (self.step % cfg.log_every == 0 or self.step == cfg.max_steps):
                     now = time.perf_counter()
                     ips = (self.step - n_last) * cfg.batch_size * self.world / max(now - t_last, 1e-9)
                     t_last, n_last = now, self.step
                     self._log({"step": self.step, "images_per_s": ips, **logs})
                     keys = ("d_real", "d_fake", "g_adv", "pixel", "per")
-                    shown = {k: f"{v:.3f}" for k, v in logs.items() if k in keys}
-                    bar.set_postfix(shown | {"img/s": f"{ips:.0f}"})
-                    if bar.disable:  # no terminal (nohup, CI): a plain line instead of the bar
-                        print(f"step {self.step}/{cfg.max_steps} " + " ".join(f"{k}={v}" for k, v in shown.items())
-                              + f" img/s={ips:.0f}", file=sys.stderr, flush=True)
-                bar.update(1)
+                    shown = {k: f"{v:.3f}" for k, v in logs.items() if k in keys} | {"img/s": f"{ips:.0f}"}
+                    if bar.mode == "log":  # no terminal (nohup, CI): a line with the losses as well
+                        log.info(f"step {self.step}/{cfg.max_steps} " + " ".join(f"{k}={v}" for k, v in shown.items()))
+                bar.update(1, **shown)
                 if self.step % cfg.sample_every == 0 or self.step == cfg.max_steps:
                     self.sample_grid()
                 if cfg.digits_eval and (self.step % cfg.eval_every == 0 or self.step == cfg.max_steps):
@@ -367,7 +367,7 @@ class Trainer:
                 if self.step % cfg.ckpt_every == 0 and self.step < cfg.max_steps:
                     self.save()
         except BaseException as err:
-            bar.close()
+            bar.close(failed=True)
             self._save_after_failure(err, snapshot)
             raise
         bar.close()
@@ -507,7 +507,8 @@ class Trainer:
         from .plots import plot_run
 
         z_T = "latent" if final and self.ema.can_draw_z_T else "gaussian"
-        result = evaluate_model(self.ema, n=self.cfg.eval_n, z_T=z_T, device=self.device)
+        result = evaluate_model(self.ema, n=self.cfg.eval_n, z_T=z_T, device=self.device, progress=self.show,
+                                desc="final evaluation" if final else f"evaluation at step {self.step}")
         self._log({"step": self.step, "eval": result})
         with rundir.writing(self.out / "metrics.png"):
             plot_run(self.out)
@@ -528,20 +529,23 @@ class Trainer:
         from pdgan_infer.images import save_grid
         from pdgan_infer.sampler import images_from_seeds, to_uint8
         n, model = 8, self.ema
-        reals = torch.stack([self.dataset[i][0] for i in range(min(len(self.dataset), 64))]).to(self.device)
-        codes = model.encoder(reals) if model.latent_slot != "none" else None  # baseline: no reconstructions
-        recon = images_from_seeds(model, range(n), None if codes is None else codes[:n], device=self.device)
-        if codes is None or (final and model.latent is not None):
-            draw = model.draw_z_T
-        else:
-            def draw(start):
-                return codes.mean(0) + codes.std(0) * start
-        gen = images_from_seeds(model, range(n, 3 * n), draw_z_T=draw, device=self.device)
-        grid = to_uint8(torch.cat([reals[:n], recon, gen]).cpu()).numpy()
         path = self.out / "samples" / (f"step_{self.step:07d}.png" if not final else "final.png")
-        with rundir.writing(path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_grid(grid, path, nrow=n)
+        with Progress(4 * n, f"sample grid {path.name}", "img", self.show) as bar:
+            reals = torch.stack([self.dataset[i][0] for i in range(min(len(self.dataset), 64))]).to(self.device)
+            codes = model.encoder(reals) if model.latent_slot != "none" else None  # baseline: no reconstructions
+            recon = images_from_seeds(model, range(n), None if codes is None else codes[:n], device=self.device)
+            bar.update(2 * n)  # the real images and their reconstructions
+            if codes is None or (final and model.latent is not None):
+                draw = model.draw_z_T
+            else:
+                def draw(start):
+                    return codes.mean(0) + codes.std(0) * start
+            gen = images_from_seeds(model, range(n, 3 * n), draw_z_T=draw, device=self.device)
+            bar.update(2 * n)
+            grid = to_uint8(torch.cat([reals[:n], recon, gen]).cpu()).numpy()
+            with rundir.writing(path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                save_grid(grid, path, nrow=n)
         return path
 
     # --- checkpoints ---------------------------------------------------------------------------
@@ -573,13 +577,16 @@ class Trainer:
         latent = self.ema.latent
         trained = self.phase == "done" and self.cfg.latent_stage
         try:
-            with rundir.writing(state_path), atomic_path(state_path) as tmp:
-                torch.save(self.state_dict(), tmp)
-            if not trained:  # an untrained latent denoiser is left out of the inference checkpoint
-                self.ema.latent = None
-            with rundir.writing(weights):
-                save_checkpoint(self.ema, self.out / "model",
-                                meta={"step": self.step, "phase": self.phase, "train_config": self.cfg.stored_dict()})
+            with Progress(2, f"checkpoint of step {self.step}", "file", self.show) as bar:
+                with rundir.writing(state_path), atomic_path(state_path) as tmp:
+                    torch.save(self.state_dict(), tmp)
+                bar.update(1)
+                if not trained:  # an untrained latent denoiser is left out of the inference checkpoint
+                    self.ema.latent = None
+                with rundir.writing(weights):
+                    save_checkpoint(self.ema, self.out / "model", meta={"step": self.step, "phase": self.phase,
+                                                                        "train_config": self.cfg.stored_dict()})
+                bar.update(1)
         except TrainingError as e:
             raise TrainingError(f"{e}; {self._last_checkpoint()}") from e.__cause__
         finally:

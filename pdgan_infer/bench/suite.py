@@ -17,6 +17,7 @@ import torch
 from ..backends import BACKENDS
 from ..config import PRESETS
 from ..device import resolve_device
+from ..progress import track
 from . import flops
 from .environment import header
 from .flops import DTYPES, add_flop_rates, conv_peak, model_flops_per_image
@@ -25,6 +26,7 @@ from .report import summary
 from .timing import timed
 
 log = logging.getLogger("pdgan")
+WORKER_PREFIX = "pdgan-bench worker: "  # what starts an isolated worker's log lines
 
 # seconds per 100 images on a V100: the paper's Table 1 / 2 for the PDGAN presets; for the ddgan-* presets (DDGAN's
 # generators, 4 and 2 NFE, `pdgan-convert ddgan`) DDGAN's own published sampling times
@@ -75,10 +77,11 @@ def probe_backends(device: torch.device) -> dict[str, str | None]:
 
 
 def time_generate(engine, n: int, batch_size: int, seed: int, repeats: int,
-                  device: torch.device) -> tuple[list[float], Any]:
-    """Seconds of one warm-up and `repeats` timed generate calls (same seed: the same images)."""
+                  device: torch.device, progress: bool | None = None) -> tuple[list[float], Any]:
+    """Seconds of one warm-up and `repeats` timed generate calls (same seed: the same images); `progress`
+    counts the calls (`pdgan_infer.progress`; updated between them)."""
     times, images = [], None
-    for _ in range(1 + repeats):
+    for _ in track(range(1 + repeats), f"{getattr(engine, 'backend', 'engine')}: generate({n})", "call", progress):
         dt, images = timed(lambda: engine.generate(n, seed=seed, batch_size=batch_size), device)
         times.append(dt)
     return times, images
@@ -113,7 +116,7 @@ def _flop_model(checkpoint: str | None, preset: str):
 
 
 def bench_one(backend: str, dtype_name: str, settings: BenchSettings, device: torch.device,
-              preset: str) -> tuple[dict[str, Any], np.ndarray | None]:
+              preset: str, progress: bool | None = None) -> tuple[dict[str, Any], np.ndarray | None]:
     s = settings
     rec: dict[str, Any] = {"backend": backend, "dtype": dtype_name, "device": str(device), "preset": preset,
                            "n": s.n, "batch_size": s.batch, "repeats": s.repeats}
@@ -121,7 +124,7 @@ def bench_one(backend: str, dtype_name: str, settings: BenchSettings, device: to
         with PeakMemory(device) as mem:
             build_s, engine = timed(lambda: make_engine(backend, DTYPES[dtype_name], device, preset,
                                                         s.checkpoint, s.seed), device)
-            times, images = time_generate(engine, s.n, s.batch, s.seed, s.repeats, device)
+            times, images = time_generate(engine, s.n, s.batch, s.seed, s.repeats, device, progress)
             runner_times = time_runner(engine, s.batch, s.seed, s.repeats, device) if device.type == "cuda" else None
         latency = (time_latency(engine, s.seed, s.latency_repeats, device)
                    if s.latency_repeats and backend not in NO_LATENCY else None)
@@ -144,10 +147,11 @@ def bench_one(backend: str, dtype_name: str, settings: BenchSettings, device: to
 
 
 def run(settings: BenchSettings, device: str | torch.device = "auto", backends: Sequence[str] | None = None,
-        isolate: bool | None = None, argv: Sequence[str] = ()) -> dict[str, Any]:
+        isolate: bool | None = None, argv: Sequence[str] = (), progress: bool | None = None) -> dict[str, Any]:
     """{"header": ..., "records": [...]}: the torch float32 reference first, then each of `backends`
     (NAME or NAME:DTYPE; None: `default_backends`), each in its own process when `isolate`
-    (None: on CUDA). `argv` is the command line recorded in the header."""
+    (None: on CUDA). `argv` is the command line recorded in the header. `progress`: the timed calls of a
+    backend in this process as `pdgan_infer.progress.Progress(show=progress)` (between calls, untimed)."""
     device = resolve_device(device)
     preset, nfe = settings.preset, PRESETS[settings.preset].schedule.T
     if settings.checkpoint:
@@ -180,7 +184,8 @@ def run(settings: BenchSettings, device: str | torch.device = "auto", backends: 
     for backend, dt in runs:
         log.info(f"{backend} ({dt}) ...")
         isolated = device.type == "cuda" if isolate is None else isolate
-        rec, images = (bench_isolated if isolated else bench_one)(backend, dt, settings, device, preset)
+        rec, images = (bench_isolated(backend, dt, settings, device, preset) if isolated
+                       else bench_one(backend, dt, settings, device, preset, progress))
         rec["reference"], rec["nfe"], rec["peer"] = (backend, dt) == REFERENCE, nfe, backend in PEERS
         if backends is None and f"{backend}:{dt}" in CPU_PEER_ROWS:
             rec["optional"] = True  # a peer of the default list: missing is reported, not a failed run
@@ -223,17 +228,23 @@ def _worker_argv(backend: str, dtype_name: str, settings: BenchSettings, device:
 
 def bench_isolated(backend: str, dtype_name: str, settings: BenchSettings, device: torch.device,
                    preset: str) -> tuple[dict[str, Any], np.ndarray | None]:
-    """`bench_one` in a fresh process (`python -m pdgan_infer.bench --worker DIR ...`)."""
+    """`bench_one` in a fresh process (`python -m pdgan_infer.bench --worker DIR ...`). The worker's progress
+    lines (`worker`) are logged here as they come; its last stderr line names a failure."""
     import tempfile
     with tempfile.TemporaryDirectory(prefix="pdgan-bench-") as tmp:
         cmd = [sys.executable, "-m", "pdgan_infer.bench", *_worker_argv(backend, dtype_name, settings, device, tmp)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        lines: list[str] = []
+        with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
+            for line in proc.stderr:
+                lines.append(line.rstrip("\n"))
+                if line.startswith(WORKER_PREFIX):
+                    log.info(f"  {line[len(WORKER_PREFIX):].rstrip()}")
         rec_path, img_path = Path(tmp) / "record.json", Path(tmp) / "images.npy"
         if not rec_path.exists():
-            tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+            tail = ([line for line in lines if line.strip()] or [f"exit status {proc.returncode}"])[-1]
             rec = {"backend": backend, "dtype": dtype_name, "device": str(device), "preset": preset,
                    "n": settings.n, "batch_size": settings.batch, "repeats": settings.repeats,
-                   "error": f"worker process failed (exit {proc.returncode}): {tail}"[:300]}
+                   "error": f"worker process failed (exit {proc.returncode}): {tail.strip()}"[:300]}
             return {**rec, "isolated": True}, None
         rec = {**json.loads(rec_path.read_text()), "isolated": True}
         return rec, (np.load(img_path) if img_path.exists() else None)
@@ -241,14 +252,17 @@ def bench_isolated(backend: str, dtype_name: str, settings: BenchSettings, devic
 
 def worker(spec: str, settings: BenchSettings, device: str | torch.device, out: str | Path) -> int:
     """The isolated worker (--worker DIR): time the one backend `spec` (NAME or NAME:DTYPE), write
-    DIR/record.json (+ images.npy)."""
+    DIR/record.json (+ images.npy). Its progress goes to stderr as log lines (`bench_isolated` relays them)."""
+    from .._cli import setup_logging
+
+    setup_logging(WORKER_PREFIX.removesuffix(": "))
     device = torch.device(device)
     backend, _, dtype_name = spec.partition(":")
     preset = settings.preset
     if settings.checkpoint:
         from ..checkpoint import read_header
         preset = read_header(settings.checkpoint)["config"]["preset"]
-    rec, images = bench_one(backend, dtype_name or settings.dtype, settings, device, preset)
+    rec, images = bench_one(backend, dtype_name or settings.dtype, settings, device, preset, progress=True)
     out = Path(out)
     if images is not None:
         np.save(out / "images.npy", images)

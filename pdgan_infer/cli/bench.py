@@ -82,7 +82,7 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
         from ..checkpoint import load_checkpoint
         load_checkpoint(args.checkpoint)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
-    result = bench.run(settings(args), args.device, backends, args.isolate, argv)
+    result = bench.run(settings(args), args.device, backends, args.isolate, argv, progress=not args.quiet)
     print(bench.table(result))
     if args.json:
         bench.write_json(result, args.json)

@@ -27,6 +27,7 @@ from .._cli import (
 from ..config import PRESETS
 from ..export.onnx import GRAPHS
 from ..hub import load_model
+from ..progress import Progress
 from ..seeds import SEED_LIMIT
 from ..serve.config import MAX_QUEUE_DELAY_US, REPOSITORY_MAX_BATCH
 
@@ -117,7 +118,8 @@ def _run(args: argparse.Namespace) -> int:
                     "supply z_T yourself or use a checkpoint with a latent.")
     from ..export.onnx import export_onnx
     onnx_path = args.out if args.format == "onnx" else args.out.with_suffix(".onnx")
-    result = export_onnx(model, onnx_path, args.graph, dtype, checkpoint_sha256=ckpt_sha, verify=args.verify)
+    with Progress(None, "ONNX export" + (" and onnxruntime check" if args.verify else ""), show=not args.quiet):
+        result = export_onnx(model, onnx_path, args.graph, dtype, checkpoint_sha256=ckpt_sha, verify=args.verify)
     print(f"wrote {result.path} (graph={args.graph}, dtype={dtype}, opset 17, onnx.checker passed, "
           f"{result.export_s:.1f} s)")
     for n, err in result.max_abs_err.items():
@@ -129,8 +131,9 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     if args.format == "tensorrt":
         from ..export.tensorrt import TensorRTRunner
-        TensorRTRunner.from_onnx(onnx_path, profile, result.weights_sha256, torch.device("cuda"),
-                                 engine_path=args.out)
+        with Progress(None, "TensorRT engine", show=not args.quiet):  # the build logs its phases too
+            TensorRTRunner.from_onnx(onnx_path, profile, result.weights_sha256, torch.device("cuda"),
+                                     engine_path=args.out)
         print(f"wrote {args.out} (TensorRT engine, batch {profile.min}..{profile.max}, opt {profile.opt})")
     return 0
 
@@ -143,10 +146,11 @@ def _run_triton(args: argparse.Namespace) -> int:
     claim_repository(args.out, args.triton_backend, args.overwrite)  # before the model loads
     model, sha = load_model(None if args.preset is not None else resolve_model(args.checkpoint), args.preset,
                             args.seed)
-    result = export_triton(model, args.out, sampler_backend=args.triton_backend, max_batch_size=args.max_batch,
-                           opt_batch=args.opt_batch, min_batch=args.min_batch,
-                           max_queue_delay_us=args.max_queue_delay_us, checkpoint_sha256=sha,
-                           verify=args.verify, overwrite=args.overwrite)
+    with Progress(None, "Triton repository", show=not args.quiet):
+        result = export_triton(model, args.out, sampler_backend=args.triton_backend, max_batch_size=args.max_batch,
+                               opt_batch=args.opt_batch, min_batch=args.min_batch,
+                               max_queue_delay_us=args.max_queue_delay_us, checkpoint_sha256=sha,
+                               verify=args.verify, overwrite=args.overwrite)
     print(describe(result))
     if result.max_level_diff is not None and result.max_level_diff > 2:
         raise ValueError(f"the serving graph differs from Engine(torch) by {result.max_level_diff} uint8 levels "

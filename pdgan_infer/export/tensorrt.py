@@ -17,15 +17,15 @@ hashes (GPU model, TensorRT version, batch profile, weights sha256, dtype, graph
 sidecar does not match, whose bytes are not the ones recorded, or that TensorRT cannot deserialize (a
 stale or truncated file), is rebuilt. The timing cache
 (timing-HASH.cache beside the engines, one per GPU model and TensorRT version) makes rebuilds for new
-weights or profiles faster. Builds log their phases to stderr (IProgressMonitor).
+weights or profiles faster. Builds log their phases on the "pdgan.export" logger (IProgressMonitor).
 """
 from __future__ import annotations
 
 import hashlib
 import importlib.util
 import json
+import logging
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from ..progress import interval
 from .onnx import INPUTS, OUTPUT, batch_axis, read_metadata
 
 
@@ -83,11 +84,13 @@ def input_shapes(metadata: dict[str, str], n: int) -> dict[str, tuple[int, ...]]
 
 
 def _log(msg: str) -> None:
-    print(f"[pdgan tensorrt] {msg}", file=sys.stderr, flush=True)
+    logging.getLogger("pdgan.export").info(f"TensorRT: {msg}")
 
 
 def _progress_monitor(trt, log: Callable[[str], None]):
-    """An IProgressMonitor that logs phase starts/ends and, at most every 10 s, the step count."""
+    """An IProgressMonitor that logs phase starts and, at most every `pdgan_infer.progress.interval()`
+    seconds, the step count."""
+    every = interval()
 
     class Progress(trt.IProgressMonitor):
         def __init__(self):
@@ -101,7 +104,7 @@ def _progress_monitor(trt, log: Callable[[str], None]):
                 log(f"{phase_name} ({num_steps} steps)")
 
         def step_complete(self, phase_name, step):
-            if time.monotonic() - self.last > 10.0:
+            if time.monotonic() - self.last >= every:
                 self.last = time.monotonic()
                 log(f"  {phase_name}: step {step + 1}/{self.steps.get(phase_name, '?')}")
             return True  # False would cancel the build

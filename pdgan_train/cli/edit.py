@@ -26,6 +26,7 @@ from pdgan_infer._cli import (
 from pdgan_infer.device import resolve_device
 from pdgan_infer.hub import resolve_model
 from pdgan_infer.images import save_grid
+from pdgan_infer.progress import track
 from pdgan_infer.sampler import to_uint8
 from pdgan_infer.seeds import MAX_BLOCK_SEED
 
@@ -175,6 +176,11 @@ def _check_indices(indices: Sequence[int], dataset, what: str) -> None:
                         f"(0..{len(dataset) - 1})")
 
 
+def _track(args: argparse.Namespace, items, desc: str, unit: str):
+    """`items` with this command's progress (a bar on a terminal, log lines elsewhere, nothing with -q)."""
+    return track(items, desc, unit, not getattr(args, "quiet", False))
+
+
 def _images(dataset, indices: Sequence[int]) -> torch.Tensor:
     return torch.stack([dataset[int(i)][0] for i in indices])
 
@@ -200,7 +206,8 @@ def _cmd_interpolate(args, model) -> tuple[np.ndarray, int]:
             raise EditError("--space latent needs --data SPEC (the pair are dataset indices)")
         ds = _load_data(args.data, model)
         _check_indices([i for pair in pairs for i in pair], ds, "--pair index")
-        rows = [interpolate_latent(model, ds[a][0], ds[b][0], args.steps, args.seed) for a, b in pairs]
+        rows = [interpolate_latent(model, ds[a][0], ds[b][0], args.steps, args.seed)
+                for a, b in _track(args, pairs, "interpolate", "pair")]
     else:
         z_T = None
         if args.index is not None:
@@ -212,7 +219,8 @@ def _cmd_interpolate(args, model) -> tuple[np.ndarray, int]:
         elif model.latent is None:
             raise EditError("the checkpoint has no latent denoiser to sample z_T from: pass --data SPEC --index K "
                             "to use SE of a dataset image")
-        rows = [interpolate_pixel(model, a, b, args.steps, z_T, args.method) for a, b in pairs]
+        rows = [interpolate_pixel(model, a, b, args.steps, z_T, args.method)
+                for a, b in _track(args, pairs, "interpolate", "pair")]
     return np.concatenate(rows), args.steps
 
 
@@ -223,7 +231,8 @@ def _cmd_vary(args, model) -> tuple[np.ndarray, int]:
             raise EditError("the checkpoint has no latent denoiser to sample z_T from: pass --data SPEC to use "
                             "SE of random dataset images")
         ds = _load_data(args.data, model)
-    rows = [vary(model, args.which, args.n, args.seed + r, dataset=ds) for r in range(args.rows)]
+    rows = [vary(model, args.which, args.n, args.seed + r, dataset=ds)
+            for r in _track(args, range(args.rows), "vary", "row")]
     return np.concatenate(rows), args.n
 
 
@@ -242,12 +251,13 @@ def _cmd_attribute(args, model) -> tuple[np.ndarray, int]:
     idx = np.flatnonzero(labels >= 0)
     if len(idx) > args.fit_max:
         idx = np.sort(np.random.default_rng(args.seed).choice(idx, size=args.fit_max, replace=False))
-    codes = torch.cat([encode(model, _images(ds, idx[s:s + BATCH])) for s in range(0, len(idx), BATCH)])
+    codes = torch.cat([encode(model, _images(ds, idx[s:s + BATCH]))
+                       for s in _track(args, range(0, len(idx), BATCH), "encode", "batch")])
     direction = fit_direction(codes.cpu().numpy(), labels[idx], args.target, args.seed)
     log.info(f"label {args.target} vs the rest on {direction.n_train} codes: held-out accuracy "
              f"{direction.accuracy:.3f} (majority class {direction.baseline:.3f})")
     rows = [manipulate(model, ds[i][0], direction, args.strengths, args.scale, args.seed + r)
-            for r, i in enumerate(args.index)]
+            for r, i in _track(args, list(enumerate(args.index)), "attribute", "row")]
     return np.concatenate(rows), len(args.strengths)
 
 

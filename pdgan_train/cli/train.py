@@ -156,7 +156,7 @@ def _main(args: argparse.Namespace) -> int:
             signal.signal(s, _sigterm)
     try:
         trainer = Trainer(cfg, resume=args.resume, device=None if args.device == "auto" else args.device,
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite, quiet=args.quiet)
         path = trainer.train()
     finally:
         for s, handler in previous.items():

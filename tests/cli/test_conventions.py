@@ -447,3 +447,31 @@ def test_subprocess_exit_status_and_one_line(ck, tmp_path, cmd, code):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == code and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("rank, quiet, shown", [(None, False, ["info", "warning"]), ("0", False, ["info", "warning"]),
+                                                ("1", False, ["warning"]), ("3", False, ["warning"]),
+                                                (None, True, ["warning"])])
+def test_only_rank_0_logs_info_and_quiet_leaves_warnings(monkeypatch, capsys, rank, quiet, shown):
+    """run_cli's stderr handler: INFO on rank 0 (or without torchrun), warnings and errors only on the other
+    torchrun ranks and with -q."""
+    import logging
+
+    from pdgan_infer._cli import run_cli
+
+    if rank is None:
+        monkeypatch.delenv("RANK", raising=False)
+    else:
+        monkeypatch.setenv("RANK", rank)
+
+    class Args:
+        verbose = False
+
+    Args.quiet = quiet
+
+    def body():
+        logging.getLogger("pdgan.x").info("info")
+        logging.getLogger("pdgan.x").warning("warning")
+
+    assert run_cli("pdgan-x", Args(), body) == 0
+    assert capsys.readouterr().err.splitlines() == [f"pdgan-x: {m}" for m in shown]

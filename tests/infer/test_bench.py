@@ -347,9 +347,11 @@ def test_bench_cuda_timing_uses_the_device_and_reports_runner_time(monkeypatch):
 
 @pytest.mark.slow  # two fresh processes that import torch and build a model: ~15 s of the CPU budget
 @pytest.mark.skipif(sys.platform != "linux", reason="subprocess isolation is tested on Linux")
-def test_bench_isolates_backends_in_subprocesses(tmp_path):
+def test_bench_isolates_backends_in_subprocesses(tmp_path, capsys, monkeypatch):
     """One CUDA fault poisons the context for every later backend; on CUDA each backend is timed in its own
-    process (`--isolate`, the CUDA default). Run here on the CPU with a small preset."""
+    process (`--isolate`, the CUDA default). Run here on the CPU with a small preset. The workers' progress
+    lines reach this process's stderr as they come."""
+    monkeypatch.setenv("PDGAN_PROGRESS_INTERVAL", "0")
     out = tmp_path / "b.json"
     rc = bench_cli.main(["--device", "cpu", "--preset", "digits", "--n", "2", "--repeats", "1", "--backends",
                      "optimized", "--isolate", "--json", str(out)])
@@ -358,3 +360,17 @@ def test_bench_isolates_backends_in_subprocesses(tmp_path):
     assert rc == 0 and [r["backend"] for r in records] == ["torch", "optimized"]
     assert all(r.get("median_s") and r.get("isolated") for r in records)
     assert records[1]["max_pixel_diff_vs_torch"] is not None
+    err = capsys.readouterr().err.splitlines()
+    for backend in ("torch", "optimized"):  # one warm-up and one timed call each
+        assert f"pdgan-bench:   {backend}: generate(2): started, 2 calls" in err, err
+        assert any(line.startswith(f"pdgan-bench:   {backend}: generate(2): 2/2 calls (100%)") for line in err), err
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="subprocess isolation is tested on Linux")
+def test_a_failed_worker_is_a_record_naming_its_last_stderr_line(tmp_path):
+    from pdgan_infer.bench import suite
+
+    settings = suite.BenchSettings(preset="digits", checkpoint=str(tmp_path / "missing.safetensors"), n=1, repeats=1)
+    rec, images = suite.bench_isolated("torch", "float32", settings, torch.device("cpu"), "digits")
+    assert images is None and rec["isolated"] and rec["backend"] == "torch"
+    assert rec["error"].startswith("worker process failed (exit 1): ") and "missing.safetensors" in rec["error"]

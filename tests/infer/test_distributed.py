@@ -2,9 +2,10 @@
 out by hand; one process touches no process group."""
 from __future__ import annotations
 
+import pytest
 import torch
 
-from pdgan_infer.distributed import broadcast_int, gather, process_group, shard, sum_int
+from pdgan_infer.distributed import broadcast_int, gather, process_group, process_rank, shard, sum_int
 from pdgan_infer.generate import seed_batches
 
 
@@ -25,3 +26,12 @@ def test_one_process_needs_no_process_group(monkeypatch):
         assert (rank, world) == (0, 1) and not torch.distributed.is_initialized()
         assert sum_int(5, world, torch.device("cpu")) == 5 and broadcast_int(3, world, torch.device("cpu")) == 3
         assert gather({"a": 1}, world) == [{"a": 1}]
+
+
+@pytest.mark.parametrize("value, rank", [(None, 0), ("0", 0), ("1", 1), (" 7 ", 7), ("", 0), ("x", 0), ("-1", 0)])
+def test_process_rank_reads_torchrun_s_rank(monkeypatch, value, rank):
+    if value is None:
+        monkeypatch.delenv("RANK", raising=False)
+    else:
+        monkeypatch.setenv("RANK", value)
+    assert process_rank() == rank

@@ -525,3 +525,19 @@ def test_export_cache_dir_and_its_old_name(varied_engine, tmp_path):
         Engine(varied_engine.model, backend="torch", cache_dir=tmp_path, export_cache_dir=tmp_path)
     with pytest.warns(DeprecationWarning, match="cache_dir= is now called export_cache_dir="):
         create("torch", varied_engine.model, CPU, torch.float32, cache_dir=None)
+
+
+def test_progress_off_a_terminal_only_when_asked(engine, caplog, capfd, monkeypatch):
+    """A plain script (stderr not a terminal): generate shows nothing by default (a library does not fill a log);
+    progress=True logs start, progress and end lines; the images are the same either way."""
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.setenv("PDGAN_PROGRESS_INTERVAL", "0")
+    caplog.set_level(logging.INFO, logger="pdgan.progress")
+    quiet = engine.generate(seeds=[1, 2, 3, 4, 5])
+    assert [r for r in caplog.records if r.name == "pdgan.progress"] == [] and capfd.readouterr().err == ""
+    shown = engine.generate(seeds=[1, 2, 3, 4, 5], progress=True)  # batches of 4: 4 images, then 1
+    got = [r.getMessage() for r in caplog.records if r.name == "pdgan.progress"]
+    desc = f"pdgan {engine.backend}"
+    assert got[0] == f"{desc}: started, 5 img" and got[-1].startswith(f"{desc}: done, 5 img in ")
+    assert [m.split(" (")[0] for m in got[1:-1]] == [f"{desc}: 4/5 img", f"{desc}: 5/5 img"]
+    np.testing.assert_array_equal(quiet, shown)

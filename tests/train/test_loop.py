@@ -1,10 +1,14 @@
 """The training loop (pdgan_train.loop, the pdgan-train CLI): exact resume, the latent stage, DDP gradient
-averaging, bad input, corrupt resume files, non-finite losses, metrics of a digits run. The loss terms:
+averaging, bad input, corrupt resume files, non-finite losses, metrics of a digits run, progress lines off a
+terminal in every phase and none with -q. The loss terms:
 test_losses.py; a run's integrity under faults: test_run_integrity.py and (slow) test_train_faults.py."""
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -211,3 +215,70 @@ def test_digits_run_logs_the_8x8_metrics_and_draws_curves(tiny, tmp_path):
     assert [(r["step"], r["eval"]["z_T"]) for r in evals] == [(1, "gaussian"), (2, "gaussian"), (2, "latent")]
     assert set(TARGETS) <= set(evals[-1]["eval"]) and evals[-1]["eval"]["n"] == 10
     assert (tmp_path / "run" / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- progress off a terminal ---------------------------------------------------------------------------
+# The tiny preset's model and training defaults registered in a fresh interpreter that runs pdgan-train's main
+# with stderr a pipe (as under nohup or CI).
+TRAIN_SCRIPT = """
+import sys
+sys.path.insert(0, {support!r})
+from tiny_models import register_tiny
+from pdgan_train.config import PRESET_DEFAULTS
+register_tiny()
+PRESET_DEFAULTS["tiny"] = dict(batch_size=4, d_ngf=8, feature_loss=False, lazy_reg=2, ema_decay=0.9, eval_every={ev},
+                               eval_n=10, latent_batch=8)
+from pdgan_train.cli.train import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _train_off_a_terminal(out: Path, quiet: bool, evaluate: bool) -> subprocess.CompletedProcess:
+    script = TRAIN_SCRIPT.format(support=str(Path(__file__).parents[1] / "support"), ev=int(evaluate))
+    argv = ["--preset", "tiny", "--data", "digits", "--out", str(out), "--max-steps", "1", "--latent-steps", "2",
+            "--log-every", "1", "--sample-every", "1", "--ckpt-every", "1"] + (["-q"] if quiet else [])
+    env = {**os.environ, "PDGAN_PROGRESS_INTERVAL": "0", "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    env.pop("RANK", None)
+    proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, env=env,
+                          timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [f"done: {out / 'model.safetensors'} (load with "
+                                        f"pdgan_infer.Engine.from_pretrained({str(out)!r}))"]
+    return proc
+
+
+PHASES = ["training", "sample grid step_0000001.png", "checkpoint of step 1", "encode dataset", "latent denoiser",
+          "sample grid final.png"]
+
+
+def _check_progress_lines(stderr: str, phases: list[str]) -> None:
+    """Each phase: a start line, progress lines with a percentage (the interval is 0: one per update), an end
+    line; every line through the command's log handler."""
+    lines = stderr.splitlines()
+    assert lines and all(line.startswith("pdgan-train: ") for line in lines), stderr
+    for phase in phases:
+        mine = [line.removeprefix(f"pdgan-train: {phase}: ") for line in lines
+                if line.startswith(f"pdgan-train: {phase}: ")]
+        assert mine and mine[0].startswith("started"), (phase, stderr)
+        assert any("/" in line and "%)" in line for line in mine[1:-1]), (phase, stderr)
+        assert mine[-1].startswith("done"), (phase, stderr)
+    assert any(line.startswith("pdgan-train: step 1/1 d_real=") for line in lines), stderr  # the loss line
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_off_a_terminal_every_phase_logs_progress_and_quiet_silences_it(tmp_path, quiet):
+    proc = _train_off_a_terminal(tmp_path / "run", quiet, evaluate=False)
+    if quiet:
+        assert proc.stderr == ""  # no INFO line (and no warning in this run)
+    else:
+        _check_progress_lines(proc.stderr, PHASES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quiet", [False, True])
+def test_off_a_terminal_the_evaluations_log_progress_too(tmp_path, quiet):
+    proc = _train_off_a_terminal(tmp_path / "run", quiet, evaluate=True)
+    if quiet:
+        assert proc.stderr == ""
+    else:
+        _check_progress_lines(proc.stderr, PHASES + ["evaluation at step 1", "final evaluation"])

@@ -218,3 +218,19 @@ def test_download_file(tmp_path):
     with pytest.raises(DownloadError, match="could not download"):
         download_file((tmp_path / "missing.bin").as_uri(), bad, progress=False)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["sub"]  # no file, no temp file left
+
+
+def test_download_off_a_terminal_logs_a_start_and_an_end_line_and_no_bar(tmp_path, caplog, capfd, monkeypatch):
+    import logging
+
+    monkeypatch.delenv("RANK", raising=False)
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"x" * 100_000)
+    caplog.set_level(logging.INFO, logger="pdgan.progress")
+    download_file(src.as_uri(), tmp_path / "dst.bin", progress=True)
+    got = [r.getMessage() for r in caplog.records if r.name == "pdgan.progress"]
+    assert [m.rsplit(" after ", 1)[0] for m in got] == [f"download {src.as_uri()}: started",
+                                                         f"download {src.as_uri()}: done"]
+    assert capfd.readouterr().err == ""  # torch.hub's bar is for terminals
+    download_file(src.as_uri(), tmp_path / "dst2.bin", progress=False)
+    assert len([r for r in caplog.records if r.name == "pdgan.progress"]) == 2

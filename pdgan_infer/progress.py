@@ -9,7 +9,9 @@ What `show` gives:
 - True (the command-line tools): where someone watches stderr (a terminal, or a Jupyter kernel) a
   `tqdm.auto` bar; elsewhere (a log file, CI, nohup) log lines on `logging.getLogger("pdgan.progress")`:
   one when the phase starts, one every `interval()` seconds (PDGAN_PROGRESS_INTERVAL, default 10 s),
-  and one when it ends, e.g. "latent denoiser: step 2000/10000 (20%), 35 s, eta 2 min".
+  and one when it ends, e.g. "latent denoiser: step 2000/10000 (20%), 35 s, eta 2 min". A unit that takes
+  longer than the interval (a first training step, a large batch) does not make a silent stretch: a
+  background thread logs the line again when no update came for an interval.
 - None (the library's default, `Engine.generate`): the bar where someone watches, nothing elsewhere (a
   library does not fill a script's log).
 - False (-q): nothing.
@@ -22,7 +24,9 @@ import logging
 import math
 import os
 import sys
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -93,7 +97,8 @@ def _plural(unit: str, count: int | None) -> str:
 class Progress:
     """A phase of `total` units (None: unknown). `update(n, **values)` counts n more and shows `values`
     (losses, speeds) in the bar or the next line; `close()` (or leaving the `with`) ends the phase. The
-    clock and the interval are arguments for tests."""
+    clock and the interval are arguments for tests; the heartbeat thread (module docstring) runs with the
+    real clock and an interval > 0 only."""
 
     def __init__(self, total: int | None, desc: str, unit: str = "step", show: bool | None = True, *,
                  initial: int = 0, leave: bool = True, clock: Callable[[], float] = time.monotonic,
@@ -107,23 +112,35 @@ class Progress:
             from tqdm.auto import tqdm
             self._bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, leave=leave, dynamic_ncols=True)
         self._start = self._last = clock()
+        self._lock, self._stop = threading.Lock(), threading.Event()
         if self.mode == "log":
             what = "" if total is None else (f", {unit} {initial}/{total}" if initial else
                                               f", {total} {_plural(unit, total)}")
             log.info(f"{desc}: started{what}")
+            if clock is time.monotonic and self._every > 0:
+                threading.Thread(target=_heartbeat, args=(weakref.ref(self), self._stop, self._every),
+                                 name=f"pdgan progress: {desc}", daemon=True).start()
 
     def update(self, n: int = 1, **values: Any) -> None:
-        self.n += n
-        self.values.update(values)
+        with self._lock:  # the heartbeat thread reads them
+            self.n += n
+            self.values.update(values)
         if self._bar is not None:
             if values:
                 self._bar.set_postfix(self.values, refresh=False)
             self._bar.update(n)
         elif self.mode == "log":
+            self._log_if_due()
+
+    def _log_if_due(self) -> None:
+        """Log the progress line if the last one is an interval old (from `update` and the heartbeat thread)."""
+        with self._lock:
             now = self._clock()
-            if now - self._last >= self._every:
-                self._last = now
-                log.info(self.line(now))
+            if self._closed or now - self._last < self._every:
+                return
+            self._last = now
+            text = self.line(now)
+        log.info(text)
 
     def line(self, now: float | None = None) -> str:
         """The progress line of this moment: 'DESC: step N/TOTAL (P%), ELAPSED, eta REMAINING[, values]'."""
@@ -143,9 +160,11 @@ class Progress:
         return f"{self.n}/{self.total} {_plural(self.unit, self.total)}"
 
     def close(self, failed: bool = False) -> None:
-        if self._closed:
-            return
-        self._closed = True
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stop.set()
         if self._bar is not None:
             self._bar.close()
         elif self.mode == "log":
@@ -160,6 +179,17 @@ class Progress:
 
     def __exit__(self, kind, value, traceback) -> None:
         self.close(failed=kind is not None)
+
+
+def _heartbeat(ref: weakref.ref, stop: threading.Event, every: float) -> None:
+    """Every `every` seconds until `stop`, the progress line of `ref()` if no update logged one meanwhile; it
+    holds the Progress weakly, so a phase that is dropped without close() ends its thread too."""
+    while not stop.wait(every):
+        bar = ref()
+        if bar is None:
+            return
+        bar._log_if_due()
+        del bar
 
 
 def track(items: Iterable[T], desc: str, unit: str = "step", show: bool | None = True,

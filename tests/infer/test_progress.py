@@ -53,6 +53,24 @@ def test_lines_at_the_interval_with_start_and_end(lines):
     assert "loss=0.5000" not in got[12] and got[13].endswith("loss=0.5000")  # shown from the update that set it
 
 
+def test_a_unit_longer_than_the_interval_is_not_a_silent_stretch(lines):
+    """No update for several intervals (one long training step): the heartbeat thread logs the line each
+    interval; after close() it stops."""
+    import threading
+    import time
+
+    with P.Progress(4, "training", "step", True, every=0.05) as bar:
+        time.sleep(0.6)  # one 'step' of 12 intervals
+        during = [m for m in lines() if m.startswith("training: step 0/4 (0%)")]
+        bar.update(1)
+    assert len(during) >= 2, lines()
+    assert lines()[-1].startswith("training: done, 1 step in ")
+    after = len(lines())
+    time.sleep(0.2)
+    assert len(lines()) == after  # the thread ended with the phase
+    assert not [t for t in threading.enumerate() if t.name == "pdgan progress: training"]
+
+
 def test_interval_zero_is_a_line_per_update_and_units_read_right(lines):
     clock = Clock()
     with P.Progress(30, "evaluation", "img", True, clock=clock, every=0.0) as bar:

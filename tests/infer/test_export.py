@@ -75,6 +75,7 @@ def test_graph_structure_and_metadata(exported, model):
     ops = {n.op_type for n in proto.graph.node}
     assert "InstanceNormalization" in ops and "GroupNormalization" not in ops
     assert not ops & {"RandomNormal", "RandomNormalLike"}  # all noise is an input
+    assert not [n for n in proto.graph.node if n.metadata_props]  # no exporter debugging metadata
     dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in proto.graph.input}
     assert dims == {"x_T": ["N", 3, 32, 32], "z_T": ["N", 32], "z": ["N", 1, 32], "eps": ["N", 1, 3, 32, 32]}
     assert [d.dim_param for d in proto.graph.output[0].type.tensor_type.shape.dim][:1] == ["N"]

@@ -33,7 +33,7 @@ $(SERVE_STAMP): pyproject.toml setup.py $(STAMP)
 	$(PY) -m venv $(SERVE_VENV)
 	$(SERVE_BIN)/python -m pip install -q --upgrade pip "setuptools>=64" wheel
 	$(SERVE_BIN)/python -m pip install -q "$(TORCH_SPEC)" "numpy<2"
-	PDGAN_SKIP_EXT=1 $(SERVE_BIN)/python -m pip install -q --no-build-isolation -e ".[serve,onnx]"
+	PDGAN_SKIP_EXT=1 $(SERVE_BIN)/python -m pip install -q --no-build-isolation -e ".[serve]"
 	@touch $@
 
 serve-env: $(SERVE_STAMP)  ## .venv-serve: pdgan-serve on NVIDIA Triton Inference Server (CPU or GPU)

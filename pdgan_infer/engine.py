@@ -284,6 +284,8 @@ class Engine:
 
         def run(*inputs: torch.Tensor) -> torch.Tensor:  # x_T, z_T, z, eps
             if self.runner.static_shapes and count < pad_to:  # no recompilation / recapture for the last batch
+                # the Runner layout (SamplerNoise): z and eps step first; exported graphs get them batch first from
+                # their runner (backends.exported.ExportedRunner)
                 inputs = tuple(_pad(t, pad_to, dim=1 if i >= 2 else 0) for i, t in enumerate(inputs))
             return self.runner(*inputs)[:count]
         return images_from_seeds(self.model, seeds, z_T, draw_z_T=lambda start: self._latents(start, pad_to),

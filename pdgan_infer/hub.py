@@ -410,5 +410,6 @@ def load_model(checkpoint: str | os.PathLike | None = None, preset: str | None =
         raise ValueError("give a checkpoint path or --preset NAME (not both)")
     if preset is not None:
         return random_model(preset, seed), None
+    checkpoint = resolve_model(checkpoint)
     return load_checkpoint(checkpoint), read_header(checkpoint).get("sha256") or sha256_file(_paths(checkpoint)[0])
 

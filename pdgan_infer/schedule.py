@@ -166,6 +166,10 @@ class Schedule:
         self.posterior_log_variance_clipped = self.posterior_variance.clamp(min=1e-20).log()
         self.posterior_mean_coef1 = betas * self.alphas_cumprod_prev.sqrt() / one_minus
         self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * self.alphas.sqrt() / one_minus
+        # the per-step floats of `coefficients`, read once: float(tensor[i]) inside a traced sampler (torch.export,
+        # the ONNX exporter) would be a data-dependent read of a lifted constant
+        self._coefficients = [StepCoefficients(c1, c2, math.sqrt(v)) for c1, c2, v in zip(
+            self.posterior_mean_coef1.tolist(), self.posterior_mean_coef2.tolist(), self.posterior_variance.tolist())]
 
     # --- constructors -----------------------------------------------------------------------
     @classmethod
@@ -196,9 +200,7 @@ class Schedule:
     # --- per-step access ----------------------------------------------------------------------
     def coefficients(self, t: int) -> StepCoefficients:
         """Posterior coefficients for paper-convention step t (1..T) as floats (sigma = 0 at t = 1)."""
-        i = self._index(t)
-        return StepCoefficients(float(self.posterior_mean_coef1[i]), float(self.posterior_mean_coef2[i]),
-                                math.sqrt(float(self.posterior_variance[i])))
+        return self._coefficients[self._index(t)]
 
     def _index(self, t: int) -> int:
         if not 1 <= int(t) <= self.T:

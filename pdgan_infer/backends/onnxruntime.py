@@ -2,10 +2,10 @@
 session, on the CPU or (onnxruntime-gpu) CUDA execution provider.
 
     sampler = OnnxRuntimeSampler(model)                 # cached export + session
-    x0 = sampler(x_T, z_T, z, eps)                      # shapes of `pdgan_infer.sampler.SamplerNoise`
+    x0 = sampler(x_T, z_T, z, eps)                      # the sampler graph's inputs, batch first
 
-x_T (N, C, R, R), z_T (N, nz), z (T-1, N, nz), eps (T-1, N, C, R, R); the result is float32 on the
-device of x_T.
+x_T (N, C, R, R), z_T (N, nz), z (N, T-1, nz), eps (N, T-1, C, R, R) (`export.onnx.graph_inputs` makes them from
+`pdgan_infer.sampler.SamplerNoise`); the result is float32 on the device of x_T.
 """
 from __future__ import annotations
 

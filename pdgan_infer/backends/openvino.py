@@ -2,7 +2,7 @@
 file the `onnxruntime` backend runs, `pdgan_infer.export.cache.cached_onnx`) compiled by OpenVINO's CPU plugin.
 
     sampler = OpenVinoSampler(model, dtype=torch.bfloat16)   # extra: pip install 'pdgan[openvino]'
-    x0 = sampler(x_T, z_T, z, eps)                           # float32, like every runner
+    x0 = sampler(x_T, z_T, z, eps)                           # the graph's batch-first inputs; float32 out
 
 `dtype` is OpenVINO's inference precision (`INFERENCE_PRECISION_HINT`) over the same float32 graph:
 float32 (f32) or bfloat16 (bf16, CPUs that list BF16 in their capabilities). It is always set

@@ -14,6 +14,7 @@ from .._cli import ArgumentParser, add_common_arguments, block_seed, check_outpu
 from .._cli import positive_int as _positive
 from ..config import PRESETS
 from ..device import resolve_device
+from ..hub import resolve_model
 from ..seeds import SEED_STRIDE
 
 log = logging.getLogger("pdgan")
@@ -31,7 +32,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", help="comma-separated NAME or NAME:DTYPE (default: every backend available "
                    "here); the torch float32 reference always runs first")
     p.add_argument("--preset", choices=sorted(PRESETS), default="cifar10", help="model size (random weights)")
-    p.add_argument("--checkpoint", help="time a checkpoint's weights instead (its preset is used)")
+    p.add_argument("--checkpoint", help="time a model's weights instead (its preset is used): a bundled name such "
+                   "as digits, a checkpoint file or a model folder")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--dtype", choices=sorted(bench.DTYPES), default="float32",
                    help="compute dtype (NAME:DTYPE overrides)")
@@ -57,7 +59,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def settings(args: argparse.Namespace) -> bench.BenchSettings:
-    return bench.BenchSettings(preset=args.preset, checkpoint=args.checkpoint, n=args.n, batch_size=args.batch_size,
+    """The run's settings; --checkpoint resolved to a path (`hub.resolve_model`: a bundled name, a file or folder)."""
+    checkpoint = None if args.checkpoint is None else str(resolve_model(args.checkpoint))
+    return bench.BenchSettings(preset=args.preset, checkpoint=checkpoint, n=args.n, batch_size=args.batch_size,
                                repeats=args.repeats, latency_repeats=args.latency_repeats, seed=args.seed,
                                dtype=args.dtype, threads=args.threads)
 
@@ -80,7 +84,7 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
         bench.require_matplotlib()
     if args.checkpoint:  # a damaged checkpoint is one error, not one "unavailable" per backend
         from ..checkpoint import load_checkpoint
-        load_checkpoint(args.checkpoint)
+        load_checkpoint(resolve_model(args.checkpoint))
     backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
     result = bench.run(settings(args), args.device, backends, args.isolate, argv, progress=not args.quiet)
     print(bench.table(result))

@@ -1,8 +1,9 @@
 """pdgan-export: a checkpoint (or a preset with random weights) -> ONNX file, TensorRT engine or Triton repository.
 
-The ONNX export is checked with onnx.checker and compared with torch in ONNX Runtime at batch 1 and 5
-on the noises of `Engine.generate(n, seed=1234)` (max error printed; exit status 1 when it exceeds
-the tolerance, or when the export fails; 2 for a wrong command line). TensorRT engines are built from the
+Graphs are written by torch's dynamo exporter at opset 18 (--opset), or by its TorchScript exporter with a warning
+saying why (pdgan_infer.export.onnx). The ONNX export is checked with onnx.checker and compared with torch in ONNX
+Runtime at batch 1 and 5 on the noises of `Engine.generate(n, seed=1234)` (max error printed; exit status 1 when it
+exceeds the tolerance, or when the export fails; 2 for a wrong command line). TensorRT engines are built from the
 float16 sampler export (written beside the engine as .onnx) and are untested (no TensorRT here).
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .._cli import (
     run_cli,
 )
 from ..config import PRESETS
-from ..export.onnx import GRAPHS
+from ..export.onnx import GRAPHS, OPSET, OPSETS, preferred_exporter
 from ..hub import load_model
 from ..progress import Progress
 from ..seeds import SEED_LIMIT
@@ -37,7 +38,7 @@ EXAMPLES = examples(
     "pdgan-export digits --format triton --out model_repository   # for the Triton container",
     "pdgan-export digits --format triton --triton-backend python --out model_repository   # for pdgan-serve "
     "--repository",
-    "pdgan-export runs/digits --format onnx --out digits.onnx   # whole sampler, float32",
+    "pdgan-export digits --out digits.onnx   # whole sampler, float32 (a bundled model, a folder or a run)",
     "pdgan-export runs/digits --format onnx --out step16.onnx --fp16 --graph step   # one generator step",
     "pdgan-export --preset cifar10 --format onnx --out cifar10.onnx   # random weights",
     "pdgan-export runs/cifar10 --format tensorrt --out cifar10.engine   # needs a GPU + TensorRT")
@@ -45,7 +46,8 @@ EXAMPLES = examples(
 
 def parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="pdgan-export", description=__doc__.split("\n\n")[0], epilog=EXAMPLES)
-    p.add_argument("checkpoint", nargs="?", help="a .safetensors checkpoint or a run directory")
+    p.add_argument("checkpoint", nargs="?", help="a bundled name such as digits, a .safetensors checkpoint, a model "
+                   "folder or a run directory")
     p.add_argument("--preset", choices=sorted(PRESETS), help="random weights of a preset instead of a checkpoint")
     p.add_argument("--seed", type=int_range(0, SEED_LIMIT - 1), default=0, help="seed of the random weights (--preset)")
     p.add_argument("--format", choices=("onnx", "tensorrt", "triton"), default="onnx", help="what to write; "
@@ -59,6 +61,11 @@ def parser() -> argparse.ArgumentParser:
                    "(I/O stays float32); always on for --format tensorrt")
     p.add_argument("--graph", choices=GRAPHS, default="sampler",
                    help="'sampler': the whole T-step chain; 'step': one generator call G(x_t, z, t)")
+    dynamo, script = OPSETS["dynamo"], OPSETS["torchscript"]
+    p.add_argument("--opset", type=int_range(*OPSETS[preferred_exporter()]), default=OPSET,
+                   help=f"ONNX opset of the graphs: {dynamo[0]}..{dynamo[1]} with the dynamo exporter (torch's "
+                   f"default); {script[0]}..{script[1]} with the TorchScript exporter, the fallback when onnxscript is "
+                   "not installed or the dynamo exporter fails")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip the ONNX Runtime vs torch comparison (it runs unless this is given)")
     batch = int_range(1, MAX_PROFILE_BATCH)
@@ -119,9 +126,10 @@ def _run(args: argparse.Namespace) -> int:
     from ..export.onnx import export_onnx
     onnx_path = args.out if args.format == "onnx" else args.out.with_suffix(".onnx")
     with Progress(None, "ONNX export" + (" and onnxruntime check" if args.verify else ""), show=not args.quiet):
-        result = export_onnx(model, onnx_path, args.graph, dtype, checkpoint_sha256=ckpt_sha, verify=args.verify)
-    print(f"wrote {result.path} (graph={args.graph}, dtype={dtype}, opset 17, onnx.checker passed, "
-          f"{result.export_s:.1f} s)")
+        result = export_onnx(model, onnx_path, args.graph, dtype, checkpoint_sha256=ckpt_sha, verify=args.verify,
+                             opset=args.opset)
+    print(f"wrote {result.path} (graph={args.graph}, dtype={dtype}, opset {result.opset}, {result.exporter} "
+          f"exporter, onnx.checker passed, {result.export_s:.1f} s)")
     for n, err in result.max_abs_err.items():
         verdict = "ok" if err <= result.tolerance[n] else "TOO LARGE"
         print(f"  onnxruntime vs torch, batch {n}: max abs error {err:.3e} (tolerance {result.tolerance[n]:.1e}, "
@@ -140,17 +148,15 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_triton(args: argparse.Namespace) -> int:
     """--format triton: MODEL is a bundled name, a model folder, a checkpoint or (with --preset) random weights."""
-    from ..hub import resolve_model
     from ..serve.repository import claim_repository, describe, export_triton
 
     claim_repository(args.out, args.triton_backend, args.overwrite)  # before the model loads
-    model, sha = load_model(None if args.preset is not None else resolve_model(args.checkpoint), args.preset,
-                            args.seed)
+    model, sha = load_model(args.checkpoint, args.preset, args.seed)
     with Progress(None, "Triton repository", show=not args.quiet):
         result = export_triton(model, args.out, sampler_backend=args.triton_backend, max_batch_size=args.max_batch,
                                opt_batch=args.opt_batch, min_batch=args.min_batch,
                                max_queue_delay_us=args.max_queue_delay_us, checkpoint_sha256=sha,
-                               verify=args.verify, overwrite=args.overwrite)
+                               verify=args.verify, overwrite=args.overwrite, opset=args.opset)
     print(describe(result))
     if result.max_level_diff is not None and result.max_level_diff > 2:
         raise ValueError(f"the serving graph differs from Engine(torch) by {result.max_level_diff} uint8 levels "

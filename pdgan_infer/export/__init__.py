@@ -5,10 +5,10 @@ runners that load these artifacts are backends (`pdgan_infer.backends`: onnxrunt
 nothing here imports a runner, the engine or the server.
 
     from pdgan_infer.export import export_onnx
-    export_onnx(model, "cifar10.onnx", graph="sampler", dtype="float16")
+    export_onnx(model, "cifar10.onnx", graph="sampler", dtype="float16", opset=18)
 
-onnx / onnxruntime (extra `pdgan[onnx]`) and tensorrt (extra `pdgan[gpu]`, untested) are imported only
-when used; this package imports with torch alone.
+onnx / onnxscript (torch's dynamo exporter) / onnxruntime (extra `pdgan[onnx]`) and tensorrt (extra `pdgan[gpu]`,
+untested) are imported only when used; this package imports with torch alone.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from .onnx import (
     OnnxLoadError,
     OnnxRunner,
     export_onnx,
+    graph_inputs,
     load_onnx,
     read_metadata,
     weights_sha256,
@@ -30,6 +31,6 @@ from .tensorrt import BatchProfile, engine_cache_key
 __getattr__ = moved(__name__, {"OnnxRuntimeSampler": "pdgan_infer.backends.onnxruntime",
                                "TensorRTSampler": "pdgan_infer.backends.tensorrt"})
 
-__all__ = ["GRAPHS", "OPSET", "OnnxLoadError", "OnnxRunner", "export_onnx", "load_onnx", "read_metadata",
-           "weights_sha256", "default_cache_dir", "BatchProfile",
+__all__ = ["GRAPHS", "OPSET", "OnnxLoadError", "OnnxRunner", "export_onnx", "graph_inputs", "load_onnx",
+           "read_metadata", "weights_sha256", "default_cache_dir", "BatchProfile",
            "engine_cache_key"]

@@ -25,12 +25,13 @@ from .onnx import (
     OnnxLoadError,
     OnnxRunner,
     export_onnx,
+    preferred_exporter,
     read_metadata,
     verify_against_torch,
     weights_sha256,
 )
 
-EXPORT_REVISION = 1  # bump when the exported graph changes for the same weights and config
+EXPORT_REVISION = 2  # bump when the exported graph changes for the same weights and config (2: batch-first z, eps)
 
 
 def default_cache_dir() -> Path:
@@ -46,10 +47,11 @@ def default_cache_dir() -> Path:
 
 
 def onnx_cache_key(weights_hash: str, config_json: str, dtype: str, graph: str = "sampler") -> str:
-    """Hex key of an exported graph: changes with the weights, config, dtype, graph, opset, torch."""
+    """Hex key of an exported graph: changes with the weights, config, dtype, graph, opset, torch, and the exporter
+    that would write it (a TorchScript fallback is re-exported once onnxscript is installed)."""
     torch_mm = ".".join(torch.__version__.split("+")[0].split(".")[:2])
     fields = {"weights": weights_hash, "config": json.loads(config_json), "dtype": dtype, "graph": graph,
-              "opset": OPSET, "torch": torch_mm, "revision": EXPORT_REVISION}
+              "opset": OPSET, "torch": torch_mm, "revision": EXPORT_REVISION, "exporter": preferred_exporter()}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 

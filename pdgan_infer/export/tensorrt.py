@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from ..progress import interval
-from .onnx import INPUTS, OUTPUT, batch_axis, read_metadata
+from .onnx import FORMAT_VERSION, INPUTS, OUTPUT, read_metadata
 
 
 def require_tensorrt():
@@ -63,24 +63,24 @@ class BatchProfile:
 def engine_key_fields(gpu_name: str, trt_version: str, profile: BatchProfile, weights_sha256: str,
                       dtype: str = "float16", graph: str = "sampler") -> dict[str, Any]:
     return {"gpu": gpu_name, "tensorrt": trt_version, "profile": asdict(profile), "weights_sha256": weights_sha256,
-            "dtype": dtype, "graph": graph}
+            "dtype": dtype, "graph": graph, "format_version": FORMAT_VERSION}
 
 
 def engine_cache_key(gpu_name: str, trt_version: str, profile: BatchProfile, weights_sha256: str,
                      dtype: str = "float16", graph: str = "sampler") -> str:
-    """Hex key of an engine; any change of GPU model, TensorRT version, profile, weights, dtype or
-    graph gives another key (pure Python: tested without TensorRT)."""
+    """Hex key of an engine; any change of GPU model, TensorRT version, profile, weights, dtype, graph or
+    graph format (`onnx.FORMAT_VERSION`: its input layout) gives another key (pure Python: tested without TensorRT)."""
     fields = engine_key_fields(gpu_name, trt_version, profile, weights_sha256, dtype, graph)
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
 def input_shapes(metadata: dict[str, str], n: int) -> dict[str, tuple[int, ...]]:
-    """Shapes of a graph's inputs for batch n, from the pdgan.* metadata of the ONNX file."""
+    """Shapes of a graph's inputs for batch n (batch first), from the pdgan.* metadata of the ONNX file."""
     cfg, graph, T = json.loads(metadata["pdgan.config"]), metadata["pdgan.graph"], int(metadata["pdgan.T"])
     c, r, nz = cfg["channels"], cfg["resolution"], cfg["generator"]["nz"]
     if graph == "step":
         return {"x_t": (n, c, r, r), "z": (n, nz), "t": (n,)}
-    return {"x_T": (n, c, r, r), "z_T": (n, nz), "z": (T - 1, n, nz), "eps": (T - 1, n, c, r, r)}
+    return {"x_T": (n, c, r, r), "z_T": (n, nz), "z": (n, T - 1, nz), "eps": (n, T - 1, c, r, r)}
 
 
 def _log(msg: str) -> None:
@@ -234,10 +234,10 @@ class TensorRTRunner:
         n = inputs[first].shape[0]
         outs = []
         for start in range(0, n, self.profile.max):  # split batches above the profile
-            chunk = {k: _take(v, batch_axis(self.graph, k), start, self.profile.max) for k, v in inputs.items()}
+            chunk = {k: v[start:start + self.profile.max] for k, v in inputs.items()}
             m = chunk[first].shape[0]
             if m < self.profile.min:  # pad below the profile by repeating the last image
-                chunk = {k: _pad(v, batch_axis(self.graph, k), self.profile.min) for k, v in chunk.items()}
+                chunk = {k: _pad(v, self.profile.min) for k, v in chunk.items()}
             outs.append(self._run(chunk)[:m])
         return torch.cat(outs) if len(outs) > 1 else outs[0]
 
@@ -260,16 +260,12 @@ class TensorRTRunner:
         return out.float()
 
 
-def _take(t: torch.Tensor, axis: int, start: int, size: int) -> torch.Tensor:
-    return t.narrow(axis, start, min(size, t.shape[axis] - start))
-
-
-def _pad(t: torch.Tensor, axis: int, size: int) -> torch.Tensor:
-    missing = size - t.shape[axis]
+def _pad(t: torch.Tensor, size: int) -> torch.Tensor:
+    """`t` with its last row (batch axis 0) repeated up to `size` rows."""
+    missing = size - t.shape[0]
     if missing <= 0:
         return t
-    last = t.narrow(axis, t.shape[axis] - 1, 1)
-    return torch.cat([t] + [last] * missing, dim=axis)
+    return torch.cat([t, t[-1:].expand(missing, *t.shape[1:])])
 
 
 def _torch_dtype(trt, dt) -> torch.dtype:

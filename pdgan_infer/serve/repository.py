@@ -33,7 +33,6 @@ import os
 import shutil
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +40,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..export.onnx import OPSET, SamplerGraph, _symbolics, dtype_name, require, weights_sha256
+from ..export.onnx import (
+    OPSET,
+    SamplerGraph,
+    check_opset,
+    dtype_name,
+    require,
+    set_metadata,
+    weights_sha256,
+    write_graph,
+)
 from ..files import check_owned_files, check_owned_output, write_owned_marker
 from ..networks import PDGAN
 from ..sampler import to_uint8
@@ -78,10 +86,9 @@ class ServingGraph(nn.Module):
     def forward(self, x_T, latent, z, eps, z_T, use_z_T):
         drawn = latent if self.latent is None else self.latent(latent)
         z_T = torch.where(use_z_T > 0.5, z_T, drawn)
-        z = z.transpose(0, 1)
         if self.latent_slot == "all":  # the model reads z_T at every step (pdgan_infer.sampler.with_latent_slot)
-            z = z_T.unsqueeze(0).expand_as(z)
-        return to_uint8(self.sampler(x_T, z_T, z, eps.transpose(0, 1)))
+            z = z_T.unsqueeze(1).expand_as(z)
+        return to_uint8(self.sampler(x_T, z_T, z, eps))  # the sampler graph's batch-first inputs
 
 
 def serving_inputs(model: PDGAN, seeds: list[int], z_T: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -97,25 +104,22 @@ def serving_inputs(model: PDGAN, seeds: list[int], z_T: np.ndarray | None = None
 
 
 def export_serving_onnx(model: PDGAN, path: str | Path, dtype: str = "float32", latent_steps: int | None = None,
-                        metadata: dict[str, str] | None = None) -> Path:
-    """Write the serving graph (opset 17, dynamic batch on axis 0 of every input and of IMAGE) and check it."""
+                        metadata: dict[str, str] | None = None, opset: int = OPSET) -> Path:
+    """Write the serving graph (`export.onnx.write_graph`: the dynamo exporter at `opset`, or the TorchScript one with
+    a warning; dynamic batch on axis 0 of every input and of IMAGE) and check it. Its metadata_props are `metadata`
+    plus pdgan.opset, pdgan.exporter, pdgan.version and pdgan.torch (`export.onnx.set_metadata`)."""
     onnx = require("onnx")
     if model.schedule.T < 2:
         raise ValueError("the serving graph needs T >= 2 (z and eps have T-1 steps)")
+    check_opset(opset)
     module = ServingGraph(model.cpu().eval(), {"float32": torch.float32, "float16": torch.float16}[dtype],
                           latent_steps).eval()
     example = {k: torch.from_numpy(v) for k, v in serving_inputs(model, [0, 1]).items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _symbolics(), warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # TorchScript exporter deprecation, traced constant shapes
-        torch.onnx.export(module, tuple(example[k] for k in INPUTS), str(path), dynamo=False, opset_version=OPSET,
-                          input_names=list(INPUTS), output_names=[cfg.IMAGE], do_constant_folding=True,
-                          dynamic_axes={k: {0: "N"} for k in (*INPUTS, cfg.IMAGE)})
+    exporter = write_graph(module, {k: example[k] for k in INPUTS}, path, cfg.IMAGE, opset)
     proto = onnx.load(str(path))
-    for k, v in (metadata or {}).items():
-        proto.metadata_props.add(key=k, value=v)
-    proto.producer_name, proto.doc_string = "pdgan", "PDGAN serving graph: seeds' noises in, uint8 NHWC images out"
+    set_metadata(proto, metadata or {}, exporter, "PDGAN serving graph: seeds' noises in, uint8 NHWC images out")
     onnx.save(proto, str(path))
     onnx.checker.check_model(str(path), full_check=True)
     return path
@@ -144,28 +148,30 @@ def export_triton(model: PDGAN, out: str | Path, *, sampler_backend: str = "onnx
                   max_batch_size: int = cfg.REPOSITORY_MAX_BATCH, opt_batch: int = 100, min_batch: int = 1,
                   max_queue_delay_us: int = cfg.MAX_QUEUE_DELAY_US, instances: int = 1,
                   latent_steps: int | None = None, checkpoint_sha256: str | None = None, verify: bool = True,
-                  verify_seeds: tuple[int, ...] = (0, 1, 2, 3, 4), overwrite: bool = False) -> TritonExport:
-    """Write the repository OUT (module docstring). `verify`: compare the ONNX graph in ONNX Runtime with
-    `Engine(model, backend="torch").generate(seeds=verify_seeds)` (uint8 images). OUT is claimed first
-    (`claim_repository`: new, empty, or written by pdgan-export; `overwrite` writes into any other folder); the
-    files are written into a staging folder inside OUT and moved into place at the end, and a re-export removes
-    only the files its previous export listed in OUT/.pdgan-triton.json."""
+                  verify_seeds: tuple[int, ...] = (0, 1, 2, 3, 4), overwrite: bool = False,
+                  opset: int = OPSET) -> TritonExport:
+    """Write the repository OUT (module docstring); the serving graph at `opset` (`export_serving_onnx`). `verify`:
+    compare the ONNX graph in ONNX Runtime with `Engine(model, backend="torch").generate(seeds=verify_seeds)` (uint8
+    images). OUT is claimed first (`claim_repository`: new, empty, or written by pdgan-export; `overwrite` writes
+    into any other folder); the files are written into a staging folder inside OUT and moved into place at the end,
+    and a re-export removes only the files its previous export listed in OUT/.pdgan-triton.json."""
     if sampler_backend not in TRITON_BACKENDS:
         raise ValueError(f"--triton-backend must be one of {', '.join(TRITON_BACKENDS)}, got {sampler_backend!r}")
     if not model.can_draw_z_T:
         raise ValueError("this checkpoint has no latent denoiser: a Triton repository draws images from seeds, "
                          "which needs one")
+    check_opset(opset)
     out = Path(out)
     owned = claim_repository(out, sampler_backend, overwrite)
     t0 = time.perf_counter()
     meta = {"pdgan.config": json.dumps(json.loads(model.config.to_json()), separators=(",", ":")),
             "pdgan.T": str(model.schedule.T), "pdgan.latent_slot": model.latent_slot,
             "pdgan.weights_sha256": weights_sha256(model.generator), "pdgan.checkpoint_sha256": checkpoint_sha256 or "",
-            "pdgan.version": _version(), "pdgan.torch": torch.__version__, "pdgan.opset": str(OPSET)}
+            "pdgan.version": _version(), "pdgan.torch": torch.__version__}
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".pdgan-export-", dir=out) as staging:
         result = _export_into(Path(staging), model, meta, sampler_backend, max_batch_size, opt_batch, min_batch,
-                              max_queue_delay_us, instances, latent_steps, verify, verify_seeds)
+                              max_queue_delay_us, instances, latent_steps, verify, verify_seeds, opset)
         _install(Path(staging), out, owned)
     result.repository = out
     result.export_s = time.perf_counter() - t0
@@ -210,11 +216,13 @@ def _install(staging: Path, out: Path, owned: list[str]) -> None:
 
 def _export_into(out: Path, model: PDGAN, meta: dict[str, str], sampler_backend: str, max_batch_size: int,
                  opt_batch: int, min_batch: int, max_queue_delay_us: int, instances: int, latent_steps: int | None,
-                 verify: bool, verify_seeds: tuple[int, ...]) -> TritonExport:
+                 verify: bool, verify_seeds: tuple[int, ...], opset: int) -> TritonExport:
     sampler_dir = out / SAMPLER
     dtype = "float16" if sampler_backend == "tensorrt" else "float32"
     onnx_path = export_serving_onnx(model, sampler_dir / "1" / "model.onnx", dtype, latent_steps,
-                                    {**meta, "pdgan.dtype": dtype_name(dtype)})
+                                    {**meta, "pdgan.dtype": dtype_name(dtype)}, opset)
+    written = {p.key: p.value for p in require("onnx").load(str(onnx_path)).metadata_props}
+    meta = {**meta, "pdgan.opset": written["pdgan.opset"], "pdgan.exporter": written["pdgan.exporter"]}
     result = TritonExport(out, sampler_backend, max_batch_size, 0.0)
     if verify:
         result.max_level_diff, result.differing_fraction = verify_serving_onnx(model, onnx_path, list(verify_seeds),

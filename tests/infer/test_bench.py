@@ -229,6 +229,23 @@ def test_openvino_missing_in_the_default_list_is_reported_not_failed(monkeypatch
     assert "| openvino (peer) | float32 | 2 | 2 | unavailable: " in capsys.readouterr().out
 
 
+def test_checkpoint_accepts_a_bundled_name(monkeypatch, tmp_path, capsys):
+    """--checkpoint digits times the bundled model (hub.resolve_model), as pdgan-generate and pdgan-export take it."""
+    from pdgan_infer.hub import pretrained_path
+
+    monkeypatch.setattr(bench.flops, "PEAK_SHAPE", (2, 16, 4, 4))
+    seen = []
+    real = bench.suite.make_engine
+    monkeypatch.setattr(bench.suite, "make_engine", lambda *a: seen.append(a[4]) or real(*a))
+    out = tmp_path / "out.json"
+    rc = bench_cli.main(["--checkpoint", "digits", "--backends", "torch", "--n", "2", "--repeats", "1",
+                         "--latency-repeats", "0", "--device", "cpu", "--json", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    assert seen == [str(pretrained_path("digits"))]
+    rec = json.loads(out.read_text())["records"][0]
+    assert rec["backend"] == "torch" and rec["preset"] == "digits" and "error" not in rec
+
+
 def test_table_lists_unavailable_backends():
     result = {"header": {"device_name": "cpu", "device": "cpu", "versions": {"torch": "x"}, "torch_threads": 2,
                          "date": "today", "git_commit": None},

@@ -75,9 +75,12 @@ def test_graph_structure_and_metadata(exported, model):
     ops = {n.op_type for n in proto.graph.node}
     assert "InstanceNormalization" in ops and "GroupNormalization" not in ops
     assert not ops & {"RandomNormal", "RandomNormalLike"}  # all noise is an input
+    assert not [n for n in proto.graph.node if n.metadata_props]  # no exporter debugging metadata
     dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in proto.graph.input}
-    assert dims == {"x_T": ["N", 3, 32, 32], "z_T": ["N", 32], "z": [1, "N", 32], "eps": [1, "N", 3, 32, 32]}
+    assert dims == {"x_T": ["N", 3, 32, 32], "z_T": ["N", 32], "z": ["N", 1, 32], "eps": ["N", 1, 3, 32, 32]}
+    assert [d.dim_param for d in proto.graph.output[0].type.tensor_type.shape.dim][:1] == ["N"]
     meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["pdgan.exporter"] == "dynamo" and meta["pdgan.opset"] == "18" and meta["pdgan.format_version"] == "2"
     assert meta["pdgan.graph"] == "sampler" and meta["pdgan.dtype"] == "float32" and meta["pdgan.T"] == "2"
     assert meta["pdgan.latent_slot"] == "first"
     assert meta["pdgan.weights_sha256"] == ox.weights_sha256(model.generator)
@@ -87,7 +90,16 @@ def test_graph_structure_and_metadata(exported, model):
 
 def test_float16_graph_keeps_norm_statistics_in_float32(exported):
     proto = ox.load_onnx(exported["step", "float16"].path)
-    assert {i.data_type for i in proto.graph.initializer} == {onnx.TensorProto.FLOAT16}
+    weights = [i for i in proto.graph.initializer if i.name.startswith("generator.")]  # named after the parameters
+    assert len(weights) > 100 and {i.data_type for i in weights} == {onnx.TensorProto.FLOAT16}
+    # the other float initializers are float32 constants: InstanceNormalization's ones and zeros, the sinusoidal
+    # time embedding (float32 by construction)
+    users = {}
+    for n in proto.graph.node:
+        for name in n.input:
+            users.setdefault(name, set()).add(n.op_type)
+    float32 = [i.name for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT]
+    assert set().union(*(users[name] for name in float32)) <= {"InstanceNormalization", "Mul", "Add"}
     io = [v.type.tensor_type.elem_type for v in (*proto.graph.input, *proto.graph.output)]
     assert set(io) == {onnx.TensorProto.FLOAT}  # float32 I/O, casts inside
     typed = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
@@ -103,7 +115,9 @@ def test_sampler_graph_equals_reference_sampler(exported, model):
     assert min(r.ref_max_abs.values()) > 0.1
     runner = ox.OnnxRunner(r.path)
     x = ox.example_inputs(model, "sampler", 3, seed=77)
-    ref = sample(model.generator, model.schedule, x["z_T"], SamplerNoise(x["x_T"], x["z_T"], x["z"], x["eps"]))
+    assert x["z"].shape == (3, 1, 32) and x["eps"].shape == (3, 1, 3, 32, 32)  # batch first
+    noise = SamplerNoise(x["x_T"], x["z_T"], x["z"].transpose(0, 1), x["eps"].transpose(0, 1))
+    ref = sample(model.generator, model.schedule, x["z_T"], noise)
     assert (runner(**x) - ref).abs().max() <= DIGITS_FP32_ATOL
 
 
@@ -125,6 +139,14 @@ def test_corrupt_onnx_gives_one_line_error(exported, tmp_path):
     onnx.save(foreign, tmp_path / "foreign.onnx")
     with pytest.raises(ox.OnnxLoadError, match="not a pdgan export"):
         ox.load_onnx(tmp_path / "foreign.onnx")
+    older = onnx.load(exported["sampler", "float32"].path)  # a format-1 file: z and eps with the batch on axis 1
+    kept = [p for p in older.metadata_props if p.key != "pdgan.format_version"]
+    del older.metadata_props[:]
+    older.metadata_props.extend(kept)
+    onnx.save(older, tmp_path / "older.onnx")
+    for opener in (ox.load_onnx, ox.OnnxRunner):
+        with pytest.raises(ox.OnnxLoadError, match=r"format 1, this one reads 2.*re-export it with pdgan-export"):
+            opener(tmp_path / "older.onnx")
 
 
 def test_runtime_sampler_cache_reuses_and_repairs(exported, model, tmp_path, monkeypatch):
@@ -261,10 +283,72 @@ def test_tensorrt_sidecar_never_replaces_the_checkpoint_json(exported, tmp_path,
 
 def test_input_shapes_from_metadata(exported):
     meta = ox.read_metadata(exported["sampler", "float32"].path)
-    assert tensorrt.input_shapes(meta, 7) == {"x_T": (7, 3, 32, 32), "z_T": (7, 32), "z": (1, 7, 32),
-                                              "eps": (1, 7, 3, 32, 32)}
+    assert tensorrt.input_shapes(meta, 7) == {"x_T": (7, 3, 32, 32), "z_T": (7, 32), "z": (7, 1, 32),
+                                              "eps": (7, 1, 3, 32, 32)}
     step = ox.read_metadata(exported["step", "float32"].path)
     assert tensorrt.input_shapes(step, 2) == {"x_t": (2, 3, 32, 32), "z": (2, 32), "t": (2,)}
+
+
+def _graph_ops(path) -> set[str]:
+    return {n.op_type for n in onnx.load(str(path)).graph.node}
+
+
+def test_dynamo_failure_falls_back_to_torchscript_with_the_reason(model, tmp_path, monkeypatch, caplog):
+    """The TorchScript exporter runs only when the dynamo one cannot: the warning names the dynamo error's first
+    line, the file records pdgan.exporter = torchscript and has pdgan's lowerings, and it passes the same check."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("Failed to export the model with torch.export\nmany more lines")
+
+    monkeypatch.setattr(ox, "_export_dynamo", broken)
+    with caplog.at_level("WARNING", logger="pdgan"):
+        r = ox.export_onnx(model, tmp_path / "ts.onnx", "sampler", "float32", verify_batches=(1,))
+    assert r.exporter == "torchscript" and r.opset == ox.OPSET and r.ok, r.summary()
+    assert r.max_abs_err[1] <= DIGITS_FP32_ATOL
+    meta = ox.read_metadata(r.path)
+    assert meta["pdgan.exporter"] == "torchscript" and meta["pdgan.opset"] == str(ox.OPSET)
+    warned = [rec.getMessage() for rec in caplog.records if rec.levelname == "WARNING"]
+    assert len(warned) == 1 and "TorchScript exporter" in warned[0], warned
+    assert "RuntimeError: Failed to export the model with torch.export" in warned[0]
+    assert "many more lines" not in warned[0]
+    ops = _graph_ops(r.path)
+    assert "InstanceNormalization" in ops and "GroupNormalization" not in ops
+
+
+def test_without_onnxscript_the_torchscript_exporter_says_what_to_install(model, tmp_path, monkeypatch, caplog):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
+    assert ox.preferred_exporter() == "torchscript"
+    with pytest.raises(ox.OpsetError, match=r"opset 21 is outside 14\.\.20, the opsets the torchscript exporter"):
+        ox.export_onnx(model, tmp_path / "no.onnx", "step", opset=21, verify=False)
+    assert not (tmp_path / "no.onnx").exists()
+    with caplog.at_level("WARNING", logger="pdgan"):
+        r = ox.export_onnx(model, tmp_path / "ts.onnx", "step", "float16", verify=False, opset=17)
+    assert r.exporter == "torchscript" and ox.read_metadata(r.path)["pdgan.opset"] == "17"
+    assert any("pip install onnxscript" in rec.getMessage() for rec in caplog.records)
+    assert {o.version for o in onnx.load(str(r.path)).opset_import if o.domain == ""} == {17}
+
+
+def test_cli_exports_a_bundled_model_at_the_opset_asked_for(tmp_path, capsys):
+    """`pdgan-export digits` resolves the bundled name (hub.resolve_model); --opset is written into the graph and
+    recorded; an opset outside the exporter's range is a usage error, and export_onnx refuses it before any work."""
+    from pdgan_infer.hub import pretrained_path
+
+    out = tmp_path / "digits-step.onnx"
+    assert export_main(["digits", "--out", str(out), "--graph", "step", "--opset", "20", "--no-verify"]) == 0
+    assert "opset 20, dynamo exporter" in capsys.readouterr().out
+    proto = onnx.load(str(out))
+    assert [o.version for o in proto.opset_import if o.domain == ""] == [20]
+    meta = ox.read_metadata(out)
+    assert meta["pdgan.opset"] == "20" and meta["pdgan.exporter"] == "dynamo"
+    assert meta["pdgan.checkpoint_sha256"] == read_header(pretrained_path("digits"))["sha256"]
+    for bad in ("17", "24", "x"):
+        with pytest.raises(SystemExit) as e:
+            export_main(["digits", "--out", str(tmp_path / "bad.onnx"), "--opset", bad])
+        assert e.value.code == 2
+        assert "--opset" in capsys.readouterr().err
+    with pytest.raises(ox.OpsetError, match=r"opset 24 is outside 18\.\.23"):
+        ox.export_onnx(PDGAN("digits"), tmp_path / "bad.onnx", "step", opset=24)
+    assert not (tmp_path / "bad.onnx").exists()
 
 
 def test_cli_checkpoint_without_latent(tmp_path, capsys):
@@ -295,7 +379,8 @@ def test_verification_inputs_are_engine_generate_noises(exported, model):
     x = ox.example_inputs(model, "sampler", 3, seed=5)
     cfg = model.config
     want = draw_noise([5 * 65536, 5 * 65536 + 1, 5 * 65536 + 2], 2, cfg.channels, cfg.resolution, cfg.generator.nz)
-    assert torch.equal(x["x_T"], want.x_T) and torch.equal(x["eps"], want.eps) and torch.equal(x["z"], want.z)
+    assert torch.equal(x["x_T"], want.x_T) and torch.equal(x["eps"], want.eps.transpose(0, 1))
+    assert torch.equal(x["z"], want.z.transpose(0, 1))
     engine = Engine(model, backend="torch", device="cpu")
     x["z_T"] = engine.sample_latents(3, seed=5)
     got = to_uint8(ox.OnnxRunner(exported["sampler", "float32"].path)(**x)).numpy()

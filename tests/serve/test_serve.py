@@ -153,6 +153,26 @@ def test_numpy_noise_is_draw_noise():
         np.testing.assert_allclose(got[name], want.numpy(), rtol=0, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.parametrize("latent_slot", ["first", "all"])
+def test_serving_graph_module_is_engine_generate(engine, latent_slot):
+    """The serving graph's module (batch-first noises in, the sampler graph's batch-first inputs inside) gives
+    Engine.generate's images for the seeds' noises, also when the model reads z_T at every step."""
+    import copy
+
+    import torch
+
+    from pdgan_infer import Engine
+    from pdgan_infer.serve.repository import ServingGraph, serving_inputs
+
+    model = copy.deepcopy(engine.model).eval()
+    model.latent_slot = latent_slot
+    seeds = [3, 4, 5]
+    with torch.no_grad():
+        inputs = {k: torch.from_numpy(v) for k, v in serving_inputs(model, seeds).items()}
+        got = ServingGraph(model)(**inputs).numpy()
+    assert_images_close(got, Engine(model, backend="torch", device="cpu").generate(seeds=seeds, progress=False))
+
+
 def test_request_checks():
     assert check_request(np.array([[3], [0]], np.int64), None, 4) == ([3, 0], None)
     for seeds, match in ((np.array([[-1]]), r"SEED\[0\] = -1 is outside"), (np.array([[0], [2**32]]), r"SEED\[1\]"),

@@ -69,6 +69,17 @@ def ieee_fp32():
 
 
 @pytest.fixture
+def torchscript_export():
+    """ONNX graphs written by the TorchScript exporter (pdgan's fallback: seconds, where the dynamo exporter takes
+    ~15-30 s per graph on 2 cores), for tests of what surrounds an export (caches, options, runners, commands); the
+    dynamo graphs' parity with torch is tests/infer/test_export.py's, in the default suite."""
+    from pdgan_infer.export import onnx as ox
+    with pytest.MonkeyPatch.context() as m:  # its own: a test's monkeypatch.undo() leaves it in place
+        m.setattr(ox, "dynamo_unavailable", lambda: "the test asked for the TorchScript exporter")
+        yield
+
+
+@pytest.fixture
 def tiny(monkeypatch):
     """The "tiny" training preset (tests/support/tiny_models.py) registered while the test runs."""
     from tiny_models import TINY

@@ -68,7 +68,7 @@ def cached_onnx(model: PDGAN, dtype: str, cache_dir: str | os.PathLike | None = 
     for p in (path, record):
         if p.is_dir():
             raise OutputPathError(f"the export cache entry {p} is a folder; remove it, or point $PDGAN_CACHE "
-                                  "(or cache_dir=) at another folder")
+                                  "(or export_cache_dir=) at another folder")
     if path.exists() and not force:
         reason = _cache_problem(model, graph, path, record, wsha, dtype)
         if reason is None:
@@ -91,12 +91,12 @@ def _cache_folder(cache_dir: str | os.PathLike | None) -> Path:
     for p in (base, folder):
         if p.exists() and not p.is_dir():
             raise OutputPathError(f"the pdgan cache {p} is a file, not a folder; remove it, or point $PDGAN_CACHE "
-                                  "(or cache_dir=) at another folder")
+                                  "(or export_cache_dir=) at another folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputPathError(f"cannot create the export cache folder {folder} ({e.strerror or e}); point "
-                              "$PDGAN_CACHE (or cache_dir=) at a writable folder") from None
+                              "$PDGAN_CACHE (or export_cache_dir=) at a writable folder") from None
     return folder
 
 

@@ -222,10 +222,12 @@ def _run(repo: Path, what: str, host: str, http_port: int, grpc_port: int, metri
     finally:
         for s in previous:  # a second Ctrl-C must not cut the shutdown short
             signal.signal(s, signal.SIG_IGN)
-        guard.stop()  # first: its kept-alive connections to Triton would hold Triton's graceful stop
-        server.stop()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        try:
+            guard.stop()  # first: its kept-alive connections to Triton would hold Triton's graceful stop
+            server.stop()
+        finally:  # the caller's handlers come back even when a stop fails
+            for s, handler in previous.items():
+                signal.signal(s, handler)
     log.info("stopped")
     return 0
 

@@ -28,6 +28,7 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs onnxruntime")
+@pytest.mark.usefixtures("torchscript_export")
 def test_bench_digits_torch_onnxruntime(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PDGAN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(bench.flops, "PEAK_SHAPE", (16, 128, 16, 16))  # the peak micro-benchmark, smaller

@@ -508,6 +508,7 @@ def test_generator_points_to_seeds(varied_engine):
         varied_engine(2, seed=0, output_type="latent")
 
 
+@pytest.mark.usefixtures("torchscript_export")
 def test_export_cache_dir_and_its_old_name(varied_engine, tmp_path):
     """export_cache_dir= is where the onnxruntime backend caches its graph; cache_dir= (its old name) warns and
     still puts the graph there; giving both is a TypeError."""

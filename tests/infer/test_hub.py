@@ -390,6 +390,7 @@ def test_hub_id_from_the_cache_with_local_files_only(digits_model, reference_ima
                               f"cache {tmp_path / 'empty'} and cannot be downloaded (local_files_only=True)")
 
 
+@pytest.mark.usefixtures("torchscript_export")
 def test_cache_dir_with_a_local_model_and_an_exported_backend_warns(tmp_path, monkeypatch):
     """cache_dir= used to be the export cache: with a local model (no Hub cache to use) and an exported backend,
     a warning names export_cache_dir=, and the graph goes to the export cache, not to cache_dir."""

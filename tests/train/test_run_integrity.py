@@ -407,9 +407,10 @@ def test_ctrl_c_mid_step_finishes_the_step_and_a_second_one_is_ignored(tiny, ref
         return real_save(*a, **k)
 
     run = tmp_path / "run"
-    # Ctrl-C's handler as in a fresh interpreter: the trainer leaves an ignored SIGINT ignored (a background job's),
-    # and in the whole suite it is found ignored here at times
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    # The handlers of a process started from a terminal: a test run started in the background (`cmd &` without job
+    # control, nohup) inherits SIGINT / SIGHUP ignored, and the trainer leaves ignored signals ignored, as it should
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+                signal.SIGHUP: signal.signal(signal.SIGHUP, signal.SIG_DFL)}
     before = signal.getsignal(signal.SIGINT)
     try:
         with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
@@ -418,7 +419,8 @@ def test_ctrl_c_mid_step_finishes_the_step_and_a_second_one_is_ignored(tiny, ref
             loop.Trainer(tiny_cfg(run)).train()
         after = signal.getsignal(signal.SIGINT)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     assert callable(hup["handler"])  # SIGHUP (closed terminal) is handled like SIGTERM, not fatal
     assert after is before  # restored after the run
     assert _state(run)["step"] == 3

@@ -1,13 +1,16 @@
-"""Per layer: oneDNN's direct 3x3 convolution (F.conv2d, channels_last) against the native Winograd F(4x4, 3x3)
-kernel, on every distinct 3x3 stride-1 layer shape of a model at its real batch, float32, CPU.
+"""Per layer: oneDNN's direct 3x3 convolution (F.conv2d, channels_last) against the native Winograd kernel
+(float32: F(4x4, 3x3); --dtype bfloat16: F(2x2, 3x3), CPUs with AVX512-BF16) on every distinct 3x3 stride-1
+layer shape of a model, CPU.
 
     python benchmarks/winograd_layers.py --preset cifar10 --n 100 --threads 2
+    python benchmarks/winograd_layers.py --preset cifar10 --n 25 --threads 2 --dtype bfloat16
     python benchmarks/winograd_layers.py --checkpoint pdgan_infer/pretrained/digits.safetensors --n 100
 
 Prints (and writes to --out, default benchmarks/results/DATE-MACHINE-winograd-layers-<model>.txt) one row per
 (C in, C out, resolution): calls per generate(1) (T = 2 generator passes), best-of-`--repeats` milliseconds
 of each, the speedup, and the largest difference from a float64 convolution relative to the |x| * |w| scale. This is the
-measurement behind `optimize.WINOGRAD_MIN_CHANNELS`.
+measurement behind `optimize.WINOGRAD_MIN_CHANNELS` and `WINOGRAD_BF16_MIN_CHANNELS` (the native backend runs the
+CPU in passes of `optimize.cpu_micro_batch(resolution)` images: 25 for cifar10).
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=100, help="batch of the timed convolutions")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
 
@@ -55,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     if not native.available():
         print(f"winograd_layers: {native.unavailable_reason()}", file=sys.stderr)
         return 2
+    bf16 = args.dtype == "bfloat16"
+    if bf16 and not native.winograd_bf16_supported():
+        print("winograd_layers: the bfloat16 kernel needs a CPU with AVX512-BF16", file=sys.stderr)
+        return 2
+    dtype = getattr(torch, args.dtype)
+    kernel, transform = ((native.winograd_conv3x3_bf16, native.winograd_weight_bf16) if bf16
+                         else (native.winograd_conv3x3, native.winograd_weight))
     if args.threads:
         torch.set_num_threads(args.threads)
     opts = Optimizations(winograd=False)
@@ -74,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         h.remove()
     name = args.checkpoint.stem if args.checkpoint else args.preset
     cpu = bench.device_name(torch.device("cpu"))
-    lines = [f"# Winograd F(4x4, 3x3) vs direct 3x3 convolution per layer: {name}, batch {args.n}, float32",
+    tile = "F(2x2, 3x3)" if bf16 else "F(4x4, 3x3)"
+    lines = [f"# Winograd {tile} vs direct 3x3 convolution per layer: {name}, batch {args.n}, {args.dtype}",
              f"cpu: {cpu}; torch {torch.__version__}; {torch.get_num_threads()} threads; commit {bench.git_commit()}; "
              f"{datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
              "command: python benchmarks/winograd_layers.py " + " ".join(argv), "",
@@ -84,17 +96,20 @@ def main(argv: list[str] | None = None) -> int:
     total = [0.0, 0.0]
     gen = torch.Generator().manual_seed(0)
     for (cin, cout, res), (conv, calls) in sorted(layers.items()):
-        x = torch.randn(args.n, cin, res, res, generator=gen).contiguous(memory_format=torch.channels_last)
-        w, b = conv.weight.detach(), conv.bias.detach().float().contiguous()
-        wc = w.contiguous(memory_format=torch.channels_last)
-        u = native.winograd_weight(w)
+        if bf16 and (cin % 16 or cout % 32):
+            lines.append(f"| {cin} | {cout} | {res} | {calls} | - | - | - | (channels not multiples of 16 / 32) |")
+            continue
+        x = torch.randn(args.n, cin, res, res, generator=gen).to(dtype).contiguous(memory_format=torch.channels_last)
+        w, b = conv.weight.detach().to(dtype), conv.bias.detach().float().contiguous()
+        wc, bd = w.contiguous(memory_format=torch.channels_last), b.to(dtype)
+        u = transform(w)
         with torch.no_grad():
-            direct = best_ms(lambda *a: F.conv2d(*a, padding=1), (x, wc, b), args.repeats)
-            wino = best_ms(native.winograd_conv3x3, (x, u, b), args.repeats)
+            direct = best_ms(lambda *a: F.conv2d(*a, padding=1), (x, wc, bd), args.repeats)
+            wino = best_ms(kernel, (x, u, b), args.repeats)
             ref = F.conv2d(x[:4].double(), w.double(), b.double(), padding=1)
             scale = F.conv2d(x[:4].double().abs(), w.double().abs(), b.double().abs(), padding=1).amax()
-            err_w = ((native.winograd_conv3x3(x[:4], u, b).double() - ref).abs().amax() / scale).item()
-            err_d = ((F.conv2d(x[:4], wc, b, padding=1).double() - ref).abs().amax() / scale).item()
+            err_w = ((kernel(x[:4], u, b).double() - ref).abs().amax() / scale).item()
+            err_d = ((F.conv2d(x[:4], wc, bd, padding=1).double() - ref).abs().amax() / scale).item()
         total[0] += direct * calls
         total[1] += wino * calls
         lines.append(f"| {cin} | {cout} | {res} | {calls} | {direct:.2f} | {wino:.2f} | {direct / wino:.2f}x | "
@@ -104,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
               f"({total[0] / max(total[1], 1e-9):.2f}x); load average {[round(v, 2) for v in os.getloadavg()]}"]
     text = "\n".join(lines) + "\n"
     print(text, end="")
-    stem = f"{datetime.date.today().isoformat()}-{MACHINE}-winograd-layers-{name}.txt"
+    suffix = "-bfloat16" if bf16 else ""
+    stem = f"{datetime.date.today().isoformat()}-{MACHINE}-winograd-layers-{name}{suffix}.txt"
     out = args.out or ROOT / "benchmarks" / "results" / stem
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")

@@ -15,6 +15,9 @@ void philox_normal_cpu_(at::Tensor& out, int64_t seed, int64_t offset);
 void philox_normal_rows_cpu_(at::Tensor& out, const at::Tensor& seeds, int64_t offset);
 at::Tensor winograd_conv3x3_cpu(const at::Tensor& x, const at::Tensor& u, const at::Tensor& bias,
                                 const c10::optional<at::Tensor>& residual, double alpha, int64_t tile_block);
+at::Tensor winograd_conv3x3_bf16_cpu(const at::Tensor& x, const at::Tensor& u, const at::Tensor& bias,
+                                     const c10::optional<at::Tensor>& residual, double alpha, int64_t tile_block);
+bool winograd_bf16_supported();
 }  // namespace cpu
 
 namespace cuda {

@@ -26,12 +26,14 @@ exactly the same function with:
   weights of its last convolution (and of its 1x1 skip convolution), and the sum is one in-place
   `add_(x, alpha)` (the time-embedding bias likewise in place): two full passes over the
   activations and two allocations fewer per block. Same for the attention block's output.
-* Winograd 3x3 convolutions (CPU, float32; the `native` backend installs them with
-  `FastGenerator.set_conv3x3_kernel`): every 3x3 stride-1 padding-1 convolution of the trunk with at least
-  128 channels in and out becomes a `WinogradConv2d` holding its filters transformed once (F(4x4, 3x3): a
-  quarter of the direct convolution's multiply-adds, csrc/winograd); a residual block's last convolution
-  then also adds the block's identity/skip path in its output pass (no separate `add_`). Thinner layers
-  (the digits model's) keep oneDNN's direct convolution, which is faster there.
+* Winograd 3x3 convolutions (CPU; the `native` backend installs them with `FastGenerator.set_conv3x3_kernel`):
+  every 3x3 stride-1 padding-1 convolution of the trunk that `is_winograd_conv` admits becomes a
+  `WinogradConv2d` holding its filters transformed once. float32: F(4x4, 3x3), a quarter of the direct
+  convolution's multiply-adds, for layers with at least 128 channels in and out. bfloat16 on a CPU whose oneDNN
+  has no AMX (AVX512-BF16 only, e.g. AMD Zen 4): F(2x2, 3x3), 4/9 of them, in bfloat16 with float32
+  accumulation (csrc/winograd), for layers with at least 64 input channels. A residual block's last
+  convolution then also adds the block's identity/skip path in its output pass (no separate `add_`). Thinner
+  layers keep oneDNN's direct convolution, which is faster there.
 * reduced precision: convolutions, attention and norms in `dtype` (bf16 / fp16); the tiny
   precision-sensitive parts (time embedding and MLP, mapping network, the merged GEMMs, the output
   GroupNorm and convolution) stay in float32; inputs are cast at the model boundary and the output
@@ -69,7 +71,7 @@ class Optimizations:
     fast_fir: bool = True  # bilinear-based exact FIR x2 upsampling (kernel (1, 3, 3, 1) only)
     fast_attention: bool = True  # attention through SDPA's fused (flash) kernel, no layout copies
     fold_scales: bool = True  # residual 1/sqrt(2) folded into the last conv; in-place epilogues
-    winograd: bool = True  # native backend, CPU, float32: Winograd F(4x4, 3x3) 3x3 convolutions
+    winograd: bool = True  # native backend, CPU: Winograd 3x3 convolutions (float32; bfloat16 without AMX)
     dtype: torch.dtype = torch.float32  # compute dtype of the convolutional trunk
 
     def __post_init__(self):
@@ -153,14 +155,18 @@ class FastAttnBlock(nn.Module):
 
 class WinogradConv2d(nn.Module):
     """A 3x3 stride-1 padding-1 `Conv2d` computed by `kernel(x, u, bias, residual, alpha)` from its filters
-    transformed once by `transform` (the native Winograd F(4x4, 3x3) kernel; float32)."""
+    transformed once by `transform` (the native Winograd kernels: float32 F(4x4, 3x3), bfloat16 F(2x2, 3x3));
+    the bias is kept in float32."""
 
     def __init__(self, conv: nn.Conv2d, kernel, transform):
         super().__init__()
         if not is_winograd_conv(conv):
-            raise ValueError(f"WinogradConv2d needs a float32 3x3 stride-1 padding-1 ungrouped Conv2d with at least "
-                             f"{WINOGRAD_MIN_CHANNELS} input and output channels, got {conv}")
+            raise ValueError(f"WinogradConv2d needs a 3x3 stride-1 padding-1 ungrouped Conv2d that is_winograd_conv "
+                             f"admits (float32: at least {WINOGRAD_MIN_CHANNELS} channels in and out; bfloat16: at "
+                             f"least {WINOGRAD_BF16_MIN_CHANNELS} in, a multiple of 16, and out a multiple of 32), "
+                             f"got {conv}")
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.tile = "F(4x4, 3x3)" if conv.weight.dtype == torch.float32 else "F(2x2, 3x3) bfloat16"
         self.kernel = kernel
         self.register_buffer("u", transform(conv.weight.detach()))
         bias = conv.bias.detach() if conv.bias is not None else conv.weight.new_zeros(conv.out_channels)
@@ -170,7 +176,7 @@ class WinogradConv2d(nn.Module):
         return self.kernel(x, self.u, self.bias, residual, alpha)
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, kernel_size=(3, 3), Winograd F(4x4, 3x3)"
+        return f"{self.in_channels}, {self.out_channels}, kernel_size=(3, 3), Winograd {self.tile}"
 
 
 # Winograd pays when both channel counts are at least this: its transforms cost ~(C + K) per tile, its GEMMs
@@ -178,15 +184,28 @@ class WinogradConv2d(nn.Module):
 # faster than oneDNN's direct convolution, 256 1.7-3.0x; 64 x 64 0.8-1.05x and 128 x 64 0.8-1.0x, the digits
 # model's widest layers; 32 channels 0.55x.
 WINOGRAD_MIN_CHANNELS = 128
+# bfloat16 F(2x2, 3x3) against oneDNN's direct bfloat16 convolution (AVX512-BF16, no AMX; 2-core AMD EPYC Zen 4,
+# benchmarks/winograd_layers.py --dtype bfloat16 at the native backend's pass sizes): every layer with at least
+# 64 input channels 1.2-2.1x faster (cifar10 1.36-2.12x, celebahq256 1.23-1.89x, digits 64 -> 32 1.24x), 32 input
+# channels 0.91-1.06x. The GEMM depth is the input channels, so only they count here.
+WINOGRAD_BF16_MIN_CHANNELS = 64
 
 
 def is_winograd_conv(conv: nn.Module) -> bool:
-    """A Conv2d that `WinogradConv2d` stands in for: float32, 3x3, stride 1, padding 1, dilation 1, groups 1,
-    at least WINOGRAD_MIN_CHANNELS input and output channels."""
-    return (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+    """A Conv2d that `WinogradConv2d` stands in for: 3x3, stride 1, padding 1 (zeros), dilation 1, groups 1, and
+    float32 with at least WINOGRAD_MIN_CHANNELS input and output channels, or bfloat16 with at least
+    WINOGRAD_BF16_MIN_CHANNELS input channels, a multiple of 16, and output channels a multiple of 32 (the
+    kernel's blocks)."""
+    if not (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
             and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
-            and conv.padding_mode == "zeros" and conv.weight.dtype == torch.float32
-            and min(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS)
+            and conv.padding_mode == "zeros"):
+        return False
+    c, k = conv.in_channels, conv.out_channels
+    if conv.weight.dtype == torch.float32:
+        return min(c, k) >= WINOGRAD_MIN_CHANNELS
+    if conv.weight.dtype == torch.bfloat16:
+        return c >= WINOGRAD_BF16_MIN_CHANNELS and c % 16 == 0 and k % 32 == 0
+    return False
 
 
 class FastResnetBlock(nn.Module):
@@ -281,9 +300,10 @@ class FastGenerator(nn.Module):
                 m.kernel = kernel
 
     def set_conv3x3_kernel(self, kernel, transform) -> int:
-        """Replace every eligible 3x3 convolution of the trunk's blocks (`is_winograd_conv`: float32, at least
-        WINOGRAD_MIN_CHANNELS channels in and out) by a `WinogradConv2d` computed by `kernel` with filters
-        `transform(weight)`. Returns how many trunk convolutions are Winograd afterwards."""
+        """Replace every eligible 3x3 convolution of the trunk's blocks (`is_winograd_conv`, in the trunk's dtype)
+        by a `WinogradConv2d` computed by `kernel` with filters `transform(weight)` (a bfloat16 trunk's filters
+        are transformed from their bfloat16 values: the weights oneDNN's direct convolution would use). Returns
+        how many trunk convolutions are Winograd afterwards."""
         def make(conv: nn.Conv2d) -> nn.Module:
             return WinogradConv2d(conv, kernel, transform) if is_winograd_conv(conv) else conv
 

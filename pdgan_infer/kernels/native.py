@@ -29,6 +29,11 @@ Ops (references in `pdgan_infer.kernels.reference`):
         conv2d(x, w, bias, padding=1) (+ alpha * residual) by Winograd F(4x4, 3x3) (csrc/winograd), with
         u = winograd_weight(w) (36, C, K), transformed once. x and residual channels_last, y channels_last.
         A quarter of the direct convolution's multiply-adds; float32 error a few times the direct one's.
+    winograd_conv3x3_bf16(x, u, bias, residual=None, alpha=1.0)   (CPU with AVX512-BF16, bfloat16)
+        the same by Winograd F(2x2, 3x3) (csrc/winograd/winograd_bf16_cpu.cpp) with u =
+        winograd_weight_bf16(w): bfloat16 x, residual and y, float32 bias and accumulation; 4/9 of the direct
+        convolution's multiply-adds. `winograd_bf16_supported()` says whether this CPU and build run it,
+        `winograd_bf16_preferred()` whether it beats oneDNN's direct convolution here (no AMX).
 
 In-kernel noise: the Philox4x32-10 stream (csrc/philox.h), identical on CPU and CUDA
 --------------------------------------------------------------------------------------
@@ -54,11 +59,13 @@ from collections.abc import Sequence
 import torch
 
 __all__ = ["available", "unavailable_reason", "cuda_available", "skip_requested", "adagn_silu", "posterior_step",
-           "philox_normal", "philox_normal_rows", "winograd_weight", "winograd_conv3x3"]
+           "philox_normal", "philox_normal_rows", "winograd_weight", "winograd_conv3x3", "winograd_weight_bf16",
+           "winograd_conv3x3_bf16", "winograd_bf16_supported", "winograd_bf16_preferred", "onednn_uses_amx"]
 
 _BUILD_CMD = "pip install --no-build-isolation -e ."
 # registered by csrc/bindings.cpp
-OPS = ("adagn_silu", "posterior_step", "philox_normal_", "philox_normal_rows_", "winograd_conv3x3")
+OPS = ("adagn_silu", "posterior_step", "philox_normal_", "philox_normal_rows_", "winograd_conv3x3",
+       "winograd_conv3x3_bf16", "winograd_bf16_supported")
 
 
 def _load():
@@ -141,8 +148,13 @@ def _register_fakes() -> None:
         return x.new_empty((x.shape[0], u.shape[2], x.shape[2], x.shape[3])).contiguous(
             memory_format=torch.channels_last)
 
+    def winograd_bf16_fake(x, u, bias, residual=None, alpha=1.0, tile_block=0):
+        return x.new_empty((x.shape[0], u.shape[1] * 32, x.shape[2], x.shape[3])).contiguous(
+            memory_format=torch.channels_last)
+
     for name, fn in (("adagn_silu", adagn_fake), ("posterior_step", posterior_fake), ("philox_normal_", philox_fake),
-                     ("philox_normal_rows_", philox_rows_fake), ("winograd_conv3x3", winograd_fake)):
+                     ("philox_normal_rows_", philox_rows_fake), ("winograd_conv3x3", winograd_fake),
+                     ("winograd_conv3x3_bf16", winograd_bf16_fake)):
         try:
             torch.library.register_fake(f"pdgan::{name}", fn)
         except RuntimeError as e:  # already registered (module reloaded)
@@ -296,3 +308,67 @@ def winograd_conv3x3(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None
     if residual is not None:
         residual = residual.contiguous(memory_format=torch.channels_last)
     return torch.ops.pdgan.winograd_conv3x3(x, u, bias, residual, float(alpha), int(tile_block))
+
+
+# Winograd F(2x2, 3x3) filter transform of the bfloat16 kernel (B^T and A^T: csrc/winograd/winograd_bf16_cpu.cpp).
+WINOGRAD2_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
+
+
+def winograd_weight_bf16(weight: torch.Tensor) -> torch.Tensor:
+    """The packed bfloat16 filters of `winograd_conv3x3_bf16`: U = G g G^T of a (K, C, 3, 3) weight, computed
+    in float64 and rounded once to bfloat16, laid out (16, K/32, C/2, 32, 2): per component (4 * row + column)
+    and block of 32 output channels, the input-channel pairs side by side (the layout AVX512-BF16's pairwise
+    dot products read). Needs C a multiple of 16 and K a multiple of 32."""
+    if weight.dim() != 4 or tuple(weight.shape[2:]) != (3, 3):
+        raise ValueError(f"winograd_weight_bf16: needs a (K, C, 3, 3) weight, got {tuple(weight.shape)}")
+    k, c = weight.shape[:2]
+    if c % 16 or k % 32:
+        raise ValueError(f"winograd_weight_bf16: needs C a multiple of 16 and K of 32, got C={c}, K={k}")
+    g = torch.tensor(WINOGRAD2_G, dtype=torch.float64, device=weight.device)
+    u = torch.einsum("ij,kcjl,ml->imck", g, weight.detach().double(), g).reshape(16, c // 2, 2, k // 32, 32)
+    return u.to(torch.bfloat16).permute(0, 3, 1, 4, 2).contiguous()
+
+
+def winograd_conv3x3_bf16(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None = None,
+                          residual: torch.Tensor | None = None, alpha: float = 1.0, tile_block: int = 0
+                          ) -> torch.Tensor:
+    """F.conv2d(x, w, bias, padding=1) (+ alpha * residual), stride 1, by Winograd F(2x2, 3x3) on a CPU with
+    AVX512-BF16, with u = winograd_weight_bf16(w): x and residual bfloat16 (N, C, H, W) in any memory format
+    (made channels_last), bias float32; the result is bfloat16 channels_last. tile_block: 2x2 tiles per thread
+    block, a multiple of 12 (0: automatic)."""
+    _require(x.device)
+    if x.device.type != "cpu":
+        raise RuntimeError(f"winograd_conv3x3_bf16 runs on the CPU only (x is on {x.device}); use F.conv2d there")
+    if bias is None:
+        bias = torch.zeros(u.shape[1] * 32, dtype=torch.float32)
+    x = x.contiguous(memory_format=torch.channels_last)
+    if residual is not None:
+        residual = residual.contiguous(memory_format=torch.channels_last)
+    return torch.ops.pdgan.winograd_conv3x3_bf16(x, u, bias, residual, float(alpha), int(tile_block))
+
+
+def winograd_bf16_supported() -> bool:
+    """Whether `winograd_conv3x3_bf16` runs here: the extension is loaded and the CPU has AVX512-BF16."""
+    return available("cpu") and bool(torch.ops.pdgan.winograd_bf16_supported())
+
+
+# oneDNN's names for its instruction-set caps (ONEDNN_MAX_CPU_ISA) that allow AMX.
+_AMX_ISAS = ("AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "ALL",
+             "DEFAULT")
+
+
+def onednn_uses_amx() -> bool:
+    """Whether oneDNN's bfloat16 convolutions run on AMX here: the CPU has AMX-BF16 and ONEDNN_MAX_CPU_ISA (read
+    once by oneDNN; `ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16` makes a Xeon behave as a CPU without AMX) allows it."""
+    if not torch.cpu.get_capabilities().get("amx_bf16", False):
+        return False
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").strip().upper()
+    return cap in _AMX_ISAS
+
+
+def winograd_bf16_preferred() -> bool:
+    """Whether the native backend's bfloat16 3x3 convolutions should be `winograd_conv3x3_bf16`: it runs here and
+    oneDNN has no AMX. With AMX, oneDNN's direct bfloat16 convolution has several times the multiply-add rate of
+    AVX512-BF16 and stays faster; without it the F(2x2, 3x3) kernel's 4/9 of the multiply-adds win
+    (docs/benchmarks.md, "CPU without AMX")."""
+    return winograd_bf16_supported() and not onednn_uses_amx()

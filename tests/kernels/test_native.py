@@ -28,6 +28,21 @@ def test_ops_have_fake_kernels():
         assert y.is_contiguous(memory_format=torch.channels_last)
 
 
+@needs_native
+def test_cpu_kernels_run_on_torchs_threads():
+    """at::parallel_for is inline code in ATen's headers: in an extension compiled without OpenMP it runs every
+    kernel on one thread, while torch's own ops use all of torch.get_num_threads(). setup.py compiles with
+    -fopenmp, and the extension shares torch's OpenMP runtime (one libgomp in the process)."""
+    import pdgan_infer._C as ext
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        pytest.skip("this torch's parallel backend is not OpenMP")
+    assert ext.OPENMP == 1, "pdgan_infer._C was built without -fopenmp: its CPU kernels run on one thread"
+    maps = Path("/proc/self/maps")
+    if maps.exists():
+        runtimes = {line.split()[-1] for line in maps.read_text().splitlines() if "libgomp" in line}
+        assert len(runtimes) == 1, f"two OpenMP runtimes loaded: {sorted(runtimes)}"
+
+
 def test_loader_without_extension_reports_the_fix(monkeypatch):
     """A missing extension must not break `import`; calls name the build command."""
     import pdgan_infer

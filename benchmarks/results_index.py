@@ -54,14 +54,6 @@ WHAT = {
         "training step time (d + g + EMA, batch 32) per provider: chain targets, channels-last, Adam variants, bf16",
     "2026-11-29-xeon-amx-train-step-profile.txt":
         "torch profiler of one digits training step (fused Adam): time shares per op",
-    "2026-12-06-epyc-zen4-cpu-bench-cifar10-busy.json":
-        "pdgan-bench cifar10, 100 images, torch / native fp32 / OpenVINO, optimized and native bf16 with the bf16 "
-        "Winograd F(2x2) kernel (tried, then reverted) on the Zen 4 while it was busy (load 7-10): direction only",
-    "2026-12-06-epyc-zen4-winograd-layers-cifar10-bfloat16.txt":
-        "the reverted Winograd F(2x2, 3x3) bf16 kernel against oneDNN's direct bf16 convolution per cifar10 layer, "
-        "batch 100, 1 thread (machine busy)",
-    "2026-12-06-epyc-zen4-winograd-layers-cifar10-bfloat16-2threads.txt":
-        "the same with 2 threads on the busy machine (F(2x2) slower there: its threads wait in libgomp)",
     "2026-11-30-xeon-amx-cpu-bench-cifar10.json":
         "the current CPU table: pdgan-bench cifar10, 100 images, pdgan and peer backends, fp32 and bf16 "
         "(Winograd + CPU micro-batches)",
@@ -87,6 +79,18 @@ WHAT = {
     "2026-12-06-epyc-zen4-cpu-bench-ddgan-celebahq256.json":
         "pdgan-bench ddgan-celebahq256 (DDGAN's CelebA-HQ 256 generator, 2 NFE, random weights), 2 images, torch "
         "and native fp32, on a loaded machine (load average ~10)",
+    "2026-12-07-epyc-zen4-cpu-bench-cifar10.json":
+        "the current CPU table on a CPU without AMX (AMD EPYC Zen 4): pdgan-bench cifar10, 100 images, pdgan and "
+        "peer backends, fp32 and bf16 (native bf16: Winograd F(2x2, 3x3))",
+    "2026-12-07-epyc-zen4-profile-cpu-native-bfloat16-cifar10-n100.txt":
+        "where native bf16 spends its time on the Zen 4 with the bf16 Winograd kernel (profile_cpu.py, cifar10)",
+    "2026-12-07-epyc-zen4-winograd-layers-cifar10-bfloat16.txt":
+        "bf16 Winograd F(2x2, 3x3) against oneDNN's direct bf16 convolution per cifar10 3x3 layer, 25 images "
+        "(the native backend's pass), 2 threads, Zen 4",
+    "2026-12-07-epyc-zen4-winograd-layers-digits-bfloat16.txt":
+        "the same per digits layer, 100 images (the 32-input-channel layers are slower: kept direct)",
+    "2026-12-07-epyc-zen4-winograd-layers-ddgan-celebahq256-bfloat16.txt":
+        "the same per DDGAN CelebA-HQ 256 layer, 1 image (the native backend's pass at 256x256)",
 }
 
 # The documents whose quotes the index lists (scripts and tests that name a file are not counted).

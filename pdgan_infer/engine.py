@@ -31,9 +31,12 @@ also prints them to stderr.
 
 Backends (`Engine.backends()` says which can run here and why not): see `pdgan_infer.backends`.
 `backend="auto"` takes the first that builds of: CPU: native, optimized, torch; CUDA: native,
-triton, optimized, torch (onnxruntime and tensorrt only when asked for by name). `dtype=None` means
-float32; reduced precision is asked for (`dtype="bfloat16"`). Timings per backend and machine:
-docs/benchmarks.md. `compile` is not in the auto list: ~10 minutes of Inductor compilation per batch size on
+triton, optimized, torch (onnxruntime and tensorrt only when asked for by name); on the CPU the native
+backend then picks its convolutions by the CPU's features (bfloat16 Winograd without AMX, oneDNN's direct
+convolutions with it: `pdgan_infer.backends.fused`). `dtype=None` means float32; reduced precision is asked
+for: `dtype="bfloat16"`, or `dtype="auto"`, the fastest the device runs natively (`optimize.fastest_dtype`:
+bfloat16 on CPUs with AVX512-BF16 or AMX and on bfloat16 GPUs, float32 elsewhere). Timings per backend and
+machine: docs/benchmarks.md. `compile` is not in the auto list: ~10 minutes of Inductor compilation per batch size on
 the project's 2-core Xeon for no measurable gain over `optimized`. On a small or shared CPU,
 torch.set_num_threads(1) can be faster than more threads (OpenMP regions wait for descheduled threads).
 
@@ -69,7 +72,7 @@ from .hub import push_to_hub as _push_to_hub
 from .hub import save_pretrained as _save_pretrained
 from .images import as_output_type, check_output_type
 from .networks import NO_LATENT, PDGAN, random_model, redraw_zero_init
-from .optimize import CUDAGraphSampler, default_batch_size, reduced_dtype_supported
+from .optimize import CUDAGraphSampler, default_batch_size, fastest_dtype, reduced_dtype_supported
 from .sampler import images_from_seeds, noise_for, to_uint8
 from .seeds import SEED_LIMIT, SEED_STRIDE, check_seed_block, check_seeds, image_seeds
 
@@ -438,12 +441,15 @@ class Engine:
 
 # --- argument checks ---------------------------------------------------------------------------------
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """None -> float32; torch dtypes or names (float32/fp32, bfloat16/bf16, float16/fp16/half)."""
+    """None -> float32; "auto" -> `optimize.fastest_dtype(device)`; torch dtypes or names (float32/fp32,
+    bfloat16/bf16, float16/fp16/half)."""
     if dtype is None:
         return torch.float32
+    if isinstance(dtype, str) and dtype.lower() == "auto":
+        return fastest_dtype(device)
     if isinstance(dtype, str):
         if dtype.lower() not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; choose float32, bfloat16 or float16")
+            raise ValueError(f"unknown dtype {dtype!r}; choose float32, bfloat16, float16 or auto")
         dtype = DTYPES[dtype.lower()]
     if not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype must be a torch.dtype or a name like 'bfloat16', got {type(dtype).__name__}")

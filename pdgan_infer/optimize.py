@@ -345,6 +345,22 @@ def reduced_dtype_supported(dtype: torch.dtype, device: torch.device) -> str | N
     return f"reduced precision is not supported on device {device}"
 
 
+def fastest_dtype(device: torch.device | str) -> torch.dtype:
+    """The dtype `dtype="auto"` picks: bfloat16 where `device` runs it natively, else float32.
+
+        device                                          auto      (timings: docs/benchmarks.md)
+        CPU with AMX (Intel Sapphire Rapids and later)  bfloat16  oneDNN's AMX convolutions
+        CPU with AVX512-BF16, no AMX (AMD Zen 4)        bfloat16  the native bfloat16 Winograd convolutions
+        any other CPU                                   float32   no native bfloat16
+        CUDA GPU with bfloat16 (compute capability 8+)  bfloat16  tensor cores; not yet timed (make gpu-check)
+        other CUDA GPUs                                 float32
+
+    bfloat16 images differ from float32 ones by up to ~25 uint8 levels on random weights (a few on trained
+    ones): the default stays float32, and "auto" is asked for."""
+    device = torch.device(device)
+    return torch.bfloat16 if reduced_dtype_supported(torch.bfloat16, device) is None else torch.float32
+
+
 CPU_PIXELS_PER_BATCH = 64 * 32 * 32  # 64 cifar10-size images: the CPU gains nothing from bigger batches
 CUDA_PIXELS_PER_16GIB = 256 * 32 * 32  # per 16 GiB of GPU memory (256 cifar10 images, 4 celebahq256 ones)
 MAX_DEFAULT_BATCH = 256  # bigger batches add latency and CUDA-graph memory, not throughput

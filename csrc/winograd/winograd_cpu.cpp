@@ -14,10 +14,13 @@
 // stay in cache between the transforms and the GEMM): input transform (parallel over tiles, vectorised
 // across channels, reading the patch straight from x), one batched GEMM (multi-threaded by MKL), output
 // transform with bias and the optional residual add (parallel over tiles). V and M are a per-thread
-// scratch kept between calls. Tried and slower here (2-core Xeon): each thread running whole blocks with
-// single-threaded GEMMs, the 36 GEMMs split between threads, tile-major V/M with a strided GEMM.
+// scratch kept between calls. (Each thread running whole blocks with single-threaded GEMMs, as the bfloat16
+// kernel does, was tried only before the extension was built with OpenMP, when its parallel_for ran on one
+// thread: untested since.)
 // Rounding: the transforms multiply values by up to 5 (B) and 8 (A), so the float32 result differs from a
-// direct convolution's by a few times its rounding error (tests bound it against float64). Only float32: reduced precision would put the transformed values through bf16.
+// direct convolution's by a few times its rounding error (tests bound it against float64). Only float32: in
+// bfloat16 those factors would amplify the roundings of the transformed values (winograd_bf16_cpu.cpp is
+// F(2x2, 3x3) for that reason).
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/record_function.h>

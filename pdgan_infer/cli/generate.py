@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "the device; the images do not depend on it)")
     p.add_argument("--backend", default="auto", help="Engine backend: auto, torch, optimized, native, ... "
                    "(default %(default)s)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="compute dtype (default float32)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "auto"),
+                   help="compute dtype (default float32; auto: bfloat16 where the device runs it natively)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N "
                    "(default %(default)s; under torchrun: cuda:$LOCAL_RANK)")
     p.add_argument("--revision", help="Hub models: branch, tag or commit")

@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repository", metavar="REPO", help="serve this Triton model repository instead of MODEL "
                    "(pdgan-export --format triton --triton-backend python: this server has no ONNX Runtime backend)")
     p.add_argument("--backend", default="auto", help="Engine backend: auto, torch, optimized, native, ...")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="compute dtype (default float32)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "auto"),
+                   help="compute dtype (default float32; auto: bfloat16 where the device runs it natively)")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:N")
     p.add_argument("--max-batch-size", type=positive_int, help="the largest batch one execution runs, and the "
                    "largest request (default: the Engine's batch for the device it starts on, 64 at 32x32 on a CPU; "

@@ -542,3 +542,14 @@ def test_progress_off_a_terminal_only_when_asked(engine, caplog, capfd, monkeypa
     assert got[0] == f"{desc}: started, 5 img" and got[-1].startswith(f"{desc}: done, 5 img in ")
     assert [m.split(" (")[0] for m in got[1:-1]] == [f"{desc}: 4/5 img", f"{desc}: 5/5 img"]
     np.testing.assert_array_equal(quiet, shown)
+
+
+def test_dtype_auto_is_bfloat16_where_the_cpu_runs_it_natively(monkeypatch):
+    import pdgan_infer.optimize as optimize
+    from pdgan_infer.engine import resolve_dtype
+    assert resolve_dtype("auto", CPU) == (torch.bfloat16 if BF16_OK else torch.float32)
+    monkeypatch.setattr(optimize, "reduced_dtype_supported", lambda dtype, device: "no native bfloat16")
+    assert resolve_dtype("AUTO", CPU) == torch.float32
+    monkeypatch.setattr(optimize, "reduced_dtype_supported", lambda dtype, device: None)
+    assert resolve_dtype("auto", CPU) == torch.bfloat16
+    assert resolve_dtype(None, CPU) == torch.float32  # the default stays float32

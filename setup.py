@@ -128,14 +128,15 @@ def native_extensions():
     # -fno-trapping-math lets GCC if-convert (and so vectorise) the branch-free float selects; torch
     # itself is built with the same two flags.
     # the digest is a bare token for the C++ compiler only (bindings.cpp stringifies it, like the arch list)
-    # -fopenmp: at::parallel_for is inline code in ATen's headers that only runs in parallel when the
-    # extension itself is compiled with OpenMP (without it every kernel's parallel_for runs on one thread).
-    # The link names libgomp.so.1, which resolves to the copy torch has already loaded (its wheel ships
-    # torch/lib/libgomp.so.1): one OpenMP runtime, so torch.set_num_threads governs the kernels too.
+    # -fopenmp (compile only): at::parallel_for is inline code in ATen's headers that only runs in parallel when
+    # the extension itself is compiled with OpenMP (without it every kernel's parallel_for runs on one thread).
+    # The link adds no libgomp of its own: the GOMP_* calls resolve through libtorch_cpu's dependencies to the
+    # OpenMP runtime torch itself loaded (whatever its file name in that wheel), so there is one runtime and
+    # torch.set_num_threads governs the kernels too.
     cxx = ["-O3", "-g0", "-fno-trapping-math", "-fno-math-errno", "-fvisibility=hidden", "-fopenmp",
            f"-DPDGAN_SOURCE_DIGEST={source_digest(with_cuda)}"]
     headers = rel(glob.glob(os.path.join(csrc, "**", "*.h"), recursive=True))
-    common = dict(name="pdgan_infer._C", include_dirs=[csrc], depends=headers, extra_link_args=["-fopenmp"])
+    common = dict(name="pdgan_infer._C", include_dirs=[csrc], depends=headers)
     if with_cuda:
         gencode, arch_names = cuda_gencode_flags(os.environ.get("PDGAN_CUDA_ARCH") or DEFAULT_CUDA_ARCH)
         sources = cpp + rel(glob.glob(os.path.join(csrc, "**", "*_cuda.cpp"), recursive=True)) + rel(

@@ -37,10 +37,16 @@ def test_cpu_kernels_run_on_torchs_threads():
     if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
         pytest.skip("this torch's parallel backend is not OpenMP")
     assert ext.OPENMP == 1, "pdgan_infer._C was built without -fopenmp: its CPU kernels run on one thread"
-    maps = Path("/proc/self/maps")
-    if maps.exists():
-        runtimes = {line.split()[-1] for line in maps.read_text().splitlines() if "libgomp" in line}
-        assert len(runtimes) == 1, f"two OpenMP runtimes loaded: {sorted(runtimes)}"
+    # the OpenMP entry point the extension's parallel regions call is torch's own (other packages, such as
+    # scikit-learn, may load a second libgomp into the process: the extension must not bind to theirs)
+    import ctypes
+    torch_cpu = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    if not hasattr(os, "RTLD_NOLOAD") or not torch_cpu.exists():
+        return
+    ours = ctypes.CDLL(ext.__file__, mode=os.RTLD_NOLOAD)
+    torchs = ctypes.CDLL(str(torch_cpu), mode=os.RTLD_NOLOAD)
+    address = lambda lib: ctypes.cast(lib.GOMP_parallel, ctypes.c_void_p).value  # noqa: E731
+    assert address(ours) == address(torchs), "pdgan_infer._C calls another OpenMP runtime than torch's"
 
 
 def test_loader_without_extension_reports_the_fix(monkeypatch):

@@ -351,6 +351,7 @@ def test_cli_exports_a_bundled_model_at_the_opset_asked_for(tmp_path, capsys):
     assert not (tmp_path / "bad.onnx").exists()
 
 
+@pytest.mark.usefixtures("torchscript_export")  # the command's handling, not the exporter (tested above)
 def test_cli_checkpoint_without_latent(tmp_path, capsys):
     torch.manual_seed(0)
     ckpt = save_checkpoint(PDGAN("digits", with_latent=False), tmp_path / "ckpt")

@@ -584,6 +584,7 @@ def test_killed_model_instance_stops_pdgan_serve(serve_python, tmp_path):
 
 
 # --- the exported repository ---------------------------------------------------------------------------------------
+@pytest.mark.usefixtures("torchscript_export")  # the repository and the server, not the exporter (test_export.py)
 def test_export_triton_repository_loads_in_triton_and_matches_engine(serve_python, engine, tmp_path):
     """pdgan-export --format triton writes configs that Triton's ModelConfig proto parses, for every sampler
     variant; the Python variant loads in the real server and serves Engine's images for seeds."""

@@ -15,9 +15,12 @@ from pdgan_infer.cli import bench as bench_cli
 from pdgan_infer.export.onnx import FP16_ATOL, FP32_ATOL
 from pdgan_infer.sampler import draw_noise
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("openvino") is None or
-                                importlib.util.find_spec("onnx") is None,
-                                reason="openvino (pip install 'pdgan[openvino]') and onnx are not installed here")
+pytestmark = [pytest.mark.skipif(importlib.util.find_spec("openvino") is None or
+                                 importlib.util.find_spec("onnx") is None,
+                                 reason="openvino (pip install 'pdgan[openvino]') and onnx are not installed here"),
+              # OpenVINO over a TorchScript-exported graph (seconds to write); the dynamo graphs' own parity is
+              # tests/infer/test_export.py's, and pdgan-bench's openvino rows run OpenVINO on them
+              pytest.mark.usefixtures("torchscript_export")]
 
 
 @pytest.fixture(scope="module")

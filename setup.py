@@ -133,7 +133,8 @@ def native_extensions():
     # The link adds no libgomp of its own: the GOMP_* calls resolve through libtorch_cpu's dependencies to the
     # OpenMP runtime torch itself loaded (whatever its file name in that wheel), so there is one runtime and
     # torch.set_num_threads governs the kernels too.
-    cxx = ["-O3", "-g0", "-fno-trapping-math", "-fno-math-errno", "-fvisibility=hidden", "-fopenmp",
+    openmp = ["-fopenmp"] if sys.platform.startswith("linux") and torch.backends.openmp.is_available() else []
+    cxx = ["-O3", "-g0", "-fno-trapping-math", "-fno-math-errno", "-fvisibility=hidden", *openmp,
            f"-DPDGAN_SOURCE_DIGEST={source_digest(with_cuda)}"]
     headers = rel(glob.glob(os.path.join(csrc, "**", "*.h"), recursive=True))
     common = dict(name="pdgan_infer._C", include_dirs=[csrc], depends=headers)

@@ -59,4 +59,16 @@ def header(device: torch.device, argv: list[str]) -> dict[str, Any]:
                          "cuda": torch.version.cuda},
             "git_commit": git_commit(), "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "platform": platform.platform(), "command": "pdgan-bench " + " ".join(argv),
-            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA")}
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"), **cpu_choice(device)}
+
+
+def cpu_choice(device: torch.device) -> dict[str, Any]:
+    """CPU runs: the CPU features the native backend chooses its bf16 convolutions by (`cpu_features`) and that
+    choice (`native_bf16_convolutions`), so a table says which kernels its native bf16 row ran."""
+    if device.type != "cpu":
+        return {}
+    from ..kernels import native
+    caps = torch.cpu.get_capabilities()
+    return {"cpu_features": {k: bool(caps.get(k, False)) for k in ("avx512_f", "avx512_bf16", "amx_bf16")},
+            "native_bf16_convolutions": "Winograd F(2x2, 3x3)" if native.winograd_bf16_preferred()
+            else "oneDNN direct"}

@@ -30,6 +30,9 @@ def table(result: dict[str, Any]) -> str:
              f"{h['date']}, commit {h['git_commit'] or '?'}"]
     if h.get("onednn_max_cpu_isa"):
         lines.append(f"ONEDNN_MAX_CPU_ISA={h['onednn_max_cpu_isa']}")
+    if h.get("cpu_features"):
+        have = ", ".join(k for k, v in h["cpu_features"].items() if v) or "none of avx512_f, avx512_bf16, amx_bf16"
+        lines.append(f"CPU features: {have}; native bf16 3x3 convolutions: {h['native_bf16_convolutions']}")
     if h.get("conv_peak"):
         p = h["conv_peak"]
         lines.append(f"3x3 conv peak ({'x'.join(map(str, p['shape']))}): "

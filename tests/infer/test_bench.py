@@ -46,6 +46,12 @@ def test_bench_digits_torch_onnxruntime(tmp_path, monkeypatch, capsys):
     for key in ("device_name", "versions", "git_commit", "date"):
         assert key in h
     assert {"torch", "triton", "onnxruntime", "python"} <= set(h["versions"])
+    caps = torch.cpu.get_capabilities()  # what the CPU has, and so which bf16 convolutions native runs
+    assert h["cpu_features"] == {k: bool(caps.get(k, False)) for k in ("avx512_f", "avx512_bf16", "amx_bf16")}
+    from pdgan_infer.kernels import native
+    assert h["native_bf16_convolutions"] == ("Winograd F(2x2, 3x3)" if native.winograd_bf16_preferred()
+                                             else "oneDNN direct")
+    assert f"native bf16 3x3 convolutions: {h['native_bf16_convolutions']}" in printed
     recs = {r["backend"]: r for r in data["records"]}
     assert set(recs) == {"torch", "onnxruntime"}, data["records"]
     for r in recs.values():

@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from pdgan_infer import PDGAN, save_checkpoint
 from pdgan_infer.config import get_preset
 from pdgan_infer.device import resolve_device
+from pdgan_infer.distributed import init_distributed
 from pdgan_infer.files import OutputError, atomic_path, atomic_write_bytes, check_outputs, record_written
 from pdgan_infer.progress import Progress
 
@@ -75,8 +76,8 @@ class Trainer:
         cfg.validate()
         self.cfg = cfg
         self.show = not quiet  # progress bars and lines (pdgan_infer.progress)
-        self.rank, self.world = _init_distributed()
         self.device = _training_device(device)
+        self.rank, self.world, _ = init_distributed(self.device)  # sets the CUDA device; dies with torchrun
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.out = Path(cfg.out)
@@ -666,11 +667,3 @@ def _training_device(device: str | None) -> torch.device:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return dev
 
-
-def _init_distributed() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size()

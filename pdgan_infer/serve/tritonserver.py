@@ -35,8 +35,6 @@ up (SIGKILL), and `start` calls it.
 from __future__ import annotations
 
 import collections
-import ctypes
-import ctypes.util
 import importlib.util
 import logging
 import os
@@ -55,6 +53,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from ..distributed import die_with_parent
 from ..errors import PDGANError
 
 log = logging.getLogger("pdgan")
@@ -186,11 +185,6 @@ def sweep_stale(tmp: str | Path | None = None, shm: str | Path = "/dev/shm") -> 
     return removed
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 class TritonServer:
     """One tritonserver process on `repository` (see the module docstring). `on_line` gets every line the
     server (and its model stubs) print; the last 200 are kept for error messages."""
@@ -238,7 +232,7 @@ class TritonServer:
         self.process = subprocess.Popen(self.command(binary, backends), env=env, stdin=subprocess.DEVNULL,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         errors="replace", bufsize=1, start_new_session=True,
-                                        preexec_fn=_die_with_parent)  # noqa: PLW1509 - prctl only, no locks
+                                        preexec_fn=die_with_parent)  # noqa: PLW1509 - prctl only, no locks
         self._reader = threading.Thread(target=self._read, name="tritonserver-log", daemon=True)
         self._reader.start()
         return self

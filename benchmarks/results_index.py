@@ -73,12 +73,12 @@ WHAT = {
         "the same per digits layer (all below 128 channels: Winograd slower, so not used)",
     "2026-11-30-xeon-no-amx-emulated-cpu-bench-cifar10.json":
         "the current CPU table without AMX (emulated): the same command as the AMX run, right after it",
-    "2026-12-06-epyc-zen4-cpu-bench-ddgan-cifar10.json":
-        "pdgan-bench ddgan-cifar10 (DDGAN's CIFAR-10 generator, 4 NFE, random weights), 10 images, torch and native "
-        "fp32, on a loaded machine (load average ~10)",
-    "2026-12-06-epyc-zen4-cpu-bench-ddgan-celebahq256.json":
+    "2026-12-07-epyc-zen4-cpu-bench-ddgan-cifar10.json":
+        "pdgan-bench ddgan-cifar10 (DDGAN's CIFAR-10 generator, 4 NFE, random weights), 25 images, torch fp32 and "
+        "native fp32 / bf16, quiet Zen 4",
+    "2026-12-07-epyc-zen4-cpu-bench-ddgan-celebahq256.json":
         "pdgan-bench ddgan-celebahq256 (DDGAN's CelebA-HQ 256 generator, 2 NFE, random weights), 2 images, torch "
-        "and native fp32, on a loaded machine (load average ~10)",
+        "fp32 and native fp32 / bf16, quiet Zen 4",
     "2026-12-07-epyc-zen4-cpu-bench-cifar10.json":
         "the current CPU table on a CPU without AMX (AMD EPYC Zen 4): pdgan-bench cifar10, 100 images, pdgan and "
         "peer backends, fp32 and bf16 (native bf16: Winograd F(2x2, 3x3))",

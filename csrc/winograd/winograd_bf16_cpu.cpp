@@ -61,10 +61,13 @@ bool winograd_bf16_supported() {
 #endif
 }
 
+namespace {
+constexpr int kMR = 12;  // tiles per micro-kernel block (12 x 2 zmm accumulators); thread blocks are multiples
+}  // namespace
+
 #if PDGAN_WINOGRAD_BF16
 namespace {
 
-constexpr int kMR = 12;                        // tiles per micro-kernel block (12 x 2 zmm accumulators)
 constexpr int64_t kNR = 32;                    // output channels per micro-kernel block (2 zmm)
 constexpr int64_t kTileBlock = 2 * kMR;        // tiles per thread block (default)
 constexpr int64_t kScratchMax = 16 << 20;      // largest per-thread scratch kept between calls
@@ -226,8 +229,8 @@ void check_inputs_bf16(const at::Tensor& x, const at::Tensor& u, const at::Tenso
 at::Tensor winograd_conv3x3_bf16_cpu(const at::Tensor& x, const at::Tensor& u, const at::Tensor& bias,
                                      const c10::optional<at::Tensor>& residual, double alpha, int64_t tile_block) {
   check_inputs_bf16(x, u, bias, residual);
-  TORCH_CHECK(tile_block >= 0 && tile_block % 12 == 0, "pdgan.winograd_conv3x3_bf16: tile_block must be 0 "
-              "(automatic) or a positive multiple of 12, got ", tile_block);
+  TORCH_CHECK(tile_block >= 0 && tile_block % kMR == 0, "pdgan.winograd_conv3x3_bf16: tile_block must be 0 "
+              "(automatic) or a positive multiple of ", kMR, ", got ", tile_block);
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), K = u.size(1) * 32;
   at::Tensor y = at::empty({N, K, H, W}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
 #if PDGAN_WINOGRAD_BF16
@@ -242,14 +245,15 @@ at::Tensor winograd_conv3x3_bf16_cpu(const at::Tensor& x, const at::Tensor& u, c
                                             : nullptr;
   auto* yp = reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>());
   const float a = static_cast<float>(alpha);
-  const size_t v_bytes = static_cast<size_t>(16 * block * C) * sizeof(uint16_t);
-  const size_t m_bytes = static_cast<size_t>(16 * block * K) * sizeof(float);
+  // one thread's scratch: V (16, block, C) bf16, then M (16, block, K) f32 from the next 64-byte boundary
+  const size_t v_span = (static_cast<size_t>(16 * block * C) * sizeof(uint16_t) + 63) / 64 * 64;
+  const size_t scratch_bytes = v_span + static_cast<size_t>(16 * block * K) * sizeof(float);
   at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
     thread_local Scratch kept;
     Scratch own;  // a huge explicit tile_block: this call's own buffer
-    char* buf = (v_bytes + m_bytes <= static_cast<size_t>(kScratchMax) ? kept : own).get((v_bytes + 63) / 64 * 64 + m_bytes);
+    char* buf = (scratch_bytes <= static_cast<size_t>(kScratchMax) ? kept : own).get(scratch_bytes);
     auto* vp = reinterpret_cast<uint16_t*>(buf);
-    auto* mp = reinterpret_cast<float*>(buf + (v_bytes + 63) / 64 * 64);
+    auto* mp = reinterpret_cast<float*>(buf + v_span);
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t p0 = blk * block, pb = std::min(block, P - p0), padded = (pb + kMR - 1) / kMR * kMR;
       for (int64_t p = 0; p < padded; ++p) {

@@ -29,7 +29,8 @@ WINOGRAD_BF16_REL = 2 * 2.0 ** -9  # two bfloat16 unit roundoffs of the scale; m
 # channels; oneDNN's direct bfloat16 convolution 1e-3), 3.5-9e-4 on the cifar10 layers (direct 2-6e-4)
 
 needs_bf16 = pytest.mark.skipif(not native.winograd_bf16_supported(),
-                                reason="this CPU has no AVX512-BF16, which the bfloat16 Winograd kernel runs on")
+                                reason="this CPU (or a non-x86 build) has no AVX512-BF16, which the bfloat16 Winograd "
+                                "kernel runs on")
 
 
 def reference(x, w, b, residual=None, alpha=1.0):
